@@ -1,0 +1,3 @@
+"""genmotion.bench."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""genmotion.cache."""
+
+__all__: list[str] = []

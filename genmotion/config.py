@@ -1,0 +1,200 @@
+"""Strict configuration: frozen keyword-only dataclasses <-> YAML, with `a.b=c` overrides.
+
+One loader for every config in the suite. Unknown keys and wrong types are errors that name the
+dotted key, so a typo in a YAML recipe or a `--set` flag never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from genmotion.errors import InputError, UsageError
+
+__all__ = [
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "replace",
+    "save_config",
+    "to_dict",
+]
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from `path`; errors name the file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file {p} does not exist", fix="check the path")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise InputError(f"config file {p} is not valid YAML", why=str(e).splitlines()[0]) from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"config file {p} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `a.b.c=value` applied; values are parsed as YAML scalars."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"override {item!r} has no '='", fix="write it as key.sub=value, e.g. trainer.devices=2")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise UsageError(f"override key {key!r} is empty or has an empty part")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise UsageError(f"override {key!r}: {p!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp` and convert lists to tuples where asked."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arg in get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UsageError as e:
+                errors.append(str(e))
+        raise UsageError(f"config key {key!r} has value {value!r}, which is not a {_type_name(tp)}")
+    if origin is typing.Literal:
+        if value not in get_args(tp):
+            raise UsageError(f"config key {key!r} is {value!r}", fix=f"use one of {list(get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise UsageError(f"config key {key!r} must be a section (mapping), not {value!r}")
+        return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
+    if origin in (tuple, list, Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"config key {key!r} must be a list, not {value!r}")
+        args = get_args(tp)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        elif origin is tuple and args:
+            if len(args) != len(value):
+                raise UsageError(f"config key {key!r} needs {len(args)} items, got {len(value)}")
+            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value))]
+        else:
+            a = args[0] if args else Any
+            items = [_coerce(v, a, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else list(items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise UsageError(f"config key {key!r} must be a mapping, not {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"config key {key!r} must be a number, not {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"config key {key!r} must be an integer, not {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"config key {key!r} must be true or false, not {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise UsageError(f"config key {key!r} must be a string, not {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise UsageError(f"config key {key!r} must be a {tp.__name__}, not {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass `cls` from `data`, strictly: unknown keys and wrong types raise `UsageError`."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise UsageError(
+            f"unknown config key {name!r}",
+            why=f"{cls.__name__} has no field {unknown[0]!r}",
+            fix=f"valid keys here: {', '.join(sorted(fields))}",
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise UsageError(f"config key {key!r} is required", fix=f"add {key}: <value> to the YAML or --set {key}=...")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"config section {prefix or cls.__name__!r} is not valid", why=str(e)) from e
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-ready data (dicts, lists, scalars) from a dataclass tree."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def load_config(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -> T:
+    """YAML file + `a.b=c` overrides -> `cls`, strictly."""
+    return from_dict(cls, apply_overrides(load_yaml(path), overrides))
+
+
+def save_config(obj: Any, path: str | Path) -> None:
+    """Write a dataclass tree as YAML (atomically)."""
+    import os
+
+    import yaml
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    os.replace(tmp, p)
+
+
+def replace(obj: T, overrides: Sequence[str]) -> T:
+    """A copy of dataclass `obj` with `a.b=c` overrides applied, checked like a YAML file."""
+    return from_dict(type(obj), apply_overrides(to_dict(obj), overrides))

@@ -1,0 +1,3 @@
+"""genmotion.data."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""genmotion.data.toyworld."""
+
+__all__: list[str] = []

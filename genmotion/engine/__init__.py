@@ -1,0 +1,3 @@
+"""genmotion.engine."""
+
+__all__: list[str] = []

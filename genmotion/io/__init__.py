@@ -1,0 +1,3 @@
+"""genmotion.io."""
+
+__all__: list[str] = []

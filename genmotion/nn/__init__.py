@@ -1,0 +1,3 @@
+"""genmotion.nn."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""genmotion.sampling."""
+
+__all__: list[str] = []

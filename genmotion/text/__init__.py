@@ -1,0 +1,3 @@
+"""genmotion.text."""
+
+__all__: list[str] = []

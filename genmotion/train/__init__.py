@@ -1,0 +1,3 @@
+"""genmotion.train."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""genmotion.weights."""
+
+__all__: list[str] = []

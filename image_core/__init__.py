@@ -1,0 +1,3 @@
+"""genmotion.image_core."""
+
+__all__: list[str] = []

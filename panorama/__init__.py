@@ -1,0 +1,3 @@
+"""genmotion.panorama."""
+
+__all__: list[str] = []

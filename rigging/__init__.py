@@ -1,0 +1,3 @@
+"""genmotion.rigging."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""genmotion.video."""
+
+__all__: list[str] = []

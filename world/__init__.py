@@ -1,0 +1,3 @@
+"""genmotion.world."""
+
+__all__: list[str] = []
