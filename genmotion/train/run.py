@@ -1,0 +1,135 @@
+"""`genmotion train`: one Lightning loop for every task.
+
+Lightning owns devices, DDP/FSDP, multi-node, precision and resume; the task owns the model, data
+and loss. Training checkpoints are safetensors (`SafetensorsCheckpointIO`); the final model is
+exported as a checkpoint directory with a generated model card.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from genmotion.checkpoint import save_pretrained
+from genmotion.config import apply_overrides, from_dict, load_yaml, save_config
+from genmotion.errors import UsageError
+from genmotion.train.card import write_card
+from genmotion.train.ckpt_io import SafetensorsCheckpointIO
+from genmotion.train.config import RunConfig, TrainerConfig
+from genmotion.train.task import Task, get_task
+
+__all__ = ["TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+class _SafetensorsModelCheckpoint(ModelCheckpoint):
+    FILE_EXTENSION = ".safetensors"
+
+
+class TaskModule(L.LightningModule):
+    """Adapts a `Task` to Lightning: the model is `self.model`, the loss is the task's."""
+
+    def __init__(self, task: Task, model: torch.nn.Module, cfg: TrainerConfig) -> None:
+        super().__init__()
+        self.task, self.model, self.cfg = task, model, cfg
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, logs = self.task.loss(self.model, batch)
+        self.log("loss", loss, prog_bar=True, on_step=True, sync_dist=False)
+        for k, v in logs.items():
+            self.log(k, float(v), on_step=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg.lr,
+            betas=(0.9, 0.95),
+        )
+        warm, total = self.cfg.warmup_steps, self.cfg.max_steps
+
+        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10 %
+            if step < warm:
+                return (step + 1) / warm
+            frac = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class TrainResult:
+    def __init__(self, checkpoint: Path | None, steps: int, seconds: float, metrics: dict[str, float]) -> None:
+        self.checkpoint, self.steps, self.seconds, self.metrics = checkpoint, steps, seconds, metrics
+
+
+def _resume_path(cfg: TrainerConfig, ckpt_dir: Path) -> str | None:
+    if cfg.resume is None:
+        return None
+    p = ckpt_dir / "last.safetensors" if cfg.resume == "last" else Path(cfg.resume)
+    if not p.is_file():
+        raise UsageError(f"cannot resume: {p} does not exist", fix="train without trainer.resume first, or fix the path")
+    return str(p)
+
+
+def train(config_path: str | Path, overrides: Sequence[str] = (), command: str | None = None) -> TrainResult:
+    """Run the training file `config_path` (+ `a.b=c` overrides); export `<out_dir>/model/`."""
+    raw = apply_overrides(load_yaml(config_path), overrides)
+    run = from_dict(RunConfig, raw)
+    task = get_task(run.task)
+    model_cfg = from_dict(task.model_config, run.model, prefix="model")
+    data_cfg = from_dict(task.data_config, run.data, prefix="data")
+    cfg = run.trainer
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    with torch.random.fork_rng(devices=[]):  # deterministic init without touching the global RNG
+        torch.manual_seed(cfg.seed)
+        model = task.build_model(model_cfg)
+    module = TaskModule(task, model, cfg)
+    callbacks: list[Any] = [
+        _SafetensorsModelCheckpoint(
+            dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False, save_last=True,
+            every_n_train_steps=cfg.ckpt_every or cfg.max_steps, save_top_k=-1,
+        )
+    ]
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=cfg.precision, plugins=[SafetensorsCheckpointIO()], callbacks=callbacks,
+        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), log_every_n_steps=cfg.log_every,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, gradient_clip_val=cfg.grad_clip or None,
+        default_root_dir=str(out), use_distributed_sampler=False, num_sanity_val_steps=0,
+    )
+    rank, world = trainer.global_rank, trainer.world_size
+    data = task.dataloader(data_cfg, cfg.batch_size, seed=cfg.seed * 1000 + rank, rank=rank, world_size=world)
+    resume = _resume_path(cfg, ckpt_dir)
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=data, ckpt_path=resume)
+    seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return TrainResult(None, trainer.global_step, seconds, {})
+    model.eval()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics.update(task.evaluate(model, model_cfg, data_cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(run, out / "run.yaml")
+    command = command or "genmotion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    export = save_pretrained(out / "model", model, task.checkpoint_config(model_cfg, data_cfg), dtype=torch.bfloat16)
+    write_card(export, run=run, command=command, steps=trainer.global_step, seconds=seconds, metrics=metrics,
+               world_size=world)
+    log.info("exported %s after %d steps in %.1f s", export, trainer.global_step, seconds)
+    return TrainResult(export, trainer.global_step, seconds, metrics)
