@@ -1,3 +1,57 @@
-"""genmotion.sampling."""
+"""Sampling: token samplers with explicit generators, guidance schedules, flow-matching paths and solvers."""
 
-__all__: list[str] = []
+from genmotion.sampling.flow import (
+    CLEAN_TIME,
+    Solver,
+    VelocityFn,
+    euler_step,
+    flow_path,
+    heun_step,
+    integrate,
+    integrate_steps,
+    timesteps,
+    velocity_target,
+)
+from genmotion.sampling.guidance import (
+    GuidanceSchedule,
+    cfg_combine,
+    constant_schedule,
+    guidance_schedule,
+    linear_ramp_schedule,
+)
+from genmotion.sampling.logits import (
+    LogitsProcessor,
+    Sampler,
+    apply_processors,
+    gumbel_noise,
+    gumbel_softmax,
+    sample_logits,
+    top_k_filter,
+    top_p_filter,
+)
+
+__all__ = [
+    "CLEAN_TIME",
+    "GuidanceSchedule",
+    "LogitsProcessor",
+    "Sampler",
+    "Solver",
+    "VelocityFn",
+    "apply_processors",
+    "cfg_combine",
+    "constant_schedule",
+    "euler_step",
+    "flow_path",
+    "guidance_schedule",
+    "gumbel_noise",
+    "gumbel_softmax",
+    "heun_step",
+    "integrate",
+    "integrate_steps",
+    "linear_ramp_schedule",
+    "sample_logits",
+    "timesteps",
+    "top_k_filter",
+    "top_p_filter",
+    "velocity_target",
+]

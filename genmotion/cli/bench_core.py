@@ -1,0 +1,46 @@
+"""`genmotion bench core`: the core speed facts (cached decode, attention backends, GFLOP/s vs peak)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the `core` command to `bench_app` (torch is imported only when it runs)."""
+
+    @bench_app.command("core")
+    def core(
+        json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+        threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
+        quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
+    ) -> None:
+        """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
+        import json
+        import os
+
+        import torch
+
+        from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench
+        from genmotion.errors import UsageError
+
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+        results = run_core_bench(CoreBenchConfig.quick() if quick else CoreBenchConfig())
+        tmp = json_path.with_name(json_path.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, json_path)
+        if plot is not None:
+            plot_core_bench(results, plot)
+        d, a, f = results["decode"], results["attention"], results["forward"]
+        typer.echo(
+            f"decode @{d['context']}: cached {d['cached_step_ms']:.2f} ms vs recompute {d['recompute_ms']:.2f} ms "
+            f"({d['speedup']:.1f}x); sdpa mask/flag {a['mask_over_flag']:.2f}x, math/sdpa {a['math_over_sdpa']:.2f}x; "
+            f"forward {f['gflops']:.1f} GFLOP/s = {100 * f['of_peak']:.0f}% of matmul peak "
+            f"{results['matmul_peak']['gflops']:.1f}"
+        )

@@ -1,0 +1,118 @@
+"""Attention behind a backend seam: PyTorch SDPA by default, a plain math reference, room for GPU kernels.
+
+Axes: B batch, H heads, L queries, S keys, D head dim. Boolean masks are True where a query may
+attend a key; they broadcast to (B, H, L, S) and are usually (L, S).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from genmotion.errors import UsageError
+
+__all__ = [
+    "AttentionBackend",
+    "attend",
+    "attention_backends",
+    "register_attention_backend",
+]
+
+
+class AttentionBackend(Protocol):
+    """A kernel: softmax(q k^T * scale, masked) v with SDPA's argument conventions."""
+
+    def __call__(
+        self,
+        q_BHLD: torch.Tensor,
+        k_BHSD: torch.Tensor,
+        v_BHSD: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        scale: float | None,
+    ) -> torch.Tensor: ...
+
+
+def _sdpa(
+    q_BHLD: torch.Tensor,
+    k_BHSD: torch.Tensor,
+    v_BHSD: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    scale: float | None,
+) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q_BHLD, k_BHSD, v_BHSD, attn_mask=mask, is_causal=is_causal, scale=scale)
+
+
+def _math(
+    q_BHLD: torch.Tensor,
+    k_BHSD: torch.Tensor,
+    v_BHSD: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    scale: float | None,
+) -> torch.Tensor:
+    """The reference every other backend is tested against; SDPA's top-left `is_causal` convention."""
+    scale = 1.0 / math.sqrt(q_BHLD.shape[-1]) if scale is None else scale
+    scores_BHLS = torch.matmul(q_BHLD, k_BHSD.transpose(-2, -1)) * scale
+    L, S = scores_BHLS.shape[-2:]
+    if is_causal:
+        causal = torch.ones(L, S, dtype=torch.bool, device=q_BHLD.device).tril()
+        scores_BHLS = scores_BHLS.masked_fill(~causal, float("-inf"))
+    if mask is not None:
+        scores_BHLS = scores_BHLS.masked_fill(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(scores_BHLS, dim=-1), v_BHSD)
+
+
+_BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"sdpa": _sdpa, "math": _math}
+
+
+def register_attention_backend(name: str, kernel: AttentionBackend, *, replace: bool = False) -> None:
+    """Make `kernel` selectable as `attend(..., backend=name)` (e.g. a GPU-only kernel where it wins)."""
+    if name in _BACKENDS and not replace:
+        raise UsageError(
+            f"attention backend {name!r} is already registered",
+            fix="pick another name, or pass replace=True to swap the kernel on purpose",
+        )
+    _BACKENDS[name] = kernel
+
+
+def attention_backends() -> tuple[str, ...]:
+    """Names accepted by `attend(..., backend=...)`."""
+    return tuple(sorted(_BACKENDS))
+
+
+def attend(
+    q_BHLD: torch.Tensor,
+    k_BHSD: torch.Tensor,
+    v_BHSD: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    backend: str = "sdpa",
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Scaled dot-product attention, (B, H, L, D) x (B, H, S, D) -> (B, H, L, D).
+
+    `mask` is boolean, True = attend, broadcastable to (B, H, L, S). `is_causal=True` means SDPA's
+    top-left lower triangle and is only right when L == S; `genmotion.nn.masks.sdpa_mask_args` turns a
+    mask into the cheapest equivalent arguments. A dense mask costs about 2x the causal flag on CPU.
+    """
+    kernel = _BACKENDS.get(backend)
+    if kernel is None:
+        raise UsageError(
+            f"unknown attention backend {backend!r}",
+            fix=f"use one of {list(attention_backends())} or register one with register_attention_backend",
+        )
+    if mask is not None and is_causal:
+        raise UsageError(
+            "attend got both a mask and is_causal=True",
+            why="SDPA accepts one or the other",
+            fix="fold the causal part into the mask (genmotion.nn.masks.causal_mask) or drop the mask",
+        )
+    if mask is not None and mask.dtype != torch.bool:
+        raise UsageError(f"attention mask must be boolean (True = attend), got {mask.dtype}", fix="pass mask.bool()")
+    return kernel(q_BHLD, k_BHSD, v_BHSD, mask, is_causal, scale)

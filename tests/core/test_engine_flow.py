@@ -1,0 +1,31 @@
+import torch
+
+from genmotion.cache import FrameLayout, SharedClean
+from genmotion.engine import FlowLoopConfig, flow_generate, flow_stream
+from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+
+LAYOUT = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=2)
+
+
+def _model() -> TinyFlowModel:
+    torch.manual_seed(0)
+    config = TinyFlowModelConfig(
+        channels=3, tokens_per_frame=2, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
+    )
+    return TinyFlowModel(config).eval()
+
+
+def test_stream_equals_generate_and_chunks_are_typed():
+    model, config = _model(), FlowLoopConfig(num_frames=5, num_steps=2)
+    chunks = list(flow_stream(model, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(1)))
+    assert [(c.index, c.start_frame, c.latents.shape[1]) for c in chunks] == [(0, 0, 2), (1, 2, 2), (2, 4, 1)]
+    video = flow_generate(model, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(1))
+    assert video.shape == (1, 5, 2, 3)
+    assert torch.equal(torch.cat([c.latents for c in chunks], dim=1), video)
+
+
+def test_commit_forwards_one_per_chunk_but_the_last():
+    policy, config = SharedClean(), FlowLoopConfig(num_frames=6, num_steps=4, solver="heun")
+    video = flow_generate(_model(), policy, LAYOUT, config, generator=torch.Generator().manual_seed(0))
+    assert policy.stats.forwards_run == 3 * config.evaluations_per_chunk + 2
+    assert not video.requires_grad and torch.is_grad_enabled()  # no_grad inside, not leaked to the caller

@@ -1,0 +1,67 @@
+import torch
+
+from genmotion.sampling import (
+    Sampler,
+    cfg_combine,
+    guidance_schedule,
+    gumbel_softmax,
+    linear_ramp_schedule,
+    sample_logits,
+    top_k_filter,
+    top_p_filter,
+)
+
+
+def _logits(seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, 5, 50, generator=torch.Generator().manual_seed(seed))
+
+
+def test_same_generator_seed_same_tokens():
+    logits = _logits()
+    a = sample_logits(logits, torch.Generator().manual_seed(7), temperature=0.8, top_k=20, top_p=0.9)
+    b = sample_logits(logits, torch.Generator().manual_seed(7), temperature=0.8, top_k=20, top_p=0.9)
+    c = sample_logits(logits, torch.Generator().manual_seed(8), temperature=0.8, top_k=20, top_p=0.9)
+    assert a.shape == (2, 5) and a.dtype == torch.long
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_top_k_one_and_zero_temperature_are_argmax():
+    logits = _logits(1)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(sample_logits(logits, g, top_k=1), logits.argmax(-1))
+    assert torch.equal(sample_logits(logits, None, temperature=0.0), logits.argmax(-1))
+    assert torch.equal(Sampler(top_k=1)(logits, g), logits.argmax(-1))
+
+
+def test_top_k_keeps_k():
+    kept = torch.isfinite(top_k_filter(_logits(2), 7)).sum(-1)
+    assert (kept == 7).all()
+
+
+def test_top_p_keeps_the_nucleus():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().view(1, 1, 4)
+    assert torch.isfinite(top_p_filter(logits, 0.7)).view(-1).tolist() == [True, True, False, False]
+    assert torch.isfinite(top_p_filter(logits, 0.5)).view(-1).tolist() == [True, False, False, False]
+    assert torch.isfinite(top_p_filter(logits, 0.81)).view(-1).tolist() == [True, True, True, False]
+    g = torch.Generator().manual_seed(0)
+    draws = sample_logits(logits.expand(1, 2000, 4), g, top_p=0.7)
+    assert set(draws.unique().tolist()) == {0, 1}
+
+
+def test_cfg_and_schedules():
+    cond, uncond = torch.tensor([2.0]), torch.tensor([1.0])
+    assert torch.allclose(cfg_combine(cond, uncond, 1.5), 2.5 * cond - 1.5 * uncond)
+    assert torch.equal(cfg_combine(cond, uncond, 0.0), cond)
+    ramp = linear_ramp_schedule(4.0)
+    assert [ramp(k, 5) for k in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert guidance_schedule("constant", 2.0)(3, 10) == 2.0
+
+
+def test_gumbel_softmax_is_seeded_and_normalised():
+    logits = _logits(3)
+    a = gumbel_softmax(logits, torch.Generator().manual_seed(1), tau=0.5)
+    b = gumbel_softmax(logits, torch.Generator().manual_seed(1), tau=0.5)
+    assert torch.equal(a, b) and torch.allclose(a.sum(-1), torch.ones(2, 5))
+    hard = gumbel_softmax(logits, torch.Generator().manual_seed(1), hard=True)
+    assert torch.equal(hard.sum(-1), torch.ones(2, 5)) and set(hard.unique().tolist()) <= {0.0, 1.0}
