@@ -110,7 +110,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise UsageError(f"config key {key!r} needs {len(args)} items, got {len(value)}")
-            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value))]
+            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True))]
         else:
             a = args[0] if args else Any
             items = [_coerce(v, a, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -160,7 +160,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise UsageError(f"config key {key!r} is required", fix=f"add {key}: <value> to the YAML or --set {key}=...")
+            fix = f"add {key}: <value> to the YAML or --set {key}=..."
+            raise UsageError(f"config key {key!r} is required", fix=fix)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:

@@ -61,7 +61,8 @@ def list_models() -> list[ModelEntry]:
                 continue
             kind = str(read_checkpoint_config(d)["kind"])
             size = (d / WEIGHTS_NAME).stat().st_size
-            out.append(ModelEntry(name=d.name, kind=kind, path=d, source=source, size_bytes=size, summary=_card_summary(d)))
+            summary = _card_summary(d)
+            out.append(ModelEntry(name=d.name, kind=kind, path=d, source=source, size_bytes=size, summary=summary))
     return out
 
 

@@ -7,12 +7,24 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"genmotion": "genmotion", "video": "genmotion.video", "panorama": "genmotion.panorama",
-           "rigging": "genmotion.rigging", "world": "genmotion.world", "image_core": "genmotion.image_core"}
+FOLDERS = {
+    "genmotion": "genmotion",
+    "video": "genmotion.video",
+    "panorama": "genmotion.panorama",
+    "rigging": "genmotion.rigging",
+    "world": "genmotion.world",
+    "image_core": "genmotion.image_core",
+}
 GENERATORS = {"video", "panorama", "rigging", "world", "image_core"}
 # what each package may import from the others (the core is always allowed)
-ALLOWED = {"genmotion": set(), "image_core": set(), "video": {"image_core"}, "panorama": {"video", "image_core"},
-           "rigging": set(), "world": set()}
+ALLOWED = {
+    "genmotion": set(),
+    "image_core": set(),
+    "video": {"image_core"},
+    "panorama": {"video", "image_core"},
+    "rigging": set(),
+    "world": set(),
+}
 
 
 def _package_of(module: str) -> str | None:

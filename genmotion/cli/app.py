@@ -42,7 +42,8 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 _registered = False
@@ -57,7 +58,12 @@ def _register_commands() -> None:
 
     core_commands.register(app, bench_app)
     for ep in entry_points(group="genmotion.commands"):
-        ep.load()(app, bench_app)
+        try:
+            register = ep.load()
+        except ImportError as e:  # a broken plugin must not take the other commands down with it
+            log.warning("command %r is unavailable: %s", ep.name, e)
+            continue
+        register(app, bench_app)
 
 
 def main(argv: list[str] | None = None) -> int:

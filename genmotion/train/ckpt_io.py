@@ -78,7 +78,8 @@ class SafetensorsCheckpointIO(CheckpointIO):
             meta = f.metadata() or {}
         if _TREE_KEY not in meta:
             raise ValueError(f"{path} is not a genmotion training checkpoint (no {_TREE_KEY} metadata)")
-        tensors = load_file(str(path), device=str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu")
+        device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
+        tensors = load_file(str(path), device=device)
         return unpack_tree(json.loads(meta[_TREE_KEY]), tensors)
 
     def remove_checkpoint(self, path: Any) -> None:

@@ -81,7 +81,7 @@ def _resume_path(cfg: TrainerConfig, ckpt_dir: Path) -> str | None:
         return None
     p = ckpt_dir / "last.safetensors" if cfg.resume == "last" else Path(cfg.resume)
     if not p.is_file():
-        raise UsageError(f"cannot resume: {p} does not exist", fix="train without trainer.resume first, or fix the path")
+        raise UsageError(f"cannot resume: {p} does not exist", fix="train without trainer.resume, or fix the path")
     return str(p)
 
 
@@ -103,16 +103,31 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     module = TaskModule(task, model, cfg)
     callbacks: list[Any] = [
         _SafetensorsModelCheckpoint(
-            dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False, save_last=True,
-            every_n_train_steps=cfg.ckpt_every or cfg.max_steps, save_top_k=-1,
+            dirpath=ckpt_dir,
+            filename="step{step}",
+            auto_insert_metric_name=False,
+            save_last=True,
+            every_n_train_steps=cfg.ckpt_every or None,
+            save_top_k=-1,
         )
     ]
     trainer = L.Trainer(
-        max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=cfg.precision, plugins=[SafetensorsCheckpointIO()], callbacks=callbacks,
-        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), log_every_n_steps=cfg.log_every,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, gradient_clip_val=cfg.grad_clip or None,
-        default_root_dir=str(out), use_distributed_sampler=False, num_sanity_val_steps=0,
+        max_steps=cfg.max_steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        plugins=[SafetensorsCheckpointIO()],
+        callbacks=callbacks,
+        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+        log_every_n_steps=cfg.log_every,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        gradient_clip_val=cfg.grad_clip or None,
+        default_root_dir=str(out),
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
     )
     rank, world = trainer.global_rank, trainer.world_size
     data = task.dataloader(data_cfg, cfg.batch_size, seed=cfg.seed * 1000 + rank, rank=rank, world_size=world)
@@ -120,6 +135,10 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=data, ckpt_path=resume)
     seconds = time.perf_counter() - start
+    trainer.save_checkpoint(ckpt_dir / "last.safetensors")  # resumable, whether finished or interrupted
+    if trainer.interrupted:
+        log.warning("interrupted at step %d; resume with --set trainer.resume=last", trainer.global_step)
+        raise KeyboardInterrupt
     if not trainer.is_global_zero:
         return TrainResult(None, trainer.global_step, seconds, {})
     model.eval()
@@ -129,7 +148,8 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     save_config(run, out / "run.yaml")
     command = command or "genmotion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     export = save_pretrained(out / "model", model, task.checkpoint_config(model_cfg, data_cfg), dtype=torch.bfloat16)
-    write_card(export, run=run, command=command, steps=trainer.global_step, seconds=seconds, metrics=metrics,
-               world_size=world)
+    write_card(
+        export, run=run, command=command, steps=trainer.global_step, seconds=seconds, metrics=metrics, world_size=world
+    )
     log.info("exported %s after %d steps in %.1f s", export, trainer.global_step, seconds)
     return TrainResult(export, trainer.global_step, seconds, metrics)
