@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,9 @@ class CaptionLMData:
 
 
 class _Captions(torch.utils.data.IterableDataset):
-    def __init__(self, cfg: CaptionLMData, batch_size: int, seed: int, split: str = "train") -> None:
+    def __init__(
+        self, cfg: CaptionLMData, batch_size: int, seed: int, split: Literal["train", "eval"] = "train"
+    ) -> None:
         self.cfg, self.batch_size, self.seed, self.split = cfg, batch_size, seed, split
 
     def __iter__(self) -> Iterator[torch.Tensor]:

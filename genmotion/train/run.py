@@ -90,8 +90,8 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     raw = apply_overrides(load_yaml(config_path), overrides)
     run = from_dict(RunConfig, raw)
     task = get_task(run.task)
-    model_cfg = from_dict(task.model_config, run.model, prefix="model")
-    data_cfg = from_dict(task.data_config, run.data, prefix="data")
+    model_cfg: Any = from_dict(task.model_config, run.model, prefix="model")
+    data_cfg: Any = from_dict(task.data_config, run.data, prefix="data")
     cfg = run.trainer
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
