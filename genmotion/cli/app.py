@@ -82,18 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("genmotion: interrupted", err=True)
         return 130
     except Exception as e:  # one line per error; --debug shows the traceback
-        import click
-
         from genmotion.errors import GenmotionError
 
         if debug:
             import traceback
 
             traceback.print_exc()
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        # typer ships its own copy of click; its usage errors carry `show()` and `exit_code`
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
+            e.show()  # type: ignore[attr-defined]
+            return int(e.exit_code)  # type: ignore[attr-defined]
+        if isinstance(e, typer.Abort):
             typer.echo("genmotion: aborted", err=True)
             return 130
         if isinstance(e, GenmotionError):
