@@ -1,0 +1,122 @@
+"""`genmotion toyworld`: render a toy clip that matches a prompt, or write a captioned dataset shard.
+
+    genmotion toyworld --prompt "a red ball bouncing to the left" --frames 48 -o ball.mp4
+    genmotion toyworld --dataset 1000 -o shard/ [--split eval] [--format npz]
+    genmotion bench toyworld --json toyworld.json --plot toyworld.png
+
+torch is imported inside the command only, so `genmotion --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
+
+import typer
+
+from genmotion.errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported by the command bodies only
+    from genmotion.data.toyworld.spec import ClipSpec
+
+__all__ = ["bench_toyworld", "register", "toyworld"]
+
+
+def _describe(spec: ClipSpec) -> str:
+    parts = []
+    for o in spec.objects:
+        motion = f"bounce {o.heading}" if o.motion == "bounce" else o.motion
+        parts.append(f"{o.size} {o.colour} {o.shape}, {motion}")
+    return f"{' + '.join(parts)}; {spec.background}"
+
+
+def toyworld(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Clip file (.mp4, .gif, or a folder for PNGs), or the shard folder."
+    ),
+    prompt: str | None = typer.Option(None, "--prompt", help="What the clip shows, e.g. 'a blue square moving up'."),
+    dataset: int | None = typer.Option(None, "--dataset", help="Write a shard of N captioned clips instead."),
+    frames: int = typer.Option(16, "--frames", help="Frames per clip."),
+    size: int = typer.Option(64, "--size", help="Height and width in pixels (even)."),
+    seed: int = typer.Option(0, "--seed", help="Fixes everything the prompt leaves open."),
+    split: str = typer.Option("train", "--split", help="Dataset captions: train, or eval (held-out templates)."),
+    fmt: str = typer.Option("mp4", "--format", help="Dataset clip format: mp4 or npz (frames + masks)."),
+    fps: int = typer.Option(8, "--fps", help="Frames per second of written videos."),
+) -> None:
+    """Render a toy-world clip matching a prompt, or write a captioned dataset shard (--dataset N)."""
+    if (prompt is None) == (dataset is None):
+        raise UsageError("give either --prompt TEXT or --dataset N", fix="e.g. --prompt 'a red ball moving left'")
+    if frames < 1 or fps < 1:
+        raise UsageError(f"--frames and --fps must be >= 1, got {frames} and {fps}")
+    if size < 16 or size % 2:
+        raise UsageError(f"--size must be an even number >= 16, got {size}", why="H.264 yuv420p needs even sizes")
+    if prompt is not None:
+        _render_prompt(prompt, out, frames, size, seed, fps)
+        return
+    assert dataset is not None
+    if dataset < 1:
+        raise UsageError(f"--dataset must be >= 1, got {dataset}")
+    if split not in ("train", "eval") or fmt not in ("mp4", "npz"):
+        raise UsageError(f"bad --split {split!r} or --format {fmt!r}", fix="use --split train|eval, --format mp4|npz")
+    from genmotion.data.toyworld.dataset import write_shard
+
+    index = write_shard(
+        dataset,
+        out,
+        num_frames=frames,
+        height=size,
+        width=size,
+        split=cast("Literal['train', 'eval']", split),
+        seed=seed,
+        fmt=cast("Literal['mp4', 'npz']", fmt),
+        fps=fps,
+    )
+    typer.echo(f"wrote {dataset} clips ({frames} frames, {size}x{size}, {split} captions) and {index}")
+
+
+def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fps: int) -> None:
+    import torch
+
+    from genmotion.data.toyworld.captions import spec_from_prompt
+    from genmotion.data.toyworld.render import render_clips
+    from genmotion.io.video_out import open_video_writer
+
+    spec = spec_from_prompt(prompt, torch.Generator().manual_seed(seed))
+    clip, _ = render_clips([spec], frames, size, size)
+    with open_video_writer(out, fps) as writer:
+        writer.write(clip[0])
+    typer.echo(f"wrote {out}: {frames} frames of {size}x{size} ({_describe(spec)})")
+
+
+def bench_toyworld(
+    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
+) -> None:
+    """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
+    import json
+    import os
+
+    import torch
+
+    from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
+
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    results = run_toyworld_bench(ToyworldBenchConfig.quick() if quick else ToyworldBenchConfig())
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, json_path)
+    if plot is not None:
+        plot_toyworld_bench(results, plot)
+    speed = ", ".join(f"{k} {v:.1f}" for k, v in results["speed_ms"].items())
+    worst = {k: min(v.values()) if isinstance(v, dict) else v for k, v in results["accuracy"].items()}
+    typer.echo(f"{speed}; accuracy (worst attribute): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Attach `genmotion toyworld` to the app and `genmotion bench toyworld` to the bench group."""
+    app.command("toyworld")(toyworld)
+    bench_app.command("toyworld")(bench_toyworld)

@@ -1,0 +1,17 @@
+"""Toy-world tests run single-threaded: their tensors are small, and OpenMP barriers on a busy 2-core
+machine make each small kernel many times slower than one thread does (restored afterwards)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
