@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import torch
 
+from genmotion.bench.report import bar_chart, time_median
 from genmotion.nn.attention import attend
 from genmotion.nn.masks import causal_mask
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig
@@ -59,18 +58,6 @@ class CoreBenchConfig:
         return cls(
             dim=32, depth=2, heads=2, context=64, attn_heads=2, attn_len=64, matmul_size=128, warmup=1, repeats=2
         )
-
-
-def time_median(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    """Median wall time of `fn()` in seconds after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_peak(size: int, warmup: int, repeats: int, generator: torch.Generator) -> dict[str, float]:
@@ -193,30 +180,10 @@ def run_core_bench(cfg: CoreBenchConfig | None = None) -> dict[str, Any]:
 
 def plot_core_bench(results: dict[str, Any], path: str | Path) -> None:
     """Three bar panels (decode, attention, forward vs peak) as a PNG, drawn with PIL (no matplotlib)."""
-    from PIL import Image, ImageDraw
-
     d, a, f = results["decode"], results["attention"], results["forward"]
     panels = [
         (f"decode at {d['context']} tokens (ms)", {"cached step": d["cached_step_ms"], "recompute": d["recompute_ms"]}),
         (f"attention {a['shape_BHLD']} (ms)", dict(a["ms"])),
         ("GFLOP/s fp32", {"tiny forward": f["gflops"], "matmul peak": results["matmul_peak"]["gflops"]}),
     ]
-    width, row, label_w, bar_w = 720, 22, 170, 440
-    height = 20 + sum(30 + row * len(bars) for _, bars in panels)
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    y = 10
-    for title, bars in panels:
-        draw.text((10, y), title, fill="black")
-        y += 20
-        top = max(bars.values()) or 1.0
-        for name, value in bars.items():
-            draw.text((10, y + 4), name, fill="black")
-            draw.rectangle([label_w, y + 3, label_w + int(bar_w * value / top), y + row - 3], fill=(70, 110, 180))
-            draw.text((label_w + int(bar_w * value / top) + 6, y + 4), f"{value:.3g}", fill="black")
-            y += row
-        y += 10
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(out)
+    bar_chart(panels, path, width=720, label_width=170)

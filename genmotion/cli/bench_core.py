@@ -20,21 +20,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
     ) -> None:
         """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
-        import json
-        import os
-
         import torch
 
         from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench
+        from genmotion.bench.report import write_json
         from genmotion.errors import UsageError
 
         if threads < 1:
             raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
         results = run_core_bench(CoreBenchConfig.quick() if quick else CoreBenchConfig())
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, json_path)
+        write_json(results, json_path)
         if plot is not None:
             plot_core_bench(results, plot)
         d, a, f = results["decode"], results["attention"], results["forward"]

@@ -95,20 +95,16 @@ def bench_toyworld(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
 ) -> None:
     """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
-    import json
-    import os
-
     import torch
 
+    from genmotion.bench.report import write_json
     from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
 
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     results = run_toyworld_bench(ToyworldBenchConfig.quick() if quick else ToyworldBenchConfig())
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, json_path)
+    write_json(results, json_path)
     if plot is not None:
         plot_toyworld_bench(results, plot)
     speed = ", ".join(f"{k} {v:.1f}" for k, v in results["speed_ms"].items())

@@ -6,9 +6,7 @@ what a small generator produces) and on two-object clips scored against their ca
 from __future__ import annotations
 
 import platform
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from genmotion.bench.report import bar_chart, time_median
 from genmotion.data.toyworld.captions import caption
 from genmotion.data.toyworld.detector import detect, score_adherence
 from genmotion.data.toyworld.raycast import render_cube_faces, render_equirect, render_perspective
@@ -76,28 +75,18 @@ def detector_accuracy(specs: Sequence[ClipSpec], frames: torch.Tensor) -> dict[s
     return {name: hits[name] / max(totals[name], 1) for name in hits}
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _speeds(cfg: ToyworldBenchConfig, generator: torch.Generator) -> dict[str, Any]:
     specs = sample_clip_specs(cfg.batch, generator)
     out: dict[str, Any] = {}
     for size in cfg.sizes:
-        seconds = _median_seconds(partial(render_clips, specs, cfg.num_frames, size, size), cfg.repeats)
+        seconds = time_median(partial(render_clips, specs, cfg.num_frames, size, size), 1, cfg.repeats)
         out[f"render_{cfg.batch}x{cfg.num_frames}x{size}px_ms"] = 1000 * seconds
     clip = render_clips(specs[:1], cfg.num_frames, 64, 64).frames[0]
-    out["detect_clip_64px_ms"] = 1000 * _median_seconds(lambda: detect(clip), cfg.repeats)
+    out["detect_clip_64px_ms"] = 1000 * time_median(lambda: detect(clip), 1, cfg.repeats)
     scene = sample_scene(generator)
-    out["equirect_128x256_ms"] = 1000 * _median_seconds(lambda: render_equirect(scene, 0, 128, 256), cfg.repeats)
-    out["cube_6x64_ms"] = 1000 * _median_seconds(lambda: render_cube_faces(scene, 0, 64), cfg.repeats)
-    out["perspective_128_ms"] = 1000 * _median_seconds(lambda: render_perspective(scene, 0, 128, 128), cfg.repeats)
+    out["equirect_128x256_ms"] = 1000 * time_median(lambda: render_equirect(scene, 0, 128, 256), 1, cfg.repeats)
+    out["cube_6x64_ms"] = 1000 * time_median(lambda: render_cube_faces(scene, 0, 64), 1, cfg.repeats)
+    out["perspective_128_ms"] = 1000 * time_median(lambda: render_perspective(scene, 0, 128, 128), 1, cfg.repeats)
     return out
 
 
@@ -131,25 +120,6 @@ def run_toyworld_bench(cfg: ToyworldBenchConfig | None = None) -> dict[str, Any]
 
 def plot_toyworld_bench(results: dict[str, Any], path: str | Path) -> None:
     """Speed (ms) and accuracy (min over attributes) bars as a PNG, drawn with PIL."""
-    from PIL import Image, ImageDraw
-
     accuracy = {k: min(v.values()) if isinstance(v, dict) else v for k, v in results["accuracy"].items()}
     panels = [("speed (ms, lower is better)", results["speed_ms"]), ("detector accuracy (worst attribute)", accuracy)]
-    width, row, label_w, bar_w = 760, 22, 240, 420
-    img = Image.new("RGB", (width, 20 + sum(30 + row * len(bars) for _, bars in panels)), "white")
-    draw, y = ImageDraw.Draw(img), 10
-    for title, bars in panels:
-        draw.text((10, y), title, fill="black")
-        y += 20
-        top = max(bars.values()) or 1.0
-        for name, value in bars.items():
-            end = label_w + int(bar_w * value / top)
-            draw.text((10, y + 4), name, fill="black")
-            draw.rectangle([label_w, y + 3, end, y + row - 3], fill=(70, 110, 180))
-            draw.text((end + 6, y + 4), f"{value:.3g}", fill="black")
-            y += row
-        y += 10
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(out)
+    bar_chart(panels, path)

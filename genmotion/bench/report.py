@@ -1,0 +1,60 @@
+"""What every benchmark shares: median timing, atomic JSON, and a PIL bar chart (no matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["bar_chart", "time_median", "write_json"]
+
+Panel = tuple[str, Mapping[str, float]]
+
+
+def time_median(fn: Callable[[], object], warmup: int = 1, repeats: int = 3) -> float:
+    """Median wall time of `fn()` in seconds after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def write_json(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Write `results` as indented JSON, atomically."""
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(out)
+    return out
+
+
+def bar_chart(panels: Sequence[Panel], path: str | Path, *, width: int = 760, label_width: int = 240) -> Path:
+    """Horizontal bar panels, one (title, {label: value}) each, as a PNG written atomically."""
+    from PIL import Image, ImageDraw
+
+    row, bar_w = 22, width - label_width - 100
+    img = Image.new("RGB", (width, 20 + sum(30 + row * len(bars) for _, bars in panels)), "white")
+    draw, y = ImageDraw.Draw(img), 10
+    for title, bars in panels:
+        draw.text((10, y), title, fill="black")
+        y += 20
+        top = max(bars.values(), default=1.0) or 1.0
+        for name, value in bars.items():
+            end = label_width + int(bar_w * value / top)
+            draw.text((10, y + 4), name, fill="black")
+            draw.rectangle([label_width, y + 3, end, y + row - 3], fill=(70, 110, 180))
+            draw.text((end + 6, y + 4), f"{value:.3g}", fill="black")
+            y += row
+        y += 10
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp.png")
+    img.save(tmp)
+    tmp.replace(out)
+    return out
