@@ -1,0 +1,275 @@
+"""Official VAR checkpoints (`vae_ch160v4096z32.pth`, `var_d16.pth` ... `var_d36.pth`) -> genmotion models.
+
+Files are read with `torch.load(weights_only=True)` only. The architecture is detected from the keys
+(depth, width, schedule, attn_l2_norm, shared AdaLN, phi sharing); training checkpoints are
+unwrapped from ['trainer']['var_wo_ddp'] / ['vae_local']; `module.`/`_orig_mod.` prefixes are
+stripped; derived buffers (lvl_1L, attn_bias_for_masking, zero_k_bias) are rebuilt and compared,
+never trusted. Any mismatch raises `InputError` naming the key and the likely cause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genmotion.checkpoint import load_foreign, load_weights, read_checkpoint_config, save_pretrained
+from genmotion.config import from_dict, to_dict
+from genmotion.errors import InputError
+from genmotion.image_core.config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024, VARConfig, VARImageConfig
+from genmotion.image_core.convert_checks import (
+    check_var_buffers,
+    detect_vqvae_config,
+    match_state_dict,
+    rebuilt_var_buffers,
+)
+from genmotion.image_core.model import VARImageModel
+from genmotion.image_core.tokenizer import VQVAE
+from genmotion.image_core.var_model import VAR
+
+__all__ = [
+    "CHECKPOINT_KIND",
+    "convert_official",
+    "detect_var_config",
+    "detect_vqvae_config",
+    "load_image_model",
+    "load_official",
+    "load_official_var",
+    "load_official_vqvae",
+    "read_official",
+    "save_image_model",
+]
+
+CHECKPOINT_KIND = "var"
+Source = str | Path | Mapping[str, object]
+_PARTS = {"var": "var_wo_ddp", "vae": "vae_local"}
+_KNOWN_SCHEDULES = (PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024)
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
+
+
+def _strip(name: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in ("module.", "_orig_mod."):
+            if name.startswith(prefix):
+                name, changed = name[len(prefix) :], True
+    return name
+
+
+def read_official(source: Source, part: Literal["var", "vae"]) -> dict[str, torch.Tensor]:
+    """A flat state dict of one part from a file path or an already loaded object.
+
+    Plain state dicts are returned as they are; training checkpoints are unwrapped from
+    ['trainer'][var_wo_ddp | vae_local]. Prefixes `module.` and `_orig_mod.` are stripped.
+    """
+    inner = _PARTS[part]
+    if isinstance(source, (str, Path)):
+        sd = load_foreign(source, unwrap=("trainer", inner))
+        where = str(source)
+    else:
+        obj: object = source
+        for key in ("trainer", inner):
+            if isinstance(obj, Mapping) and key in obj:
+                obj = obj[key]
+        if not isinstance(obj, Mapping):
+            raise InputError(f"the {part} checkpoint does not hold a state dict", why=f"found {type(obj).__name__}")
+        sd = {_strip(str(k)): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        where = f"the {part} state dict"
+    if not sd:
+        raise InputError(
+            f"{where} holds no {part} weights",
+            why=f"neither a plain state dict nor a training checkpoint with ['trainer']['{inner}']",
+            fix=f"pass the official {'var_d*.pth' if part == 'var' else 'vae_ch160v4096z32.pth'} file",
+        )
+    return sd
+
+
+def _schedule_from_levels(sd: Mapping[str, torch.Tensor], num_levels: int) -> tuple[int, ...]:
+    lvl = sd["lvl_1L"].flatten().long()
+    ok = bool(lvl.numel()) and bool((lvl[1:] >= lvl[:-1]).all()) and int(lvl.min()) == 0
+    counts = torch.bincount(lvl, minlength=num_levels).tolist() if ok else []
+    roots = [round(c**0.5) for c in counts]
+    if not ok or len(counts) != num_levels or any(r * r != c or r == 0 for r, c in zip(roots, counts, strict=True)):
+        raise InputError(
+            "checkpoint key 'lvl_1L' is not a valid level map",
+            why=f"it must list scale ids 0..{num_levels - 1} in order, each pn*pn times",
+            fix="the file is corrupt or not an official VAR checkpoint",
+        )
+    return tuple(roots)
+
+
+def _detect_schedule(sd: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    K, L, first_l = sd["lvl_embed.weight"].shape[0], sd["pos_1LC"].shape[1], sd["pos_start"].shape[1]
+    if "lvl_1L" in sd:
+        patch_nums = _schedule_from_levels(sd, K)
+    else:
+        matches = [s for s in _KNOWN_SCHEDULES if len(s) == K and sum(p * p for p in s) == L]
+        if not matches:
+            raise InputError(
+                f"cannot tell the scale schedule: 'lvl_embed.weight' has {K} levels and 'pos_1LC' {L} tokens",
+                why="no known schedule (256, 512, 1024 px) fits and the checkpoint has no 'lvl_1L' buffer",
+                fix="pass the config explicitly with the patch_nums the model was trained with",
+            )
+        patch_nums = matches[0]
+    if sum(p * p for p in patch_nums) != L or patch_nums[0] ** 2 != first_l:
+        raise InputError(
+            f"checkpoint key 'pos_1LC' has {L} tokens but 'lvl_1L' describes schedule {patch_nums}",
+            why="the position table and the level map disagree: wrong schedule",
+            fix="the file is corrupt or was edited",
+        )
+    return patch_nums
+
+
+def detect_var_config(sd: Mapping[str, torch.Tensor]) -> VARConfig:
+    """Depth, width, schedule, attn_l2_norm, shared AdaLN, classes and vocabulary from the keys."""
+    for key in ("word_embed.weight", "class_emb.weight", "pos_1LC", "pos_start", "lvl_embed.weight", "head.weight"):
+        if key not in sd:
+            raise InputError(
+                "this is not a VAR transformer state dict",
+                why=f"key {key!r} is missing",
+                fix="pass a var_d*.pth file (or a VAR training checkpoint) as the transformer",
+            )
+    blocks = sorted({int(m.group(1)) for k in sd if (m := _BLOCK_RE.match(k))})
+    if not blocks or blocks != list(range(len(blocks))):
+        raise InputError("VAR checkpoint blocks are missing or not numbered 0..depth-1", why=f"found {blocks[:8]}")
+    depth = len(blocks)
+    C, Cv = sd["word_embed.weight"].shape
+    if C % depth:
+        raise InputError(
+            f"checkpoint key 'word_embed.weight' has width {C}, not a multiple of depth {depth}",
+            why="VAR uses width = 64 * depth with one head per block (wrong depth?)",
+        )
+    if "blocks.0.attn.scale_mul_1H11" in sd and sd["blocks.0.attn.scale_mul_1H11"].shape[1] != depth:
+        raise InputError(
+            f"checkpoint key 'blocks.0.attn.scale_mul_1H11' has {sd['blocks.0.attn.scale_mul_1H11'].shape[1]} heads",
+            why=f"VAR uses heads = depth = {depth}",
+        )
+    return VARConfig(
+        depth=depth,
+        head_dim=C // depth,
+        num_classes=sd["class_emb.weight"].shape[0] - 1,
+        vocab_size=sd["head.weight"].shape[0],
+        latent_channels=Cv,
+        patch_nums=_detect_schedule(sd),
+        mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / C,
+        drop_path_rate=0.1 * depth / 24,
+        shared_aln="shared_ada_lin.1.weight" in sd or "blocks.0.ada_gss" in sd,
+        attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
+    )
+
+
+def _materialise(build: type[nn.Module], config: object, sd: dict[str, torch.Tensor], dtype: torch.dtype) -> nn.Module:
+    """Build on the meta device (no init cost, no double memory) and take the checkpoint tensors."""
+    with torch.device("meta"):
+        model = build(config)
+    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
+
+
+def load_official_var(source: Source, *, config: VARConfig | None = None, dtype: torch.dtype = torch.float32) -> VAR:
+    """An official VAR transformer; `config` (else detected) is checked key for key against the file."""
+    sd = read_official(source, "var")
+    cfg = config or detect_var_config(sd)
+    with torch.device("meta"):
+        reference = VAR(cfg).state_dict()
+    rebuilt = rebuilt_var_buffers(cfg)
+    for key in rebuilt.keys() - sd.keys():  # a file saved without its derived buffers still loads
+        sd[key] = rebuilt[key]
+    match_state_dict(reference, sd, part="var")
+    check_var_buffers(sd, cfg)
+    sd.update(rebuilt)
+    model = _materialise(VAR, cfg, sd, dtype)
+    assert isinstance(model, VAR)
+    return model
+
+
+def load_official_vqvae(
+    source: Source,
+    *,
+    patch_nums: tuple[int, ...] | None = None,
+    norm_groups: int = 32,
+    dtype: torch.dtype = torch.float32,
+) -> VQVAE:
+    """An official VAR tokenizer run at `patch_nums` (default: the 256 px schedule)."""
+    sd = read_official(source, "vae")
+    cfg = detect_vqvae_config(sd, patch_nums=patch_nums or PATCH_NUMS_256, norm_groups=norm_groups)
+    with torch.device("meta"):
+        reference = VQVAE(cfg).state_dict()
+    # Codebook-usage statistics are training bookkeeping sized by the training schedule; like the
+    # official loader, reset them when this run's schedule has another number of scales.
+    ema = reference["quantize.ema_vocab_hit_SV"]
+    if "quantize.ema_vocab_hit_SV" not in sd or sd["quantize.ema_vocab_hit_SV"].shape != ema.shape:
+        sd["quantize.ema_vocab_hit_SV"] = torch.zeros(ema.shape)
+    match_state_dict(reference, sd, part="vae")
+    model = _materialise(VQVAE, cfg, sd, dtype)
+    assert isinstance(model, VQVAE)
+    return model
+
+
+def load_official(
+    var_source: Source,
+    vae_source: Source | None = None,
+    *,
+    norm_groups: int = 32,
+    dtype: torch.dtype = torch.float32,
+) -> VARImageModel:
+    """Transformer + tokenizer at the transformer's schedule; without `vae_source` the tokenizer comes
+    from the VAR training checkpoint (['trainer']['vae_local'])."""
+    var = load_official_var(var_source, dtype=dtype)
+    vae = load_official_vqvae(
+        var_source if vae_source is None else vae_source,
+        patch_nums=var.patch_nums,
+        norm_groups=norm_groups,
+        dtype=dtype,
+    )
+    config = VARImageConfig(vae=vae.config, var=var.config)
+    with torch.device("meta"):
+        model = VARImageModel(config)
+    model.vae, model.var = vae, var
+    return model
+
+
+def save_image_model(
+    model: VARImageModel, directory: str | Path, *, card: str | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write `config.yaml` (kind: var) + `model.safetensors` (`vae.*`, `var.*`)."""
+    config = {"kind": CHECKPOINT_KIND, **to_dict(model.config)}
+    return save_pretrained(directory, model, config, card=card, dtype=dtype)
+
+
+def load_image_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> VARImageModel:
+    """Read a directory written by `save_image_model` / `convert_official`; buffers are re-checked."""
+    raw = read_checkpoint_config(directory)
+    kind = raw.pop("kind")
+    if kind != CHECKPOINT_KIND:
+        raise InputError(f"{directory} holds a {kind!r} checkpoint, not a VAR one", fix="pass a VAR checkpoint")
+    config = from_dict(VARImageConfig, raw)
+    with torch.device("meta"):
+        model = VARImageModel(config)
+    model.to_empty(device="cpu")
+    model = model.to(dtype)
+    load_weights(model, directory, strict=True)
+    state = model.var.state_dict()
+    check_var_buffers(state, config.var)
+    return model.eval()
+
+
+def convert_official(
+    var_source: Source,
+    vae_source: Source | None,
+    directory: str | Path,
+    *,
+    norm_groups: int = 32,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """`genmotion convert var --var F --vae F -o DIR`: official files -> a safetensors checkpoint directory."""
+    model = load_official(var_source, vae_source, norm_groups=norm_groups)
+    depth = model.config.var.depth
+    card = f"# VAR-d{depth}\n\nConverted from the official VAR checkpoints (FoundationVision/VAR).\n"
+    return save_image_model(model, directory, card=card, dtype=dtype)

@@ -1,0 +1,144 @@
+"""Class-conditional VAR sampling: coarse-to-fine over scales through a KV cache (Tian et al., 2024).
+
+Runs on the core discrete loop (`genmotion.engine.discrete`): the first scale is the prefill (start
+tokens from the class embedding); every later scale is one decode step whose input is f_hat
+area-downsampled to that scale. Guidance follows VAR's linear ramp: t = guidance_scale * k / (K - 1),
+logits = (1 + t) cond - t uncond; the batch is doubled only when guidance is on. Randomness comes
+only from the `generator` passed in.
+
+Axis legend: B batch, l tokens of one scale, V vocabulary, Cv tokenizer latent channels,
+H/W finest latent size, K number of scales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genmotion.cache import LayeredKVCache
+from genmotion.engine.discrete import TokenLoopConfig, token_stream
+from genmotion.errors import UsageError
+from genmotion.image_core.quantizer import MultiScaleQuantizer
+from genmotion.image_core.tokenizer import VQVAE
+from genmotion.image_core.var_model import VAR
+from genmotion.sampling.logits import LogitsProcessor, Sampler, gumbel_softmax, top_k_filter, top_p_filter
+
+__all__ = ["ScaleOutput", "sample_images", "sample_indices", "stream_scales"]
+
+
+@dataclass(frozen=True)
+class ScaleOutput:
+    """What one scale produced: its token indices (B, l) and the running f_hat (B, Cv, H, W)."""
+
+    scale_index: int
+    indices: torch.Tensor
+    f_hat: torch.Tensor
+
+
+def _check_labels(labels_B: torch.Tensor, num_classes: int) -> None:
+    if labels_B.ndim != 1 or labels_B.dtype not in (torch.int32, torch.int64):
+        raise UsageError(f"class labels must be a 1-D integer tensor, got {labels_B.dtype} {tuple(labels_B.shape)}")
+    if labels_B.numel() and (int(labels_B.min()) < 0 or int(labels_B.max()) > num_classes):
+        raise UsageError(
+            f"class labels must lie in [0, {num_classes}], got {labels_B.tolist()}",
+            why=f"the model knows {num_classes} classes; {num_classes} itself is the null (unconditional) class",
+        )
+
+
+@torch.no_grad()
+def stream_scales(
+    var: VAR,
+    quantizer: MultiScaleQuantizer,
+    labels_B: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    guidance_scale: float = 1.5,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    temperature: float = 1.0,
+    more_smooth: bool = False,
+    processors: Sequence[LogitsProcessor] = (),
+    cache: LayeredKVCache | None = None,
+) -> Iterator[ScaleOutput]:
+    """Sample scale by scale, yielding each scale's tokens and f_hat as soon as they exist.
+
+    labels_B: (B,) class ids (`var.num_classes` = unconditional). Temperature 0 is greedy.
+    `more_smooth` feeds Gumbel-softmax mixtures of codes forward instead of the sampled codes (VAR's
+    visualisation mode; tokens are still sampled and yielded). `processors` run on the guided logits
+    (B, l, V) with the scale index as step (token forcing, watermark bias). `cache` may be passed to
+    reuse buffers or apply a policy; it must hold 2B rows when guidance is on, B otherwise.
+    """
+    _check_labels(labels_B, var.num_classes)
+    B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
+    guided = guidance_scale != 0
+    labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
+    cond_BD, cond_blocks = var.class_condition(labels)
+    device = cond_BD.device
+    if cache is None:
+        cache = var.allocate_cache(labels.shape[0], device=device)
+    elif cache[0].batch != labels.shape[0]:
+        raise UsageError(f"cache holds {cache[0].batch} rows but this run needs {labels.shape[0]}")
+
+    def model(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
+        return var.forward_scale(inputs, cond_BD, cond_blocks, cache, positions_l=positions)  # B, l, V
+
+    f_hat = torch.zeros(B, Cv, H, H, device=device)
+    next_map = f_hat
+
+    def embed_next(tokens: torch.Tensor, si: int) -> torch.Tensor:
+        # Scale si's input is f_hat (accumulated over scales < si) area-downsampled, not the tokens.
+        x_BlC = var.scale_tokens(si, next_map.view(B, Cv, -1).transpose(1, 2))
+        return x_BlC.repeat(2, 1, 1) if guided else x_BlC
+
+    final_logits: list[torch.Tensor] = []
+
+    def keep_logits(logits_BlV: torch.Tensor, si: int) -> torch.Tensor:
+        final_logits[:] = [logits_BlV]
+        return logits_BlV
+
+    loop = TokenLoopConfig(
+        block_sizes=tuple(p * p for p in var.patch_nums), guidance_scale=guidance_scale, guidance="linear"
+    )
+    chunks = token_stream(
+        model,
+        var.start_tokens(cond_BD),
+        loop,
+        cache=cache,
+        sampler=Sampler(temperature=temperature, top_k=top_k, top_p=top_p),
+        generator=generator,
+        embed_next=embed_next,
+        processors=[*processors, keep_logits],
+    )
+    for chunk in chunks:
+        si, pn = chunk.index, var.patch_nums[chunk.index]
+        if more_smooth:  # MaskGIT-style temperature decay over the filtered logits, as in the official sampler
+            ratio = si / (K - 1) if K > 1 else 0.0
+            tau = max(0.27 * (1 - ratio * 0.95), 0.005)
+            scaled = final_logits[0] / temperature if temperature > 0 else final_logits[0]
+            kept = top_p_filter(top_k_filter(scaled, top_k), top_p)
+            h_BlC = gumbel_softmax(kept * (1 + ratio), generator, tau) @ quantizer.embedding.weight
+        else:
+            h_BlC = quantizer.embedding(chunk.tokens)
+        h_BChw = h_BlC.transpose(1, 2).reshape(B, Cv, pn, pn)
+        f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, h_BChw)
+        yield ScaleOutput(si, chunk.tokens, f_hat)
+
+
+def sample_indices(
+    var: VAR, quantizer: MultiScaleQuantizer, labels_B: torch.Tensor, *, generator: torch.Generator, **options: Any
+) -> list[torch.Tensor]:
+    """Per-scale token indices, each (B, pn*pn); `options` as in `stream_scales`."""
+    return [step.indices for step in stream_scales(var, quantizer, labels_B, generator=generator, **options)]
+
+
+@torch.no_grad()
+def sample_images(
+    var: VAR, vae: VQVAE, labels_B: torch.Tensor, *, generator: torch.Generator, **options: Any
+) -> torch.Tensor:
+    """Images (B, 3, H, W) in [0, 1]; `options` as in `stream_scales`."""
+    steps = list(stream_scales(var, vae.quantize, labels_B, generator=generator, **options))
+    f_hat = steps[-1].f_hat
+    return vae.fhat_to_image(f_hat).add(1).mul(0.5)

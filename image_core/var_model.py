@@ -1,0 +1,210 @@
+"""VAR: class-conditional next-scale prediction transformer (Tian et al., 2024).
+
+The model is a pure function: `forward(label_B, x_BLCv_wo_first_l)` is the block-causal training
+forward; `forward_scale(x, cond, cache)` runs one scale against a KV cache for the sampler. No RNG,
+no sampling, no label dropout inside (see `drop_labels`). Parameter and buffer names match the
+official `VAR` so its state dicts (`var_d16.pth` ... `var_d36.pth`) load key for key.
+
+Axis legend: B batch, L tokens of all scales, l tokens of one scale, first_l tokens of the first
+scale, C width, D condition width (= C), Cv = Cvae tokenizer latent channels, V vocabulary, H heads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import torch
+from torch import nn
+
+from genmotion.cache import LayeredKVCache
+from genmotion.image_core.config import VARConfig
+from genmotion.image_core.var_blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
+
+__all__ = ["VAR", "block_causal_bias", "drop_labels", "level_ids"]
+
+
+def level_ids(patch_nums: tuple[int, ...]) -> torch.Tensor:
+    """(1, L) scale index of every token (official buffer `lvl_1L`)."""
+    return torch.cat([torch.full((p * p,), i, dtype=torch.long) for i, p in enumerate(patch_nums)]).view(1, -1)
+
+
+def block_causal_bias(patch_nums: tuple[int, ...]) -> torch.Tensor:
+    """(1, 1, L, L) additive mask: token i sees token j iff scale(j) <= scale(i) (buffer `attn_bias_for_masking`)."""
+    lvl = level_ids(patch_nums)[0]
+    return torch.where(lvl[:, None] >= lvl[None, :], 0.0, -math.inf).reshape(1, 1, lvl.numel(), lvl.numel())
+
+
+def drop_labels(label_B: torch.Tensor, num_classes: int, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace each label by the null class `num_classes` with probability `rate` (training for guidance)."""
+    drop = torch.rand(label_B.shape, generator=generator, device=generator.device).to(label_B.device) < rate
+    return torch.where(drop, torch.full_like(label_B, num_classes), label_B)
+
+
+class VAR(nn.Module):
+    """Next-scale transformer. Holds no tokenizer: inputs are tokenizer latents (Cv channels) and
+    outputs are logits over the tokenizer's vocabulary."""
+
+    def __init__(self, config: VARConfig) -> None:
+        super().__init__()
+        self.config = config
+        C, cfg = config.width, config
+        self.C = self.D = C
+        self.Cvae, self.V, self.num_classes = cfg.latent_channels, cfg.vocab_size, cfg.num_classes
+        self.patch_nums = tuple(cfg.patch_nums)
+        self.L, self.first_l = cfg.num_tokens, cfg.first_tokens
+        init_std = math.sqrt(1 / C / 3)
+
+        self.word_embed = nn.Linear(self.Cvae, C)
+        self.class_emb = nn.Embedding(self.num_classes + 1, C)  # the last row is the null class
+        nn.init.trunc_normal_(self.class_emb.weight, std=init_std)
+        self.pos_start = nn.Parameter(torch.empty(1, self.first_l, C))
+        self.pos_1LC = nn.Parameter(torch.empty(1, self.L, C))
+        nn.init.trunc_normal_(self.pos_start, std=init_std)
+        nn.init.trunc_normal_(self.pos_1LC, std=init_std)
+        self.lvl_embed = nn.Embedding(len(self.patch_nums), C)
+        nn.init.trunc_normal_(self.lvl_embed.weight, std=init_std)
+
+        self.shared_ada_lin: nn.Module = (
+            nn.Sequential(nn.SiLU(), SharedAdaLin(C, 6 * C)) if cfg.shared_aln else nn.Identity()
+        )
+        # Stochastic depth grows linearly over the blocks (plain floats: this also runs on the meta device).
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(
+            AdaLNSelfAttn(
+                width=C,
+                num_heads=cfg.num_heads,
+                mlp_ratio=cfg.mlp_ratio,
+                shared_aln=cfg.shared_aln,
+                norm_eps=cfg.norm_eps,
+                drop=cfg.drop_rate,
+                attn_drop=cfg.attn_drop_rate,
+                drop_path=rates[i],
+                attn_l2_norm=cfg.attn_l2_norm,
+            )
+            for i in range(cfg.depth)
+        )
+        # Derived buffers, persistent because the official state dicts carry them (checked on load).
+        self.register_buffer("lvl_1L", level_ids(self.patch_nums))
+        self.register_buffer("attn_bias_for_masking", block_causal_bias(self.patch_nums))
+        self.head_nm = AdaLNBeforeHead(C, C, cfg.norm_eps)
+        self.head = nn.Linear(C, self.V)
+
+    def typed_blocks(self) -> list[AdaLNSelfAttn]:
+        return [cast(AdaLNSelfAttn, b) for b in self.blocks]
+
+    # ---- pieces shared by training and sampling ---------------------------------------------------
+    def class_condition(self, label_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """label (B,) in [0, num_classes] -> (cond_BD for the head and start tokens, block condition)."""
+        cond_BD = self.class_emb(label_B)
+        return cond_BD, self.shared_ada_lin(cond_BD)
+
+    def level_positions(self) -> torch.Tensor:
+        """(1, L, C): learned absolute position + level embedding of every token."""
+        return self.lvl_embed(self.lvl_1L) + self.pos_1LC
+
+    def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
+        """Input of the first scale: (B, first_l, C) = class embedding + pos_start + level/position."""
+        B = cond_BD.shape[0]
+        sos = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
+        return sos + self.level_positions()[:, : self.first_l]
+
+    def scale_tokens(self, scale_index: int, x_BlCv: torch.Tensor) -> torch.Tensor:
+        """Input of scale `scale_index` >= 1 from the area-downsampled f_hat: (B, l, Cv) -> (B, l, C)."""
+        begin, end = self.config.scale_slices[scale_index]
+        return self.word_embed(x_BlCv.float()) + self.level_positions()[:, begin:end]
+
+    def logits(self, h_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (B, L, V) float32 logits, through the AdaLN before the head."""
+        return self.head(self.head_nm(h_BLC.float(), cond_BD)).float()
+
+    # ---- training forward --------------------------------------------------------------------------
+    def forward(self, label_B: torch.Tensor, x_BLCv_wo_first_l: torch.Tensor) -> torch.Tensor:
+        """Block-causal forward over all scales (teacher forcing).
+
+        label_B: (B,) class ids, `num_classes` meaning the null class (apply `drop_labels` beforehand).
+        x_BLCv_wo_first_l: (B, L - first_l, Cv) from `MultiScaleQuantizer.idxBl_to_var_input`.
+        Returns logits (B, L, V).
+        """
+        B = x_BLCv_wo_first_l.shape[0]
+        cond_BD, cond_blocks = self.class_condition(label_B)
+        sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
+        x_BLC = torch.cat((sos_BlC, self.word_embed(x_BLCv_wo_first_l.float())), dim=1)
+        x_BLC = x_BLC + self.level_positions()  # B, L, C
+        for block in self.blocks:
+            x_BLC = block(x_BLC, cond_blocks, self.attn_bias_for_masking)
+        return self.logits(x_BLC, cond_BD)  # B, L, V
+
+    # ---- cached decoding of one scale ------------------------------------------------------------
+    def forward_scale(
+        self,
+        x_BlC: torch.Tensor,
+        cond_BD: torch.Tensor,
+        cond_blocks: torch.Tensor,
+        cache: LayeredKVCache,
+        *,
+        positions_l: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One scale against the cache: x (B, l, C) embedded tokens -> logits (B, l, V).
+
+        The l tokens attend to every cached token of earlier scales and to each other; their keys and
+        values are appended to `cache` (one `KVCache` per block) unless it is read-only.
+        """
+        if len(cache) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache)} layers but the model has {len(self.blocks)} blocks")
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x_BlC = block(x_BlC, cond_blocks, None, layer_cache, positions_L=positions_l, commit=cache.commit)
+        return self.logits(x_BlC, cond_BD)  # B, l, V
+
+    def allocate_cache(
+        self, batch: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> LayeredKVCache:
+        """A cache holding all L tokens of every block for `batch` sequences."""
+        return LayeredKVCache.allocate(
+            len(self.blocks), batch, self.config.num_heads, self.L, self.config.head_dim, dtype=dtype, device=device
+        )
+
+    # ---- initialisation (official recipe) ---------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(
+        self,
+        *,
+        init_adaln: float = 0.5,
+        init_adaln_gamma: float = 1e-5,
+        init_head: float = 0.02,
+        init_std: float = -1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """The official training initialisation; every parameter is drawn from `generator` when given."""
+        std = math.sqrt(1 / self.C / 3) if init_std < 0 else init_std
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std, generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.Embedding):
+                nn.init.trunc_normal_(m.weight, std=std, generator=generator)
+        for p in (self.pos_start, self.pos_1LC):
+            nn.init.trunc_normal_(p, std=math.sqrt(1 / self.C / 3), generator=generator)
+        self.head.weight.mul_(init_head)
+        self.head.bias.zero_()
+        self.head_nm.ada_lin[-1].weight.mul_(init_adaln)
+        self.head_nm.ada_lin[-1].bias.zero_()
+        C = self.C
+        for block in self.typed_blocks():
+            block.attn.proj.weight.div_(math.sqrt(2 * len(self.blocks)))
+            block.ffn.fc2.weight.div_(math.sqrt(2 * len(self.blocks)))
+            block.attn.q_bias.zero_()
+            block.attn.v_bias.zero_()
+            if block.attn.attn_l2_norm:
+                block.attn.scale_mul_1H11.fill_(math.log(4.0))
+            if block.shared_aln:
+                block.ada_gss.copy_(
+                    torch.randn(block.ada_gss.shape, generator=generator, device=block.ada_gss.device) / C**0.5
+                )
+                block.ada_gss[:, :, 2:].mul_(init_adaln)
+                block.ada_gss[:, :, :2].mul_(init_adaln_gamma)
+            else:
+                block.ada_lin[-1].weight[2 * C :].mul_(init_adaln)
+                block.ada_lin[-1].weight[: 2 * C].mul_(init_adaln_gamma)
+                block.ada_lin[-1].bias.zero_()
