@@ -137,8 +137,19 @@ def _open_decord(path: Path) -> Any | None:
         import decord
     except ImportError:
         return None
+    import av
+
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0))
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        # decord 0.6 mis-reads frames whose width is not a multiple of 32 (it returns (H, W, 4) or (H, W, 6));
+        # trust it only when its first frame has the size the container reports.
+        shape = tuple(reader[0].shape)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if shape != (stream.codec_context.height, stream.codec_context.width, 3):
+                raise ValueError(f"decord frame shape {shape} disagrees with the container")
+        reader.seek(0)
+        return reader
     except Exception as e:  # decord raises its own DECORDError (e.g. on AV1): PyAV reads those
         log.debug("decord cannot read %s (%s); using PyAV", path, e)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ def test_frame_selection_and_empty_selection(tmp_path: Path) -> None:
         read_video(path, step=0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("decord") is not None, reason="decord is installed")
-def test_decord_backend_without_decord_says_how_to_install(tmp_path: Path) -> None:
+def test_decord_backend_without_decord_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "decord", None)  # as if not installed
     path = tmp_path / "v.mp4"
     write_mp4(path, 2)
     with pytest.raises(UsageError, match="decord"):
@@ -58,5 +59,14 @@ def test_decord_backend_without_decord_says_how_to_install(tmp_path: Path) -> No
 @pytest.mark.skipif(importlib.util.find_spec("decord") is None, reason="decord is not installed")
 def test_decord_and_pyav_agree(tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
-    write_mp4(path, 4)
+    frames = (np.arange(4 * 32 * 64 * 3) % 251).astype(np.uint8).reshape(4, 32, 64, 3)
+    with open_video_writer(path, fps=10) as writer:
+        writer.write(frames)
     np.testing.assert_array_equal(read_video(path, backend="decord"), read_video(path, backend="pyav"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("decord") is None, reason="decord is not installed")
+def test_auto_falls_back_when_decord_misreads(tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"  # 16 px wide: decord 0.6 returns (16, 16, 6) frames for this
+    frames = write_mp4(path, 4)
+    assert read_video(path).shape == frames.shape
