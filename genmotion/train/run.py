@@ -8,7 +8,6 @@ exported as a checkpoint directory with a generated model card.
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import sys
 import time
@@ -16,59 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from genmotion.checkpoint import save_pretrained
 from genmotion.config import apply_overrides, from_dict, load_yaml, save_config
 from genmotion.errors import UsageError
 from genmotion.train.card import write_card
-from genmotion.train.ckpt_io import SafetensorsCheckpointIO
 from genmotion.train.config import RunConfig, TrainerConfig
-from genmotion.train.task import Task, get_task
+from genmotion.train.task import get_task
 
 __all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
-
-
-class _SafetensorsModelCheckpoint(ModelCheckpoint):
-    FILE_EXTENSION = ".safetensors"
-
-
-class TaskModule(L.LightningModule):
-    """Adapts a `Task` to Lightning: the model is `self.model`, the loss is the task's."""
-
-    def __init__(self, task: Task, model: torch.nn.Module, cfg: TrainerConfig) -> None:
-        super().__init__()
-        self.task, self.model, self.cfg = task, model, cfg
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, logs = self.task.loss(self.model, batch)
-        self.log("loss", loss, prog_bar=True, on_step=True, sync_dist=False)
-        for k, v in logs.items():
-            self.log(k, float(v), on_step=True)
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.cfg.lr,
-            betas=(0.9, 0.95),
-        )
-        warm, total = self.cfg.warmup_steps, self.cfg.max_steps
-
-        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10 %
-            if step < warm:
-                return (step + 1) / warm
-            frac = min(1.0, (step - warm) / max(1, total - warm))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 class TrainResult:
@@ -93,6 +51,12 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     model_cfg: Any = from_dict(task.model_config, run.model, prefix="model")
     data_cfg: Any = from_dict(task.data_config, run.data, prefix="data")
     cfg = run.trainer
+    # Lightning costs seconds to import: only after the recipe is known to be valid.
+    import lightning as L
+
+    from genmotion.train.ckpt_io import SafetensorsCheckpointIO
+    from genmotion.train.module import SafetensorsModelCheckpoint, TaskModule
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
@@ -102,7 +66,7 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
         model = task.build_model(model_cfg)
     module = TaskModule(task, model, cfg)
     callbacks: list[Any] = [
-        _SafetensorsModelCheckpoint(
+        SafetensorsModelCheckpoint(
             dirpath=ckpt_dir,
             filename="step{step}",
             auto_insert_metric_name=False,
