@@ -1,15 +1,27 @@
 """Caches, the heart of the suite: static KV caches, per-layer state, feature stores and cache policies."""
 
+from genmotion.cache.chunk_reuse import ChunkReuse
+from genmotion.cache.compose import parse_policy, policy_names
+from genmotion.cache.head_aware import HeadAware
 from genmotion.cache.kv import KVCache
+from genmotion.cache.kv_compress import ImportanceRedundancy, importance_redundancy_scores
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
 from genmotion.cache.policy import CachePolicy, FlowModel, FrameLayout, PolicyBase, PolicyStats
+from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_probabilities
+from genmotion.cache.profile import HeadProfile, load_head_profile, profile_heads, save_head_profile
 from genmotion.cache.state import FeatureCache, LayeredKVCache
 
 __all__ = [
+    "AttentionCall",
+    "AttentionProbe",
     "CachePolicy",
+    "ChunkReuse",
     "FeatureCache",
     "FlowModel",
     "FrameLayout",
+    "HeadAware",
+    "HeadProfile",
+    "ImportanceRedundancy",
     "KVCache",
     "LayeredKVCache",
     "PolicyBase",
@@ -17,4 +29,11 @@ __all__ = [
     "Recompute",
     "RollingWindow",
     "SharedClean",
+    "attention_probabilities",
+    "importance_redundancy_scores",
+    "load_head_profile",
+    "parse_policy",
+    "policy_names",
+    "profile_heads",
+    "save_head_profile",
 ]

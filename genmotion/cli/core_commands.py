@@ -1,5 +1,5 @@
-"""Core commands: `models`, `train`, plus the toy-world and `bench core` commands of the core
-modules. Command bodies import torch lazily, so `genmotion --help` stays fast."""
+"""Core commands: `models`, `train`, plus the toy-world, `profile-heads`, `bench core` and `bench cache`
+commands of the core modules. Command bodies import torch lazily, so `genmotion --help` stays fast."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Attach the core commands to the app (called once by `genmotion.cli.app`)."""
     app.command("models")(models)
     app.command("train")(train)
-    from genmotion.cli import bench_core, toyworld
+    from genmotion.cli import bench_core, cache_commands, toyworld
 
     toyworld.register(app, bench_app)
     bench_core.register(app, bench_app)
+    cache_commands.register(app, bench_app)

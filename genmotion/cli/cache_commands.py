@@ -1,0 +1,96 @@
+"""`genmotion profile-heads` (Forcing-KV head profile) and `genmotion bench cache` (every cache policy vs exact)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["register"]
+
+
+def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
+    """(model, FrameLayout) for `--model`: "tiny" (built-in, from `seed`) or a registry name / checkpoint dir.
+
+    A checkpoint's pipeline must expose the flow model as `model` (the `FlowModel` protocol, built from
+    genmotion.nn attention) and its token layout as `frame_layout` (a `genmotion.cache.FrameLayout`).
+    """
+    from genmotion.cache import FrameLayout
+    from genmotion.errors import UsageError
+
+    if name == "tiny":
+        from genmotion.bench.cache import CacheBenchConfig, seeded_tiny_flow_model
+
+        cfg = CacheBenchConfig()
+        return seeded_tiny_flow_model(cfg.model_config, seed), cfg.layout
+    from genmotion.registry import load_pipeline
+
+    pipe = load_pipeline(name)
+    model, layout = getattr(pipe, "model", None), getattr(pipe, "frame_layout", None)
+    if model is None or not isinstance(layout, FrameLayout):
+        raise UsageError(
+            f"model {name!r} ({type(pipe).__name__}) is not a chunked causal flow model",
+            why="profiling needs a pipeline with a flow `model` and a `frame_layout`",
+            fix="profile a causal flow video checkpoint, or use --model tiny",
+        )
+    return model, layout
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add `profile-heads` to `app` and `cache` to `bench_app` (torch is imported only when they run)."""
+
+    @app.command("profile-heads")
+    def profile_heads(
+        model: str = typer.Option(..., "--model", help="'tiny', a registry name or a checkpoint directory."),
+        out: Path = typer.Option(..., "-o", "--out", help="Write the head profile here (JSON)."),
+        chunks: int = typer.Option(8, "--chunks", help="Chunks generated while profiling."),
+        steps: int = typer.Option(4, "--steps", help="Denoising steps per chunk while profiling."),
+        seed: int = typer.Option(0, "--seed", help="Noise seed (and the weights of --model tiny)."),
+    ) -> None:
+        """Classify attention heads as static (>= 80 % of history attention on the last 4 frames) or dynamic."""
+        import torch
+
+        from genmotion.cache import profile_heads as run_profile
+        from genmotion.cache import save_head_profile
+
+        flow, layout = _flow_model(model, seed)
+        profile = run_profile(
+            flow,
+            layout,
+            generator=torch.Generator().manual_seed(seed),
+            num_chunks=chunks,
+            num_steps=steps,
+            model_name=model,
+        )
+        save_head_profile(profile, out)
+        static = sum(s for row in profile.static for s in row)
+        total = profile.num_layers * profile.num_heads
+        typer.echo(f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static")
+
+    @bench_app.command("cache")
+    def cache(
+        json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+        threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
+        quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
+    ) -> None:
+        """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
+        import torch
+
+        from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
+        from genmotion.bench.report import write_json
+        from genmotion.errors import UsageError
+
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+        results = run_cache_bench(CacheBenchConfig.quick() if quick else CacheBenchConfig())
+        write_json(results, json_path)
+        if plot is not None:
+            plot_cache_bench(results, plot)
+        targets = results["targets"]
+        met = sum(t["met"] for t in targets.values())
+        typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")
+        for name, t in targets.items():
+            typer.echo(f"  {'met ' if t['met'] else 'MISS'} {name}: {t['value']} (target {t['target']})")

@@ -1,0 +1,107 @@
+import json
+import math
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+import genmotion.bench.cache as bench_cache
+from genmotion.bench.cache import (
+    CacheBenchConfig,
+    chunk_discontinuity,
+    flow_model_flops,
+    latent_fidelity,
+    plot_cache_bench,
+    policy_flops,
+    run_cache_bench,
+    seeded_tiny_flow_model,
+    temporal_flicker,
+)
+from genmotion.cache import FrameLayout
+from genmotion.cli.cache_commands import register
+
+MICRO = CacheBenchConfig(
+    tokens_per_frame=6,
+    channels=3,
+    dim=16,
+    heads=2,
+    num_steps=3,
+    lengths=(2, 3),
+    curve_chunks=2,
+    thresholds=(0.0, 1e9),
+    warmup=1,
+    rolling_window=2,
+    fit_steps=2,
+    fit_batch=2,
+    fit_frames=4,
+    profile_chunks=4,
+    repeats=1,
+)
+
+
+def test_metrics_on_constructed_latents():
+    frames = torch.zeros(1, 6, 2, 1)
+    frames[:, 2:4] = 1.0  # chunks of 2 frames: the jumps sit at chunk boundaries 2 and 4
+    assert temporal_flicker(frames, 0.0, 1.0) == pytest.approx(1 - 2 / 5 / 1)
+    assert chunk_discontinuity(frames, 2) == pytest.approx((1.0) / (2 / 5))
+    smooth = torch.arange(6.0).view(1, 6, 1, 1).expand(1, 6, 2, 1)
+    assert chunk_discontinuity(smooth, 2) == pytest.approx(1.0)
+    exact = torch.linspace(0, 1, 10).view(1, 10, 1, 1)
+    same = latent_fidelity(exact, exact)
+    assert same["mse"] == 0.0 and same["psnr_db"] is None
+    shifted = exact.clone()
+    shifted[:, 1:9] += 0.1  # inside the exact range: mse 0.008 on [0, 1]
+    assert latent_fidelity(shifted, exact)["psnr_db"] == pytest.approx(10 * math.log10(1 / 0.008), abs=1e-3)
+
+
+def test_flop_counts():
+    cfg = MICRO.model_config
+    layout = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=1)
+    assert flow_model_flops(cfg, 4, 0) * 2 == flow_model_flops(cfg, 8, 0)
+    one = policy_flops(cfg, layout, chunks=1, steps=2, prefix_frames=0, shared=True)
+    assert one == policy_flops(cfg, layout, chunks=1, steps=2, prefix_frames=0, shared=False)  # nothing to share yet
+    recompute = policy_flops(cfg, layout, chunks=8, steps=4, prefix_frames=1, shared=False)
+    assert recompute > 2 * policy_flops(cfg, layout, chunks=8, steps=4, prefix_frames=1, shared=True)
+
+
+def test_seeded_model_depends_only_on_the_seed():
+    a, b = (seeded_tiny_flow_model(MICRO.model_config, 3) for _ in range(2))
+    c = seeded_tiny_flow_model(MICRO.model_config, 4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not torch.equal(a.proj_in.weight, c.proj_in.weight)
+
+
+def test_micro_bench_reports_every_policy_and_target(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = run_cache_bench(MICRO)
+    finally:
+        torch.set_num_threads(threads)
+    json.dumps(results, allow_nan=False)
+    rows = results["lengths"]["3"]
+    assert {"recompute", "shared", "rolling", "flowcache", "flowcache-kv", "forcing-kv"} <= set(rows)
+    assert {"flowcache+forcing-kv", "flowcache+flowcache-kv", "rolling@forcing-kv-bytes"} <= set(rows)
+    assert rows["shared"]["max_abs_diff"] <= 1e-5 and results["targets"]["shared_equals_recompute"]["met"]
+    assert [c["skipped_fraction"] > 0 for c in results["threshold_curve"]] == [False, True]
+    assert results["flop_ideal"]["3"]["ideal_speedup"] > 1.0
+    assert all(set(t) == {"value", "target", "met"} for t in results["targets"].values())
+    assert not math.isnan(rows["forcing-kv"]["discontinuity_ratio"])
+    plot_cache_bench(results, tmp_path / "cache.png")
+    assert (tmp_path / "cache.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bench_command_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_cache.CacheBenchConfig, "quick", classmethod(lambda cls: MICRO))
+    app, bench_app = typer.Typer(), typer.Typer()
+    app.add_typer(bench_app, name="bench")
+    register(app, bench_app)
+    out = tmp_path / "cache.json"
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, ["bench", "cache", "--json", str(out), "--quick", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert "targets met" in result.output and json.loads(out.read_text())["setting"]["threads"] == 1

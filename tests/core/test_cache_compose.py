@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from genmotion.cache import (
+    ChunkReuse,
+    HeadAware,
+    HeadProfile,
+    ImportanceRedundancy,
+    Recompute,
+    RollingWindow,
+    SharedClean,
+    parse_policy,
+    policy_names,
+)
+from genmotion.cli.cache_commands import register
+from genmotion.errors import UsageError
+
+PROFILE = HeadProfile(recent_mass=((0.9, 0.1),), static=((True, False),))
+
+
+def test_names_build_their_policies():
+    assert policy_names() == ("recompute", "shared", "rolling", "flowcache-kv", "forcing-kv", "flowcache")
+    assert isinstance(parse_policy("recompute"), Recompute)
+    assert isinstance(parse_policy("shared", context_frames=4), SharedClean)
+    rolling = parse_policy("rolling", sink=2, window=3)
+    assert isinstance(rolling, RollingWindow) and (rolling.sink, rolling.window) == (2, 3)
+    assert isinstance(parse_policy("flowcache-kv", budget=16), ImportanceRedundancy)
+    assert isinstance(parse_policy("forcing-kv", profile=PROFILE), HeadAware)
+    flowcache = parse_policy(" FlowCache ", thresh=0.02)
+    assert isinstance(flowcache, ChunkReuse) and isinstance(flowcache.context, SharedClean)
+    assert flowcache.thresh == 0.02 and flowcache.warmup == 5
+
+
+def test_compositions_put_flowcache_over_the_kv_policy():
+    combo = parse_policy("flowcache+forcing-kv", profile=PROFILE, thresh=0.015, recent=2)
+    assert isinstance(combo, ChunkReuse) and isinstance(combo.context, HeadAware) and combo.context.recent == 2
+    assert isinstance(parse_policy("flowcache-kv+flowcache", budget=8).context, ImportanceRedundancy)
+    assert isinstance(parse_policy("rolling+flowcache").context, RollingWindow)
+
+
+def test_unknown_names_and_bad_combinations_are_usage_errors():
+    with pytest.raises(UsageError) as err:
+        parse_policy("teacache")
+    assert err.value.exit_code == 2
+    for name in policy_names():
+        assert name in str(err.value)
+    with pytest.raises(UsageError, match="combines"):
+        parse_policy("shared+rolling")
+    with pytest.raises(UsageError, match="profile"):
+        parse_policy("forcing-kv")
+    with pytest.raises(UsageError, match="budget"):
+        parse_policy("flowcache+flowcache-kv")
+    with pytest.raises(UsageError, match="takes no parameter 'thresh'"):
+        parse_policy("shared", thresh=0.1)
+
+
+def test_profile_heads_command_writes_a_profile(tmp_path):
+    app, bench_app = typer.Typer(), typer.Typer()
+    app.add_typer(bench_app, name="bench")
+    register(app, bench_app)
+    out = tmp_path / "heads.json"
+    args = ["profile-heads", "--model", "tiny", "-o", str(out), "--chunks", "5", "--steps", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["model"] == "tiny" and len(data["static"]) == data["num_layers"] and "static" in result.output
+    assert HeadProfile.from_dict(data).num_heads == data["num_heads"]

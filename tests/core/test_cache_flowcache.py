@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from genmotion.cache import ChunkReuse, FrameLayout, PolicyBase, RollingWindow, SharedClean
+from genmotion.cache.chunk_reuse import relative_l1
+from genmotion.engine import FlowLoopConfig, flow_generate
+from genmotion.errors import UsageError
+from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+
+LAYOUT = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=2)
+
+
+def _model() -> TinyFlowModel:
+    torch.manual_seed(0)
+    config = TinyFlowModelConfig(
+        channels=3, tokens_per_frame=2, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
+    )
+    return TinyFlowModel(config).eval()
+
+
+def _run(policy, frames: int = 6, steps: int = 6) -> torch.Tensor:
+    config = FlowLoopConfig(num_frames=frames, num_steps=steps)
+    return flow_generate(_model(), policy, LAYOUT, config, generator=torch.Generator().manual_seed(0), batch=2)
+
+
+def test_zero_threshold_equals_the_context_policy_exactly():
+    assert torch.equal(_run(ChunkReuse(thresh=0.0, warmup=0)), _run(SharedClean()))
+    rolling = ChunkReuse(thresh=0.0, warmup=0, context=RollingWindow(sink=1, window=2))
+    assert torch.equal(_run(rolling), _run(RollingWindow(sink=1, window=2)))
+    assert rolling.forwards_skipped == 0 and rolling.stats is rolling.context.stats
+
+
+def test_large_threshold_skips_all_but_first_warmup_and_last():
+    policy = ChunkReuse(thresh=1e9, warmup=2)
+    _run(policy, frames=4, steps=6)
+    assert policy.trace == [[True, True, False, False, False, True]] * 2
+    assert policy.forwards_skipped == 2 * 3 and policy.stats.forwards_run == 2 * 3 + 1  # + one commit
+    assert policy.bytes_held() > policy.context.bytes_held()  # stored input features and velocity
+
+
+class _Counting(PolicyBase):
+    """Context stub: the velocity of the k-th computed evaluation is k, so reuse is visible."""
+
+    def start(self, model, layout, *, batch, max_frames, like):
+        self.layout = layout
+
+    def velocity(self, model, x_BLC, t, *, start_frame):
+        self.stats.forwards_run += 1
+        return torch.full_like(x_BLC, float(self.stats.forwards_run))
+
+    def commit(self, model, clean_BLC, *, start_frame):
+        return None
+
+    def bytes_held(self):
+        return 0
+
+
+def test_skip_rule_follows_the_accumulated_relative_l1_change():
+    base = torch.ones(1, 2, 3)
+    scales = [1.0, 1.1, 1.2, 1.21, 1.22, 1.5, 1.51, 1.52]  # input of each evaluation
+    xs = [base * s for s in scales]
+    thresh, warmup = 0.05, 2
+    policy = ChunkReuse(thresh=thresh, warmup=warmup, context=_Counting())
+    policy.start(None, LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
+    policy.begin_chunk(0, len(xs))
+    outs = [float(policy.velocity(None, x, 0.0, start_frame=0)[0, 0, 0]) for x in xs]
+    expected, acc, computed, last = [], 0.0, 0, 0.0  # the documented rule, written out
+    for k, x in enumerate(xs):
+        if 0 < k < len(xs) - 1 and computed >= warmup:
+            acc += relative_l1(x, xs[k - 1])
+            if acc < thresh:
+                expected.append(last)
+                continue
+        acc, computed, last = 0.0, computed + 1, float(computed + 1)
+        expected.append(last)
+    assert outs == expected
+    assert policy.trace[-1] == [True, True, True, False, False, True, False, True]
+
+
+def test_misuse_is_a_usage_error():
+    with pytest.raises(UsageError, match="thresh"):
+        ChunkReuse(thresh=-1.0)
+    policy = ChunkReuse()
+    policy.start(_model(), LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
+    with pytest.raises(UsageError, match="begin_chunk"):
+        policy.velocity(_model(), torch.zeros(1, 4, 3), 0.0, start_frame=0)

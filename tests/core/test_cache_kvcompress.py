@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from genmotion.cache import (
+    AttentionProbe,
+    FrameLayout,
+    ImportanceRedundancy,
+    SharedClean,
+    attention_probabilities,
+    importance_redundancy_scores,
+)
+from genmotion.engine import FlowLoopConfig, flow_generate
+from genmotion.errors import UsageError
+from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+
+LAYOUT = FrameLayout(tokens_per_frame=3, channels=3, frames_per_chunk=2)
+
+
+def _model() -> TinyFlowModel:
+    torch.manual_seed(0)
+    config = TinyFlowModelConfig(
+        channels=3, tokens_per_frame=3, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
+    )
+    return TinyFlowModel(config).eval()
+
+
+def _run(policy, frames: int = 8, model=None) -> torch.Tensor:
+    config = FlowLoopConfig(num_frames=frames, num_steps=2)
+    model = _model() if model is None else model
+    return flow_generate(model, policy, LAYOUT, config, generator=torch.Generator().manual_seed(0), batch=2)
+
+
+def _reference_scores(call, keys, lam, pool):
+    """FlowCache's score written out with loops: no shared code with the library."""
+    B, H, L, D = call.q.shape
+    S = keys.shape[2]
+    rotary = call.rotary
+    q_frames = call.positions
+    out = torch.empty(B, H, S)
+    for b in range(B):
+        for h in range(H):
+            k_frames = torch.cat([call.history_positions[b, h], call.positions])  # per head after an eviction
+            q = rotary(call.q[b, h], q_frames)
+            k = rotary(keys[b, h], k_frames)
+            attn = torch.zeros(S)
+            for i in range(L):
+                logits = torch.tensor(
+                    [float(q[i] @ k[j]) / math.sqrt(D) if k_frames[j] <= q_frames[i] else -math.inf for j in range(S)]
+                )
+                attn += torch.softmax(logits, dim=0) / L
+            pooled = torch.tensor([float(attn[max(0, j - pool // 2) : j + pool // 2 + 1].max()) for j in range(S)])
+            unit = keys[b, h] / (keys[b, h].norm(dim=-1, keepdim=True) + 1e-8)
+            sim = torch.tensor([sum(float(unit[j] @ unit[m]) for m in range(S) if m != j) / S for j in range(S)])
+            out[b, h] = lam * pooled - (1 - lam) * torch.softmax(sim, dim=0)
+    return out
+
+
+class _Recording(ImportanceRedundancy):
+    def scores(self, call, keys_BHSD):
+        self.records.append((call, keys_BHSD))
+        return super().scores(call, keys_BHSD)
+
+
+def test_kept_indices_are_the_top_scoring_ones_of_a_direct_reference():
+    policy = _Recording(budget=7, lam=0.3, pool=3)
+    policy.records = []
+    _run(policy, frames=8)
+    kept = [index for layers in policy.kept for index in layers]
+    assert len(policy.records) == len(kept) >= 4
+    for (call, keys), index in zip(policy.records, kept, strict=True):
+        reference = _reference_scores(call, keys, lam=0.3, pool=3)
+        assert torch.equal(index, reference.topk(7, dim=-1).indices.sort(dim=-1).values)
+        fast = importance_redundancy_scores(attention_probabilities(call).mean(2), keys, lam=0.3, pool=3)
+        assert torch.allclose(fast, reference, atol=1e-5)
+
+
+def test_budget_never_exceeded_bytes_flat_and_denoising_chunk_never_evicted():
+    seen = []
+
+    class Checking(ImportanceRedundancy):
+        def velocity(self, model, x_BLC, t, *, start_frame):
+            cache = self._state()
+            assert cache.length <= self.budget
+            assert bool((cache[0].positions < start_frame).all())  # only committed frames are ever in the cache
+            with AttentionProbe(model) as probe:
+                v = super().velocity(model, x_BLC, t, start_frame=start_frame)
+            for call in probe.calls:  # every token of the chunk is attended by its own frame's queries
+                own = attention_probabilities(call)[..., call.history_k.shape[2] :]
+                seen.append(bool((own[..., :, :3].sum(-1) > 0).all()))
+            return v
+
+    short, long = Checking(budget=5), Checking(budget=5)
+    _run(short, frames=4)
+    _run(long, frames=12)
+    assert seen and all(seen)
+    assert short.bytes_held() == long.bytes_held()
+    shared = SharedClean()
+    _run(shared, frames=12)
+    assert long.bytes_held() < shared.bytes_held()
+
+
+def test_a_budget_that_holds_everything_equals_shared_clean():
+    out = _run(ImportanceRedundancy(budget=8 * 3))
+    assert (out - _run(SharedClean())).abs().max().item() <= 1e-5
+
+
+def test_misuse_is_a_usage_error():
+    with pytest.raises(UsageError, match="budget"):
+        ImportanceRedundancy(budget=0)
+    with pytest.raises(UsageError, match="lam"):
+        ImportanceRedundancy(budget=4, lam=2.0)
