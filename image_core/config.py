@@ -15,6 +15,7 @@ __all__ = [
     "PATCH_NUMS_1024",
     "VARConfig",
     "VARImageConfig",
+    "VARSamplingConfig",
     "VQVAEConfig",
     "official_var_config",
     "official_vqvae_config",
@@ -142,6 +143,22 @@ class VARImageConfig:
         ]
         if mismatches:
             raise ValueError("tokenizer and transformer disagree on " + "; ".join(mismatches))
+
+
+@dataclass(frozen=True, kw_only=True)
+class VARSamplingConfig:
+    """Default sampling settings a checkpoint ships with (`sampling:` in its config.yaml); not architecture."""
+
+    guidance_scale: float = 1.5  # VAR's cfg: t = cfg * k / (K - 1), logits = (1 + t) cond - t uncond
+    top_k: int = 900
+    top_p: float = 0.96
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.guidance_scale < 0 or self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.temperature < 0:
+            raise ValueError(
+                f"bad sampling settings {self}: need guidance_scale >= 0, top_k >= 0, top_p in [0, 1], temperature >= 0"
+            )
 
 
 def official_vqvae_config(patch_nums: tuple[int, ...] = PATCH_NUMS_256) -> VQVAEConfig:

@@ -10,7 +10,7 @@ never trusted. Any mismatch raises `InputError` naming the key and the likely ca
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +20,14 @@ from torch import nn
 from genmotion.checkpoint import load_foreign, load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import InputError
-from genmotion.image_core.config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024, VARConfig, VARImageConfig
+from genmotion.image_core.config import (
+    PATCH_NUMS_256,
+    PATCH_NUMS_512,
+    PATCH_NUMS_1024,
+    VARConfig,
+    VARImageConfig,
+    VARSamplingConfig,
+)
 from genmotion.image_core.convert_checks import (
     check_var_buffers,
     detect_vqvae_config,
@@ -36,10 +43,12 @@ __all__ = [
     "convert_official",
     "detect_var_config",
     "detect_vqvae_config",
+    "image_checkpoint_config",
     "load_image_model",
     "load_official",
     "load_official_var",
     "load_official_vqvae",
+    "read_image_metadata",
     "read_official",
     "save_image_model",
 ]
@@ -47,6 +56,7 @@ __all__ = [
 CHECKPOINT_KIND = "var"
 Source = str | Path | Mapping[str, object]
 _PARTS = {"var": "var_wo_ddp", "vae": "vae_local"}
+_METADATA_KEYS = ("classes", "sampling")
 _KNOWN_SCHEDULES = (PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024)
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
@@ -236,19 +246,53 @@ def load_official(
 
 
 def save_image_model(
-    model: VARImageModel, directory: str | Path, *, card: str | None = None, dtype: torch.dtype | None = None
+    model: VARImageModel,
+    directory: str | Path,
+    *,
+    card: str | None = None,
+    dtype: torch.dtype | None = None,
+    class_names: Sequence[str] = (),
+    sampling: VARSamplingConfig | None = None,
 ) -> Path:
-    """Write `config.yaml` (kind: var) + `model.safetensors` (`vae.*`, `var.*`)."""
-    config = {"kind": CHECKPOINT_KIND, **to_dict(model.config)}
-    return save_pretrained(directory, model, config, card=card, dtype=dtype)
+    """Write `config.yaml` (kind: var) + `model.safetensors` (`vae.*`, `var.*`).
+
+    `class_names` (index = label) and `sampling` (default sampling settings) are stored beside the
+    architecture as metadata; `read_image_metadata` reads them back.
+    """
+    return save_pretrained(directory, model, image_checkpoint_config(model.config, class_names, sampling), card, dtype)
+
+
+def image_checkpoint_config(
+    config: VARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
+) -> dict[str, object]:
+    """The `config.yaml` mapping of a `var` checkpoint."""
+    out: dict[str, object] = {"kind": CHECKPOINT_KIND, **to_dict(config)}
+    if class_names:
+        if len(class_names) != config.var.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {config.var.num_classes} classes")
+        out["classes"] = list(class_names)
+    if sampling is not None:
+        out["sampling"] = to_dict(sampling)
+    return out
+
+
+def read_image_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:
+    """Class names (empty when the checkpoint names none) and default sampling settings of a `var` directory."""
+    raw = read_checkpoint_config(directory)
+    names = tuple(str(n) for n in raw.get("classes", ()))
+    sampling = from_dict(VARSamplingConfig, raw.get("sampling", {}), prefix="sampling")
+    return names, sampling
 
 
 def load_image_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> VARImageModel:
-    """Read a directory written by `save_image_model` / `convert_official`; buffers are re-checked."""
+    """Read a directory written by `save_image_model` / `convert_official` / `genmotion train` (task var);
+    buffers are re-checked."""
     raw = read_checkpoint_config(directory)
     kind = raw.pop("kind")
     if kind != CHECKPOINT_KIND:
         raise InputError(f"{directory} holds a {kind!r} checkpoint, not a VAR one", fix="pass a VAR checkpoint")
+    for metadata in _METADATA_KEYS:
+        raw.pop(metadata, None)
     config = from_dict(VARImageConfig, raw)
     with torch.device("meta"):
         model = VARImageModel(config)

@@ -82,6 +82,8 @@ class PhiNonShared(nn.ModuleList):
 class MultiScaleQuantizer(nn.Module):
     """Residual VQ over the scales of `cfg.patch_nums`; owns the codebook `embedding` (V, Cvae)."""
 
+    ema_vocab_hit_SV: torch.Tensor
+
     def __init__(self, cfg: VQVAEConfig) -> None:
         super().__init__()
         self.vocab_size, self.Cvae = cfg.vocab_size, cfg.latent_channels
@@ -217,6 +219,9 @@ class MultiScaleQuantizer(nn.Module):
         for si, pn in enumerate(self.patch_nums):
             rest = f_rest if si == self.num_scales - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
             idx_N = self._nearest(rest.permute(0, 2, 3, 1).reshape(-1, C))
+            if self.training:  # codebook usage per scale, read by dead-code restarts in tokenizer training
+                hits = torch.bincount(idx_N, minlength=self.vocab_size).float()
+                self.ema_vocab_hit_SV[si].mul_(0.9).add_(hits, alpha=0.1)
             h_BCHW = self._upsampled_code(si, idx_N.view(B, pn, pn), (H, W))
             f_hat = f_hat + h_BCHW
             f_rest = f_rest - h_BCHW.detach()

@@ -21,6 +21,8 @@ import torch
 from genmotion.cache import LayeredKVCache
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.errors import UsageError
+from genmotion.image_core.head_cache import QueryProbe
+from genmotion.image_core.kv_policies import ScalePolicy
 from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
@@ -62,35 +64,49 @@ def stream_scales(
     more_smooth: bool = False,
     processors: Sequence[LogitsProcessor] = (),
     cache: LayeredKVCache | None = None,
+    policy: ScalePolicy | None = None,
 ) -> Iterator[ScaleOutput]:
     """Sample scale by scale, yielding each scale's tokens and f_hat as soon as they exist.
 
     labels_B: (B,) class ids (`var.num_classes` = unconditional). Temperature 0 is greedy.
     `more_smooth` feeds Gumbel-softmax mixtures of codes forward instead of the sampled codes (VAR's
     visualisation mode; tokens are still sampled and yielded). `processors` run on the guided logits
-    (B, l, V) with the scale index as step (token forcing, watermark bias). `cache` may be passed to
-    reuse buffers or apply a policy; it must hold 2B rows when guidance is on, B otherwise.
+    (B, l, V) with the scale index as step (token forcing, watermark bias). `policy` (FullKV, ScaleKV,
+    HACK) allocates the cache and evicts from it after each scale; otherwise `cache` may be passed to
+    reuse buffers. Either holds 2B rows when guidance is on, B otherwise.
     """
     _check_labels(labels_B, var.num_classes)
     B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
     guided = guidance_scale != 0
     labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
-    cond_BD, cond_blocks = var.class_condition(labels)
+    conditions = var.class_conditions(labels)
+    cond_BD = conditions.cond_BD
     device = cond_BD.device
-    if cache is None:
-        cache = var.allocate_cache(labels.shape[0], device=device)
-    elif cache[0].batch != labels.shape[0]:
+    if policy is not None:
+        if cache is not None:
+            raise UsageError("pass a cache policy or a cache, not both", fix="the policy allocates its own cache")
+        cache = policy.allocate(var, labels.shape[0], dtype=cond_BD.dtype, device=device)
+    elif cache is None:
+        cache = var.allocate_cache(labels.shape[0], dtype=cond_BD.dtype, device=device)
+    if cache[0].batch != labels.shape[0]:
         raise UsageError(f"cache holds {cache[0].batch} rows but this run needs {labels.shape[0]}")
+    scale_of_call = iter(range(K))
 
     def model(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
-        return var.forward_scale(inputs, cond_BD, cond_blocks, cache, positions_l=positions)  # B, l, V
+        si = next(scale_of_call)
+        rows = policy.observation_rows(si) if policy is not None else None
+        probe = QueryProbe(rows) if rows is not None else None
+        logits = var.forward_scale(inputs, conditions, cache, positions_l=positions, probe=probe)  # B, l, V
+        if policy is not None:
+            policy.after_scale(cache, si, probe.queries if probe is not None else [])
+        return logits
 
     f_hat = torch.zeros(B, Cv, H, H, device=device)
     next_map = f_hat
 
     def embed_next(tokens: torch.Tensor, si: int) -> torch.Tensor:
         # Scale si's input is f_hat (accumulated over scales < si) area-downsampled, not the tokens.
-        x_BlC = var.scale_tokens(si, next_map.view(B, Cv, -1).transpose(1, 2))
+        x_BlC = var.scale_tokens(si, next_map.view(B, Cv, -1).transpose(1, 2)).to(cond_BD.dtype)
         return x_BlC.repeat(2, 1, 1) if guided else x_BlC
 
     final_logits: list[torch.Tensor] = []

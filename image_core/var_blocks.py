@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.cache import KVCache
+from genmotion.image_core.head_cache import HeadGroupCache, QueryProbe, attend_cached
 
 __all__ = ["FFN", "AdaLNBeforeHead", "AdaLNSelfAttn", "DropPath", "SelfAttention", "SharedAdaLin"]
 
@@ -89,21 +90,25 @@ class SelfAttention(nn.Module):
         self,
         x_BLC: torch.Tensor,
         attn_bias: torch.Tensor | None,
-        cache: KVCache | None = None,
+        cache: KVCache | HeadGroupCache | None = None,
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
+        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         """x (B, L, C) -> (B, L, C). With `cache`, the L new tokens attend to every cached token and to
-        each other (one scale is a block of the block-causal mask), and are appended when `commit`."""
+        each other (one scale is a block of the block-causal mask), and are appended when `commit`.
+        `probe` records the queries of its rows (for cache policies)."""
         B, L, C = x_BLC.shape
         q, k, v = self.qkv(x_BLC)
+        if probe is not None:
+            probe.record(q, self.scale)
         if cache is not None:
-            k, v, _ = cache.extend(k, v, positions_L, commit=commit)  # B, H, L_cached + L, c
-        if attn_bias is not None:
-            attn_bias = attn_bias.to(q.dtype)
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_bias, dropout_p, scale=self.scale)
+            out = attend_cached(cache, q, k, v, positions_L, scale=self.scale, commit=commit)
+        else:
+            bias = attn_bias.to(q.dtype) if attn_bias is not None else None
+            dropout_p = self.attn_drop if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, bias, dropout_p, scale=self.scale)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, C)))
 
 
@@ -155,16 +160,32 @@ class AdaLNSelfAttn(nn.Module):
         x_BLC: torch.Tensor,
         cond: torch.Tensor,
         attn_bias: torch.Tensor | None,
-        cache: KVCache | None = None,
+        cache: KVCache | HeadGroupCache | None = None,
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
+        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.modulation(cond)
-        h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add(shift1)
-        x_BLC = x_BLC + self.drop_path(
-            self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit).mul(gamma1)
+        return self.forward_modulated(
+            x_BLC, self.modulation(cond), attn_bias, cache, positions_L=positions_L, commit=commit, probe=probe
         )
+
+    def forward_modulated(
+        self,
+        x_BLC: torch.Tensor,
+        modulation: tuple[torch.Tensor, ...],
+        attn_bias: torch.Tensor | None,
+        cache: KVCache | HeadGroupCache | None = None,
+        *,
+        positions_L: torch.Tensor | None = None,
+        commit: bool = True,
+        probe: QueryProbe | None = None,
+    ) -> torch.Tensor:
+        """The block with its six vectors given (computed once per sample when decoding scale by scale)."""
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation
+        h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add(shift1)
+        attn = self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit, probe=probe)
+        x_BLC = x_BLC + self.drop_path(attn.mul(gamma1))
         h = self.ln_wo_grad(x_BLC).mul(scale2.add(1)).add(shift2)
         return x_BLC + self.drop_path(self.ffn(h).mul(gamma2))
 
@@ -178,6 +199,14 @@ class AdaLNBeforeHead(nn.Module):
         self.ln_wo_grad = nn.LayerNorm(width, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_width, 2 * width))
 
-    def forward(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+    def modulation(self, cond_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift), each (B, 1, C)."""
         scale, shift = self.ada_lin(cond_BD).view(-1, 1, 2, self.C).unbind(2)
+        return scale, shift
+
+    def forward(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+        return self.forward_modulated(x_BLC, self.modulation(cond_BD))
+
+    def forward_modulated(self, x_BLC: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        scale, shift = modulation
         return self.ln_wo_grad(x_BLC).mul(scale.add(1)).add(shift)

@@ -1,7 +1,7 @@
 """VAR: class-conditional next-scale prediction transformer (Tian et al., 2024).
 
 The model is a pure function: `forward(label_B, x_BLCv_wo_first_l)` is the block-causal training
-forward; `forward_scale(x, cond, cache)` runs one scale against a KV cache for the sampler. No RNG,
+forward; `forward_scale(x, conditions, cache)` runs one scale against a KV cache for the sampler. No RNG,
 no sampling, no label dropout inside (see `drop_labels`). Parameter and buffer names match the
 official `VAR` so its state dicts (`var_d16.pth` ... `var_d36.pth`) load key for key.
 
@@ -12,6 +12,7 @@ scale, C width, D condition width (= C), Cv = Cvae tokenizer latent channels, V 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -19,9 +20,20 @@ from torch import nn
 
 from genmotion.cache import LayeredKVCache
 from genmotion.image_core.config import VARConfig
+from genmotion.image_core.head_cache import QueryProbe
 from genmotion.image_core.var_blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 
-__all__ = ["VAR", "block_causal_bias", "drop_labels", "level_ids"]
+__all__ = ["VAR", "ClassConditions", "block_causal_bias", "drop_labels", "level_ids"]
+
+
+@dataclass(frozen=True)
+class ClassConditions:
+    """What a class label fixes for every scale: the class embedding cond_BD (B, D) (start tokens), each
+    block's six AdaLN vectors (each (B, 1, C)) and the head's AdaLN (scale, shift)."""
+
+    cond_BD: torch.Tensor
+    blocks: tuple[tuple[torch.Tensor, ...], ...]
+    head: tuple[torch.Tensor, torch.Tensor]
 
 
 def level_ids(patch_nums: tuple[int, ...]) -> torch.Tensor:
@@ -136,25 +148,34 @@ class VAR(nn.Module):
         return self.logits(x_BLC, cond_BD)  # B, L, V
 
     # ---- cached decoding of one scale ------------------------------------------------------------
+    def class_conditions(self, label_B: torch.Tensor) -> ClassConditions:
+        """Everything the class label fixes for a whole sample, computed once (not once per scale)."""
+        cond_BD, cond_blocks = self.class_condition(label_B)
+        blocks = tuple(tuple(block.modulation(cond_blocks)) for block in self.typed_blocks())
+        return ClassConditions(cond_BD=cond_BD, blocks=blocks, head=self.head_nm.modulation(cond_BD))
+
     def forward_scale(
         self,
         x_BlC: torch.Tensor,
-        cond_BD: torch.Tensor,
-        cond_blocks: torch.Tensor,
+        conditions: ClassConditions,
         cache: LayeredKVCache,
         *,
         positions_l: torch.Tensor | None = None,
+        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         """One scale against the cache: x (B, l, C) embedded tokens -> logits (B, l, V).
 
         The l tokens attend to every cached token of earlier scales and to each other; their keys and
-        values are appended to `cache` (one `KVCache` per block) unless it is read-only.
+        values are appended to `cache` (one `KVCache` or `HeadGroupCache` per block) unless it is
+        read-only. `probe` collects each block's queries of its rows, in block order.
         """
         if len(cache) != len(self.blocks):
             raise ValueError(f"cache has {len(cache)} layers but the model has {len(self.blocks)} blocks")
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x_BlC = block(x_BlC, cond_blocks, None, layer_cache, positions_L=positions_l, commit=cache.commit)
-        return self.logits(x_BlC, cond_BD)  # B, l, V
+        for block, modulation, layer_cache in zip(self.typed_blocks(), conditions.blocks, cache, strict=True):
+            x_BlC = block.forward_modulated(
+                x_BlC, modulation, None, layer_cache, positions_L=positions_l, commit=cache.commit, probe=probe
+            )
+        return self.head(self.head_nm.forward_modulated(x_BlC.float(), conditions.head)).float()  # B, l, V
 
     def allocate_cache(
         self, batch: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None

@@ -1,0 +1,355 @@
+"""`genmotion bench image`: everything measured side by side in one process, fixed threads, medians.
+
+* parity: cached sampling == the block-causal masked forward (tokens with top-k = 1, guidance on);
+* speed: VAR-d16 at 256 px with random official-layout weights, batch 1, cfg 1.5, top-k 900, top-p 0.96:
+  transformer and decoder seconds, GFLOP (PyTorch's flop counter) and GFLOP/s against the fp32 matmul
+  peak measured in the same run, and the same model run the official way (AdaLN recomputed for every
+  scale, K/V grown with torch.cat) with identical tokens; bf16 autocast with token agreement and PSNR;
+* var-toy: share of samples the toy-world detector reads as the requested class;
+* KV policies on var-toy: ScaleKV and HACK cache bytes against the full cache, PSNR against the
+  full-cache image of the same seed.
+`--quick` shrinks every part (a smoke test, not a measurement).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from genmotion.bench.report import bar_chart, time_median, write_json
+from genmotion.image_core.config import VQVAEConfig, official_var_config, official_vqvae_config
+from genmotion.image_core.kv_policies import HACK, FullKV, HACKConfig, ScaleKV, ScaleKVConfig, ScalePolicy
+from genmotion.image_core.quantizer import MultiScaleQuantizer
+from genmotion.image_core.sampler import sample_indices
+from genmotion.image_core.tokenizer import VQVAE
+from genmotion.image_core.var_model import VAR
+from genmotion.sampling.guidance import cfg_combine
+from genmotion.sampling.logits import sample_logits
+
+__all__ = ["official_style_indices", "run_image_bench"]
+
+log = logging.getLogger(__name__)
+REFERENCE = {  # the official implementation on the DESIGN machine (AVX-512, 2 threads), from the issue
+    "transformer_s": 5.8,
+    "decode_s": 2.4,
+    "transformer_gflop": 563,
+    "decode_gflop": 394,
+    "fp32_peak_gflops": 183,
+}
+
+
+# ---- the official way, for a side-by-side baseline ----------------------------------------------------
+class _GrowingKV:
+    """The official cache: per block, K/V concatenated with every new scale (no preallocation)."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor, positions: Any, commit: bool = True) -> tuple[Any, Any, None]:
+        if self.k is not None and self.v is not None:
+            k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)
+        self.k, self.v = k, v
+        return k, v, None
+
+
+@torch.no_grad()
+def official_style_indices(
+    var: VAR, quantizer: MultiScaleQuantizer, labels_B: torch.Tensor, generator: torch.Generator, cfg: float,
+    top_k: int, top_p: float,
+) -> list[torch.Tensor]:  # fmt: skip
+    """VAR's `autoregressive_infer_cfg`: the class condition goes through every block's AdaLN projection
+    again at every scale and the caches grow by concatenation. Same sampling calls as `stream_scales`."""
+    B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
+    labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes)))
+    cond_BD = var.class_emb(labels)
+    lvl_pos = var.level_positions()
+    x = var.start_tokens(cond_BD)
+    caches = [_GrowingKV() for _ in var.blocks]
+    f_hat, out, cur = torch.zeros(B, Cv, H, H, device=cond_BD.device), [], 0
+    for si, pn in enumerate(var.patch_nums):
+        cond_blocks = var.shared_ada_lin(cond_BD)
+        for block, cache in zip(var.typed_blocks(), caches, strict=True):
+            x = block(x, cond_blocks, None, cast(Any, cache))
+        logits = var.logits(x, cond_BD)
+        t = cfg * si / (K - 1)
+        idx = sample_logits(cfg_combine(logits[:B], logits[B:], t), generator, 1.0, top_k, top_p)
+        out.append(idx)
+        h = quantizer.embedding(idx).transpose(1, 2).reshape(B, Cv, pn, pn)
+        f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, h)
+        cur += pn * pn
+        if si != K - 1:
+            nxt = var.patch_nums[si + 1] ** 2
+            x = (var.word_embed(next_map.view(B, Cv, -1).transpose(1, 2)) + lvl_pos[:, cur : cur + nxt]).repeat(2, 1, 1)
+    return out
+
+
+# ---- pieces -----------------------------------------------------------------------------------------
+def matmul_peak(n: int, dtype: torch.dtype, repeats: int = 5, device: str | torch.device = "cpu") -> float:
+    """GFLOP/s of an n x n x n matrix product at the current thread count (or on the given device)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / time_median(_synced(lambda: a @ b, torch.device(device)), warmup=2, repeats=repeats) / 1e9
+
+
+def _flops(fn: Callable[[], object]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def _psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _random_models(quick: bool) -> tuple[VAR, VQVAE, str]:
+    """Random official-layout weights: VAR-d16 + the 256 px tokenizer (quick: depth 4, tokenizer width 32)."""
+    g = torch.Generator().manual_seed(0)
+    cfg = official_var_config(4 if quick else 16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        var = VAR(cfg)
+        vae = VQVAE(VQVAEConfig(channels=32) if quick else official_vqvae_config())
+    var.init_weights(generator=g)
+    name = "d4 + tokenizer width 32 (quick)" if quick else "VAR-d16 + vae_ch160v4096z32 layout"
+    return var.eval(), vae.eval(), name
+
+
+def cache_parity(var: VAR, quantizer: MultiScaleQuantizer) -> dict[str, Any]:
+    """Cached sampling (top-k 1, cfg 1.5) against the block-causal masked forward over its own tokens."""
+    labels = torch.tensor([207])
+    idx = sample_indices(
+        var, quantizer, labels, generator=torch.Generator().manual_seed(0), guidance_scale=1.5, top_k=1
+    )
+    K = len(var.patch_nums)
+    with torch.no_grad():
+        x = quantizer.idxBl_to_var_input(idx)
+        both = var(torch.cat([labels, torch.full_like(labels, var.num_classes)]), x.repeat(2, 1, 1))
+    same = []
+    for si, (b, e) in enumerate(var.config.scale_slices):
+        guided = cfg_combine(both[:1, b:e], both[1:, b:e], 1.5 * si / (K - 1))
+        same.append(bool(torch.equal(guided.argmax(-1), idx[si])))
+    return {"tokens_identical": all(same), "scales_identical": same, "top_k": 1, "guidance_scale": 1.5}
+
+
+def _synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    """fn, waiting for the device to finish (timings on CUDA)."""
+    if device.type != "cuda":
+        return fn
+
+    def run() -> Any:
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return run
+
+
+def speed(var: VAR, vae: VQVAE, repeats: int, peak: float, with_bf16: bool) -> dict[str, Any]:
+    """Transformer and decoder seconds (median), GFLOP/s vs peak, the official way side by side, bf16."""
+    device = var.pos_1LC.device
+    labels = torch.tensor([207], device=device)
+    settings = {"guidance_scale": 1.5, "top_k": 900, "top_p": 0.96}
+
+    def ours() -> list[torch.Tensor]:
+        g = torch.Generator(device=device).manual_seed(1)
+        return sample_indices(var, vae.quantize, labels, generator=g, **settings)  # type: ignore[arg-type]
+
+    def official() -> list[torch.Tensor]:
+        g = torch.Generator(device=device).manual_seed(1)
+        return official_style_indices(var, vae.quantize, labels, g, 1.5, 900, 0.96)
+
+    tokens = ours()
+    f_hat = vae.quantize.indices_to_fhat(tokens)
+    with torch.no_grad():
+        image = vae.fhat_to_image(f_hat)
+        decode = _synced(lambda: vae.fhat_to_image(f_hat), device)
+        t_decode = time_median(decode, warmup=1, repeats=repeats)
+        decode_flops = _flops(decode)
+    t_ours = time_median(_synced(ours, device), warmup=1, repeats=repeats)
+    t_official = time_median(_synced(official, device), warmup=0, repeats=repeats)
+    trans_flops = _flops(ours)
+    identical = all(torch.equal(a, b) for a, b in zip(tokens, official(), strict=True))
+    out: dict[str, Any] = {
+        "settings": {**settings, "batch": 1, "repeats": repeats, "decode_included_in_end_to_end": True},
+        "transformer_s": t_ours,
+        "official_style_transformer_s": t_official,
+        "official_style_tokens_identical": identical,
+        "decode_s": t_decode,
+        "end_to_end_s": t_ours + t_decode,
+        "speedup_vs_official_style_end_to_end": (t_official + t_decode) / (t_ours + t_decode),
+        "transformer_gflop": trans_flops / 1e9,
+        "decode_gflop": decode_flops / 1e9,
+        "transformer_gflops": trans_flops / 1e9 / t_ours,
+        "decode_gflops": decode_flops / 1e9 / t_decode,
+        "transformer_peak_fraction": trans_flops / 1e9 / t_ours / peak,
+        "decode_peak_fraction": decode_flops / 1e9 / t_decode / peak,
+    }
+    # The official code reached 53 % (transformer) and 90 % (decoder) of the fp32 peak on the DESIGN
+    # machine (VAR-d16); at those fractions of this machine's peak it would take this long here.
+    t_ref = trans_flops / 1e9 / (0.53 * peak) + decode_flops / 1e9 / (0.90 * peak)
+    out["official_at_its_peak_fractions_here_s"] = t_ref
+    out["speedup_vs_official_normalised_by_peak"] = t_ref / (t_ours + t_decode)
+    if with_bf16:
+        out["bf16"] = _bf16(vae, _synced(ours, device), tokens, image, t_ours + t_decode)
+    return out
+
+
+def _bf16(vae: VQVAE, ours: Callable[[], list[torch.Tensor]], tokens: list[torch.Tensor], image: torch.Tensor,
+          fp32_seconds: float) -> dict[str, Any]:  # fmt: skip
+    """The same run under bf16 autocast (weights stay fp32): time, token agreement, PSNR vs the fp32 image."""
+    device = image.device
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        t_trans = time_median(ours, warmup=1 if device.type == "cuda" else 0, repeats=3 if device.type == "cuda" else 1)
+        bf_tokens = ours()
+        f_hat = vae.quantize.indices_to_fhat(bf_tokens)
+        with torch.no_grad():
+            decode = _synced(lambda: vae.fhat_to_image(f_hat), device)
+            t_dec = time_median(decode, warmup=0, repeats=1)
+            bf_image = vae.fhat_to_image(f_hat).float()
+    agree = float(torch.cat([(a == b).flatten() for a, b in zip(tokens, bf_tokens, strict=True)]).float().mean())
+    to8 = lambda x: x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return {
+        "transformer_s": t_trans,
+        "decode_s": t_dec,
+        "speedup_vs_fp32_end_to_end": fp32_seconds / (t_trans + t_dec),
+        "token_agreement": agree,
+        "psnr_vs_fp32_db": _psnr_uint8(to8(image), to8(bf_image)),
+    }
+
+
+def toy_accuracy(pipe: Any, per_class: int) -> dict[str, Any]:
+    """Share of var-toy samples (shipped sampling settings) the detector reads as the requested class."""
+    from genmotion.image_core.data import classify_toy_images
+
+    labels = [i % pipe.num_classes for i in range(per_class * pipe.num_classes)]
+    images = pipe.generate(labels, num_images=len(labels), seed=0).images
+    read = classify_toy_images(torch.from_numpy(images))
+    per = {pipe.class_names[c]: float(np.mean([r == c for r, t in zip(read, labels, strict=True) if t == c]))
+           for c in range(pipe.num_classes)}  # fmt: skip
+    return {
+        "samples": len(labels),
+        "class_accuracy": float(np.mean([r == t for r, t in zip(read, labels, strict=True)])),
+        "per_class": per,
+        "sampling": dict(vars(pipe.sampling)),
+    }
+
+
+def kv_policies(pipe: Any, samples: int, budget: float) -> dict[str, Any]:
+    """ScaleKV and HACK at `budget` against the full cache: bytes, PSNR, token agreement, class accuracy."""
+    from genmotion.image_core.data import classify_toy_images
+    from genmotion.image_core.profile import profile_var_heads
+
+    profile = pipe.head_profile or profile_var_heads(
+        pipe.model.var, pipe.model.vae.quantize, generator=torch.Generator().manual_seed(0)
+    )
+    labels = [i % pipe.num_classes for i in range(samples)]
+    policies: dict[str, ScalePolicy] = {
+        "full": FullKV(),
+        "scalekv": ScaleKV(ScaleKVConfig(budget=budget), profile),
+        "hack": HACK(profile, HACKConfig(budget=budget)),
+    }
+    runs = {name: pipe.generate(labels, num_images=samples, seed=0, kv=policy) for name, policy in policies.items()}
+    full = runs["full"]
+    out: dict[str, Any] = {"budget": budget, "samples": samples, "what": "bytes of the K/V carried between scales"}
+    for name, run in runs.items():
+        stats = run.cache
+        read = classify_toy_images(torch.from_numpy(run.images))
+        out[name] = {
+            "context_bytes": stats.max_context_bytes,
+            "context_bytes_vs_full": stats.max_context_bytes / full.cache.max_context_bytes,
+            "peak_bytes_vs_full": stats.peak_bytes / full.cache.peak_bytes,
+            "allocated_bytes_vs_full": stats.allocated_bytes / full.cache.allocated_bytes,
+            "psnr_vs_full_db": float(
+                np.mean([_psnr_uint8(a, b) for a, b in zip(run.images, full.images, strict=True)])
+            ),
+            "last_scale_token_agreement": float((run.tokens[-1] == full.tokens[-1]).float().mean()),
+            "class_accuracy": float(np.mean([r == t for r, t in zip(read, labels, strict=True)])),
+        }
+    return out
+
+
+# ---- the whole run ----------------------------------------------------------------------------------------
+def run_image_bench(json_path: Path, plot: Path | None, *, quick: bool, threads: int, ckpt: str) -> dict[str, Any]:
+    import typer
+
+    import genmotion
+
+    torch.set_num_threads(threads)
+    results: dict[str, Any] = {
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "threads": threads,
+            "torch": torch.__version__,
+        },
+        "quick": quick,
+        "reference_official": REFERENCE,
+    }
+    n = 1024 if quick else 2048
+    results["peak_gflops"] = {
+        "fp32": matmul_peak(n, torch.float32),
+        "bf16": matmul_peak(n // 2 if quick else n, torch.bfloat16, 3),
+    }
+    var, vae, name = _random_models(quick)
+    results["model"] = name
+    results["parity"] = cache_parity(var, vae.quantize)
+    peak = results["peak_gflops"]
+    # bf16 autocast only where bf16 matrix products are at least half as fast as fp32 (CPUs without bf16
+    # instructions run them ~20x slower: a d16 run would take many minutes and show nothing new).
+    bf16_useful = peak["bf16"] >= 0.5 * peak["fp32"]
+    results["speed"] = speed(var, vae, 1 if quick else 3, peak["fp32"], with_bf16=bf16_useful and not quick)
+    if not bf16_useful:
+        results["speed"]["bf16"] = {
+            "skipped": f"bf16 matmul runs at {peak['bf16']:.1f} GFLOP/s here vs {peak['fp32']:.1f} fp32: "
+            "no bf16 hardware, so bf16 is a storage format only on this CPU"
+        }
+    del var, vae
+    pipe = genmotion.load(ckpt)
+    results["var_toy"] = toy_accuracy(pipe, 2 if quick else 20)
+    results["kv"] = kv_policies(pipe, 12 if quick else 48, 0.25)
+    write_json(results, json_path)
+    if plot is not None:
+        _plot(results, plot)
+    typer.echo(summary(results))
+    return results
+
+
+def _plot(r: dict[str, Any], path: Path) -> None:
+    s, kv = r["speed"], r["kv"]
+    policies = ("full", "scalekv", "hack")
+    bar_chart(
+        [
+            (f"seconds ({r['model']}, batch 1)", {
+                "transformer (ours)": s["transformer_s"],
+                "transformer (official way)": s["official_style_transformer_s"], "decode": s["decode_s"]}),
+            (f"GFLOP/s ({r['machine']['threads']} threads)", {
+                "fp32 matmul peak": r["peak_gflops"]["fp32"], "bf16 matmul peak": r["peak_gflops"]["bf16"],
+                "transformer": s["transformer_gflops"], "decode": s["decode_gflops"]}),
+            ("KV context bytes vs full (var-toy)", {k: kv[k]["context_bytes_vs_full"] for k in policies}),
+            ("PSNR vs full cache, dB (var-toy)", {k: min(kv[k]["psnr_vs_full_db"], 60.0) for k in policies[1:]}),
+            ("var-toy class accuracy", {"samples read as the requested class": r["var_toy"]["class_accuracy"]}),
+        ],
+        path,
+    )  # fmt: skip
+
+
+def summary(r: dict[str, Any]) -> str:
+    s, kv = r["speed"], r["kv"]
+    return (
+        f"parity {'ok' if r['parity']['tokens_identical'] else 'MISMATCH'}; {r['model']}: transformer "
+        f"{s['transformer_s']:.2f}s ({s['transformer_peak_fraction']:.0%} of peak) vs official way "
+        f"{s['official_style_transformer_s']:.2f}s, decode {s['decode_s']:.2f}s ({s['decode_peak_fraction']:.0%}); "
+        f"var-toy accuracy {r['var_toy']['class_accuracy']:.1%}; ScaleKV {kv['scalekv']['context_bytes_vs_full']:.0%} "
+        f"bytes @ {kv['scalekv']['psnr_vs_full_db']:.1f} dB, HACK {kv['hack']['context_bytes_vs_full']:.0%} "
+        f"@ {kv['hack']['psnr_vs_full_db']:.1f} dB"
+    )

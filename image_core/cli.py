@@ -1,0 +1,194 @@
+"""`genmotion image` (class-conditional VAR images, in/out-painting, class editing), `genmotion convert var`
+and `genmotion bench image`. Thin: flags are checked before any model loads (exit 2 for bad flags,
+3 for bad files); torch is imported inside the command bodies so `genmotion --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from genmotion.errors import InputError, UsageError
+
+__all__ = ["register"]
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+_KV = ("full", "scalekv", "hack")
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+        raise UsageError(f"cannot tell the image format of {path}", fix=f"end the name in one of {_IMAGE_SUFFIXES}")
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder", fix="choose a file name such as out.png")
+
+
+def _check_file(path: Path | None, flag: str) -> None:
+    if path is not None and not path.is_file():
+        raise InputError(f"{flag} {path} does not exist", fix="check the path")
+
+
+def image(
+    class_: list[str] = typer.Option(..., "--class", "-c", help="Class name or id; repeat for several."),
+    num: int = typer.Option(1, "--num", "-n", help="Number of images (a grid when > 1)."),
+    cfg: float | None = typer.Option(None, "--cfg", help="Guidance scale (default: the checkpoint's)."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Keep the k most likely codes (0 = off)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass (0 = off)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory [var-toy]."),
+    var: Path | None = typer.Option(None, "--var", help="Official var_d*.pth (with --vae) instead of --ckpt."),
+    vae: Path | None = typer.Option(None, "--vae", help="Official vae_ch160v4096z32.pth."),
+    inpaint: Path | None = typer.Option(None, "--inpaint", help="Image to edit: keep it outside --mask."),
+    mask: Path | None = typer.Option(None, "--mask", help="Mask image: white = generate, black = keep."),
+    kv: str = typer.Option("full", "--kv", help="KV cache policy: full, scalekv or hack."),
+    kv_budget: float = typer.Option(0.25, "--kv-budget", help="Kept context share for scalekv/hack."),
+    head_profile: Path | None = typer.Option(None, "--head-profile", help="Head profile JSON for --kv hack."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads."),
+    out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output image (.png, .jpg)."),
+) -> None:
+    """Class-conditional images with VAR; with --inpaint/--mask, zero-shot in/out-painting and class editing."""
+    if num < 1:
+        raise UsageError(f"--num must be >= 1, got {num}", fix="ask for at least one image")
+    if kv not in _KV:
+        raise UsageError(f"unknown --kv {kv!r}", fix=f"use one of {', '.join(_KV)}")
+    if not 0.0 < kv_budget <= 1.0:
+        raise UsageError(f"--kv-budget must be in (0, 1], got {kv_budget}")
+    if ckpt is not None and (var or vae):
+        raise UsageError("pass either --ckpt or --var/--vae, not both")
+    if vae is not None and var is None:
+        raise UsageError("--vae needs --var", fix="pass the transformer file with --var var_d16.pth")
+    if (inpaint is None) != (mask is None):
+        raise UsageError("--inpaint and --mask go together", fix="pass the image to edit and its mask")
+    for path, flag in (
+        (var, "--var"),
+        (vae, "--vae"),
+        (inpaint, "--inpaint"),
+        (mask, "--mask"),
+        (head_profile, "--head-profile"),
+    ):
+        _check_file(path, flag)
+    _check_output(out)
+    _run_image(class_, num, cfg, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
+               head_profile, device, threads, out)  # fmt: skip
+
+
+def _run_image(
+    classes: list[str], num: int, cfg: float | None, top_k: int | None, top_p: float | None,
+    temperature: float | None, seed: int, ckpt: str | None, var: Path | None, vae: Path | None,
+    inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
+    device: str, threads: int | None, out: Path,
+) -> None:  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import genmotion
+    from genmotion.image_core.convert import load_official
+    from genmotion.image_core.pipeline import VARPipeline
+    from genmotion.image_core.profile import load_head_profile
+    from genmotion.runtime import configure
+
+    runtime = configure(device, "auto", threads)
+    if var is not None:
+        pipe = VARPipeline(load_official(var, vae).to(runtime.device), compute_dtype=runtime.dtype)
+    else:
+        pipe = genmotion.load(ckpt or "var-toy", device=runtime.device, dtype=runtime.dtype)
+        if not isinstance(pipe, VARPipeline):
+            raise UsageError(f"{ckpt} is not a VAR checkpoint", fix="pass a checkpoint of kind var")
+    if head_profile is not None:
+        pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
+    labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling
+    stream = pipe.stream(
+        labels, num_images=num, seed=seed, guidance_scale=cfg, top_k=top_k, top_p=top_p, temperature=temperature,
+        kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask,
+    )  # fmt: skip
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    images = None
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("scales", total=len(pipe.config.var.patch_nums))
+        for chunk in stream:
+            progress.update(task, completed=chunk.scale_index + 1)
+            images = chunk.images if chunk.is_last else images
+    assert images is not None
+    _write_grid(images, out)
+    names = ", ".join(pipe.class_names[i] if pipe.class_names else str(i) for i in labels)
+    typer.echo(f"wrote {out} ({num} image{'s' if num > 1 else ''} of {names}, {pipe.width}x{pipe.height})")
+
+
+def _write_grid(images: object, out: Path) -> None:
+    """uint8 (N, H, W, 3) -> one image, a near-square grid when N > 1, written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    from genmotion.io.atomic import atomic_path
+
+    x = np.asarray(images)
+    n, h, w, _ = x.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = x[i]
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format=fmt)
+
+
+def convert_var(
+    var: Path = typer.Option(..., "--var", help="Official var_d16.pth ... var_d36.pth (or a VAR training ckpt)."),
+    vae: Path | None = typer.Option(None, "--vae", help="Official vae_ch160v4096z32.pth."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+    bf16: bool = typer.Option(False, "--bf16", help="Store the weights as bf16 (half the size)."),
+    norm_groups: int = typer.Option(32, "--norm-groups", help="Tokenizer GroupNorm groups (32 for the official)."),
+) -> None:
+    """Convert the official VAR checkpoints to a genmotion checkpoint directory (safetensors, kind var)."""
+    _check_file(var, "--var")
+    _check_file(vae, "--vae")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is a file", fix="choose a directory name")
+    import torch
+
+    from genmotion.image_core.convert import convert_official
+
+    if norm_groups < 1:
+        raise UsageError(f"--norm-groups must be >= 1, got {norm_groups}")
+    path = convert_official(var, vae, out, norm_groups=norm_groups, dtype=torch.bfloat16 if bf16 else None)
+    typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207)")
+
+
+def bench_image(
+    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes and one repeat: a smoke test (~1 min)."),
+    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
+    ckpt: str = typer.Option("var-toy", "--ckpt", help="Checkpoint for class accuracy and the KV policies."),
+) -> None:
+    """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR."""
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if json_path.suffix.lower() != ".json":
+        raise UsageError(f"--json {json_path} should end in .json")
+    from genmotion.image_core.bench import run_image_bench
+
+    run_image_bench(json_path, plot, quick=quick, threads=threads, ckpt=ckpt)
+
+
+def _convert_app(app: typer.Typer) -> typer.Typer:
+    """The `convert` group, shared with other generators: found on `app`, else created."""
+    for group in app.registered_groups:
+        if group.name == "convert" and group.typer_instance is not None:
+            return group.typer_instance
+    convert_app = typer.Typer(
+        help="Convert foreign checkpoints to genmotion checkpoint directories.", no_args_is_help=True
+    )
+    app.add_typer(convert_app, name="convert")
+    return convert_app
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add `genmotion image`, `genmotion convert var` and `genmotion bench image`."""
+    app.command("image")(image)
+    _convert_app(app).command("var")(convert_var)
+    bench_app.command("image")(bench_image)

@@ -1,0 +1,114 @@
+"""Cache data that next-scale KV policies pass to the VAR transformer: a query probe and head-grouped caches.
+
+* `QueryProbe`: which query rows of the scale being decoded to record, per layer (ScaleKV's observation
+  queries, HACK's column salience, head profiling). The model appends; the policy reads.
+* `HeadGroupCache`: one layer's cache split into groups of heads, each a core `KVCache` with its own
+  capacity, so heads of one layer can hold different numbers of entries (HACK's asymmetric budgets) and
+  memory is really saved. Attention runs per group, so it is exact over what each group holds.
+
+Axes: B batch, H heads, T new entries, N cached + new entries, D head dim, R probed rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from genmotion.cache import KVCache
+from genmotion.errors import UsageError
+
+__all__ = ["HeadGroupCache", "QueryProbe", "attend_cached"]
+
+
+class QueryProbe:
+    """Records, for every layer in order, the attention queries (B, H, R, D) of rows `rows` (R,) of the
+    tokens being decoded, already multiplied by the attention scale (so softmax(q @ k^T) is the attention)."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        self.rows = rows
+        self.queries: list[torch.Tensor] = []
+
+    def record(self, q_BHTD: torch.Tensor, scale: float) -> None:
+        self.queries.append(q_BHTD.index_select(2, self.rows.to(q_BHTD.device)) * scale)
+
+
+class HeadGroupCache:
+    """One layer's KV cache as disjoint head groups, each a `KVCache` over its own heads and capacity."""
+
+    def __init__(self, heads: Sequence[Sequence[int]], caches: Sequence[KVCache]) -> None:
+        flat = sorted(h for group in heads for h in group)
+        if flat != list(range(len(flat))) or len(heads) != len(caches):
+            raise UsageError(f"head groups {heads} must split heads 0..H-1 and match {len(caches)} caches")
+        for group, cache in zip(heads, caches, strict=True):
+            if cache.heads != len(group):
+                raise UsageError(f"a cache of {cache.heads} heads cannot hold the head group {list(group)}")
+        self.heads = [torch.tensor(list(g), dtype=torch.long) for g in heads]
+        self.groups = list(caches)
+
+    @classmethod
+    def allocate(
+        cls, batch: int, heads: Sequence[Sequence[int]], capacities: Sequence[int], head_dim: int, **kwargs: object
+    ) -> HeadGroupCache:
+        """Fresh groups; `kwargs` go to every `KVCache` (dtype, device)."""
+        caches = [
+            KVCache(batch, len(g), c, head_dim, **kwargs)  # type: ignore[arg-type]
+            for g, c in zip(heads, capacities, strict=True)
+            if len(g)
+        ]
+        return cls([g for g in heads if len(g)], caches)
+
+    @property
+    def batch(self) -> int:
+        return self.groups[0].batch
+
+    @property
+    def num_heads(self) -> int:
+        return sum(len(h) for h in self.heads)
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes() for c in self.groups)
+
+    def valid_nbytes(self) -> int:
+        return sum(c.valid_nbytes() for c in self.groups)
+
+    def reset(self) -> None:
+        for c in self.groups:
+            c.reset()
+
+    def attend(
+        self,
+        q_BHTD: torch.Tensor,
+        k_BHTD: torch.Tensor,
+        v_BHTD: torch.Tensor,
+        positions_T: torch.Tensor | None,
+        *,
+        scale: float,
+        commit: bool = True,
+    ) -> torch.Tensor:
+        """Attention of the T new queries over each group's entries followed by the new ones: (B, H, T, D)."""
+        out = torch.empty_like(q_BHTD)
+        for heads, cache in zip(self.heads, self.groups, strict=True):
+            h = heads.to(q_BHTD.device)
+            k, v, _ = cache.extend(k_BHTD.index_select(1, h), v_BHTD.index_select(1, h), positions_T, commit=commit)
+            q = q_BHTD.index_select(1, h)
+            out.index_copy_(1, h, F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), scale=scale))
+        return out
+
+
+def attend_cached(
+    cache: KVCache | HeadGroupCache,
+    q_BHTD: torch.Tensor,
+    k_BHTD: torch.Tensor,
+    v_BHTD: torch.Tensor,
+    positions_T: torch.Tensor | None,
+    *,
+    scale: float,
+    commit: bool = True,
+) -> torch.Tensor:
+    """New queries over cached + new keys (one scale is one block of the block-causal mask): (B, H, T, D)."""
+    if isinstance(cache, HeadGroupCache):
+        return cache.attend(q_BHTD, k_BHTD, v_BHTD, positions_T, scale=scale, commit=commit)
+    k, v, _ = cache.extend(k_BHTD, v_BHTD, positions_T, commit=commit)  # B, H, N, D
+    return F.scaled_dot_product_attention(q_BHTD, k.to(q_BHTD.dtype), v.to(q_BHTD.dtype), scale=scale)

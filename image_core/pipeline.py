@@ -1,0 +1,231 @@
+"""The public entry of the VAR family: `genmotion.load("var-toy")` -> `VARPipeline`.
+
+`stream()` yields one `ScaleChunk` per scale as soon as its tokens exist (the last one carries the
+decoded images); `generate()` collects it into an `ImageResult`. The pipeline composes: labels ->
+optional token forcing (in/out-painting, class editing) -> sampler with a KV policy -> tokenizer
+decoder -> uint8 images. No math here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.errors import UsageError
+from genmotion.image_core.config import VARSamplingConfig
+from genmotion.image_core.convert import load_image_model, read_image_metadata, save_image_model
+from genmotion.image_core.data import parse_class
+from genmotion.image_core.editing import inpaint_forcing, prepare_inpaint
+from genmotion.image_core.kv_policies import ScaleCacheStats, ScalePolicy, make_policy
+from genmotion.image_core.model import VARImageModel
+from genmotion.image_core.sampler import stream_scales
+from genmotion.sampling.logits import LogitsProcessor
+
+__all__ = ["HEAD_PROFILE_NAME", "ImageResult", "ScaleChunk", "VARPipeline", "to_uint8"]
+
+log = logging.getLogger(__name__)
+HEAD_PROFILE_NAME = "head_profile.json"  # shipped beside a checkpoint for `kv="hack"`
+
+
+def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
+    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
+    x = images_B3HW.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ScaleChunk:
+    """One scale of `stream()`: its tokens (B, pn*pn), and uint8 images (B, H, W, 3) on the last scale (on
+    every scale with `preview=True`: f_hat so far, decoded). `cache_bytes`: KV entries held after it."""
+
+    scale_index: int
+    num_scales: int
+    tokens: torch.Tensor
+    images: np.ndarray | None
+    cache_bytes: int
+    seconds: float
+
+    @property
+    def is_last(self) -> bool:
+        return self.scale_index == self.num_scales - 1
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Finished images uint8 (N, H, W, 3), the labels that made them, per-scale tokens and cache bytes."""
+
+    images: np.ndarray
+    labels: tuple[int, ...]
+    class_names: tuple[str, ...]
+    tokens: tuple[torch.Tensor, ...]
+    cache: ScaleCacheStats
+    seconds: float
+
+
+class VARPipeline:
+    """Class-conditional VAR images. Build with `from_pretrained` or `genmotion.load`."""
+
+    def __init__(
+        self,
+        model: VARImageModel,
+        *,
+        class_names: Sequence[str] = (),
+        sampling: VARSamplingConfig | None = None,
+        compute_dtype: torch.dtype = torch.float32,
+        head_profile: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.class_names = tuple(class_names)
+        self.sampling = sampling or VARSamplingConfig()
+        self.device = next(model.parameters()).device
+        self.compute_dtype = compute_dtype  # bf16: autocast over fp32 weights
+        self.head_profile = head_profile
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> VARPipeline:
+        """Load a `var` checkpoint directory; weights stay fp32, `dtype=torch.bfloat16` runs under autocast."""
+        import json
+
+        model = load_image_model(directory).to(torch.device(device or "cpu"))
+        names, sampling = read_image_metadata(directory)
+        profile_path = Path(directory) / HEAD_PROFILE_NAME
+        profile = json.loads(profile_path.read_text()) if profile_path.is_file() else None
+        return cls(
+            model, class_names=names, sampling=sampling, compute_dtype=dtype or torch.float32, head_profile=profile
+        )
+
+    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
+        return save_image_model(
+            self.model, directory, card=card, dtype=torch.bfloat16, class_names=self.class_names, sampling=self.sampling
+        )
+
+    @property
+    def height(self) -> int:
+        return self.config.vae.image_size
+
+    @property
+    def width(self) -> int:
+        return self.config.vae.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.var.num_classes
+
+    def class_id(self, value: int | str) -> int:
+        """A class id from an id or a name of this checkpoint."""
+        return parse_class(str(value), self.class_names, self.num_classes)
+
+    def _labels(self, class_label: int | str | Sequence[int | str], num_images: int) -> torch.Tensor:
+        if num_images < 1:
+            raise UsageError(f"num_images must be >= 1, got {num_images}", fix="ask for at least one image")
+        given = [class_label] if isinstance(class_label, (int, str)) else list(class_label)
+        if not given:
+            raise UsageError("no class given", fix="pass class_label=<id or name>")
+        ids = [self.class_id(c) for c in given]
+        return torch.tensor([ids[i % len(ids)] for i in range(num_images)], device=self.device)
+
+    def _forcing(self, image: Any, mask: Any, batch: int) -> LogitsProcessor:
+        """Token forcing that keeps `image` where `mask` is 0 (mask: 1/white = generate there)."""
+        image_B3HW, keep_BHW = prepare_inpaint(image, mask, self.height, batch, self.device)
+        return inpaint_forcing(self.model.vae, image_B3HW, keep_BHW)
+
+    def stream(
+        self,
+        class_label: int | str | Sequence[int | str],
+        *,
+        num_images: int = 1,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        guidance_scale: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float | None = None,
+        more_smooth: bool = False,
+        kv: str | ScalePolicy = "full",
+        kv_budget: float = 0.25,
+        image: Any = None,
+        mask: Any = None,
+        preview: bool = False,
+    ) -> Iterator[ScaleChunk]:
+        """Yield a `ScaleChunk` per scale. Unset sampling settings come from the checkpoint (`sampling:`).
+
+        `kv`: full, scalekv or hack (hack reads the head profile shipped with the checkpoint), or a policy
+        object (its `stats` then report the cache bytes).
+        `image` (H, W, 3) uint8 + `mask` (H, W), 1 or white where to generate: in-painting, out-painting,
+        or class-conditional editing of the masked region (both resized to the model's size).
+        """
+        s = self.sampling
+        try:
+            settings = VARSamplingConfig(
+                guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
+                top_k=s.top_k if top_k is None else top_k,
+                top_p=s.top_p if top_p is None else top_p,
+                temperature=s.temperature if temperature is None else temperature,
+            )
+        except ValueError as e:
+            raise UsageError("bad sampling settings", why=str(e), fix="e.g. --cfg 1.5 --top-k 0 --top-p 0") from e
+        labels = self._labels(class_label, num_images)
+        if (image is None) != (mask is None):
+            raise UsageError("in-painting needs both an image and a mask", fix="pass image=... and mask=... together")
+        processors = [self._forcing(image, mask, num_images)] if image is not None else []
+        policy = make_policy(kv, budget=kv_budget, profile=self.head_profile) if isinstance(kv, str) else kv
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        return self._scales(labels, settings, generator, more_smooth, processors, policy, preview)
+
+    def _scales(
+        self,
+        labels: torch.Tensor,
+        settings: VARSamplingConfig,
+        generator: torch.Generator,
+        more_smooth: bool,
+        processors: list[LogitsProcessor],
+        policy: ScalePolicy,
+        preview: bool,
+    ) -> Iterator[ScaleChunk]:
+        start = time.perf_counter()
+        autocast = torch.autocast(
+            self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32
+        )
+        vae, K = self.model.vae, len(self.config.var.patch_nums)
+        with torch.no_grad(), autocast:
+            steps = stream_scales(
+                self.model.var, vae.quantize, labels, generator=generator, guidance_scale=settings.guidance_scale,
+                top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
+                more_smooth=more_smooth, processors=processors, policy=policy,
+            )  # fmt: skip
+            for step in steps:
+                last = step.scale_index == K - 1
+                images = to_uint8(vae.fhat_to_image(step.f_hat)) if last or preview else None
+                held = policy.stats.context_bytes[-1] if policy.stats.context_bytes and not last else 0
+                yield ScaleChunk(step.scale_index, K, step.indices, images, held, time.perf_counter() - start)
+
+    def generate(self, class_label: int | str | Sequence[int | str], **options: Any) -> ImageResult:
+        """`stream()` collected: the finished images and what made them; options as in `stream()`."""
+        start = time.perf_counter()
+        kv = options.pop("kv", "full")
+        policy = (
+            make_policy(kv, budget=options.pop("kv_budget", 0.25), profile=self.head_profile)
+            if isinstance(kv, str)
+            else kv
+        )
+        chunks = list(self.stream(class_label, kv=policy, **options))
+        images = chunks[-1].images
+        assert images is not None
+        labels = self._labels(class_label, options.get("num_images", 1)).tolist()
+        return ImageResult(
+            images=images,
+            labels=tuple(labels),
+            class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
+            tokens=tuple(c.tokens for c in chunks),
+            cache=policy.stats,
+            seconds=time.perf_counter() - start,
+        )

@@ -1,0 +1,68 @@
+"""`genmotion video` on a tiny checkpoint: exact frame count, errors before any work, Ctrl-C leaves a partial."""
+
+import pytest
+from video_tiny import tiny_model
+
+from genmotion.cli.app import main
+from genmotion.io import probe
+from genmotion.video.cli import parse_prompt_at
+from genmotion.video.pipeline import VideoARPipeline
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("videoar") / "tiny"
+    VideoARPipeline(tiny_model(), encoder=object()).save_pretrained(directory, card="# tiny test model\n")
+    return directory
+
+
+def test_cli_writes_mp4_with_exact_frame_count(ckpt, tmp_path):
+    out = tmp_path / "clip.mp4"
+    code = main(["video", "--prompt", "a red ball moving left", "--frames", "7", "--ckpt", str(ckpt), "-o", str(out),
+                 "--prompt-at", "4=the red ball turns and moves right", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    info = probe(out)
+    assert info.num_frames == 7 and info.codec == "h264" and (info.height, info.width) == (16, 16)
+
+
+def test_cli_png_folder_and_gif(ckpt, tmp_path):
+    assert main(["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "-o", str(tmp_path / "frames")]) == 0
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 3
+    assert main(["video", "-p", "a blue box", "-n", "2", "--ckpt", str(ckpt), "-o", str(tmp_path / "a.gif")]) == 0
+    assert probe(tmp_path / "a.gif").num_frames == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["--prompt", "  "], 2), (["--prompt", "a ball", "--frames", "-3"], 2), (["--prompt", "a ball", "-o", "x.avi"], 2),
+     (["--prompt", "a ball", "--prompt-at", "oops"], 2), (["--prompt", "a ball", "-o", "{file}/out.mp4"], 3)],
+)  # fmt: skip
+def test_bad_input_exits_before_any_work(tmp_path, capsys, args, code):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    args = [a.replace("{file}", str(blocker)) for a in args]
+    # the checkpoint does not exist: reaching it would fail differently, so these errors come first
+    assert main(["video", *args, "--ckpt", str(tmp_path / "missing")]) == code
+    err = capsys.readouterr().err
+    assert "error" in err and "no model named" not in err
+
+
+def test_ctrl_c_leaves_playable_partial_video(ckpt, tmp_path, monkeypatch):
+    stream = VideoARPipeline.stream
+
+    def interrupted(self, *args, **kwargs):
+        for chunk in stream(self, *args, **kwargs):
+            if chunk.index == 3:
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(VideoARPipeline, "stream", interrupted)
+    out = tmp_path / "long.mp4"
+    assert main(["video", "-p", "a red ball", "-n", "50", "--ckpt", str(ckpt), "-o", str(out)]) == 130
+    assert not out.exists()
+    partial = tmp_path / "long.partial.mp4"
+    assert probe(partial).num_frames == 3
+
+
+def test_parse_prompt_at():
+    assert parse_prompt_at(["32=the ball turns", "4= a b "]) == [(32, "the ball turns"), (4, "a b")]

@@ -1,0 +1,67 @@
+"""VideoAR transformer invariances: the cached frame loop equals the masked training pass; sink clamping."""
+
+import torch
+
+from genmotion.video.layout import FrameLayout, clip_attention, context_frames
+from genmotion.video.training import requantize_with_errors
+
+
+def _teacher_forced(model, video, text):
+    """Logits of every scale token of a clip, by the training pass and by the cached loop."""
+    tr, q = model.transformer, model.tokenizer.quantize
+    layout, cfg = tr.layout, tr.config
+    B, T = video.shape[:2]
+    f = model.tokenizer.latents(video).flatten(0, 1)
+    gt = q.f_to_indices(f)
+    inputs = q.idxBl_to_var_input(gt).view(B, T, layout.scale_tokens - 1, -1)
+    fhat, _ = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
+    clean_in = fhat.flatten(2).transpose(1, 2).reshape(B, T, layout.clean_tokens, -1)
+    cond = tr.condition(text)
+    x = torch.cat([tr.embed_scales(cond, inputs), tr.embed_clean(clean_in)], dim=2).flatten(1, 2)
+    clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames)
+    h = tr(x, cond, layout.clip_positions(T), clip).view(B, T, layout.tokens_per_frame, -1)
+    full = tr.logits(h[:, :, : layout.scale_tokens].flatten(1, 2), cond).view(B, T, layout.scale_tokens, -1)
+
+    cache = tr.new_cache(B, dtype=torch.float32)
+    steps = []
+    for t in range(T):
+        cache.scales.reset()
+        outs = []
+        for si in range(layout.num_scales):
+            sl = layout.scale_slice(si)
+            if si == 0:
+                xs = tr.embed_scales(cond, inputs.new_zeros(B, 0, inputs.shape[-1]))
+            else:
+                xs = tr.embed_scales(cond, inputs[:, t, sl.start - 1 : sl.stop - 1], first_scale=si)
+            outs.append(tr.logits(tr.step(xs, cond, layout.scale_positions(t, si), cache, clean=False), cond))
+        tr.step(tr.embed_clean(clean_in[:, t]), cond, layout.clean_positions(t), cache, clean=True)
+        steps.append(torch.cat(outs, dim=1))
+    return full, torch.stack(steps, dim=1), cache
+
+
+def test_cached_loop_equals_training_pass(model):
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(2, 6, 3, 16, 16, generator=g) * 2 - 1
+    text = torch.randn(2, 384, generator=g)
+    with torch.no_grad():
+        full, cached, cache = _teacher_forced(model, video, text)
+    assert full.shape == cached.shape == (2, 6, 5, 32)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+    # the ring holds sink + window frames once it has wrapped
+    assert cache.frames.length == (1 + 2) * 4
+
+
+def test_context_frames_rule():
+    assert context_frames(0, sink=1, window=2) == []
+    assert context_frames(2, sink=1, window=2) == [0, 1]
+    assert context_frames(5, sink=1, window=2) == [0, 3, 4]
+
+
+def test_frame_masking_hides_context():
+    layout = FrameLayout((1, 2))
+    keep = torch.ones(1, 4, 4, dtype=torch.bool)
+    keep[0, 3, 2] = False
+    clip = clip_attention(layout, 4, sink=1, window=2, keep_frames=keep)
+    # frame 3's context slots: frame 0 (sink), frames 1 and 2 (window); frame 2 is masked out
+    ctx = clip.mask[0, 3, 0, : 3 * 4].view(3, 4).all(dim=1)
+    assert ctx.tolist() == [True, True, False]

@@ -1,0 +1,215 @@
+"""`genmotion bench video`: quality and speed of a VideoAR pipeline, side by side in one process.
+
+Quality (toy-world detector): adherence on held-out paraphrases x seeds, two-object prompts, flicker,
+drift (first vs last 16 frames of 256-frame runs), prompt-switch adherence. Speed: time to first frame,
+frames/s with and without decoding, cache bytes against frame count, achieved GFLOP/s of the frame
+loop against the machine's matmul peak. Threads are fixed by the caller.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.bench.core import matmul_peak
+from genmotion.bench.report import bar_chart
+from genmotion.video.config import SamplingConfig
+from genmotion.video.evaluate import ATTRIBUTES, adherence_summary, eval_prompts, score_frames, switch_prompts
+from genmotion.video.sampler import stream_latents
+
+__all__ = ["BenchSettings", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSettings:
+    """Sizes of the video benchmark; the defaults are the reported setting, `quick()` a smoke test."""
+
+    prompts: int = 48
+    seeds: tuple[int, ...] = (0, 1)
+    num_frames: int = 16
+    two_object_prompts: int = 12
+    drift_prompts: int = 8
+    drift_frames: int = 256
+    switch_prompts: int = 12
+    switch_frame: int = 16
+    switch_delay: int = 8
+    speed_frames: int = 64
+    repeats: int = 5
+    guidance_scale: float = 3.0
+
+    @classmethod
+    def quick(cls) -> BenchSettings:
+        return cls(
+            prompts=2, seeds=(0,), num_frames=8, two_object_prompts=1, drift_prompts=1, drift_frames=24,
+            switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1,
+        )  # fmt: skip
+
+
+def frame_flops(pipe: Any, guided: bool) -> int:
+    """Matmul FLOPs of the transformer for one frame (all scales + the clean commit), no decoding."""
+    tr = pipe.model.transformer
+    c, layout = tr.config, tr.layout
+    W, V, rows = c.width, pipe.config.tokenizer.vocab_size, 2 if guided else 1
+    hidden = int(W * c.mlp_ratio)
+    context = (c.sink_frames + c.window_frames) * layout.clean_tokens
+    per_token = 2 * (4 * W * W + 2 * W * hidden)
+    flops, seen = 0, 0
+    for size in layout.scale_sizes:  # scale tokens see the context, and this frame's scales so far
+        seen += size
+        flops += c.depth * (size * per_token + 2 * 2 * size * (context + seen) * W)
+    n = layout.clean_tokens  # the clean commit sees the context and itself
+    flops += c.depth * (n * per_token + 2 * 2 * n * (context + n) * W)
+    flops += 2 * layout.scale_tokens * W * V
+    return rows * flops
+
+
+def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, float]:
+    prompts = eval_prompts(count, seed=2024 + num_objects, num_objects=num_objects)
+    return adherence_summary(pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
+
+
+def _drift(pipe: Any, s: BenchSettings) -> dict[str, Any]:
+    """Detector accuracy on the first and the last 16 frames of long runs."""
+    first: list[dict[str, bool]] = []
+    last: list[dict[str, bool]] = []
+    for item in eval_prompts(s.drift_prompts, seed=99):
+        frames = pipe.generate(item.text, num_frames=s.drift_frames, seed=0, guidance_scale=s.guidance_scale).frames
+        first.append(score_frames(frames[:16], item.text))
+        last.append(score_frames(frames[-16:], item.text))
+
+    def mean(scores: list[dict[str, bool]]) -> dict[str, float]:
+        return {k: float(np.mean([x[k] for x in scores if k in x])) for k in ATTRIBUTES if any(k in x for x in scores)}
+
+    a, b = mean(first), mean(last)
+    return {
+        "frames": s.drift_frames,
+        "first16": a,
+        "last16": b,
+        "drop_points": {k: 100 * (a[k] - b[k]) for k in a if k in b},
+    }
+
+
+def _switch(pipe: Any, s: BenchSettings) -> dict[str, float]:
+    """After the prompt changes at `switch_frame`, do frames from `switch_delay` later follow the new motion?"""
+    ok: dict[str, list[float]] = {"motion": [], "colour": [], "shape": []}
+    for before, after, _wanted in switch_prompts(s.switch_prompts):
+        start = s.switch_frame + s.switch_delay
+        frames = pipe.generate(
+            before,
+            num_frames=start + 16,
+            seed=0,
+            guidance_scale=s.guidance_scale,
+            prompt_schedule=[(s.switch_frame, after)],
+        ).frames
+        score = score_frames(frames[start:], after)
+        for key in ok:
+            ok[key].append(float(score.get(key, False)))
+    return {f"{k}_after_switch": float(np.mean(v)) for k, v in ok.items()}
+
+
+def _speed(pipe: Any, s: BenchSettings) -> dict[str, float]:
+    """Time to first frame (fresh stream on a loaded pipeline), frames/s with and without decoding."""
+    prompt = "a red ball moving left"
+    pipe.generate(prompt, num_frames=2)  # warm-up: the text encoder loads, kernels warm
+
+    def first_frame() -> float:
+        start = time.perf_counter()
+        next(iter(pipe.stream(f"{prompt} {time.perf_counter_ns()}", num_frames=1)))  # an uncached prompt
+        return time.perf_counter() - start
+
+    ttff = statistics.median(first_frame() for _ in range(s.repeats))
+    start = time.perf_counter()
+    pipe.generate(prompt, num_frames=s.speed_frames, guidance_scale=s.guidance_scale)
+    with_decode = s.speed_frames / (time.perf_counter() - start)
+    cond = pipe._condition(prompt)
+    settings = SamplingConfig(guidance_scale=s.guidance_scale)
+    start = time.perf_counter()
+    for _ in stream_latents(
+        pipe.model, lambda f: cond, s.speed_frames, settings, generator=torch.Generator().manual_seed(0)
+    ):
+        pass
+    seconds = time.perf_counter() - start
+    flops = frame_flops(pipe, guided=s.guidance_scale != 1.0)
+    peak = matmul_peak(1024, 1, max(1, s.repeats), torch.Generator().manual_seed(0))
+    achieved = flops * s.speed_frames / seconds / 1e9
+    return {
+        "time_to_first_frame_s": ttff,
+        "frames_per_s_with_decode": with_decode,
+        "frames_per_s_without_decode": s.speed_frames / seconds,
+        "transformer_gflop_per_frame": flops / 1e9,
+        "achieved_gflops": achieved,
+        "matmul_peak_gflops": peak["gflops"],
+        "of_peak": achieved / peak["gflops"],
+    }
+
+
+def _cache_curve(pipe: Any, s: BenchSettings) -> dict[str, Any]:
+    """Bytes the KV cache holds (valid entries) and has allocated, at 1, 2, 4, ... frames."""
+    frames, held, allocated = [], [], []
+    for chunk in pipe.stream("a blue box moving up", num_frames=s.drift_frames, guidance_scale=s.guidance_scale):
+        n = chunk.index + 1
+        if n & (n - 1) == 0 or n == s.drift_frames:
+            frames.append(n)
+            held.append(chunk.cache_valid_bytes)
+            allocated.append(chunk.cache_bytes)
+    c = pipe.model.transformer.config
+    after = [b for f, b in zip(frames, held, strict=True) if f > c.sink_frames + c.window_frames]
+    return {"frames": frames, "bytes": held, "allocated_bytes": allocated, "flat_after_window": len(set(after)) <= 1}
+
+
+def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[str, Any]:
+    """Every measurement, as a JSON-ready dict."""
+    s = settings or BenchSettings()
+    t = pipe.config.tokenizer
+    return {
+        "setup": {
+            "resolution": f"{t.image_size}x{t.image_size}",
+            "transformer_parameters": sum(p.numel() for p in pipe.model.transformer.parameters()),
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+        },
+        "adherence": _adherence(pipe, s, 1, s.prompts),
+        "adherence_two_objects": _adherence(pipe, replace(s, seeds=s.seeds[:1]), 2, s.two_object_prompts),
+        "drift": _drift(pipe, s),
+        "prompt_switch": _switch(pipe, s),
+        "speed": _speed(pipe, s),
+        "cache": _cache_curve(pipe, s),
+    }
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    a, sp, d = r["adherence"], r["speed"], r["drift"]["drop_points"]
+    return (
+        f"adherence colour {100 * a['adherence_colour']:.0f}% shape {100 * a['adherence_shape']:.0f}% motion "
+        f"{100 * a['adherence_motion']:.0f}%; drift (first-last 16 of {r['drift']['frames']}) "
+        f"{d.get('all', float('nan')):+.0f} pts; switch motion {100 * r['prompt_switch']['motion_after_switch']:.0f}%; "
+        f"TTFF {sp['time_to_first_frame_s'] * 1e3:.0f} ms; {sp['frames_per_s_with_decode']:.1f} frames/s with decode "
+        f"({sp['frames_per_s_without_decode']:.1f} without); cache flat: {r['cache']['flat_after_window']}"
+    )
+
+
+def plot_video_bench(r: dict[str, Any], path: str | Path) -> Path:
+    """Bars: adherence per attribute, drift, prompt switch, speed, and cache bytes at each frame count."""
+    pct = {k.removeprefix("adherence_"): 100 * v for k, v in r["adherence"].items() if k != "flicker"}
+    drift = {f"first16 {k}": 100 * v for k, v in r["drift"]["first16"].items()}
+    drift |= {f"last16 {k}": 100 * v for k, v in r["drift"]["last16"].items()}
+    speed = {k: v for k, v in r["speed"].items() if k in ("frames_per_s_with_decode", "frames_per_s_without_decode")}
+    panels = [
+        ("adherence on held-out paraphrases (%)", pct),
+        (f"drift over {r['drift']['frames']} frames (%)", drift),
+        ("prompt switch (%)", {k: 100 * v for k, v in r["prompt_switch"].items()}),
+        ("speed (frames/s)", speed),
+        (
+            "KV cache bytes vs frames",
+            {f"frame {f}": float(b) for f, b in zip(r["cache"]["frames"], r["cache"]["bytes"], strict=True)},
+        ),
+    ]
+    return bar_chart(panels, path)

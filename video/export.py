@@ -1,0 +1,92 @@
+"""Assemble a shippable `videoar` checkpoint from training runs: the transformer run's directory, with the
+decoder of a decoder-only fine-tune of the same tokenizer (tokens unchanged), and one model card telling
+the whole story (tokenizer run, transformer run, decoder run).
+
+    python -m genmotion.video.export --videoar runs/videoar_toy/model --tokenizer runs/video_tokenizer/model \\
+        --decoder runs/video_decoder/model --out genmotion/weights/videoar-toy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from genmotion.checkpoint import CARD_NAME, load_weights, read_checkpoint_config, save_pretrained
+from genmotion.errors import InputError
+from genmotion.video.model import VideoAR
+from genmotion.video.task import load_tokenizer, read_videoar_config
+
+__all__ = ["export_videoar", "main"]
+
+_TOKEN_PARTS = ("encoder", "encoder_mix", "quantize")  # what decides the tokens
+_SKIP = ("ema_vocab_hit",)  # codebook usage statistics: not weights
+
+
+def _same_tokens(a: torch.nn.Module, b: torch.nn.Module) -> list[str]:
+    """Names of token-deciding tensors that differ between two tokenizers."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return [
+        k
+        for k in sa
+        if k.split(".")[0] in _TOKEN_PARTS and not any(s in k for s in _SKIP) and not torch.equal(sa[k], sb[k])
+    ]
+
+
+def _card(path: Path) -> str:
+    card = path / CARD_NAME
+    return card.read_text() if card.is_file() else f"(no card in {path})\n"
+
+
+def export_videoar(
+    videoar: str | Path, out: str | Path, *, tokenizer: str | Path | None = None, decoder: str | Path | None = None
+) -> Path:
+    """Write `out`: the `videoar` checkpoint at `videoar`, with the decoder side of `decoder` when given."""
+    videoar, out = Path(videoar), Path(out)
+    model = VideoAR(read_videoar_config(videoar))
+    load_weights(model, videoar)
+    sections = [
+        "# videoar-toy: VideoAR text-to-video on the toy world\n",
+        _card(videoar).replace("# videoar checkpoint", "## Transformer run"),
+    ]
+    if tokenizer is not None:
+        sections.append(
+            _card(Path(tokenizer)).replace(
+                "# video-tokenizer checkpoint", "## Tokenizer run (frozen while the transformer trained)"
+            )
+        )
+    if decoder is not None:
+        tuned = load_tokenizer(str(decoder))
+        if tuned.config != model.tokenizer.config or (diff := _same_tokens(tuned, model.tokenizer)):
+            raise InputError(
+                f"{decoder} is not a decoder-only fine-tune of this checkpoint's tokenizer",
+                why="its config or token-deciding weights differ"
+                + (f" ({diff[:3]})" if tuned.config == model.tokenizer.config else ""),
+                fix="fine-tune with configs/video/video_decoder_finetune.yaml from the same tokenizer run",
+            )
+        model.tokenizer.decoder.load_state_dict(tuned.decoder.state_dict())
+        model.tokenizer.decoder_mix.load_state_dict(tuned.decoder_mix.state_dict())
+        sections.append(
+            _card(Path(decoder)).replace(
+                "# video-tokenizer checkpoint", "## Decoder fine-tune (encoder and codebook frozen: same tokens)"
+            )
+        )
+    config = read_checkpoint_config(videoar)
+    return save_pretrained(out, model, config, "\n".join(sections), torch.bfloat16)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videoar", required=True, help="videoar checkpoint directory (the transformer run)")
+    parser.add_argument("--tokenizer", help="the tokenizer run it was trained on (for the card)")
+    parser.add_argument("--decoder", help="a decoder-only fine-tune of that tokenizer")
+    parser.add_argument("--out", required=True, help="where to write the combined checkpoint")
+    args = parser.parse_args(argv)
+    path = export_videoar(args.videoar, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
+    sys.stdout.write(f"{path}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The public entry of VideoAR: `genmotion.load("videoar-toy")` -> `VideoARPipeline` with `stream()` (one
+chunk per frame, as soon as it exists, for as long as asked) and `generate()` (stream() collected).
+
+The pipeline composes: text encoder -> condition per frame (prompt schedule) -> sampler -> tokenizer
+decoder -> uint8 frames. No math here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.checkpoint import load_weights, save_pretrained
+from genmotion.config import to_dict
+from genmotion.errors import UsageError
+from genmotion.video.config import SamplingConfig, VideoARConfig
+from genmotion.video.model import VideoAR
+from genmotion.video.sampler import stream_latents
+
+__all__ = ["VideoARPipeline", "VideoChunk", "VideoResult", "check_prompt_schedule"]
+
+DEFAULT_FPS = 12.0
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """Frames made by one step of `stream()`: uint8 (T, H, W, 3) starting at frame `index`.
+
+    `prompt` is the prompt in effect; `cache_bytes` the exact bytes the KV cache has allocated (static) and
+    `cache_valid_bytes` those its entries fill after these frames (flat once the window is full);
+    `seconds` the time since `stream()` was called.
+    """
+
+    frames: np.ndarray
+    index: int
+    prompt: str
+    cache_bytes: int
+    cache_valid_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """A finished video: uint8 (N, H, W, 3) frames, the prompt schedule that made them, and timings."""
+
+    frames: np.ndarray
+    fps: float
+    prompt_schedule: tuple[tuple[int, str], ...]
+    seed: int | None
+    time_to_first_frame: float
+    seconds: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def check_prompt_schedule(prompt: str | None, schedule: Sequence[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+    """(frame, prompt) pairs from frame 0 on, sorted; every prompt non-empty. Raises UsageError otherwise."""
+    entries = [(0, prompt)] if prompt is not None else []
+    entries += [(int(f), p) for f, p in schedule]
+    if not entries:
+        raise UsageError("no prompt given", fix='pass prompt="a red ball bouncing to the left"')
+    for frame, text in entries:
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"the prompt for frame {frame} is empty", fix="describe the video in a few words")
+        if frame < 0:
+            raise UsageError(f"prompt schedule frame {frame} is negative", fix="use frame indices >= 0")
+    frames = [f for f, _ in entries]
+    if len(set(frames)) != len(frames):
+        raise UsageError(f"two prompts start at the same frame: {sorted(frames)}", fix="give each frame one prompt")
+    entries.sort()
+    if entries[0][0] != 0:
+        raise UsageError("no prompt for frame 0", fix="pass prompt=... or a schedule entry at frame 0")
+    return tuple((f, p.strip()) for f, p in entries)
+
+
+def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
+    if num_frames is not None and num_frames < 1:
+        raise UsageError(f"num_frames must be >= 1, got {num_frames}", fix="ask for at least one frame")
+    if settings.temperature < 0 or settings.top_k < 0 or not 0.0 <= settings.top_p <= 1.0:
+        raise UsageError(
+            f"bad sampling settings: temperature={settings.temperature}, top_k={settings.top_k}, "
+            f"top_p={settings.top_p}",
+            fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
+        )
+    if settings.guidance_scale < 0:
+        raise UsageError(f"guidance_scale must be >= 0, got {settings.guidance_scale}", fix="1 means no guidance")
+
+
+class VideoARPipeline:
+    """Text (and a prompt schedule) -> video, frame by frame. Build with `from_pretrained` or `genmotion.load`."""
+
+    def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
+        from genmotion.text import PromptEncoder
+
+        self.model = model.eval()
+        self.config: VideoARConfig = model.config
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
+        self.fps = fps
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> VideoARPipeline:
+        """Load a `videoar` checkpoint directory (weights are cast to `dtype`, fp32 by default)."""
+        from genmotion.video.task import read_videoar_config
+
+        model = VideoAR(read_videoar_config(directory))
+        load_weights(model, directory)
+        model = model.to(device=torch.device(device or "cpu"), dtype=dtype or torch.float32)
+        return cls(model)
+
+    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
+        return save_pretrained(
+            directory, self.model, {"kind": "videoar", "model": to_dict(self.config)}, card, torch.bfloat16
+        )
+
+    @property
+    def height(self) -> int:
+        return self.config.tokenizer.image_size
+
+    @property
+    def width(self) -> int:
+        return self.config.tokenizer.image_size
+
+    @torch.no_grad()
+    def _condition(self, prompt: str) -> torch.Tensor:
+        pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
+        return self.model.transformer.condition(pooled)  # (1, W)
+
+    @torch.no_grad()
+    def _decode(self, fhat: torch.Tensor, prev: torch.Tensor | None) -> np.ndarray:
+        image = self.model.tokenizer.decode_frame(fhat.to(self.dtype), None if prev is None else prev.to(self.dtype))
+        return image.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        num_frames: int | None = 16,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 3.0,
+        guidance_schedule: str = "constant",
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        prompt_schedule: Sequence[tuple[int, str]] = (),
+    ) -> Iterator[VideoChunk]:
+        """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
+
+        `prompt_schedule` lists (frame, prompt): from that frame on, the new prompt conditions what
+        follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
+        """
+        schedule = check_prompt_schedule(prompt, prompt_schedule)
+        settings = SamplingConfig(
+            guidance_scale=guidance_scale,
+            guidance_schedule=guidance_schedule,  # type: ignore[arg-type]
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+        )
+        _check_sampling(num_frames, settings)
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        return self._frames(schedule, num_frames, settings, generator)
+
+    def _frames(
+        self,
+        schedule: tuple[tuple[int, str], ...],
+        num_frames: int | None,
+        settings: SamplingConfig,
+        generator: torch.Generator,
+    ) -> Iterator[VideoChunk]:
+        start = time.perf_counter()
+        conditions: dict[str, torch.Tensor] = {}
+
+        def prompt_at(frame: int) -> str:
+            return [p for f, p in schedule if f <= frame][-1]
+
+        def condition(frame: int) -> torch.Tensor:
+            text = prompt_at(frame)
+            if text not in conditions:
+                conditions[text] = self._condition(text)
+            return conditions[text]
+
+        prev: torch.Tensor | None = None
+        for latent in stream_latents(self.model, condition, num_frames, settings, generator=generator):
+            frames = self._decode(latent.fhat, prev)
+            prev = latent.fhat
+            yield VideoChunk(
+                frames,
+                latent.index,
+                prompt_at(latent.index),
+                latent.cache_bytes,
+                latent.cache_valid_bytes,
+                time.perf_counter() - start,
+            )
+
+    def generate(
+        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
+    ) -> VideoResult:
+        """`stream()` collected into one `VideoResult` (same keywords)."""
+        start = time.perf_counter()
+        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
+        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
+        return VideoResult(
+            frames=np.concatenate([c.frames for c in chunks]),
+            fps=self.fps,
+            prompt_schedule=schedule,
+            seed=seed,
+            time_to_first_frame=chunks[0].seconds,
+            seconds=time.perf_counter() - start,
+        )

@@ -1,0 +1,168 @@
+"""`videoar`: trains the VideoAR transformer on a frozen tokenizer (toy world or the user's captioned videos).
+
+The exported checkpoint is one directory holding both tokenizer and transformer weights
+(`kind: videoar`), loadable with `genmotion.load(dir)`. `init_from` fine-tunes an existing `videoar`
+checkpoint (e.g. the embedded `videoar-toy`) instead of starting from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from genmotion.checkpoint import load_weights, read_checkpoint_config
+from genmotion.config import from_dict, to_dict
+from genmotion.errors import UsageError
+from genmotion.registry import resolve
+from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoDataConfig, VideoTokenizerConfig
+from genmotion.video.data import clip_source
+from genmotion.video.model import VideoAR
+from genmotion.video.tokenizer import VideoTokenizer
+from genmotion.video.training import TrainingSettings, videoar_loss
+
+__all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "load_tokenizer", "read_videoar_config"]
+
+log = logging.getLogger(__name__)
+
+KIND = "videoar"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoARModelConfig:
+    """Where the tokenizer comes from, the transformer, and the training regularisers.
+
+    Exactly one of: `tokenizer_checkpoint` (a `video-tokenizer` or `videoar` checkpoint, directory or
+    registry name), `init_from` (a `videoar` checkpoint to fine-tune: tokenizer and transformer weights and
+    configs come from it), or `tokenizer` (a fresh, untrained tokenizer: only for smoke tests).
+    """
+
+    tokenizer_checkpoint: str | None = None
+    init_from: str | None = None
+    tokenizer: VideoTokenizerConfig | None = None
+    transformer: VideoARTransformerConfig = field(default_factory=VideoARTransformerConfig)
+    condition_dropout: float = 0.1
+    error_correction_rate: float = 0.3
+    frame_mask_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("tokenizer_checkpoint", "init_from", "tokenizer") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of model.tokenizer_checkpoint, model.init_from, model.tokenizer "
+                f"(got {given or 'none'})"
+            )
+
+    @property
+    def settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            condition_dropout=self.condition_dropout,
+            error_correction_rate=self.error_correction_rate,
+            frame_mask_rate=self.frame_mask_rate,
+        )
+
+
+def read_videoar_config(directory: Any) -> VideoARConfig:
+    """The `VideoARConfig` of a `videoar` checkpoint directory."""
+    cfg = read_checkpoint_config(directory)
+    if cfg["kind"] != KIND:
+        raise UsageError(
+            f"{directory} is a {cfg['kind']!r} checkpoint, not {KIND!r}", fix="point at a videoar checkpoint"
+        )
+    return from_dict(VideoARConfig, cfg["model"], prefix="model")
+
+
+def load_tokenizer(name: str) -> VideoTokenizer:
+    """A trained tokenizer from a `video-tokenizer` checkpoint or from the tokenizer part of a `videoar` one."""
+    directory = resolve(name)
+    cfg = read_checkpoint_config(directory)
+    if cfg["kind"] == KIND:
+        model = VideoAR(read_videoar_config(directory))
+        load_weights(model, directory)
+        return model.tokenizer
+    if cfg["kind"] != "video-tokenizer":
+        raise UsageError(f"{name} is a {cfg['kind']!r} checkpoint", fix="give a video-tokenizer or videoar checkpoint")
+    tokenizer = VideoTokenizer(from_dict(VideoTokenizerConfig, cfg["tokenizer"], prefix="tokenizer"))
+    return load_weights(tokenizer, directory)  # type: ignore[return-value]
+
+
+class VideoARTask:
+    """Task protocol implementation (see `genmotion.train.task.Task`)."""
+
+    model_config = VideoARModelConfig
+    data_config = VideoDataConfig
+
+    def __init__(self) -> None:
+        self._settings = TrainingSettings()
+        self._config: VideoARConfig | None = None
+        self._generator = torch.Generator().manual_seed(0)
+
+    def build_model(self, model_cfg: VideoARModelConfig) -> nn.Module:
+        self._settings = model_cfg.settings
+        if model_cfg.init_from is not None:
+            directory = resolve(model_cfg.init_from)
+            config = read_videoar_config(directory)
+            if model_cfg.transformer not in (VideoARTransformerConfig(), config.transformer):
+                raise UsageError(
+                    "model.transformer differs from the checkpoint given in model.init_from",
+                    fix="leave model.transformer out when fine-tuning: the checkpoint's architecture is used",
+                )
+            model = VideoAR(config)
+            load_weights(model, directory)
+        elif model_cfg.tokenizer_checkpoint is not None:
+            tokenizer = load_tokenizer(model_cfg.tokenizer_checkpoint)
+            model = VideoAR(VideoARConfig(tokenizer=tokenizer.config, transformer=model_cfg.transformer))
+            model.tokenizer.load_state_dict(tokenizer.state_dict())
+        else:
+            assert model_cfg.tokenizer is not None
+            model = VideoAR(VideoARConfig(tokenizer=model_cfg.tokenizer, transformer=model_cfg.transformer))
+        model.tokenizer.requires_grad_(False)  # frozen: the optimiser only sees the transformer
+        self._config = model.config
+        return model
+
+    def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
+        from genmotion.text import PromptEncoder
+
+        if self._config is not None:
+            self._check_data(data_cfg, self._config)
+        self._generator = torch.Generator().manual_seed(seed + 7919)
+        source = clip_source(data_cfg, batch_size, seed, encoder=PromptEncoder())
+        return torch.utils.data.DataLoader(source, batch_size=None)
+
+    @staticmethod
+    def _check_data(data_cfg: VideoDataConfig, config: VideoARConfig) -> None:
+        if data_cfg.image_size != config.tokenizer.image_size:
+            raise UsageError(
+                f"data.image_size {data_cfg.image_size} does not match the tokenizer's {config.tokenizer.image_size}",
+                fix=f"set data.image_size={config.tokenizer.image_size}",
+            )
+        if data_cfg.num_frames - 1 > config.transformer.max_sink_distance:
+            raise UsageError(
+                f"training clips of {data_cfg.num_frames} frames are longer than transformer.max_sink_distance + 1",
+                why="inference places the sink at most max_sink_distance frames back, as training showed it",
+                fix=f"set model.transformer.max_sink_distance={data_cfg.num_frames - 1}",
+            )
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(model, VideoAR)
+        return videoar_loss(model, batch["video"], batch["text"], self._settings, self._generator)
+
+    def checkpoint_config(self, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, Any]:
+        if self._config is None:
+            raise RuntimeError("checkpoint_config before build_model")
+        return {"kind": KIND, "model": to_dict(self._config), "data": to_dict(data_cfg)}
+
+    def evaluate(self, model: nn.Module, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, float]:
+        """Toy-world prompt adherence on held-out paraphrases (16 frames, guidance 3), for the model card."""
+        from genmotion.video.evaluate import adherence_summary, eval_prompts
+        from genmotion.video.pipeline import VideoARPipeline
+
+        assert isinstance(model, VideoAR)
+        if data_cfg.source != "toyworld":
+            return {}
+        pipe = VideoARPipeline(model)
+        prompts = eval_prompts(min(data_cfg.eval_clips, 24), seed=2024)
+        return adherence_summary(pipe, prompts, seeds=(0,), num_frames=16)

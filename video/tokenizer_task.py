@@ -1,0 +1,162 @@
+"""`video-tokenizer`: trains VideoAR's causal multi-scale VQ tokenizer on clips (toy world or a video folder).
+
+Loss: L1 + MSE reconstruction + the quantiser's VQ loss (no perceptual or adversarial terms: no pretrained
+networks are reachable here). Evaluation: reconstruction PSNR through all scales on held-out clips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmotion.config import to_dict
+from genmotion.errors import UsageError
+from genmotion.video.config import VideoDataConfig, VideoTokenizerConfig
+from genmotion.video.data import clip_source
+from genmotion.video.tokenizer import VideoTokenizer
+
+__all__ = ["VideoTokenizerModelConfig", "VideoTokenizerTask", "psnr"]
+
+KIND = "video-tokenizer"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoTokenizerModelConfig:
+    """The tokenizer plus loss settings. `restart_every`: steps between re-seeding codes no recent batch used
+    with random residuals (keeps the codebook alive; single-process runs only); 0 disables.
+
+    `init_from` starts from a `video-tokenizer` checkpoint (its config wins); `train: decoder` then trains
+    only the decoder side, so every token stays as it was and a transformer trained on them still fits.
+    """
+
+    tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
+    mse_weight: float = 1.0
+    restart_every: int = 50
+    init_from: str | None = None
+    train: Literal["all", "decoder"] = "all"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of frames in [-1, 1] (peak-to-peak 2)."""
+    mse = float(F.mse_loss(a.float(), b.float()))
+    return 10 * math.log10(4.0 / max(mse, 1e-10))
+
+
+def check_resolution(data_cfg: VideoDataConfig, tokenizer_cfg: VideoTokenizerConfig) -> None:
+    if data_cfg.image_size != tokenizer_cfg.image_size:
+        raise UsageError(
+            f"data.image_size {data_cfg.image_size} does not match the tokenizer's {tokenizer_cfg.image_size}",
+            fix=f"set data.image_size={tokenizer_cfg.image_size}",
+        )
+
+
+class VideoTokenizerTask:
+    """Task protocol implementation (see `genmotion.train.task.Task`)."""
+
+    model_config = VideoTokenizerModelConfig
+    data_config = VideoDataConfig
+
+    def __init__(self) -> None:
+        self._cfg = VideoTokenizerModelConfig()
+        self._hits: torch.Tensor | None = None
+        self._steps = 0
+        self._tokenizer_config: VideoTokenizerConfig | None = None
+
+    def build_model(self, model_cfg: VideoTokenizerModelConfig) -> nn.Module:
+        from genmotion.video.task import load_tokenizer
+
+        if model_cfg.train == "decoder" and model_cfg.init_from is None:
+            raise UsageError("model.train=decoder needs model.init_from", fix="point it at a trained tokenizer")
+        model = (
+            VideoTokenizer(model_cfg.tokenizer) if model_cfg.init_from is None else load_tokenizer(model_cfg.init_from)
+        )
+        if model_cfg.train == "decoder":  # tokens depend on encoder + codebook only: freeze them
+            for part in (model.encoder, model.encoder_mix, model.quantize):
+                part.requires_grad_(False)
+        self._cfg = model_cfg
+        self._tokenizer_config = model.config
+        return model
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, model: VideoTokenizer, f_NChw: torch.Tensor) -> int:
+        """Count code hits; every `restart_every` steps re-seed unused codes from this batch's residuals."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return 0  # ranks would re-seed differently and drift apart
+        q = model.quantize
+        f = f_NChw.detach().float()
+        fhats = q.f_to_fhats(f)
+        indices = q.f_to_indices(f)
+        hits = torch.bincount(torch.cat([i.flatten() for i in indices]), minlength=q.vocab_size)
+        self._hits = hits if self._hits is None else self._hits + hits
+        self._steps += 1
+        if self._steps % self._cfg.restart_every:
+            return 0
+        dead = (self._hits == 0).nonzero().flatten()
+        self._hits = None
+        if dead.numel() == 0:
+            return 0
+        residuals = []
+        for si, pn in enumerate(q.patch_nums):
+            rest = f if si == 0 else f - fhats[si - 1]
+            rest = F.adaptive_avg_pool2d(rest, pn)
+            residuals.append(rest.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
+        pool = torch.cat(residuals)
+        pick = torch.randint(pool.shape[0], (dead.numel(),), device=pool.device)
+        q.embedding.weight.data[dead] = pool[pick].to(q.embedding.weight.dtype)
+        return int(dead.numel())
+
+    def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
+        return torch.utils.data.DataLoader(clip_source(data_cfg, batch_size, seed), batch_size=None)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(model, VideoTokenizer)
+        video = batch["video"]
+        if video.shape[-1] != model.config.image_size:
+            raise UsageError(
+                f"training clips are {video.shape[-1]} px but the tokenizer reads {model.config.image_size} px",
+                fix=f"set data.image_size={model.config.image_size}",
+            )
+        f = model.latents(video)
+        B, T = f.shape[:2]
+        fhat, vq_loss = model.quantize(f.flatten(0, 1))
+        recon = model.decode_train(fhat.view(B, T, *fhat.shape[1:]))
+        l1 = (recon.float() - video).abs().mean()
+        mse = F.mse_loss(recon.float(), video)
+        loss = l1 + self._cfg.mse_weight * mse + vq_loss
+        logs = {
+            "l1": float(l1.detach()),
+            "vq": float(vq_loss.detach()),
+            "psnr": 10 * math.log10(4.0 / max(float(mse.detach()), 1e-10)),
+        }
+        if self._cfg.restart_every and self._cfg.train == "all" and model.training:
+            logs["restarted_codes"] = float(self._restart_dead_codes(model, f.flatten(0, 1)))
+        return loss, logs
+
+    def checkpoint_config(self, model_cfg: VideoTokenizerModelConfig, data_cfg: VideoDataConfig) -> dict[str, Any]:
+        config = self._tokenizer_config or model_cfg.tokenizer
+        check_resolution(data_cfg, config)
+        return {"kind": KIND, "tokenizer": to_dict(config), "data": to_dict(data_cfg)}
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, model_cfg: VideoTokenizerModelConfig, data_cfg: VideoDataConfig
+    ) -> dict[str, float]:
+        """Reconstruction PSNR (dB) through all scales, and through the coarse scales only, on held-out clips."""
+        assert isinstance(model, VideoTokenizer)
+        batch = next(iter(clip_source(data_cfg, data_cfg.eval_clips, seed=987_654)))
+        video = batch["video"]
+        f = model.latents(video)
+        B, T = f.shape[:2]
+        fhats = model.quantize.f_to_fhats(f.flatten(0, 1).float())
+        out = {"eval_psnr": psnr(model.decode_fhat(fhats[-1].view(B, T, *f.shape[2:])), video)}
+        if len(fhats) > 1:
+            out["eval_psnr_without_last_scale"] = psnr(model.decode_fhat(fhats[-2].view(B, T, *f.shape[2:])), video)
+        indices = [i.flatten() for i in model.encode(video)]
+        used = torch.unique(torch.cat(indices)).numel()
+        out["eval_codebook_usage"] = used / model.config.vocab_size
+        return out

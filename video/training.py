@@ -1,0 +1,108 @@
+"""VideoAR's training objective: teacher-forced next-scale cross-entropy over whole clips, with the two
+VideoAR regularisers (cross-frame error correction and random frame masking) and condition dropout for CFG.
+
+Cross-frame error correction: the clean context of every frame is re-quantised from its latent with a
+random share (up to `error_correction_rate`) of each scale's codes replaced by random ones; the finer
+scales then quantise the residual that error left, as at inference after a wrong draw. Targets stay
+the clean codes, so the model learns to repair inherited errors. Axes as in `model.py`; N frames of a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from genmotion.image_core.quantizer import MultiScaleQuantizer
+from genmotion.video.layout import clip_attention
+from genmotion.video.model import VideoAR
+
+__all__ = ["TrainingSettings", "nearest_codes", "requantize_with_errors", "videoar_loss"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    condition_dropout: float = 0.1
+    error_correction_rate: float = 0.3
+    frame_mask_rate: float = 0.1
+
+
+def nearest_codes(codebook_VC: torch.Tensor, z_NC: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest code (L2) for each row: (N, C) -> (N,)."""
+    dist = z_NC.square().sum(1, keepdim=True) + codebook_VC.square().sum(1) - 2 * z_NC @ codebook_VC.T
+    return dist.argmin(1)
+
+
+@torch.no_grad()
+def requantize_with_errors(
+    quantizer: MultiScaleQuantizer, f_NChw: torch.Tensor, rate_N: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Residual quantisation of latents (N, C, h, w) where each code is replaced by a random one with
+    probability rate_N[n]; returns (f_hat (N, C, h, w), per-scale indices (N, p^2)). rate 0 = plain VAR."""
+    codebook = quantizer.embedding.weight.float()
+    f = f_NChw.float()
+    N, C, H, W = f.shape
+    rest, f_hat, indices = f.clone(), torch.zeros_like(f), []
+    for si, pn in enumerate(quantizer.patch_nums):
+        down = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode="area")
+        idx = nearest_codes(codebook, down.permute(0, 2, 3, 1).reshape(-1, C)).view(N, pn * pn)
+        flip = torch.rand(idx.shape, generator=generator) < rate_N[:, None].cpu()
+        random = torch.randint(quantizer.vocab_size, idx.shape, generator=generator)
+        idx = torch.where(flip.to(idx.device), random.to(idx.device), idx)
+        code = codebook[idx].view(N, pn, pn, C).permute(0, 3, 1, 2)
+        if pn != H:
+            code = F.interpolate(code, size=(H, W), mode="bicubic")
+        h = quantizer.phi(si, code.contiguous())
+        f_hat, rest = f_hat + h, rest - h
+        indices.append(idx)
+    return f_hat, indices
+
+
+def _frame_keep(batch: int, frames: int, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, T, T) bool: whether frame f may attend frame g (random frame masking, earlier frames only)."""
+    return torch.rand(batch, frames, frames, generator=generator) >= rate
+
+
+def videoar_loss(
+    model: VideoAR,
+    video_BT3HW: torch.Tensor,
+    text_BE: torch.Tensor,
+    settings: TrainingSettings,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean cross-entropy of every scale token of every frame; the tokenizer stays frozen (fp32)."""
+    tr, q = model.transformer, model.tokenizer.quantize
+    layout, cfg = tr.layout, tr.config
+    B, T = video_BT3HW.shape[:2]
+    with torch.no_grad(), torch.autocast(video_BT3HW.device.type, enabled=False):
+        f = model.tokenizer.latents(video_BT3HW.float()).flatten(0, 1)  # (B*T, Cv, h, w)
+        gt = q.f_to_indices(f)  # K x (B*T, p^2)
+        inputs = q.idxBl_to_var_input(gt)  # (B*T, N_s - 1, Cv)
+        rate = torch.rand(B, generator=generator) * settings.error_correction_rate
+        context, _ = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
+    context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
+    keep_text = torch.rand(B, generator=generator) >= settings.condition_dropout
+    cond = tr.condition(text_BE, keep_text.to(text_BE.device))  # (B, W)
+    scales = tr.embed_scales(cond, inputs.view(B, T, *inputs.shape[1:]))  # (B, T, N_s, W)
+    clean = tr.embed_clean(context_BTlC)  # (B, T, N_c, W)
+    x = torch.cat([scales, clean], dim=2).flatten(1, 2)  # (B, T * N, W)
+    keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
+    clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames, keep_frames=keep)
+    pos = layout.clip_positions(T).to(x.device)
+    h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]
+    logits = tr.logits(h.flatten(1, 2), cond).float()  # (B, T * N_s, V)
+    target = torch.cat(gt, dim=1).view(B, T * layout.scale_tokens)
+    loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    with torch.no_grad():
+        correct = (logits.argmax(-1) == target).float().view(B, T, -1)
+        last = layout.scale_slice(layout.num_scales - 1)
+        logs = {"token_accuracy": float(correct.mean()), "last_scale_accuracy": float(correct[..., last].mean())}
+    return loss, logs
+
+
+def clip_condition_texts(captions: Sequence[str], encoder: Any) -> torch.Tensor:
+    """Pooled prompt embeddings (B, E) of captions through a `PromptEncoder`."""
+    return encoder.encode(list(captions)).pooled.float()
