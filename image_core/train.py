@@ -268,7 +268,14 @@ class VARTask:
                 why="fine-tuning keeps the architecture of the checkpoint",
                 fix="leave model.var out, or change only num_classes and the dropout rates",
             )
-        config = VARImageConfig(vae=base.vae.config, var=want)
+        try:
+            config = VARImageConfig(vae=base.vae.config, var=want)
+        except ValueError as e:
+            raise UsageError(
+                f"model.tokenizer does not fit the transformer in {cfg.init_from}",
+                why=str(e),
+                fix="leave model.tokenizer out (set it to null) to keep the checkpoint's own tokenizer",
+            ) from e
         model = VARImageModel(config)
         model.vae = base.vae
         state = base.var.state_dict()
