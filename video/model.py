@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genmotion.cache.state import LayeredKVCache
@@ -177,12 +178,18 @@ class VideoARTransformer(nn.Module):
         super().__init__()
         self.config, self.layout = cfg, FrameLayout(tokenizer.patch_nums)
         W, Cv, V = cfg.width, tokenizer.latent_channels, tokenizer.vocab_size
+        # MiniLM embeddings of captions are close to each other: standardise them per dimension with statistics
+        # of the training captions (set by the task, saved with the weights) so prompts are told apart early
+        self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
+        self.register_buffer("text_std", torch.ones(cfg.text_dim))
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, W), nn.SiLU(), nn.Linear(W, W))
         self.null_text = nn.Parameter(torch.randn(W) * 0.02)  # the unconditional condition (CFG)
         self.start = nn.Parameter(torch.randn(W) * 0.02)
         self.word_embed = nn.Linear(Cv, W)  # next-scale inputs (downsampled f_hat)
         self.clean_embed = nn.Linear(Cv, W)  # finished frames' f_hat, the cross-frame context
+        self.prev_embed = nn.Linear(Cv, W)  # the previous frame's latent at each token's place (zero at frame 0)
         self.level_embed = nn.Embedding(self.layout.num_scales + 1, W)
+        nn.init.normal_(self.level_embed.weight, std=0.02)  # N(0, 1) would drown the content embeddings
         self.pos_embed = nn.Parameter(torch.randn(self.layout.tokens_per_frame, W) * 0.02)
         self.rotary = Rotary(cfg.head_dim, cfg.rope_axes, base=cfg.rope_base)
         self.blocks = nn.ModuleList(VideoARBlock(cfg) for _ in range(cfg.depth))
@@ -193,7 +200,7 @@ class VideoARTransformer(nn.Module):
     # ---- embeddings ----------------------------------------------------------------------------
     def condition(self, text_BE: torch.Tensor, keep_B: torch.Tensor | None = None) -> torch.Tensor:
         """Text embeddings (B, E) -> condition (B, W); rows where keep_B is False get the null condition."""
-        cond = self.text_proj(text_BE)
+        cond = self.text_proj((text_BE - self.text_mean) / self.text_std)
         if keep_B is None:
             return cond
         return torch.where(keep_B[:, None], cond, self.null_text.to(cond.dtype).expand_as(cond))
@@ -204,9 +211,27 @@ class VideoARTransformer(nn.Module):
     def _place(self, x: torch.Tensor, tokens: slice) -> torch.Tensor:
         return x + self.level_embed(self.layout.levels[tokens].to(x.device)) + self.pos_embed[tokens]
 
-    def embed_scales(self, cond_BW: torch.Tensor, inputs_BlC: torch.Tensor, first_scale: int = 0) -> torch.Tensor:
+    @torch.no_grad()
+    def set_text_statistics(self, text_NE: torch.Tensor) -> None:
+        """Standardise prompts with the per-dimension mean and spread of these caption embeddings (N, E)."""
+        std = text_NE.float().std(0)
+        self.text_mean.copy_(text_NE.float().mean(0))
+        self.text_std.copy_(std.clamp_min(0.5 * float(std.median())))  # near-constant dimensions stay tame
+
+    def previous_inputs(self, prev_fhat_BChw: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """The previous frame's latent (B, Cv, P, P) area-pooled to every scale -> (B, N_s, Cv); zeros at frame 0."""
+        B, N_s = like.shape[0], self.layout.scale_tokens
+        if prev_fhat_BChw is None:
+            return like.new_zeros(B, N_s, self.word_embed.in_features)
+        pooled = [F.adaptive_avg_pool2d(prev_fhat_BChw, p).flatten(2).transpose(1, 2) for p in self.layout.patch_nums]
+        return torch.cat(pooled, dim=1).to(like.dtype)
+
+    def embed_scales(
+        self, cond_BW: torch.Tensor, inputs_BlC: torch.Tensor, prev_BlC: torch.Tensor, first_scale: int = 0
+    ) -> torch.Tensor:
         """Scale tokens from `first_scale` on: the start token (from the condition) when first_scale == 0,
-        then `word_embed` of the next-scale inputs (B, l, Cv) -> (B, l', W) (batch axes may include T)."""
+        then `word_embed` of the next-scale inputs (B, l, Cv) -> (B, l', W) (batch axes may include T);
+        `prev_BlC` (B, l', Cv) is the previous frame's latent at the same tokens (`previous_inputs`)."""
         parts = []
         if first_scale == 0:
             lead = inputs_BlC.shape[:-2]
@@ -217,7 +242,7 @@ class VideoARTransformer(nn.Module):
             )
         if inputs_BlC.shape[-2]:
             parts.append(self.word_embed(inputs_BlC))
-        x = torch.cat(parts, dim=-2)
+        x = torch.cat(parts, dim=-2) + self.prev_embed(prev_BlC)
         begin = self.layout.scale_slice(first_scale).start
         return self._place(x, slice(begin, begin + x.shape[-2]))
 

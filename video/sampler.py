@@ -43,6 +43,7 @@ def _sample_frame(
     model: VideoAR,
     frame: int,
     cond_BW: torch.Tensor,
+    prev_fhat: torch.Tensor | None,
     cache: VideoARCache,
     settings: SamplingConfig,
     generator: torch.Generator | None,
@@ -60,7 +61,9 @@ def _sample_frame(
     fhat = torch.zeros(B, Cv, P, P, device=cond_BW.device)
     cache.scales.reset()
     mod = tr.modulation(cond_BW)  # AdaLN vectors of every block, once per frame
-    x = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv))  # the start token
+    prev = tr.previous_inputs(prev_fhat, like=cond_BW[:B])  # (B, N_s, Cv): the last frame at every scale token
+    prev = torch.cat([prev, prev]) if guided else prev
+    x = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token
     tokens = []
     for si, pn in enumerate(layout.patch_nums):
         pos = layout.scale_positions(frame, si).to(cond_BW.device)
@@ -77,7 +80,8 @@ def _sample_frame(
         fhat, nxt = q.next_autoregressive_input(si, fhat, code)
         if si + 1 < layout.num_scales:
             inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
-            x = tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, first_scale=si + 1)
+            sl = layout.scale_slice(si + 1)
+            x = tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, sl], first_scale=si + 1)
     clean = tr.embed_clean(fhat.flatten(2).transpose(1, 2).to(dtype))
     tr.step(
         torch.cat([clean, clean]) if guided else clean,
@@ -105,11 +109,11 @@ def stream_latents(
     guided = settings.guidance_scale != 1.0
     cache = model.transformer.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
     null = model.transformer.null_condition(batch).to(p.dtype)
-    frame = 0
+    frame, fhat = 0, None
     while num_frames is None or frame < num_frames:
         cond = condition(frame).to(p.dtype)
         rows = torch.cat([cond, null]) if guided else cond
-        fhat, tokens = _sample_frame(model, frame, rows, cache, settings, generator, processors)
+        fhat, tokens = _sample_frame(model, frame, rows, fhat, cache, settings, generator, processors)
         yield FrameLatent(
             index=frame,
             fhat=fhat,

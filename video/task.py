@@ -89,6 +89,20 @@ def load_tokenizer(name: str) -> VideoTokenizer:
     return load_weights(tokenizer, directory)  # type: ignore[return-value]
 
 
+def _statistics_captions(data_cfg: VideoDataConfig, count: int = 512) -> list[str]:
+    """Captions whose embeddings standardise the text condition: the sidecar's, or toy-world training captions."""
+    if data_cfg.source == "folder":
+        from genmotion.video.data import read_sidecar
+
+        assert data_cfg.folder is not None
+        return [e.caption for e in read_sidecar(data_cfg.folder, data_cfg.captions)]
+    from genmotion.data.toyworld import caption, sample_clip_specs
+
+    g = torch.Generator().manual_seed(31337)
+    specs = sample_clip_specs(count, g, two_object_probability=data_cfg.two_object_probability)
+    return [caption(s, g, "train") for s in specs]
+
+
 class VideoARTask:
     """Task protocol implementation (see `genmotion.train.task.Task`)."""
 
@@ -98,6 +112,7 @@ class VideoARTask:
     def __init__(self) -> None:
         self._settings = TrainingSettings()
         self._config: VideoARConfig | None = None
+        self._needs_text_statistics: VideoAR | None = None
         self._generator = torch.Generator().manual_seed(0)
 
     def build_model(self, model_cfg: VideoARModelConfig) -> nn.Module:
@@ -121,6 +136,7 @@ class VideoARTask:
             model = VideoAR(VideoARConfig(tokenizer=model_cfg.tokenizer, transformer=model_cfg.transformer))
         model.tokenizer.requires_grad_(False)  # frozen: the optimiser only sees the transformer
         self._config = model.config
+        self._needs_text_statistics = None if model_cfg.init_from is not None else model
         return model
 
     def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
@@ -129,7 +145,11 @@ class VideoARTask:
         if self._config is not None:
             self._check_data(data_cfg, self._config)
         self._generator = torch.Generator().manual_seed(seed + 7919)
-        source = clip_source(data_cfg, batch_size, seed, encoder=PromptEncoder())
+        encoder = PromptEncoder()
+        if self._needs_text_statistics is not None:  # the same on every rank: fixed seed or the sidecar
+            texts = encoder.encode(_statistics_captions(data_cfg)).pooled
+            self._needs_text_statistics.transformer.set_text_statistics(texts)
+        source = clip_source(data_cfg, batch_size, seed, encoder=encoder)
         return torch.utils.data.DataLoader(source, batch_size=None)
 
     @staticmethod

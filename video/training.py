@@ -66,6 +66,19 @@ def _frame_keep(batch: int, frames: int, rate: float, generator: torch.Generator
     return torch.rand(batch, frames, frames, generator=generator) >= rate
 
 
+def _previous_inputs(tr: Any, context_BTChw: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Frame t's view of frame t-1's (error-corrected) context latent at every scale token; zero at frame 0
+    and where random frame masking hides frame t-1 from frame t. -> (B, T, N_s, Cv)."""
+    B, T = context_BTChw.shape[:2]
+    shifted = torch.cat([torch.zeros_like(context_BTChw[:, :1]), context_BTChw[:, :-1]], dim=1)
+    rows = tr.previous_inputs(shifted.flatten(0, 1), like=context_BTChw.flatten(0, 1)).view(B, T, -1, shifted.shape[2])
+    seen = torch.ones(B, T, dtype=rows.dtype)
+    seen[:, 0] = 0
+    if keep is not None and T > 1:
+        seen[:, 1:] = keep.diagonal(offset=-1, dim1=1, dim2=2).to(rows.dtype)  # keep[b, t, t - 1]
+    return rows * seen.to(rows.device)[:, :, None, None]
+
+
 def videoar_loss(
     model: VideoAR,
     video_BT3HW: torch.Tensor,
@@ -84,12 +97,13 @@ def videoar_loss(
         rate = torch.rand(B, generator=generator) * settings.error_correction_rate
         context, _ = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
     context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
+    keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
+    prev = _previous_inputs(tr, context.view(B, T, *context.shape[1:]), keep)  # (B, T, N_s, Cv)
     keep_text = torch.rand(B, generator=generator) >= settings.condition_dropout
     cond = tr.condition(text_BE, keep_text.to(text_BE.device))  # (B, W)
-    scales = tr.embed_scales(cond, inputs.view(B, T, *inputs.shape[1:]))  # (B, T, N_s, W)
+    scales = tr.embed_scales(cond, inputs.view(B, T, *inputs.shape[1:]), prev)  # (B, T, N_s, W)
     clean = tr.embed_clean(context_BTlC)  # (B, T, N_c, W)
     x = torch.cat([scales, clean], dim=2).flatten(1, 2)  # (B, T * N, W)
-    keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
     clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames, keep_frames=keep)
     pos = layout.clip_positions(T).to(x.device)
     h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]

@@ -3,7 +3,7 @@
 import torch
 
 from genmotion.video.layout import FrameLayout, clip_attention, context_frames
-from genmotion.video.training import requantize_with_errors
+from genmotion.video.training import _previous_inputs, requantize_with_errors
 
 
 def _teacher_forced(model, video, text):
@@ -17,22 +17,25 @@ def _teacher_forced(model, video, text):
     fhat, _ = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
     clean_in = fhat.flatten(2).transpose(1, 2).reshape(B, T, layout.clean_tokens, -1)
     cond = tr.condition(text)
-    x = torch.cat([tr.embed_scales(cond, inputs), tr.embed_clean(clean_in)], dim=2).flatten(1, 2)
+    prev = _previous_inputs(tr, fhat.view(B, T, *fhat.shape[1:]), None)
+    x = torch.cat([tr.embed_scales(cond, inputs, prev), tr.embed_clean(clean_in)], dim=2).flatten(1, 2)
     clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames)
     h = tr(x, cond, layout.clip_positions(T), clip).view(B, T, layout.tokens_per_frame, -1)
     full = tr.logits(h[:, :, : layout.scale_tokens].flatten(1, 2), cond).view(B, T, layout.scale_tokens, -1)
 
     cache = tr.new_cache(B, dtype=torch.float32)
     steps = []
+    frames = fhat.view(B, T, *fhat.shape[1:])
     for t in range(T):
         cache.scales.reset()
         outs = []
+        prev_t = tr.previous_inputs(frames[:, t - 1] if t else None, like=text)
         for si in range(layout.num_scales):
             sl = layout.scale_slice(si)
             if si == 0:
-                xs = tr.embed_scales(cond, inputs.new_zeros(B, 0, inputs.shape[-1]))
+                xs = tr.embed_scales(cond, inputs.new_zeros(B, 0, inputs.shape[-1]), prev_t[:, :1])
             else:
-                xs = tr.embed_scales(cond, inputs[:, t, sl.start - 1 : sl.stop - 1], first_scale=si)
+                xs = tr.embed_scales(cond, inputs[:, t, sl.start - 1 : sl.stop - 1], prev_t[:, sl], first_scale=si)
             outs.append(tr.logits(tr.step(xs, cond, layout.scale_positions(t, si), cache, clean=False), cond))
         tr.step(tr.embed_clean(clean_in[:, t]), cond, layout.clean_positions(t), cache, clean=True)
         steps.append(torch.cat(outs, dim=1))
