@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genmotion.cache.state import LayeredKVCache
@@ -187,7 +186,9 @@ class VideoARTransformer(nn.Module):
         self.start = nn.Parameter(torch.randn(W) * 0.02)
         self.word_embed = nn.Linear(Cv, W)  # next-scale inputs (downsampled f_hat)
         self.clean_embed = nn.Linear(Cv, W)  # finished frames' f_hat, the cross-frame context
-        self.prev_embed = nn.Linear(Cv, W)  # the previous frame's latent at each token's place (zero at frame 0)
+        # the previous frame's code at each token's place (row V: no previous frame): copying is one lookup away
+        self.prev_embed = nn.Embedding(V + 1, W)
+        nn.init.normal_(self.prev_embed.weight, std=0.3)
         self.level_embed = nn.Embedding(self.layout.num_scales + 1, W)
         nn.init.normal_(self.level_embed.weight, std=0.02)  # N(0, 1) would drown the content embeddings
         self.pos_embed = nn.Parameter(torch.randn(self.layout.tokens_per_frame, W) * 0.02)
@@ -218,20 +219,23 @@ class VideoARTransformer(nn.Module):
         self.text_mean.copy_(text_NE.float().mean(0))
         self.text_std.copy_(std.clamp_min(0.5 * float(std.median())))  # near-constant dimensions stay tame
 
-    def previous_inputs(self, prev_fhat_BChw: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """The previous frame's latent (B, Cv, P, P) area-pooled to every scale -> (B, N_s, Cv); zeros at frame 0."""
-        B, N_s = like.shape[0], self.layout.scale_tokens
-        if prev_fhat_BChw is None:
-            return like.new_zeros(B, N_s, self.word_embed.in_features)
-        pooled = [F.adaptive_avg_pool2d(prev_fhat_BChw, p).flatten(2).transpose(1, 2) for p in self.layout.patch_nums]
-        return torch.cat(pooled, dim=1).to(like.dtype)
+    @property
+    def no_previous(self) -> int:
+        """The `prev_embed` row meaning "no previous frame" (frame 0, or a masked previous frame)."""
+        return self.prev_embed.num_embeddings - 1
+
+    def previous_tokens(self, tokens: list[torch.Tensor] | None, batch: int, device: torch.device) -> torch.Tensor:
+        """The previous frame's per-scale codes [(B, p^2), ...] as one row per scale token (B, N_s) long."""
+        if tokens is None:
+            return torch.full((batch, self.layout.scale_tokens), self.no_previous, dtype=torch.long, device=device)
+        return torch.cat(tokens, dim=1)
 
     def embed_scales(
-        self, cond_BW: torch.Tensor, inputs_BlC: torch.Tensor, prev_BlC: torch.Tensor, first_scale: int = 0
+        self, cond_BW: torch.Tensor, inputs_BlC: torch.Tensor, prev_Bl: torch.Tensor, first_scale: int = 0
     ) -> torch.Tensor:
         """Scale tokens from `first_scale` on: the start token (from the condition) when first_scale == 0,
         then `word_embed` of the next-scale inputs (B, l, Cv) -> (B, l', W) (batch axes may include T);
-        `prev_BlC` (B, l', Cv) is the previous frame's latent at the same tokens (`previous_inputs`)."""
+        `prev_Bl` (B, l') long are the previous frame's codes at the same tokens (`previous_tokens`)."""
         parts = []
         if first_scale == 0:
             lead = inputs_BlC.shape[:-2]
@@ -242,7 +246,7 @@ class VideoARTransformer(nn.Module):
             )
         if inputs_BlC.shape[-2]:
             parts.append(self.word_embed(inputs_BlC))
-        x = torch.cat(parts, dim=-2) + self.prev_embed(prev_BlC)
+        x = torch.cat(parts, dim=-2) + self.prev_embed(prev_Bl)
         begin = self.layout.scale_slice(first_scale).start
         return self._place(x, slice(begin, begin + x.shape[-2]))
 

@@ -43,7 +43,7 @@ def _sample_frame(
     model: VideoAR,
     frame: int,
     cond_BW: torch.Tensor,
-    prev_fhat: torch.Tensor | None,
+    prev_tokens: list[torch.Tensor] | None,
     cache: VideoARCache,
     settings: SamplingConfig,
     generator: torch.Generator | None,
@@ -61,7 +61,7 @@ def _sample_frame(
     fhat = torch.zeros(B, Cv, P, P, device=cond_BW.device)
     cache.scales.reset()
     mod = tr.modulation(cond_BW)  # AdaLN vectors of every block, once per frame
-    prev = tr.previous_inputs(prev_fhat, like=cond_BW[:B])  # (B, N_s, Cv): the last frame at every scale token
+    prev = tr.previous_tokens(prev_tokens, B, cond_BW.device)  # (B, N_s): the last frame's codes per scale token
     prev = torch.cat([prev, prev]) if guided else prev
     x = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token
     tokens = []
@@ -109,11 +109,11 @@ def stream_latents(
     guided = settings.guidance_scale != 1.0
     cache = model.transformer.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
     null = model.transformer.null_condition(batch).to(p.dtype)
-    frame, fhat = 0, None
+    frame, tokens = 0, None
     while num_frames is None or frame < num_frames:
         cond = condition(frame).to(p.dtype)
         rows = torch.cat([cond, null]) if guided else cond
-        fhat, tokens = _sample_frame(model, frame, rows, fhat, cache, settings, generator, processors)
+        fhat, tokens = _sample_frame(model, frame, rows, tokens, cache, settings, generator, processors)
         yield FrameLatent(
             index=frame,
             fhat=fhat,

@@ -20,7 +20,7 @@ from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.video.layout import clip_attention
 from genmotion.video.model import VideoAR
 
-__all__ = ["TrainingSettings", "nearest_codes", "requantize_with_errors", "videoar_loss"]
+__all__ = ["TrainingSettings", "nearest_codes", "previous_codes", "requantize_with_errors", "videoar_loss"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,17 +66,15 @@ def _frame_keep(batch: int, frames: int, rate: float, generator: torch.Generator
     return torch.rand(batch, frames, frames, generator=generator) >= rate
 
 
-def _previous_inputs(tr: Any, context_BTChw: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """Frame t's view of frame t-1's (error-corrected) context latent at every scale token; zero at frame 0
-    and where random frame masking hides frame t-1 from frame t. -> (B, T, N_s, Cv)."""
-    B, T = context_BTChw.shape[:2]
-    shifted = torch.cat([torch.zeros_like(context_BTChw[:, :1]), context_BTChw[:, :-1]], dim=1)
-    rows = tr.previous_inputs(shifted.flatten(0, 1), like=context_BTChw.flatten(0, 1)).view(B, T, -1, shifted.shape[2])
-    seen = torch.ones(B, T, dtype=rows.dtype)
-    seen[:, 0] = 0
+def previous_codes(tr: Any, codes_BTN: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Frame t's view of frame t-1's (error-corrected) codes at every scale token, (B, T, N_s) long:
+    `tr.no_previous` at frame 0 and where random frame masking hides frame t-1 from frame t."""
+    B, T = codes_BTN.shape[:2]
+    prev = torch.cat([torch.full_like(codes_BTN[:, :1], tr.no_previous), codes_BTN[:, :-1]], dim=1)
     if keep is not None and T > 1:
-        seen[:, 1:] = keep.diagonal(offset=-1, dim1=1, dim2=2).to(rows.dtype)  # keep[b, t, t - 1]
-    return rows * seen.to(rows.device)[:, :, None, None]
+        hidden = ~keep.diagonal(offset=-1, dim1=1, dim2=2).to(prev.device)  # (B, T - 1): keep[b, t, t - 1]
+        prev[:, 1:] = torch.where(hidden[:, :, None], tr.no_previous, prev[:, 1:])
+    return prev
 
 
 def videoar_loss(
@@ -95,10 +93,10 @@ def videoar_loss(
         gt = q.f_to_indices(f)  # K x (B*T, p^2)
         inputs = q.idxBl_to_var_input(gt)  # (B*T, N_s - 1, Cv)
         rate = torch.rand(B, generator=generator) * settings.error_correction_rate
-        context, _ = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
+        context, context_codes = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
     context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
     keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
-    prev = _previous_inputs(tr, context.view(B, T, *context.shape[1:]), keep)  # (B, T, N_s, Cv)
+    prev = previous_codes(tr, torch.cat(context_codes, dim=1).view(B, T, -1), keep)  # (B, T, N_s)
     keep_text = torch.rand(B, generator=generator) >= settings.condition_dropout
     cond = tr.condition(text_BE, keep_text.to(text_BE.device))  # (B, W)
     scales = tr.embed_scales(cond, inputs.view(B, T, *inputs.shape[1:]), prev)  # (B, T, N_s, W)

@@ -3,7 +3,7 @@
 import torch
 
 from genmotion.video.layout import FrameLayout, clip_attention, context_frames
-from genmotion.video.training import _previous_inputs, requantize_with_errors
+from genmotion.video.training import previous_codes, requantize_with_errors
 
 
 def _teacher_forced(model, video, text):
@@ -14,10 +14,11 @@ def _teacher_forced(model, video, text):
     f = model.tokenizer.latents(video).flatten(0, 1)
     gt = q.f_to_indices(f)
     inputs = q.idxBl_to_var_input(gt).view(B, T, layout.scale_tokens - 1, -1)
-    fhat, _ = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
+    fhat, codes = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
+    codes = torch.cat(codes, dim=1).view(B, T, -1)
     clean_in = fhat.flatten(2).transpose(1, 2).reshape(B, T, layout.clean_tokens, -1)
     cond = tr.condition(text)
-    prev = _previous_inputs(tr, fhat.view(B, T, *fhat.shape[1:]), None)
+    prev = previous_codes(tr, codes, None)
     x = torch.cat([tr.embed_scales(cond, inputs, prev), tr.embed_clean(clean_in)], dim=2).flatten(1, 2)
     clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames)
     h = tr(x, cond, layout.clip_positions(T), clip).view(B, T, layout.tokens_per_frame, -1)
@@ -25,11 +26,10 @@ def _teacher_forced(model, video, text):
 
     cache = tr.new_cache(B, dtype=torch.float32)
     steps = []
-    frames = fhat.view(B, T, *fhat.shape[1:])
     for t in range(T):
         cache.scales.reset()
         outs = []
-        prev_t = tr.previous_inputs(frames[:, t - 1] if t else None, like=text)
+        prev_t = tr.previous_tokens([codes[:, t - 1]] if t else None, B, text.device)
         for si in range(layout.num_scales):
             sl = layout.scale_slice(si)
             if si == 0:
@@ -68,3 +68,14 @@ def test_frame_masking_hides_context():
     # frame 3's context slots: frame 0 (sink), frames 1 and 2 (window); frame 2 is masked out
     ctx = clip.mask[0, 3, 0, : 3 * 4].view(3, 4).all(dim=1)
     assert ctx.tolist() == [True, True, False]
+
+
+def test_previous_codes_shift_by_one_frame_and_hide_masked_frames(model):
+    tr = model.transformer
+    codes = torch.arange(2 * 3 * 5).view(2, 3, 5)
+    keep = torch.ones(2, 3, 3, dtype=torch.bool)
+    keep[1, 2, 1] = False  # clip 1: frame 2 may not see frame 1
+    prev = previous_codes(tr, codes, keep)
+    assert (prev[:, 0] == tr.no_previous).all()
+    assert torch.equal(prev[0, 1:], codes[0, :-1]) and torch.equal(prev[1, 1], codes[1, 0])
+    assert (prev[1, 2] == tr.no_previous).all()
