@@ -1,4 +1,4 @@
-"""`genmotion bench video`: quality and speed of a VideoAR pipeline, side by side in one process.
+"""`genmotion bench video`: quality and speed of a video pipeline (VideoAR or Ca2-VDM), side by side in one process.
 
 Quality (toy-world detector): adherence on held-out paraphrases x seeds, two-object prompts, flicker,
 drift (first vs last 16 frames of 256-frame runs), prompt-switch adherence. Speed: time to first frame,
@@ -114,6 +114,31 @@ def _switch(pipe: Any, s: BenchSettings) -> dict[str, float]:
     return {f"{k}_after_switch": float(np.mean(v)) for k, v in ok.items()}
 
 
+def _latent_run(pipe: Any, prompt: str, frames: int, guidance: float) -> tuple[float, int]:
+    """Seconds of `frames` frames of generation without decoding, and the matmul/attention FLOPs they take."""
+    if hasattr(pipe, "frame_layout"):  # causal flow: FLOPs counted by torch on a separate run
+        from torch.utils.flop_counter import FlopCounterMode
+
+        def run() -> None:
+            pipe.latents(prompt, num_frames=frames, guidance_scale=guidance)
+
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops = counter.get_total_flops()
+    else:
+        cond = pipe._condition(prompt)
+        settings = SamplingConfig(guidance_scale=guidance)
+
+        def run() -> None:
+            for _ in stream_latents(pipe.model, lambda f: cond, frames, settings, generator=torch.Generator()):
+                pass
+
+        flops = frame_flops(pipe, guided=guidance != 1.0) * frames
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start, flops
+
+
 def _speed(pipe: Any, s: BenchSettings) -> dict[str, float]:
     """Time to first frame (fresh stream on a loaded pipeline), frames/s with and without decoding."""
     prompt = "a red ball moving left"
@@ -128,39 +153,43 @@ def _speed(pipe: Any, s: BenchSettings) -> dict[str, float]:
     start = time.perf_counter()
     pipe.generate(prompt, num_frames=s.speed_frames, guidance_scale=s.guidance_scale)
     with_decode = s.speed_frames / (time.perf_counter() - start)
-    cond = pipe._condition(prompt)
-    settings = SamplingConfig(guidance_scale=s.guidance_scale)
-    start = time.perf_counter()
-    for _ in stream_latents(
-        pipe.model, lambda f: cond, s.speed_frames, settings, generator=torch.Generator().manual_seed(0)
-    ):
-        pass
-    seconds = time.perf_counter() - start
-    flops = frame_flops(pipe, guided=s.guidance_scale != 1.0)
+    seconds, flops = _latent_run(pipe, prompt, s.speed_frames, s.guidance_scale)
     peak = matmul_peak(1024, 1, max(1, s.repeats), torch.Generator().manual_seed(0))
-    achieved = flops * s.speed_frames / seconds / 1e9
+    achieved = flops / seconds / 1e9
     return {
         "time_to_first_frame_s": ttff,
         "frames_per_s_with_decode": with_decode,
         "frames_per_s_without_decode": s.speed_frames / seconds,
-        "transformer_gflop_per_frame": flops / 1e9,
+        "transformer_gflop_per_frame": flops / s.speed_frames / 1e9,
         "achieved_gflops": achieved,
         "matmul_peak_gflops": peak["gflops"],
         "of_peak": achieved / peak["gflops"],
     }
 
 
+def _window_frames(pipe: Any) -> int:
+    """Frames of context after which the cache stops growing."""
+    if hasattr(pipe, "frame_layout"):
+        return int(pipe.config.flow.context_frames + pipe.config.flow.frames_per_chunk)
+    c = pipe.model.transformer.config
+    return int(c.sink_frames + c.window_frames)
+
+
+def _generator_parameters(pipe: Any) -> int:
+    """Parameters of the generative model, without its (frozen) tokenizer/autoencoder."""
+    return sum(p.numel() for n, p in pipe.model.named_parameters() if not n.startswith("tokenizer."))
+
+
 def _cache_curve(pipe: Any, s: BenchSettings) -> dict[str, Any]:
     """Bytes the KV cache holds (valid entries) and has allocated, at 1, 2, 4, ... frames."""
     frames, held, allocated = [], [], []
     for chunk in pipe.stream("a blue box moving up", num_frames=s.drift_frames, guidance_scale=s.guidance_scale):
-        n = chunk.index + 1
+        n = chunk.index + chunk.frames.shape[0]
         if n & (n - 1) == 0 or n == s.drift_frames:
             frames.append(n)
             held.append(chunk.cache_valid_bytes)
             allocated.append(chunk.cache_bytes)
-    c = pipe.model.transformer.config
-    after = [b for f, b in zip(frames, held, strict=True) if f > c.sink_frames + c.window_frames]
+    after = [b for f, b in zip(frames, held, strict=True) if f > _window_frames(pipe)]
     return {"frames": frames, "bytes": held, "allocated_bytes": allocated, "flat_after_window": len(set(after)) <= 1}
 
 
@@ -171,7 +200,8 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
     return {
         "setup": {
             "resolution": f"{t.image_size}x{t.image_size}",
-            "transformer_parameters": sum(p.numel() for p in pipe.model.transformer.parameters()),
+            "model": type(pipe).__name__,
+            "transformer_parameters": _generator_parameters(pipe),
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},

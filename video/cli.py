@@ -68,12 +68,20 @@ def video(
     top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely codes (0 = off)."),
     top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling mass (0 = off)."),
     prompt_at: list[str] = typer.Option([], "--prompt-at", help='Change the prompt from a frame on: 32="..."'),
-    ckpt: str = typer.Option("videoar-toy", "--ckpt", help="Registry name or checkpoint directory."),
+    model: str = typer.Option("videoar", "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
+    ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
+    cache: str = typer.Option("shared", "--cache", help="ca2vdm cache policy, e.g. shared, flowcache+forcing-kv."),
+    steps: int = typer.Option(10, "--steps", help="ca2vdm denoising steps per chunk."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),
     out: Path = typer.Option(Path("video.mp4"), "--out", "-o", help="out.mp4, out.gif or a folder for PNGs."),
 ) -> None:
-    """Text to video with VideoAR, frame by frame; each frame is written as soon as it is made."""
+    """Text to video with VideoAR (next-frame x next-scale) or the Ca2-VDM causal flow model, written as made."""
+    if model not in DEFAULT_CKPT:
+        raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
+    check_cache_name(cache)
+    if steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {steps}")
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='pass --prompt "a red ball bouncing to the left"')
     if frames < 1:
@@ -82,12 +90,30 @@ def video(
         raise UsageError(f"--fps must be positive, got {fps}")
     schedule = parse_prompt_at(prompt_at)
     check_output_path(out)
-    _run(prompt, frames, fps, seed, guidance, temperature, top_k, top_p, schedule, ckpt, device, threads, out)
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cache": cache, "num_steps": steps}
+    _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt or DEFAULT_CKPT[model], device, threads, out)
+
+
+DEFAULT_CKPT = {"videoar": "videoar-toy", "ca2vdm": "ca2vdm-toy"}
+_FLOW_ONLY = ("cache", "num_steps")  # the keywords only the causal flow pipeline takes
+
+
+def check_cache_name(name: str) -> None:
+    """Raise UsageError (exit 2) for a cache policy name `genmotion.cache.parse_policy` would refuse."""
+    from genmotion.cache.compose import policy_names
+
+    parts = [p.strip().lower() for p in name.split("+")]
+    unknown = [p for p in parts if p not in policy_names()]
+    if unknown:
+        raise UsageError(
+            f"unknown cache policy {unknown[0]!r}",
+            fix=f"use one of {' | '.join(policy_names())}, or a KV policy joined with flowcache by '+'",
+        )
 
 
 def _run(
-    prompt: str, frames: int, fps: float, seed: int, guidance: float, temperature: float, top_k: int,
-    top_p: float, schedule: list[tuple[int, str]], ckpt: str, device: str, threads: int, out: Path,
+    prompt: str, frames: int, fps: float, seed: int, guidance: float, sampling: dict[str, object],
+    schedule: list[tuple[int, str]], ckpt: str, device: str, threads: int, out: Path,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -99,10 +125,11 @@ def _run(
     check_prompt_schedule(prompt, schedule)
     runtime = configure(device, "auto", threads)
     pipe = genmotion.load(ckpt, device=runtime.device, dtype=runtime.dtype)
+    flow = hasattr(pipe, "frame_layout")  # the causal flow pipeline: cache policy and steps, no token sampling
+    kwargs = {k: v for k, v in sampling.items() if (k in _FLOW_ONLY) == flow}
     stream = pipe.stream(
-        prompt, num_frames=frames, seed=seed, guidance_scale=guidance, temperature=temperature, top_k=top_k,
-        top_p=top_p, prompt_schedule=schedule,
-    )  # fmt: skip
+        prompt, num_frames=frames, seed=seed, guidance_scale=guidance, prompt_schedule=schedule, **kwargs
+    )
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

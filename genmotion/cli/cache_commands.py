@@ -13,8 +13,8 @@ __all__ = ["register"]
 def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
     """(model, FrameLayout) for `--model`: "tiny" (built-in, from `seed`) or a registry name / checkpoint dir.
 
-    A checkpoint's pipeline must expose the flow model as `model` (the `FlowModel` protocol, built from
-    genmotion.nn attention) and its token layout as `frame_layout` (a `genmotion.cache.FrameLayout`).
+    A checkpoint's pipeline must expose the flow model as `flow_model` (or `model`; the `FlowModel` protocol,
+    built from genmotion.nn attention) and its token layout as `frame_layout` (a `genmotion.cache.FrameLayout`).
     """
     from genmotion.cache import FrameLayout
     from genmotion.errors import UsageError
@@ -27,7 +27,8 @@ def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
     from genmotion.registry import load_pipeline
 
     pipe = load_pipeline(name)
-    model, layout = getattr(pipe, "model", None), getattr(pipe, "frame_layout", None)
+    model = getattr(pipe, "flow_model", None) or getattr(pipe, "model", None)
+    layout = getattr(pipe, "frame_layout", None)
     if model is None or not isinstance(layout, FrameLayout):
         raise UsageError(
             f"model {name!r} ({type(pipe).__name__}) is not a chunked causal flow model",

@@ -59,3 +59,16 @@ def test_train_tokenizer_then_videoar_on_a_folder(folder, tmp_path):
     pipe = genmotion.load(str(ar.checkpoint))
     video = pipe.generate("a red ball moving left", num_frames=3, seed=0)
     assert video.frames.shape == (3, 16, 16, 3)
+
+
+def test_train_ca2vdm_on_a_folder(folder, tmp_path):
+    tok = train(HERE / "tiny_tokenizer.yaml", [f"data.folder={folder}", f"trainer.out_dir={tmp_path / 'tok'}"])
+    run = train(
+        HERE / "tiny_ca2vdm.yaml",
+        [f"data.folder={folder}", f"model.tokenizer_checkpoint={tok.checkpoint}", f"trainer.out_dir={tmp_path / 'cv'}"],
+    )
+    assert run.steps == 2
+    pipe = genmotion.load(str(run.checkpoint))
+    assert float(pipe.model.latent_std.min()) > 0 and float(pipe.model.text_std.min()) > 0  # statistics were set
+    video = pipe.generate("a red ball moving left", num_frames=5, seed=0)
+    assert video.frames.shape == (5, 16, 16, 3)

@@ -22,3 +22,17 @@ def tiny_model(seed: int = 0) -> VideoAR:
             if p.dim() >= 1:
                 p.data.add_(torch.randn_like(p) * 0.05)
     return model.eval()
+
+
+def tiny_ca2vdm(seed: int = 0):
+    """A randomly initialised tiny causal flow video model (16x16 frames, 4 tokens per frame, chunks of 2)."""
+    from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, CausalFlowConfig
+
+    flow = CausalFlowConfig(width=32, depth=2, heads=2, cond_dim=16, patch=1, frames_per_chunk=2, context_frames=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Ca2VDM(Ca2VDMConfig(tokenizer=TINY_TOKENIZER, flow=flow))
+        for p in model.parameters():  # the zero-initialised output layer would hide bugs
+            if p.dim() >= 1:
+                p.data.add_(torch.randn_like(p) * 0.1)
+    return model.eval()

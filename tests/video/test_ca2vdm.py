@@ -1,0 +1,148 @@
+"""Ca2-VDM causal flow video: training forward == cached inference, policies vs exact, pipeline, CLI."""
+
+import numpy as np
+import pytest
+import torch
+from test_video_pipeline import _FakeEncoder
+from video_tiny import tiny_ca2vdm
+
+from genmotion.cache import profile_heads, save_head_profile
+from genmotion.cache.policies import RollingWindow, SharedClean
+from genmotion.cli.app import main
+from genmotion.errors import UsageError
+from genmotion.io import probe
+from genmotion.sampling.flow import CLEAN_TIME
+from genmotion.video.ca2vdm import GuidedFlow
+from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+from genmotion.video.ca2vdm_train import training_mask
+
+POLICIES = ["recompute", "shared", "rolling", "flowcache", "flowcache-kv", "forcing-kv", "flowcache+forcing-kv"]
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    pipe = Ca2VDMPipeline(tiny_ca2vdm(), encoder=_FakeEncoder())
+    path = tmp_path_factory.mktemp("heads") / "heads.json"
+    profile = profile_heads(pipe.flow_model, pipe.frame_layout, generator=torch.Generator().manual_seed(0))
+    pipe.head_profile = save_head_profile(profile, path)
+    return pipe
+
+
+@pytest.mark.parametrize(
+    ("sink", "policy"), [(0, lambda: SharedClean(context_frames=2)), (1, lambda: RollingWindow(sink=1, window=2))]
+)
+def test_training_forward_equals_cached_inference(sink, policy):
+    """One training forward over [clean, noisy] computes exactly what chunk-by-chunk cached inference does."""
+    model = tiny_ca2vdm()
+    cfg, T, F = model.config, 6, 2
+    N, D = cfg.tokens_per_frame, cfg.token_channels
+    g = torch.Generator().manual_seed(0)
+    clean, noisy = torch.randn(1, T * N, D, generator=g), torch.randn(1, T * N, D, generator=g)
+    cond = model.text_condition(torch.randn(1, 384, generator=g))
+    t_BL = torch.cat([torch.full((1, T * N), CLEAN_TIME), torch.full((1, T * N), 0.37)], dim=1)
+    positions = (torch.arange(T * N) // N).repeat(2)
+    with torch.no_grad():
+        mask = training_mask(T, N, F, sink=sink, window=2)
+        trained = model(torch.cat([clean, noisy], 1), t_BL, positions, cond, mask=mask)[:, T * N :]
+        flow, pol, outs = GuidedFlow(model, cond), policy(), []
+        pol.start(flow, cfg.layout, batch=1, max_frames=T, like=torch.empty(0))
+        for c in range(T // F):
+            chunk = slice(c * F * N, (c + 1) * F * N)
+            outs.append(pol.velocity(flow, noisy[:, chunk], 0.37, start_frame=c * F))
+            pol.commit(flow, clean[:, chunk], start_frame=c * F)
+    assert torch.allclose(trained, torch.cat(outs, 1), atol=1e-5)
+
+
+def test_training_mask_rules():
+    m = training_mask(4, 1, 2, sink=0, window=1)  # frames 0..3, chunks {0, 1}, {2, 3}; clean rows then noisy
+    clean, noisy = m[:4], m[4:]
+    assert clean[:, 4:].sum() == 0  # clean tokens never see noisy ones
+    assert noisy[2, :4].tolist() == [False, True, False, False]  # chunk 2-3 reads frame 1 only (window 1)
+    assert noisy[3, 4:].tolist() == [False, False, True, True]  # and itself frame-causally
+    assert noisy[0, :4].sum() == 0 and noisy[1, 4:].tolist() == [True, True, False, False]
+
+
+def test_guidance_combines_conditional_and_null_rows():
+    model = tiny_ca2vdm()
+    cond = model.text_condition(torch.randn(1, 384))
+    x, t, pos = torch.randn(1, 8, model.config.token_channels), torch.full((1, 8), 0.5), torch.arange(8) // 4
+    with torch.no_grad():
+        guided = GuidedFlow(model, cond, guidance=2.5)(x, t, pos)
+        c, n = model(x, t, pos, cond), model(x, t, pos, model.null_condition(1))
+    assert torch.allclose(guided, n + 2.5 * (c - n), atol=1e-5)
+
+
+def test_shared_clean_equals_recompute(pipe):
+    exact = pipe.latents("a red ball moving left", num_frames=10, cache="recompute", num_steps=3)
+    shared = pipe.latents("a red ball moving left", num_frames=10, cache="shared", num_steps=3)
+    assert exact.shape == (1, 10, 4, 4)
+    assert float((exact - shared).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_every_cache_policy_streams_a_video(pipe, name):
+    chunks = list(pipe.stream("a blue box moving up", num_frames=7, cache=name, num_steps=2))
+    assert [c.index for c in chunks] == [0, 2, 4, 6]
+    frames = np.concatenate([c.frames for c in chunks])
+    assert frames.shape == (7, 16, 16, 3) and frames.dtype == np.uint8
+
+
+def test_stream_equals_generate_and_cache_stays_flat(pipe):
+    chunks = list(pipe.stream("a red ball moving left", num_frames=12, seed=3, num_steps=2))
+    video = pipe.generate("a red ball moving left", num_frames=12, seed=3, num_steps=2)
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), video.frames)
+    held = [c.cache_valid_bytes for c in chunks]  # window of 2 frames = 1 chunk: full after the first commit
+    assert held[0] == 0 < held[1] == held[-1] and len({c.cache_bytes for c in chunks}) == 1
+
+
+def test_prompt_schedule_and_errors(pipe):
+    a = pipe.generate("a red ball", num_frames=6, seed=0, num_steps=2)
+    b = pipe.generate("a red ball", num_frames=6, seed=0, num_steps=2, prompt_schedule=[(3, "a green box")])
+    np.testing.assert_array_equal(a.frames[:4], b.frames[:4])  # the change starts at the chunk at frame 4
+    assert not np.array_equal(a.frames[4:], b.frames[4:])
+    with pytest.raises(UsageError, match="cannot stream forever"):
+        pipe.stream("x", num_frames=None, cache="recompute")
+    with pytest.raises(UsageError, match="unknown cache policy"):
+        pipe.stream("x", cache="lru")
+
+
+def test_save_load_round_trip_and_golden_slice(pipe, tmp_path):
+    model = tiny_ca2vdm()
+    for p in model.parameters():  # checkpoints are bf16: compare against the rounded model
+        p.data = p.data.to(torch.bfloat16).float()
+    ref = Ca2VDMPipeline(model, encoder=_FakeEncoder())
+    ref.save_pretrained(tmp_path / "ckpt", card="# tiny\n")
+    loaded = Ca2VDMPipeline.from_pretrained(tmp_path / "ckpt")
+    loaded.encoder = ref.encoder
+    assert loaded.config == ref.config
+    a = ref.generate("a green wedge rising", num_frames=4, seed=0, num_steps=2).frames
+    np.testing.assert_array_equal(a, loaded.generate("a green wedge rising", num_frames=4, seed=0, num_steps=2).frames)
+    fresh = Ca2VDMPipeline(tiny_ca2vdm(), encoder=_FakeEncoder())
+    got = fresh.latents("golden", num_frames=4, seed=0, num_steps=2)[0, 3, 1]  # frame 3: read through the cache
+    assert torch.allclose(got, torch.tensor(GOLDEN), atol=2e-3), got.tolist()
+
+
+GOLDEN = [0.6591, -0.9594, -0.2104, 0.1284]
+
+
+@pytest.fixture(scope="module")
+def ckpt(pipe, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ca2vdm") / "tiny"
+    pipe.save_pretrained(directory, card="# tiny test model\n")
+    (directory / "head_profile.json").write_bytes(pipe.head_profile.read_bytes())
+    return directory
+
+
+@pytest.mark.parametrize("cache", ["shared", "flowcache+forcing-kv"])
+def test_cli_ca2vdm_writes_exact_frame_count(ckpt, tmp_path, cache):
+    out = tmp_path / "clip.mp4"
+    args = ["video", "--model", "ca2vdm", "-p", "a red ball", "-n", "5", "--ckpt", str(ckpt), "--cache", cache]
+    assert main([*args, "--steps", "2", "-o", str(out)]) == 0
+    assert probe(out).num_frames == 5
+
+
+def test_cli_unknown_cache_lists_valid_ones(tmp_path, capsys):
+    code = main(["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "lru", "--ckpt", str(tmp_path / "none")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "lru" in err and "flowcache-kv" in err and "forcing-kv" in err

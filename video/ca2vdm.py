@@ -1,0 +1,229 @@
+"""Ca2-VDM-style causal flow video model: continuous latents, chunk-causal space-time attention, flow matching.
+
+The video autoencoder is the causal encoder/decoder of a trained `VideoTokenizer` with the quantiser
+bypassed: frames (32x32) -> continuous latents f (C=16, 8x8) -> standardised, p x p patches -> N tokens of
+D = C p^2 channels per frame. The flow transformer predicts the velocity of a noisy chunk of frames given
+its text (MiniLM embedding, AdaLN with the flow time) and the clean frames before it, which it reads at
+flow time `CLEAN_TIME` through a KV cache (Ca2-VDM: one clean forward per chunk, shared by every
+denoising step). Positions are frame indices (1-D RoPE) plus a learned embedding of each token's place.
+
+Axes: B batch, T frames, L tokens (whole frames of N), D token channels, E text width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from genmotion.cache.policy import FrameLayout
+from genmotion.cache.state import LayeredKVCache
+from genmotion.errors import UsageError
+from genmotion.nn.masks import MaskArg
+from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, timestep_embedding
+from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.tokenizer import VideoTokenizer
+
+__all__ = ["Ca2VDM", "Ca2VDMConfig", "CausalFlowConfig", "GuidedFlow"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CausalFlowConfig:
+    """The flow transformer. `context_frames`: the FIFO window of clean frames a chunk reads (training
+    shows exactly this window, so any video length stays in range); `patch`: latent pixels per token side."""
+
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    cond_dim: int = 128
+    text_dim: int = 384
+    patch: int = 2
+    frames_per_chunk: int = 2
+    context_frames: int = 4
+    rope_base: float = 100.0
+
+    def __post_init__(self) -> None:
+        if min(self.patch, self.frames_per_chunk, self.context_frames) < 1:
+            raise ValueError("patch, frames_per_chunk and context_frames must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ca2VDMConfig:
+    tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
+    flow: CausalFlowConfig = field(default_factory=CausalFlowConfig)
+
+    def __post_init__(self) -> None:
+        if self.tokenizer.latent_size % self.flow.patch:
+            raise ValueError(f"latent size {self.tokenizer.latent_size} is not a multiple of patch {self.flow.patch}")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.tokenizer.latent_size // self.flow.patch) ** 2
+
+    @property
+    def token_channels(self) -> int:
+        return self.tokenizer.latent_channels * self.flow.patch**2
+
+    @property
+    def layout(self) -> FrameLayout:
+        return FrameLayout(
+            tokens_per_frame=self.tokens_per_frame,
+            channels=self.token_channels,
+            frames_per_chunk=self.flow.frames_per_chunk,
+        )
+
+
+class Ca2VDM(nn.Module):
+    """Frozen autoencoder + flow transformer. `forward` is the velocity model the core flow loop drives
+    (bound to a text with `GuidedFlow`); `encode_tokens` / `decode_tokens` convert frames and tokens."""
+
+    latent_mean: torch.Tensor  # (C,) buffers: latent and text standardisation statistics
+    latent_std: torch.Tensor
+    text_mean: torch.Tensor  # (E,)
+    text_std: torch.Tensor
+
+    def __init__(self, config: Ca2VDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        f, D, N = config.flow, config.token_channels, config.tokens_per_frame
+        self.tokenizer = VideoTokenizer(config.tokenizer)
+        C = config.tokenizer.latent_channels
+        self.register_buffer("latent_mean", torch.zeros(C))
+        self.register_buffer("latent_std", torch.ones(C))
+        self.register_buffer("text_mean", torch.zeros(f.text_dim))
+        self.register_buffer("text_std", torch.ones(f.text_dim))
+        self.proj_in = nn.Linear(D, f.width)
+        self.spatial = nn.Parameter(torch.randn(N, f.width) * 0.02)
+        self.time_mlp = nn.Sequential(nn.Linear(f.cond_dim, f.cond_dim), nn.SiLU(), nn.Linear(f.cond_dim, f.cond_dim))
+        self.text_proj = nn.Sequential(nn.Linear(f.text_dim, f.cond_dim), nn.SiLU(), nn.Linear(f.cond_dim, f.cond_dim))
+        self.null_text = nn.Parameter(torch.randn(f.text_dim) * 0.02)  # the unconditional text (CFG)
+        self.backbone = TinyTransformer(
+            TinyTransformerConfig(
+                dim=f.width,
+                depth=f.depth,
+                heads=f.heads,
+                mlp_ratio=f.mlp_ratio,
+                cond_dim=f.cond_dim,
+                rope_base=f.rope_base,
+            )
+        )
+        self.proj_out = nn.Linear(f.width, D)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    # -- the autoencoder side -------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_latent_statistics(self, f_BTChw: torch.Tensor) -> None:
+        self.latent_mean.copy_(f_BTChw.float().mean((0, 1, 3, 4)))
+        self.latent_std.copy_(f_BTChw.float().std((0, 1, 3, 4)).clamp_min(1e-3))
+
+    @torch.no_grad()
+    def set_text_statistics(self, text_NE: torch.Tensor) -> None:
+        """Standardise MiniLM embeddings with the training captions' statistics (its dimensions are tiny)."""
+        std = text_NE.float().std(0)
+        self.text_mean.copy_(text_NE.float().mean(0))
+        self.text_std.copy_(std.clamp_min(0.5 * float(std.median())))
+
+    def encode_tokens(self, video_BT3HW: torch.Tensor) -> torch.Tensor:
+        """Frames in [-1, 1] (B, T, 3, H, W) -> standardised latent tokens (B, T, N, D)."""
+        f = self.tokenizer.latents(video_BT3HW)
+        f = (f - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+        B, T, C, h, w = f.shape
+        p = self.config.flow.patch
+        x = f.view(B, T, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, h/p, w/p, C, p, p)
+        return x.reshape(B, T, (h // p) * (w // p), C * p * p)
+
+    def tokens_to_latents(self, x_BTND: torch.Tensor) -> torch.Tensor:
+        """Inverse of the patching and standardisation of `encode_tokens`: (B, T, N, D) -> f (B, T, C, h, w)."""
+        B, T = x_BTND.shape[:2]
+        C, p, s = self.config.tokenizer.latent_channels, self.config.flow.patch, self.config.tokenizer.latent_size
+        f = x_BTND.reshape(B, T, s // p, s // p, C, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, T, C, s, s)
+        return f * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    def decode_tokens(self, x_BTND: torch.Tensor, prev_f_BChw: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, T, N, D) -> frames (B, T, 3, H, W) in [-1, 1]; `prev_f_BChw` is the latent of the frame
+        before the first (the decoder mixes each latent with its predecessor's, causally)."""
+        f = self.tokens_to_latents(x_BTND)
+        frames, prev = [], prev_f_BChw
+        for t in range(f.shape[1]):
+            frames.append(self.tokenizer.decode_frame(f[:, t], prev))
+            prev = f[:, t]
+        return torch.stack(frames, dim=1)
+
+    # -- the flow side --------------------------------------------------------------------------------
+    def text_condition(self, text_BE: torch.Tensor, keep_B: torch.Tensor | None = None) -> torch.Tensor:
+        """MiniLM embeddings (B, E) -> (B, cond_dim); rows where keep_B is False use the null text."""
+        text = (text_BE - self.text_mean) / self.text_std
+        if keep_B is not None:
+            text = torch.where(keep_B[:, None].to(text.device), text, self.null_text.to(text.dtype))
+        return self.text_proj(text)
+
+    def null_condition(self, batch: int) -> torch.Tensor:
+        return self.text_proj(self.null_text.unsqueeze(0).expand(batch, -1))
+
+    def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
+        return self.backbone.new_cache(batch, capacity, **kwargs)
+
+    def forward(
+        self,
+        x_BLD: torch.Tensor,
+        t_BL: torch.Tensor,
+        positions_L: torch.Tensor,
+        cond_BE: torch.Tensor,
+        *,
+        cache: LayeredKVCache | None = None,
+        mask: MaskArg = "causal",
+    ) -> torch.Tensor:
+        """Velocity (B, L, D) of tokens x at flow times t (B, L); `cond_BE` from `text_condition`."""
+        L, N = x_BLD.shape[1], self.config.tokens_per_frame
+        if L % N:
+            raise UsageError(f"{L} tokens are not whole frames of {N}", fix="pass whole frames")
+        h = self.proj_in(x_BLD) + self.spatial.repeat(L // N, 1)
+        cond = self.time_mlp(timestep_embedding(t_BL, self.config.flow.cond_dim)) + cond_BE[:, None]
+        return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))
+
+
+class GuidedFlow(nn.Module):
+    """`Ca2VDM` bound to a text condition, as the core `FlowModel` (velocity of x at t, positions, cache).
+
+    With `guidance != 1` every call runs the conditional and the null rows as one doubled batch (the cache
+    holds both) and returns null + guidance * (cond - null). `cond_BE` can be swapped between chunks
+    (prompt schedule); the cached clean frames keep the scene.
+    """
+
+    def __init__(self, model: Ca2VDM, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
+        super().__init__()
+        self.model, self.guidance = model, guidance  # a wrapper: its weights are the model's
+        self.set_condition(cond_BE)
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != 1.0
+
+    def set_condition(self, cond_BE: torch.Tensor) -> None:
+        self.batch = cond_BE.shape[0]
+        null = self.model.null_condition(self.batch).to(cond_BE.dtype)
+        self.cond = torch.cat([cond_BE, null]) if self.guided else cond_BE
+
+    def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
+        return self.model.new_cache(2 * batch if self.guided else batch, capacity, **kwargs)
+
+    def forward(
+        self,
+        x_BLD: torch.Tensor,
+        t_BL: torch.Tensor,
+        positions_L: torch.Tensor,
+        *,
+        cache: LayeredKVCache | None = None,
+        mask: MaskArg = "causal",
+    ) -> torch.Tensor:
+        if not self.guided:
+            return self.model(x_BLD, t_BL, positions_L, self.cond, cache=cache, mask=mask)
+        v = self.model(
+            torch.cat([x_BLD, x_BLD]), torch.cat([t_BL, t_BL]), positions_L, self.cond, cache=cache, mask=mask
+        )
+        cond, null = v.chunk(2)
+        return null + self.guidance * (cond - null)

@@ -1,0 +1,233 @@
+"""The public entry of the causal flow video model: `genmotion.load("ca2vdm-toy")` -> `Ca2VDMPipeline`.
+
+Same calls as `VideoARPipeline` (`stream()` yields a `VideoChunk` per chunk of frames as soon as it is
+clean, `generate()` collects it), plus `cache=`: the core cache policy that runs the chunked flow loop
+(`recompute`, `shared`, `flowcache`, `flowcache-kv`, `forcing-kv`, `rolling`, or `flowcache+<kv policy>`).
+Policies get this model's context window as their default, so every name is valid for any length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.cache.compose import KV_POLICIES, parse_policy
+from genmotion.cache.policy import CachePolicy, FrameLayout
+from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
+from genmotion.config import from_dict, to_dict
+from genmotion.engine.flow import FlowLoopConfig, flow_generate, flow_stream
+from genmotion.errors import UsageError
+from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, GuidedFlow
+from genmotion.video.pipeline import DEFAULT_FPS, VideoChunk, VideoResult, check_prompt_schedule
+
+__all__ = ["KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
+
+KIND = "ca2vdm"
+PROFILE_NAME = "head_profile.json"  # the Forcing-KV head profile shipped beside the weights, if any
+
+
+def read_ca2vdm_config(directory: Any) -> Ca2VDMConfig:
+    """The `Ca2VDMConfig` of a `ca2vdm` checkpoint directory."""
+    cfg = read_checkpoint_config(directory)
+    if cfg["kind"] != KIND:
+        raise UsageError(f"{directory} is a {cfg['kind']!r} checkpoint, not {KIND!r}", fix="point at a ca2vdm one")
+    return from_dict(Ca2VDMConfig, cfg["model"], prefix="model")
+
+
+class Ca2VDMPipeline:
+    """Text (and a prompt schedule) -> video, chunk by chunk through a cache policy."""
+
+    def __init__(
+        self, model: Ca2VDM, *, encoder: Any = None, fps: float = DEFAULT_FPS, head_profile: Path | None = None
+    ) -> None:
+        from genmotion.text import PromptEncoder
+
+        self.model = model.eval()
+        self.config: Ca2VDMConfig = model.config
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
+        self.fps = fps
+        self.head_profile = head_profile
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> Ca2VDMPipeline:
+        model = Ca2VDM(read_ca2vdm_config(directory))
+        load_weights(model, directory)
+        model = model.to(device=torch.device(device or "cpu"), dtype=dtype or torch.float32)
+        profile = Path(directory) / PROFILE_NAME
+        return cls(model, head_profile=profile if profile.is_file() else None)
+
+    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
+        return save_pretrained(
+            directory, self.model, {"kind": KIND, "model": to_dict(self.config)}, card, torch.bfloat16
+        )
+
+    @property
+    def height(self) -> int:
+        return self.config.tokenizer.image_size
+
+    @property
+    def width(self) -> int:
+        return self.config.tokenizer.image_size
+
+    @property
+    def frame_layout(self) -> FrameLayout:
+        return self.config.layout
+
+    @property
+    def flow_model(self) -> GuidedFlow:
+        """The unconditional velocity model (what `genmotion profile-heads` measures)."""
+        return GuidedFlow(self.model, self.model.null_condition(1))
+
+    def policy(self, name: str = "shared", **params: Any) -> CachePolicy:
+        """A fresh cache policy by name, with this model's trained context window as its default window:
+        recompute/shared hold the last `context_frames` frames; rolling holds 1 sink + `context_frames - 1`
+        (the same bytes); flowcache-kv a budget of `context_frames` frames of tokens; forcing-kv the shipped
+        head profile. `params` override (see `genmotion.cache.parse_policy`)."""
+        P, N = self.config.flow.context_frames, self.config.tokens_per_frame
+        kv = [p.strip().lower() for p in name.split("+") if p.strip().lower() in KV_POLICIES]
+        defaults: dict[str, Any] = {
+            "recompute": {"window": P},
+            "shared": {"context_frames": P},
+            "rolling": {"sink": 1, "window": max(1, P - 1)},
+            "flowcache-kv": {"budget": P * N},
+            "forcing-kv": {"segments": min(6, N)} | ({"profile": self.head_profile} if self.head_profile else {}),
+        }[kv[0] if kv else "shared"]
+        return parse_policy(name, **{**defaults, **params})
+
+    @torch.no_grad()
+    def _condition(self, prompt: str) -> torch.Tensor:
+        pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
+        return self.model.text_condition(pooled)  # (1, cond_dim)
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        num_frames: int | None = 16,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 3.0,
+        num_steps: int = 10,
+        cache: str | CachePolicy = "shared",
+        prompt_schedule: Sequence[tuple[int, str]] = (),
+    ) -> Iterator[VideoChunk]:
+        """Yield one `VideoChunk` per chunk of `frames_per_chunk` frames; `num_frames=None` streams forever
+        (any policy but recompute, which keeps the whole history). A prompt change takes effect from the
+        first chunk that starts at or after its frame."""
+        schedule = check_prompt_schedule(prompt, prompt_schedule)
+        if num_frames is not None and num_frames < 1:
+            raise UsageError(f"num_frames must be >= 1, got {num_frames}", fix="ask for at least one frame")
+        if guidance_scale < 0 or num_steps < 1:
+            raise UsageError(f"need guidance_scale >= 0 and num_steps >= 1, got {guidance_scale}, {num_steps}")
+        policy = self.policy(cache) if isinstance(cache, str) else cache
+        if num_frames is None and not _bounded(policy):
+            raise UsageError(
+                f"cache policy {type(policy).__name__} grows with the video, so it cannot stream forever",
+                fix="pass num_frames, or use a windowed policy (shared, rolling, or flowcache over them)",
+            )
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        return self._chunks(schedule, num_frames, guidance_scale, num_steps, policy, generator)
+
+    def _chunks(
+        self,
+        schedule: tuple[tuple[int, str], ...],
+        num_frames: int | None,
+        guidance: float,
+        num_steps: int,
+        policy: CachePolicy,
+        generator: torch.Generator,
+    ) -> Iterator[VideoChunk]:
+        start = time.perf_counter()
+        conditions: dict[str, torch.Tensor] = {}
+
+        def prompt_at(frame: int) -> str:
+            return [p for f, p in schedule if f <= frame][-1]
+
+        def condition(frame: int) -> torch.Tensor:
+            text = prompt_at(frame)
+            if text not in conditions:
+                conditions[text] = self._condition(text)
+            return conditions[text]
+
+        flow = GuidedFlow(self.model, condition(0), guidance)
+        total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
+        config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
+        layout, prev = self.frame_layout, None
+        chunks = flow_stream(flow, policy, layout, config, generator=generator, device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            for chunk in chunks:
+                frames = self.model.decode_tokens(chunk.latents, prev)  # (1, F, 3, H, W)
+                prev = self.model.tokens_to_latents(chunk.latents[:, -1:])[:, 0]
+                end = chunk.start_frame + chunk.latents.shape[1]
+                flow.set_condition(condition(end))  # the next chunk (and the commit of this one) follow the schedule
+                yield VideoChunk(
+                    _to_uint8(frames[0]),
+                    chunk.start_frame,
+                    prompt_at(chunk.start_frame),
+                    policy.bytes_held(),
+                    _valid_bytes(policy),
+                    time.perf_counter() - start,
+                )
+
+    @torch.no_grad()
+    def latents(
+        self,
+        prompt: str,
+        *,
+        num_frames: int = 16,
+        seed: int | None = None,
+        guidance_scale: float = 3.0,
+        num_steps: int = 10,
+        cache: str | CachePolicy = "shared",
+    ) -> torch.Tensor:
+        """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons)."""
+        check_prompt_schedule(prompt, ())
+        flow = GuidedFlow(self.model, self._condition(prompt), guidance_scale)
+        policy = self.policy(cache) if isinstance(cache, str) else cache
+        generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
+        return flow_generate(
+            flow, policy, self.frame_layout, config, generator=generator, device=self.device, dtype=self.dtype
+        )
+
+    def generate(
+        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
+    ) -> VideoResult:
+        """`stream()` collected into one `VideoResult` (same keywords)."""
+        start = time.perf_counter()
+        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
+        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
+        return VideoResult(
+            frames=np.concatenate([c.frames for c in chunks]),
+            fps=self.fps,
+            prompt_schedule=schedule,
+            seed=seed,
+            time_to_first_frame=chunks[0].seconds,
+            seconds=time.perf_counter() - start,
+        )
+
+
+def _bounded(policy: CachePolicy) -> bool:
+    """True for a windowed clean-context cache (SharedClean/RollingWindow, alone or under ChunkReuse)."""
+    from genmotion.cache.policies import RollingWindow, SharedClean
+
+    inner = getattr(policy, "context", policy)
+    return isinstance(inner, (SharedClean, RollingWindow)) and getattr(inner, "window", None) is not None
+
+
+def _to_uint8(frames_T3HW: torch.Tensor) -> np.ndarray:
+    return frames_T3HW.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _valid_bytes(policy: CachePolicy) -> int:
+    """Bytes of the entries the policy's KV cache holds now (its allocation when it has no KV cache)."""
+    cache = getattr(policy, "cache", None) or getattr(getattr(policy, "context", None), "cache", None)
+    return int(cache.valid_nbytes()) if cache is not None and hasattr(cache, "valid_nbytes") else policy.bytes_held()
