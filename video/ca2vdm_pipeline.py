@@ -85,6 +85,17 @@ class Ca2VDMPipeline:
         """The unconditional velocity model (what `genmotion profile-heads` measures)."""
         return GuidedFlow(self.model, self.model.null_condition(1))
 
+    def conditioned_flow(self, prompt: str, guidance_scale: float = 3.0) -> GuidedFlow:
+        """The velocity model bound to `prompt` with classifier-free guidance: a core `FlowModel` any cache policy
+        and `genmotion.engine.flow_generate` can drive (tokens laid out as `frame_layout`)."""
+        check_prompt_schedule(prompt, ())
+        return GuidedFlow(self.model, self._condition(prompt), guidance_scale)
+
+    @torch.no_grad()
+    def decode_latents(self, latents_BTND: torch.Tensor) -> np.ndarray:
+        """Latent tokens (1, T, N, D) of a whole video from frame 0 -> uint8 frames (T, H, W, 3)."""
+        return _to_uint8(self.model.decode_tokens(latents_BTND.to(self.dtype))[0])
+
     def policy(self, name: str = "shared", **params: Any) -> CachePolicy:
         """A fresh cache policy by name, with this model's trained context window as its default window:
         recompute/shared hold the last `context_frames` frames; rolling holds 1 sink + `context_frames - 1`
@@ -189,8 +200,7 @@ class Ca2VDMPipeline:
         cache: str | CachePolicy = "shared",
     ) -> torch.Tensor:
         """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons)."""
-        check_prompt_schedule(prompt, ())
-        flow = GuidedFlow(self.model, self._condition(prompt), guidance_scale)
+        flow = self.conditioned_flow(prompt, guidance_scale)
         policy = self.policy(cache) if isinstance(cache, str) else cache
         generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
         config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
