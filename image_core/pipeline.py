@@ -102,6 +102,22 @@ class VARPipeline:
             model, class_names=names, sampling=sampling, compute_dtype=dtype or torch.float32, head_profile=profile
         )
 
+    def profile_heads(self, out: str | Path, *, seed: int = 0, num_samples: int = 8) -> str:
+        """Profile this model's heads for HACK/ScaleKV (`genmotion profile-heads --model M -o F`): write the JSON
+        to `out` and return a one-line summary. Ship it beside the weights as `head_profile.json`."""
+        from genmotion.image_core.profile import profile_var_heads, write_head_profile
+
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        profile = profile_var_heads(
+            self.model.var, self.model.vae.quantize, generator=generator, num_samples=num_samples
+        )
+        write_head_profile(profile, out)
+        kinds = [k for row in profile["head_types"] for k in row]
+        return (
+            f"wrote {out}: {profile['depth']} layers x {profile['num_heads']} heads, "
+            f"{kinds.count('structural')} structural / {kinds.count('contextual')} contextual"
+        )
+
     def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
         return save_image_model(
             self.model, directory, card=card, dtype=torch.bfloat16, class_names=self.class_names, sampling=self.sampling

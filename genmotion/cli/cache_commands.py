@@ -55,6 +55,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from genmotion.cache import profile_heads as run_profile
         from genmotion.cache import save_head_profile
 
+        if model != "tiny":  # a pipeline with its own head profiler (e.g. VAR's next-scale HACK/ScaleKV profile)
+            from genmotion.registry import load_pipeline
+
+            pipe = load_pipeline(model)
+            if hasattr(pipe, "profile_heads"):
+                typer.echo(pipe.profile_heads(out, seed=seed))
+                return
         flow, layout = _flow_model(model, seed)
         profile = run_profile(
             flow,

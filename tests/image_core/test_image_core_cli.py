@@ -92,3 +92,15 @@ def test_stream_equals_generate_and_seeds_repeat(tiny_ckpt):
     assert np.array_equal(result.images, chunks[-1].images) and result.class_names == ("red circle", "blue square")
     again = pipe.generate(["red circle", 3], num_images=2, seed=5, kv="full")
     assert np.array_equal(again.images, result.images) and result.cache.max_context_bytes > 0
+
+
+def test_profile_heads_command_profiles_a_var_checkpoint_for_hack(tiny_ckpt, tmp_path):
+    out = tmp_path / "heads.json"
+    assert main(["profile-heads", "--model", str(tiny_ckpt), "-o", str(out)]) == 0
+    from genmotion.image_core.profile import load_head_profile
+
+    pipe = VARPipeline.from_pretrained(tiny_ckpt)
+    profile = load_head_profile(out, pipe.model.var)  # checked against this model's layers, heads and scales
+    assert {k for row in profile["head_types"] for k in row} <= {"structural", "contextual"}
+    pipe.head_profile = profile
+    assert pipe.generate(0, num_images=1, seed=0, kv="hack").images.shape[0] == 1

@@ -146,3 +146,12 @@ def test_cli_unknown_cache_lists_valid_ones(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "lru" in err and "flowcache-kv" in err and "forcing-kv" in err
+
+
+def test_profile_heads_command_on_a_ca2vdm_checkpoint(ckpt, tmp_path):
+    out = tmp_path / "heads.json"
+    assert main(["profile-heads", "--model", str(ckpt), "-o", str(out), "--chunks", "5", "--steps", "1"]) == 0
+    from genmotion.cache import load_head_profile
+
+    profile = load_head_profile(out)
+    assert (profile.num_layers, profile.num_heads) == (2, 2)
