@@ -24,7 +24,7 @@ from genmotion.video.config import SamplingConfig
 from genmotion.video.evaluate import ATTRIBUTES, adherence_summary, eval_prompts, score_frames, switch_prompts
 from genmotion.video.sampler import stream_latents
 
-__all__ = ["BenchSettings", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
+__all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +167,33 @@ def _speed(pipe: Any, s: BenchSettings) -> dict[str, float]:
     }
 
 
+def cli_cold_start(ckpt: str, model: str, frames: int = 16) -> dict[str, float]:
+    """Seconds from launching `genmotion video` in a fresh process to its first frame on disk (a PNG folder
+    output writes each frame as it is made), and to the end of the run."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    exe = Path(sys.executable).with_name("genmotion")
+    cmd = [str(exe)] if exe.exists() else [shutil.which("genmotion") or "genmotion"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "frames"
+        args = ["video", "-p", "a red ball moving left", "-n", str(frames), "--model", model, "--ckpt", ckpt]
+        start = time.perf_counter()
+        proc = subprocess.Popen([*cmd, *args, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        first = None
+        while proc.poll() is None and first is None:
+            if any(Path(tmp).glob("**/*.png")):
+                first = time.perf_counter() - start
+            time.sleep(0.01)
+        _, err = proc.communicate()
+        total = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"genmotion video failed ({proc.returncode}): {err.decode()[-500:]}")
+    return {"cli_cold_start_to_first_frame_s": total if first is None else first, "cli_total_s": total}
+
+
 def _window_frames(pipe: Any) -> int:
     """Frames of context after which the cache stops growing."""
     if hasattr(pipe, "frame_layout"):
@@ -222,7 +249,9 @@ def summary_line(r: dict[str, Any]) -> str:
         f"{100 * a['adherence_motion']:.0f}%; drift (first-last 16 of {r['drift']['frames']}) "
         f"{d.get('all', float('nan')):+.0f} pts; switch motion {100 * r['prompt_switch']['motion_after_switch']:.0f}%; "
         f"TTFF {sp['time_to_first_frame_s'] * 1e3:.0f} ms; {sp['frames_per_s_with_decode']:.1f} frames/s with decode "
-        f"({sp['frames_per_s_without_decode']:.1f} without); cache flat: {r['cache']['flat_after_window']}"
+        f"({sp['frames_per_s_without_decode']:.1f} without); CLI cold start to first frame "
+        f"{sp.get('cli_cold_start_to_first_frame_s', float('nan')):.1f} s; "
+        f"cache flat: {r['cache']['flat_after_window']}"
     )
 
 

@@ -162,7 +162,7 @@ class Ca2VDM(nn.Module):
         return self.text_proj(text)
 
     def null_condition(self, batch: int) -> torch.Tensor:
-        return self.text_proj(self.null_text.unsqueeze(0).expand(batch, -1))
+        return self.text_proj(torch.stack([self.null_text] * batch))  # (B, cond_dim); stack, not a view
 
     def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
         return self.backbone.new_cache(batch, capacity, **kwargs)
@@ -206,7 +206,7 @@ class GuidedFlow(nn.Module):
     def set_condition(self, cond_BE: torch.Tensor) -> None:
         self.batch = cond_BE.shape[0]
         null = self.model.null_condition(self.batch).to(cond_BE.dtype)
-        self.cond = torch.cat([cond_BE, null]) if self.guided else cond_BE
+        self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
 
     def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
         return self.model.new_cache(2 * batch if self.guided else batch, capacity, **kwargs)

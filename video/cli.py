@@ -163,7 +163,7 @@ def bench_video(
 
     import genmotion
     from genmotion.bench.report import write_json
-    from genmotion.video.bench import BenchSettings, plot_video_bench, run_video_bench, summary_line
+    from genmotion.video.bench import BenchSettings, cli_cold_start, plot_video_bench, run_video_bench, summary_line
 
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
@@ -171,6 +171,8 @@ def bench_video(
     torch.set_num_threads(threads)
     pipe = genmotion.load(ckpt)
     results = run_video_bench(pipe, BenchSettings.quick() if quick else BenchSettings())
+    model = "ca2vdm" if hasattr(pipe, "frame_layout") else "videoar"
+    results["speed"].update(cli_cold_start(ckpt, model, frames=4 if quick else 16))
     write_json(results, json_path)
     if plot is not None:
         plot_video_bench(results, plot)

@@ -155,3 +155,17 @@ def test_profile_heads_command_on_a_ca2vdm_checkpoint(ckpt, tmp_path):
 
     profile = load_head_profile(out)
     assert (profile.num_layers, profile.num_heads) == (2, 2)
+
+
+def test_bench_video_quick_on_a_ca2vdm_checkpoint(ckpt, tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    assert (
+        main(["bench", "video", "--ckpt", str(ckpt), "--quick", "--json", str(out), "--plot", str(tmp_path / "b.png")])
+        == 0
+    )
+    r = json.loads(out.read_text())
+    assert r["setup"]["model"] == "Ca2VDMPipeline" and r["cache"]["flat_after_window"]
+    assert 0 < r["speed"]["cli_cold_start_to_first_frame_s"] <= r["speed"]["cli_total_s"]
+    assert r["speed"]["transformer_gflop_per_frame"] > 0 and (tmp_path / "b.png").stat().st_size > 0

@@ -66,3 +66,13 @@ def test_ctrl_c_leaves_playable_partial_video(ckpt, tmp_path, monkeypatch):
 
 def test_parse_prompt_at():
     assert parse_prompt_at(["32=the ball turns", "4= a b "]) == [(32, "the ball turns"), (4, "a b")]
+
+
+def test_bench_video_quick_through_the_cli(ckpt, tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "video", "--ckpt", str(ckpt), "--quick", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r) >= {"adherence", "drift", "prompt_switch", "speed", "cache"} and r["cache"]["flat_after_window"]
+    assert r["speed"]["cli_cold_start_to_first_frame_s"] > 0
