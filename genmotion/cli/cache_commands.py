@@ -80,6 +80,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def cache(
         json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
         plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+        model: str = typer.Option(
+            "tiny", "--model", help="'tiny' (a seeded toy flow model) or a causal flow checkpoint (e.g. ca2vdm-toy)."
+        ),
+        prompt: str | None = typer.Option(None, "--prompt", help="Text prompt of a checkpoint's videos."),
+        guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance of a checkpoint."),
+        steps: int | None = typer.Option(None, "--steps", help="Denoising steps per chunk (default 24, quick 12)."),
+        lengths: str | None = typer.Option(None, "--lengths", help="Video lengths in chunks, e.g. '4,8,16,32'."),
+        repeats: int | None = typer.Option(None, "--repeats", help="Timed passes per policy (median)."),
         threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
         quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
     ) -> None:
@@ -92,8 +100,23 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         if threads < 1:
             raise UsageError(f"--threads must be >= 1, got {threads}")
+        try:
+            sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
+        except ValueError:
+            raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
+        if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
+            raise UsageError("--lengths, --steps and --repeats must be >= 1")
         torch.set_num_threads(threads)
-        results = run_cache_bench(CacheBenchConfig.quick() if quick else CacheBenchConfig())
+        cfg = CacheBenchConfig.for_model(
+            model,
+            quick=quick,
+            prompt=prompt,
+            guidance_scale=guidance,
+            num_steps=steps,
+            lengths=sizes,
+            repeats=repeats,
+        )
+        results = run_cache_bench(cfg)
         write_json(results, json_path)
         if plot is not None:
             plot_cache_bench(results, plot)

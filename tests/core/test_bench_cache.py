@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import typer
@@ -18,6 +19,7 @@ from genmotion.bench.cache import (
     seeded_tiny_flow_model,
     temporal_flicker,
 )
+from genmotion.bench.cache_metrics import frame_fidelity, ssim
 from genmotion.cache import FrameLayout
 from genmotion.cli.cache_commands import register
 
@@ -105,3 +107,26 @@ def test_cli_bench_command_writes_json(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "targets met" in result.output and json.loads(out.read_text())["setting"]["threads"] == 1
+
+
+def test_frame_metrics_and_ssim():
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    assert ssim(video, video) == pytest.approx(1.0)
+    noisy = np.clip(video.astype(int) + rng.integers(-40, 41, video.shape), 0, 255).astype(np.uint8)
+    assert 0.0 < ssim(noisy, video) < 0.99
+    a, b = np.full((1, 8, 8, 3), 100, np.uint8), np.full((1, 8, 8, 3), 120, np.uint8)  # luminance term only
+    c1 = (0.01 * 255) ** 2
+    assert ssim(a, b) == pytest.approx((2 * 100 * 120 + c1) / (100**2 + 120**2 + c1))
+    same = frame_fidelity(video, video, 2)
+    assert same["frame_psnr_db"] is None and same["frame_mse"] == 0.0
+    worse = frame_fidelity(noisy, video, 2)
+    assert 10 < worse["frame_psnr_db"] < 30 and 0 <= worse["frame_flicker"] <= 1
+
+
+def test_config_for_a_model():
+    assert CacheBenchConfig.for_model() == CacheBenchConfig()
+    quick = CacheBenchConfig.for_model("ca2vdm-toy", quick=True)
+    assert quick.model == "ca2vdm-toy" and quick.lengths == (4, 8) and quick.curve_chunks == 8
+    short = CacheBenchConfig.for_model("tiny", lengths=(2, 4), num_steps=None)
+    assert short.lengths == (2, 4) and short.curve_chunks == 4 and short.num_steps == 24
