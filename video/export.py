@@ -1,9 +1,12 @@
 """Assemble a shippable `videoar` checkpoint from training runs: the transformer run's directory, with the
 decoder of a decoder-only fine-tune of the same tokenizer (tokens unchanged), and one model card telling
-the whole story (tokenizer run, transformer run, decoder run).
+the whole story (tokenizer run, transformer run, decoder run). `--ca2vdm` does the same for the causal
+flow model (its autoencoder already is the fine-tuned tokenizer) and adds its Forcing-KV head profile.
 
     python -m genmotion.video.export --videoar runs/videoar_toy/model --tokenizer runs/video_tokenizer/model \\
         --decoder runs/video_decoder/model --out genmotion/weights/videoar-toy
+    python -m genmotion.video.export --ca2vdm runs/ca2vdm_toy/model --tokenizer runs/video_tokenizer/model \\
+        --decoder runs/video_decoder/model --out genmotion/weights/ca2vdm-toy
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from genmotion.errors import InputError
 from genmotion.video.model import VideoAR
 from genmotion.video.task import load_tokenizer, read_videoar_config
 
-__all__ = ["export_videoar", "main"]
+__all__ = ["export_ca2vdm", "export_videoar", "main"]
 
 _TOKEN_PARTS = ("encoder", "encoder_mix", "quantize")  # what decides the tokens
 _SKIP = ("ema_vocab_hit",)  # codebook usage statistics: not weights
@@ -77,14 +80,46 @@ def export_videoar(
     return save_pretrained(out, model, config, "\n".join(sections), torch.bfloat16)
 
 
+def export_ca2vdm(
+    run: str | Path, out: str | Path, *, tokenizer: str | Path | None = None, decoder: str | Path | None = None
+) -> Path:
+    """Write `out`: the `ca2vdm` checkpoint at `run`, one card with the autoencoder's story, and the head
+    profile `forcing-kv` reads (`genmotion profile-heads` on this model: 8 chunks, 4 steps, seed 0)."""
+    from genmotion.cache import profile_heads, save_head_profile
+    from genmotion.video.ca2vdm import Ca2VDM
+    from genmotion.video.ca2vdm_pipeline import PROFILE_NAME, Ca2VDMPipeline, read_ca2vdm_config
+
+    run, out = Path(run), Path(out)
+    model = Ca2VDM(read_ca2vdm_config(run))
+    load_weights(model, run)
+    sections = [
+        "# ca2vdm-toy: Ca2-VDM-style causal flow text-to-video on the toy world\n",
+        _card(run).replace("# ca2vdm checkpoint", "## Flow transformer run"),
+    ]
+    autoencoder = "## Autoencoder: the video tokenizer's encoder and decoder, quantiser bypassed"
+    for path, title in ((tokenizer, "tokenizer run"), (decoder, "decoder fine-tune")):
+        if path is not None:
+            sections.append(_card(Path(path)).replace("# video-tokenizer checkpoint", f"{autoencoder} ({title})"))
+    path = save_pretrained(out, model, read_checkpoint_config(run), "\n".join(sections), torch.bfloat16)
+    pipe = Ca2VDMPipeline(model.float(), encoder=object())
+    profile = profile_heads(pipe.flow_model, pipe.frame_layout, generator=torch.Generator().manual_seed(0))
+    save_head_profile(profile, out / PROFILE_NAME)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videoar", required=True, help="videoar checkpoint directory (the transformer run)")
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--videoar", help="videoar checkpoint directory (the transformer run)")
+    kind.add_argument("--ca2vdm", help="ca2vdm checkpoint directory (the flow transformer run)")
     parser.add_argument("--tokenizer", help="the tokenizer run it was trained on (for the card)")
     parser.add_argument("--decoder", help="a decoder-only fine-tune of that tokenizer")
     parser.add_argument("--out", required=True, help="where to write the combined checkpoint")
     args = parser.parse_args(argv)
-    path = export_videoar(args.videoar, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
+    if args.ca2vdm:
+        path = export_ca2vdm(args.ca2vdm, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
+    else:
+        path = export_videoar(args.videoar, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
     sys.stdout.write(f"{path}\n")
 
 

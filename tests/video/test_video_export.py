@@ -32,3 +32,17 @@ def test_export_replaces_only_the_decoder(tmp_path):
     save_pretrained(tmp_path / "bad", tuned, tok_cfg, None, torch.bfloat16)
     with pytest.raises(InputError, match="decoder-only fine-tune"):
         export_videoar(tmp_path / "ar", tmp_path / "out2", decoder=tmp_path / "bad")
+
+
+def test_export_ca2vdm_writes_weights_card_and_head_profile(tmp_path):
+    from video_tiny import tiny_ca2vdm
+
+    from genmotion.cache import load_head_profile
+    from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+    from genmotion.video.export import main
+
+    Ca2VDMPipeline(tiny_ca2vdm(), encoder=object()).save_pretrained(tmp_path / "run", card="# ca2vdm checkpoint\nx\n")
+    main(["--ca2vdm", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+    pipe = Ca2VDMPipeline.from_pretrained(tmp_path / "out")
+    assert pipe.head_profile is not None and load_head_profile(pipe.head_profile).num_layers == 2
+    assert "Flow transformer run" in (tmp_path / "out" / "card.md").read_text()
