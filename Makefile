@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p out
-	$(VENV)/bin/genmotion toyworld --prompt "$(PROMPT)" --frames $(FRAMES) -o out/demo.mp4
+	$(VENV)/bin/genmotion video --prompt "$(PROMPT)" --frames $(FRAMES) -o out/demo.mp4
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
