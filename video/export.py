@@ -102,7 +102,9 @@ def export_ca2vdm(
             sections.append(_card(Path(path)).replace("# video-tokenizer checkpoint", f"{autoencoder} ({title})"))
     path = save_pretrained(out, model, read_checkpoint_config(run), "\n".join(sections), torch.bfloat16)
     pipe = Ca2VDMPipeline(model.float(), encoder=object())
-    profile = profile_heads(pipe.flow_model, pipe.frame_layout, generator=torch.Generator().manual_seed(0))
+    profile = profile_heads(
+        pipe.flow_model, pipe.frame_layout, generator=torch.Generator().manual_seed(0), model_name=out.name
+    )
     save_head_profile(profile, out / PROFILE_NAME)
     return path
 
