@@ -23,7 +23,7 @@ from genmotion.config import from_dict, to_dict
 from genmotion.engine.flow import FlowLoopConfig, flow_generate, flow_stream
 from genmotion.errors import UsageError
 from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, GuidedFlow
-from genmotion.video.pipeline import DEFAULT_FPS, VideoChunk, VideoResult, check_prompt_schedule
+from genmotion.video.pipeline import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
 
 __all__ = ["KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
 
@@ -39,7 +39,7 @@ def read_ca2vdm_config(directory: Any) -> Ca2VDMConfig:
     return from_dict(Ca2VDMConfig, cfg["model"], prefix="model")
 
 
-class Ca2VDMPipeline:
+class Ca2VDMPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, chunk by chunk through a cache policy."""
 
     def __init__(
@@ -157,17 +157,7 @@ class Ca2VDMPipeline:
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        conditions: dict[str, torch.Tensor] = {}
-
-        def prompt_at(frame: int) -> str:
-            return [p for f, p in schedule if f <= frame][-1]
-
-        def condition(frame: int) -> torch.Tensor:
-            text = prompt_at(frame)
-            if text not in conditions:
-                conditions[text] = self._condition(text)
-            return conditions[text]
-
+        condition = PromptConditions(schedule, self._condition)
         flow = GuidedFlow(self.model, condition(0), guidance)
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
         config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
@@ -182,7 +172,7 @@ class Ca2VDMPipeline:
                 yield VideoChunk(
                     _to_uint8(frames[0]),
                     chunk.start_frame,
-                    prompt_at(chunk.start_frame),
+                    condition.prompt_at(chunk.start_frame),
                     policy.bytes_held(),
                     _valid_bytes(policy),
                     time.perf_counter() - start,
@@ -206,22 +196,6 @@ class Ca2VDMPipeline:
         config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
         return flow_generate(
             flow, policy, self.frame_layout, config, generator=generator, device=self.device, dtype=self.dtype
-        )
-
-    def generate(
-        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
-    ) -> VideoResult:
-        """`stream()` collected into one `VideoResult` (same keywords)."""
-        start = time.perf_counter()
-        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
-        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
-        return VideoResult(
-            frames=np.concatenate([c.frames for c in chunks]),
-            fps=self.fps,
-            prompt_schedule=schedule,
-            seed=seed,
-            time_to_first_frame=chunks[0].seconds,
-            seconds=time.perf_counter() - start,
         )
 
 

@@ -8,7 +8,7 @@ decoder -> uint8 frames. No math here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from genmotion.video.config import SamplingConfig, VideoARConfig
 from genmotion.video.model import VideoAR
 from genmotion.video.sampler import stream_latents
 
-__all__ = ["VideoARPipeline", "VideoChunk", "VideoResult", "check_prompt_schedule"]
+__all__ = ["PromptConditions", "VideoARPipeline", "VideoChunk", "VideoResult", "VideoStreamer", "check_prompt_schedule"]
 
 DEFAULT_FPS = 12.0
 
@@ -81,6 +81,46 @@ def check_prompt_schedule(prompt: str | None, schedule: Sequence[tuple[int, str]
     return tuple((f, p.strip()) for f, p in entries)
 
 
+class PromptConditions:
+    """The prompt in effect at a frame of a checked schedule, and its condition, encoded once per prompt."""
+
+    def __init__(self, schedule: tuple[tuple[int, str], ...], encode: Callable[[str], torch.Tensor]) -> None:
+        self.schedule, self.encode = schedule, encode
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def prompt_at(self, frame: int) -> str:
+        return [p for f, p in self.schedule if f <= frame][-1]
+
+    def __call__(self, frame: int) -> torch.Tensor:
+        text = self.prompt_at(frame)
+        if text not in self._cache:
+            self._cache[text] = self.encode(text)
+        return self._cache[text]
+
+
+class VideoStreamer:
+    """`generate()` for every video pipeline: its `stream()` collected into one `VideoResult`."""
+
+    fps: float
+    stream: Callable[..., Iterator[VideoChunk]]  # the subclass's stream(prompt, *, num_frames, seed, ...)
+
+    def generate(
+        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
+    ) -> VideoResult:
+        """`stream()` collected into one `VideoResult` (same keywords)."""
+        start = time.perf_counter()
+        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
+        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
+        return VideoResult(
+            frames=np.concatenate([c.frames for c in chunks]),
+            fps=self.fps,
+            prompt_schedule=schedule,
+            seed=seed,
+            time_to_first_frame=chunks[0].seconds,
+            seconds=time.perf_counter() - start,
+        )
+
+
 def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
     if num_frames is not None and num_frames < 1:
         raise UsageError(f"num_frames must be >= 1, got {num_frames}", fix="ask for at least one frame")
@@ -94,7 +134,7 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
         raise UsageError(f"guidance_scale must be >= 0, got {settings.guidance_scale}", fix="1 means no guidance")
 
 
-class VideoARPipeline:
+class VideoARPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, frame by frame. Build with `from_pretrained` or `genmotion.load`."""
 
     def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
@@ -180,17 +220,7 @@ class VideoARPipeline:
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        conditions: dict[str, torch.Tensor] = {}
-
-        def prompt_at(frame: int) -> str:
-            return [p for f, p in schedule if f <= frame][-1]
-
-        def condition(frame: int) -> torch.Tensor:
-            text = prompt_at(frame)
-            if text not in conditions:
-                conditions[text] = self._condition(text)
-            return conditions[text]
-
+        condition = PromptConditions(schedule, self._condition)
         prev: torch.Tensor | None = None
         for latent in stream_latents(self.model, condition, num_frames, settings, generator=generator):
             frames = self._decode(latent.fhat, prev)
@@ -198,24 +228,8 @@ class VideoARPipeline:
             yield VideoChunk(
                 frames,
                 latent.index,
-                prompt_at(latent.index),
+                condition.prompt_at(latent.index),
                 latent.cache_bytes,
                 latent.cache_valid_bytes,
                 time.perf_counter() - start,
             )
-
-    def generate(
-        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
-    ) -> VideoResult:
-        """`stream()` collected into one `VideoResult` (same keywords)."""
-        start = time.perf_counter()
-        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
-        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
-        return VideoResult(
-            frames=np.concatenate([c.frames for c in chunks]),
-            fps=self.fps,
-            prompt_schedule=schedule,
-            seed=seed,
-            time_to_first_frame=chunks[0].seconds,
-            seconds=time.perf_counter() - start,
-        )
