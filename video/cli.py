@@ -159,23 +159,17 @@ def bench_video(
     quick: bool = typer.Option(False, "--quick", help="A few prompts and short runs: a smoke test, not a measurement."),
 ) -> None:
     """Adherence on held-out paraphrases, flicker, drift over 256 frames, prompt switches, speed, cache bytes."""
-    import torch
-
     import genmotion
-    from genmotion.bench.report import write_json
+    from genmotion.bench.report import save_results, set_bench_threads
     from genmotion.video.bench import BenchSettings, cli_cold_start, plot_video_bench, run_video_bench, summary_line
 
-    if threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
     check_output_path(json_path.with_suffix(".mp4"))
-    torch.set_num_threads(threads)
+    set_bench_threads(threads)
     pipe = genmotion.load(ckpt)
     results = run_video_bench(pipe, BenchSettings.quick() if quick else BenchSettings())
     model = "ca2vdm" if hasattr(pipe, "frame_layout") else "videoar"
     results["speed"].update(cli_cold_start(ckpt, model, frames=4 if quick else 16))
-    write_json(results, json_path)
-    if plot is not None:
-        plot_video_bench(results, plot)
+    save_results(results, json_path, plot, plot_video_bench)
     typer.echo(summary_line(results))
 
 

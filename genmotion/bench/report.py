@@ -9,9 +9,32 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bar_chart", "time_median", "write_json"]
+__all__ = ["bar_chart", "save_results", "set_bench_threads", "time_median", "write_json"]
 
 Panel = tuple[str, Mapping[str, float]]
+
+
+def set_bench_threads(threads: int) -> None:
+    """Apply a bench command's `--threads` (torch intra-op threads for every measurement); < 1 is a usage error."""
+    import torch
+
+    from genmotion.errors import UsageError
+
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def save_results(
+    results: Mapping[str, Any],
+    json_path: str | Path,
+    plot: str | Path | None = None,
+    plot_fn: Callable[[Any, Any], object] | None = None,
+) -> None:
+    """Write a bench's results as JSON and, when `plot` is given, draw them with `plot_fn(results, plot)`."""
+    write_json(results, json_path)
+    if plot is not None and plot_fn is not None:
+        plot_fn(results, plot)
 
 
 def time_median(fn: Callable[[], object], warmup: int = 1, repeats: int = 3) -> float:

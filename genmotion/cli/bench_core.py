@@ -20,19 +20,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
     ) -> None:
         """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
-        import torch
-
         from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench
-        from genmotion.bench.report import write_json
-        from genmotion.errors import UsageError
+        from genmotion.bench.report import save_results, set_bench_threads
 
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+        set_bench_threads(threads)
         results = run_core_bench(CoreBenchConfig.quick() if quick else CoreBenchConfig())
-        write_json(results, json_path)
-        if plot is not None:
-            plot_core_bench(results, plot)
+        save_results(results, json_path, plot, plot_core_bench)
         d, a, f = results["decode"], results["attention"], results["forward"]
         typer.echo(
             f"decode @{d['context']}: cached {d['cached_step_ms']:.2f} ms vs recompute {d['recompute_ms']:.2f} ms "

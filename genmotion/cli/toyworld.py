@@ -95,18 +95,12 @@ def bench_toyworld(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
 ) -> None:
     """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
-    import torch
-
-    from genmotion.bench.report import write_json
+    from genmotion.bench.report import save_results, set_bench_threads
     from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
 
-    if threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
+    set_bench_threads(threads)
     results = run_toyworld_bench(ToyworldBenchConfig.quick() if quick else ToyworldBenchConfig())
-    write_json(results, json_path)
-    if plot is not None:
-        plot_toyworld_bench(results, plot)
+    save_results(results, json_path, plot, plot_toyworld_bench)
     speed = ", ".join(f"{k} {v:.1f}" for k, v in results["speed_ms"].items())
     worst = {k: min(v.values()) if isinstance(v, dict) else v for k, v in results["accuracy"].items()}
     typer.echo(f"{speed}; accuracy (worst attribute): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
