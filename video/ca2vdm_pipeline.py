@@ -100,7 +100,9 @@ class Ca2VDMPipeline(VideoStreamer):
         """A fresh cache policy by name, with this model's trained context window as its default window:
         recompute/shared hold the last `context_frames` frames; rolling holds 1 sink + `context_frames - 1`
         (the same bytes); flowcache-kv a budget of `context_frames` frames of tokens; forcing-kv the shipped
-        head profile. `params` override (see `genmotion.cache.parse_policy`)."""
+        head profile, with dynamic heads' segments drawn from the last `context_frames - 2` frames before the
+        recent one (sink + recent + those: the trained window, so its memory stays flat too).
+        `params` override (see `genmotion.cache.parse_policy`)."""
         P, N = self.config.flow.context_frames, self.config.tokens_per_frame
         kv = [p.strip().lower() for p in name.split("+") if p.strip().lower() in KV_POLICIES]
         defaults: dict[str, Any] = {
@@ -108,7 +110,8 @@ class Ca2VDMPipeline(VideoStreamer):
             "shared": {"context_frames": P},
             "rolling": {"sink": 1, "window": max(1, P - 1)},
             "flowcache-kv": {"budget": P * N},
-            "forcing-kv": {"segments": min(6, N)} | ({"profile": self.head_profile} if self.head_profile else {}),
+            "forcing-kv": {"segments": min(6, N), "window": max(0, P - 2)}  # sink + recent + window = P frames
+            | ({"profile": self.head_profile} if self.head_profile else {}),
         }[kv[0] if kv else "shared"]
         return parse_policy(name, **{**defaults, **params})
 
