@@ -92,21 +92,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
     ) -> None:
         """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
-        import torch
-
         from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
-        from genmotion.bench.report import write_json
+        from genmotion.bench.report import save_results, set_bench_threads
         from genmotion.errors import UsageError
 
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
         try:
             sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
         except ValueError:
             raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
         if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
             raise UsageError("--lengths, --steps and --repeats must be >= 1")
-        torch.set_num_threads(threads)
+        set_bench_threads(threads)
         cfg = CacheBenchConfig.for_model(
             model,
             quick=quick,
@@ -117,9 +113,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             repeats=repeats,
         )
         results = run_cache_bench(cfg)
-        write_json(results, json_path)
-        if plot is not None:
-            plot_cache_bench(results, plot)
+        save_results(results, json_path, plot, plot_cache_bench)
         targets = results["targets"]
         met = sum(t["met"] for t in targets.values())
         typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")
