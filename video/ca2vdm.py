@@ -24,6 +24,7 @@ from genmotion.errors import UsageError
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, timestep_embedding
 from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.model import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
 
 __all__ = ["Ca2VDM", "Ca2VDMConfig", "CausalFlowConfig", "GuidedFlow"]
@@ -123,9 +124,9 @@ class Ca2VDM(nn.Module):
     @torch.no_grad()
     def set_text_statistics(self, text_NE: torch.Tensor) -> None:
         """Standardise MiniLM embeddings with the training captions' statistics (its dimensions are tiny)."""
-        std = text_NE.float().std(0)
-        self.text_mean.copy_(text_NE.float().mean(0))
-        self.text_std.copy_(std.clamp_min(0.5 * float(std.median())))
+        mean, std = text_statistics(text_NE)
+        self.text_mean.copy_(mean)
+        self.text_std.copy_(std)
 
     def encode_tokens(self, video_BT3HW: torch.Tensor) -> torch.Tensor:
         """Frames in [-1, 1] (B, T, 3, H, W) -> standardised latent tokens (B, T, N, D)."""

@@ -42,17 +42,13 @@ def read_ca2vdm_config(directory: Any) -> Ca2VDMConfig:
 class Ca2VDMPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, chunk by chunk through a cache policy."""
 
+    model: Ca2VDM
+
     def __init__(
         self, model: Ca2VDM, *, encoder: Any = None, fps: float = DEFAULT_FPS, head_profile: Path | None = None
     ) -> None:
-        from genmotion.text import PromptEncoder
-
-        self.model = model.eval()
+        super().__init__(model, encoder=encoder, fps=fps)
         self.config: Ca2VDMConfig = model.config
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
-        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
-        self.fps = fps
         self.head_profile = head_profile
 
     @classmethod

@@ -29,7 +29,7 @@ from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, CausalFlowConfig
 from genmotion.video.ca2vdm_pipeline import KIND, read_ca2vdm_config
 from genmotion.video.config import VideoDataConfig
 from genmotion.video.data import clip_source
-from genmotion.video.task import _statistics_captions, load_tokenizer
+from genmotion.video.task import load_tokenizer, statistics_captions
 
 __all__ = ["Ca2VDMModelConfig", "Ca2VDMTask", "ca2vdm_loss", "training_mask"]
 
@@ -138,7 +138,7 @@ class Ca2VDMTask:
         encoder = PromptEncoder()
         source = clip_source(data_cfg, batch_size, seed, encoder=encoder)
         if self._fresh is not None:  # statistics from fixed-seed data: the same on every rank
-            self._fresh.set_text_statistics(encoder.encode(_statistics_captions(data_cfg)).pooled)
+            self._fresh.set_text_statistics(encoder.encode(statistics_captions(data_cfg)).pooled)
             stats_source = clip_source(data_cfg, 16, 4242, encoder=None)
             batches = [b["video"] for b, _ in zip(stats_source, range(4), strict=False)]
             with torch.no_grad():

@@ -23,7 +23,7 @@ from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, Vide
 from genmotion.video.layout import ClipAttention, FrameLayout
 from genmotion.video.tokenizer import VideoTokenizer
 
-__all__ = ["Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
+__all__ = ["text_statistics", "Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
 
 
 @dataclass
@@ -170,6 +170,13 @@ class VideoARBlock(nn.Module):
         self.attn.write_kv(self.norm1(x_BLW) * (1 + mod[1]) + mod[0], rope, frames, i)
 
 
+def text_statistics(text_NE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and spread (E,) of caption embeddings (N, E) that standardise a text condition; the
+    spread is floored at half its median so near-constant dimensions stay tame."""
+    std = text_NE.float().std(0)
+    return text_NE.float().mean(0), std.clamp_min(0.5 * float(std.median()))
+
+
 class VideoARTransformer(nn.Module):
     """Text-conditioned next-frame x next-scale transformer over a tokenizer's latents and vocabulary."""
 
@@ -215,9 +222,9 @@ class VideoARTransformer(nn.Module):
     @torch.no_grad()
     def set_text_statistics(self, text_NE: torch.Tensor) -> None:
         """Standardise prompts with the per-dimension mean and spread of these caption embeddings (N, E)."""
-        std = text_NE.float().std(0)
-        self.text_mean.copy_(text_NE.float().mean(0))
-        self.text_std.copy_(std.clamp_min(0.5 * float(std.median())))  # near-constant dimensions stay tame
+        mean, std = text_statistics(text_NE)
+        self.text_mean.copy_(mean)
+        self.text_std.copy_(std)
 
     @property
     def no_previous(self) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.config import to_dict
@@ -99,10 +100,19 @@ class PromptConditions:
 
 
 class VideoStreamer:
-    """`generate()` for every video pipeline: its `stream()` collected into one `VideoResult`."""
+    """What every video pipeline shares: the model in eval mode on its device and dtype, the prompt encoder,
+    the frame rate, and `generate()`: its `stream()` collected into one `VideoResult`."""
 
-    fps: float
     stream: Callable[..., Iterator[VideoChunk]]  # the subclass's stream(prompt, *, num_frames, seed, ...)
+
+    def __init__(self, model: nn.Module, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
+        from genmotion.text import PromptEncoder
+
+        self.model = model.eval()
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
+        self.fps = fps
 
     def generate(
         self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
@@ -137,15 +147,11 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
 class VideoARPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, frame by frame. Build with `from_pretrained` or `genmotion.load`."""
 
-    def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
-        from genmotion.text import PromptEncoder
+    model: VideoAR
 
-        self.model = model.eval()
+    def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
+        super().__init__(model, encoder=encoder, fps=fps)
         self.config: VideoARConfig = model.config
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
-        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
-        self.fps = fps
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> VideoARPipeline:

@@ -24,7 +24,7 @@ from genmotion.video.model import VideoAR
 from genmotion.video.tokenizer import VideoTokenizer
 from genmotion.video.training import TrainingSettings, videoar_loss
 
-__all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "load_tokenizer", "read_videoar_config"]
+__all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "load_tokenizer", "read_videoar_config", "statistics_captions"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def load_tokenizer(name: str) -> VideoTokenizer:
     return load_weights(tokenizer, directory)  # type: ignore[return-value]
 
 
-def _statistics_captions(data_cfg: VideoDataConfig, count: int = 512) -> list[str]:
+def statistics_captions(data_cfg: VideoDataConfig, count: int = 512) -> list[str]:
     """Captions whose embeddings standardise the text condition: the sidecar's, or toy-world training captions."""
     if data_cfg.source == "folder":
         from genmotion.video.data import read_sidecar
@@ -147,7 +147,7 @@ class VideoARTask:
         self._generator = torch.Generator().manual_seed(seed + 7919)
         encoder = PromptEncoder()
         if self._needs_text_statistics is not None:  # the same on every rank: fixed seed or the sidecar
-            texts = encoder.encode(_statistics_captions(data_cfg)).pooled
+            texts = encoder.encode(statistics_captions(data_cfg)).pooled
             self._needs_text_statistics.transformer.set_text_statistics(texts)
         source = clip_source(data_cfg, batch_size, seed, encoder=encoder)
         return torch.utils.data.DataLoader(source, batch_size=None)
