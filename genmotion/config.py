@@ -120,6 +120,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UsageError(f"config key {key!r} must be a mapping, not {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string: accept what float() reads
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config key {key!r} must be a number, not {value!r}")
         return float(value)

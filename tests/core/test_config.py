@@ -76,3 +76,11 @@ def test_to_dict_is_plain():
         "inner": {"width": 16, "scales": [1, 2, 4], "act": "gelu"},
         "resume": None,
     }
+
+
+def test_exponent_without_dot_reads_as_float():
+    """YAML 1.1 reads `1e-3` as a string; a float field takes it, a word still fails."""
+    assert from_dict(Outer, apply_overrides({"name": "a"}, ["lr=1e-3"])).lr == pytest.approx(1e-3)
+    assert from_dict(Outer, {"name": "a", "lr": "2E-4"}).lr == pytest.approx(2e-4)
+    with pytest.raises(UsageError, match="'lr' must be a number"):
+        from_dict(Outer, {"name": "a", "lr": "1e-3x"})
