@@ -13,7 +13,7 @@ and Forcing-KV use). Axes: B batch, T frames, N tokens per frame, L = T * N, D t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -47,10 +47,13 @@ class Ca2VDMModelConfig:
     condition_dropout: float = 0.1
     sink_probability: float = 0.5
     context_noise: float = 0.05  # clean context tokens get N(0, s^2) noise, s ~ U(0, context_noise)
+    context_frames: int | None = None  # with init_from: fine-tune to this clean window instead of the checkpoint's
 
     def __post_init__(self) -> None:
         if (self.tokenizer_checkpoint is None) == (self.init_from is None):
             raise ValueError("set exactly one of model.tokenizer_checkpoint and model.init_from")
+        if self.context_frames is not None and (self.init_from is None or self.context_frames < 1):
+            raise ValueError("model.context_frames (>= 1) only re-sizes the window of an init_from checkpoint")
 
 
 def training_mask(frames: int, tokens_per_frame: int, frames_per_chunk: int, *, sink: int, window: int) -> torch.Tensor:
@@ -112,7 +115,10 @@ class Ca2VDMTask:
         self._settings = model_cfg
         if model_cfg.init_from is not None:
             directory = resolve(model_cfg.init_from)
-            model = Ca2VDM(read_ca2vdm_config(directory))
+            config = read_ca2vdm_config(directory)
+            if model_cfg.context_frames is not None:  # positions are relative frame indices: no weight depends on it
+                config = replace(config, flow=replace(config.flow, context_frames=model_cfg.context_frames))
+            model = Ca2VDM(config)
             load_weights(model, directory)
             self._fresh = None
         else:

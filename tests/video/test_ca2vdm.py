@@ -169,3 +169,16 @@ def test_bench_video_quick_on_a_ca2vdm_checkpoint(ckpt, tmp_path):
     assert r["setup"]["model"] == "Ca2VDMPipeline" and r["cache"]["flat_after_window"]
     assert 0 < r["speed"]["cli_cold_start_to_first_frame_s"] <= r["speed"]["cli_total_s"]
     assert r["speed"]["transformer_gflop_per_frame"] > 0 and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_fine_tuning_can_resize_the_context_window(pipe, tmp_path):
+    """`model.context_frames` with `init_from` trains the same weights at another window (positions are relative)."""
+    from genmotion.video.ca2vdm_train import Ca2VDMModelConfig, Ca2VDMTask
+
+    pipe.save_pretrained(tmp_path / "ck")
+    model = Ca2VDMTask().build_model(Ca2VDMModelConfig(init_from=str(tmp_path / "ck"), context_frames=5))
+    assert model.config.flow.context_frames == 5 and pipe.model.config.flow.context_frames == 2
+    for a, b in zip(model.state_dict().values(), pipe.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a.float(), b.float().bfloat16().float())  # saved as bf16
+    with pytest.raises(ValueError, match="init_from"):
+        Ca2VDMModelConfig(tokenizer_checkpoint="x", context_frames=5)
