@@ -20,9 +20,8 @@ from torch import nn
 
 from genmotion.cache.policy import FrameLayout
 from genmotion.cache.state import LayeredKVCache
-from genmotion.errors import UsageError
 from genmotion.nn.masks import MaskArg
-from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, timestep_embedding
+from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs
 from genmotion.video.config import VideoTokenizerConfig
 from genmotion.video.model import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
@@ -179,11 +178,15 @@ class Ca2VDM(nn.Module):
         mask: MaskArg = "causal",
     ) -> torch.Tensor:
         """Velocity (B, L, D) of tokens x at flow times t (B, L); `cond_BE` from `text_condition`."""
-        L, N = x_BLD.shape[1], self.config.tokens_per_frame
-        if L % N:
-            raise UsageError(f"{L} tokens are not whole frames of {N}", fix="pass whole frames")
-        h = self.proj_in(x_BLD) + self.spatial.repeat(L // N, 1)
-        cond = self.time_mlp(timestep_embedding(t_BL, self.config.flow.cond_dim)) + cond_BE[:, None]
+        h, cond = flow_inputs(
+            x_BLD,
+            t_BL,
+            proj_in=self.proj_in,
+            spatial_NW=self.spatial,
+            time_mlp=self.time_mlp,
+            cond_dim=self.config.flow.cond_dim,
+            extra_BE=cond_BE,
+        )
         return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))
 
 

@@ -8,6 +8,8 @@ is <= the query's; with a cache it is resolved against the cached positions) or 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -17,7 +19,27 @@ from genmotion.nn.attention import attend
 from genmotion.nn.masks import MaskArg, positional_causal_args
 from genmotion.nn.rope import Rotary
 
-__all__ = ["AdaLNBlock", "Attention", "MLP", "PreNormBlock"]
+__all__ = ["AdaLNBlock", "Attention", "MLP", "PreNormBlock", "TokenConditions"]
+
+
+@dataclass(frozen=True)
+class TokenConditions:
+    """A few distinct AdaLN conditions and which one each token uses: `rows` U x (B, E), `index` (B, L) long
+    into them (None: every token uses rows[0]). AdaLN blocks map each row separately and gather per token,
+    so a token's modulation is computed by the same ops on the same shapes however its call mixes flow
+    times: a cached denoising step and a full recompute modulate it with bit-identical vectors (a matmul's
+    rounding depends on how many rows it is given), at the cost of U small matmuls instead of one per token."""
+
+    rows: tuple[torch.Tensor, ...]
+    index: torch.Tensor | None = None
+
+    def modulation(self, ada: nn.Module) -> torch.Tensor:
+        """`ada` applied per row -> (B, 1, M) when one row serves every token, else (B, L, M)."""
+        mods = [ada(row) for row in self.rows]  # U x (B, M)
+        if self.index is None:
+            return mods[0].unsqueeze(1)
+        table = torch.stack(mods, dim=1)  # (B, U, M)
+        return table.gather(1, self.index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
 
 
 def _time(positions: torch.Tensor, axes: int) -> torch.Tensor:
@@ -131,18 +153,21 @@ class AdaLNBlock(nn.Module):
         positions: torch.Tensor,
         rotary: Rotary,
         *,
-        cond: torch.Tensor | None = None,
+        cond: torch.Tensor | TokenConditions | None = None,
         cache: KVCache | None = None,
         commit: bool = True,
         mask: MaskArg = "causal",
         is_causal: bool = False,
     ) -> torch.Tensor:
-        """x (B, L, C), cond (B, E) or (B, L, E) -> (B, L, C)."""
+        """x (B, L, C), cond (B, E), (B, L, E) or `TokenConditions` -> (B, L, C)."""
         if cond is None:
             raise UsageError("an AdaLN block needs a condition", fix="pass cond=(B, E) or (B, L, E)")
-        mod = self.ada_lin(cond)
-        if mod.dim() == 2:
-            mod = mod.unsqueeze(1)  # (B, 1, 6C)
+        if isinstance(cond, TokenConditions):
+            mod = cond.modulation(self.ada_lin)
+        else:
+            mod = self.ada_lin(cond)
+            if mod.dim() == 2:
+                mod = mod.unsqueeze(1)  # (B, 1, 6C)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
         h = self.norm1(x_BLC) * (1 + scale_a) + shift_a
         h = self.attn(h, positions, rotary, cache=cache, commit=commit, mask=mask, is_causal=is_causal)

@@ -39,14 +39,20 @@ class Rotary:
                 fix="pick even axis sizes that add up to the head dim, e.g. (16, 24, 24) for 64",
             )
         self.head_dim, self.axes_dims, self.base = head_dim, axes, float(base)
+        self._frequencies: dict[torch.device, list[torch.Tensor]] = {}  # per device, made on first use
 
     @property
     def num_axes(self) -> int:
         return len(self.axes_dims)
 
     def inverse_frequencies(self, device: torch.device | None = None) -> list[torch.Tensor]:
-        """One (a/2,) frequency vector per axis: base^(-2i/a)."""
-        return [self.base ** (-torch.arange(0, a, 2, device=device, dtype=torch.float32) / a) for a in self.axes_dims]
+        """One (a/2,) frequency vector per axis: base^(-2i/a) (computed once per device)."""
+        key = torch.device("cpu") if device is None else torch.device(device)
+        if key not in self._frequencies:
+            self._frequencies[key] = [
+                self.base ** (-torch.arange(0, a, 2, device=key, dtype=torch.float32) / a) for a in self.axes_dims
+            ]
+        return self._frequencies[key]
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """Positions (..., L) for one axis or (..., L, A) for A axes -> angles (..., L, D/2) in float32."""
@@ -59,6 +65,8 @@ class Rotary:
                 fix="give positions shaped (..., L, A) with one column per RoPE axis",
             )
         freqs = self.inverse_frequencies(positions.device)
+        if len(freqs) == 1:
+            return pos * freqs[0]
         return torch.cat([pos[..., i : i + 1] * f for i, f in enumerate(freqs)], dim=-1)
 
     def __call__(self, x_BHLD: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

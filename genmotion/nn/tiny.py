@@ -15,7 +15,7 @@ from torch import nn
 
 from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
-from genmotion.nn.blocks import AdaLNBlock, PreNormBlock
+from genmotion.nn.blocks import AdaLNBlock, PreNormBlock, TokenConditions
 from genmotion.nn.masks import MaskArg, positional_causal_args, sdpa_mask_args
 from genmotion.nn.rope import Rotary
 
@@ -25,6 +25,7 @@ __all__ = [
     "TinyTokenModel",
     "TinyTransformer",
     "TinyTransformerConfig",
+    "flow_inputs",
     "timestep_embedding",
 ]
 
@@ -81,7 +82,7 @@ class TinyTransformer(nn.Module):
         positions: torch.Tensor,
         cache: LayeredKVCache | None = None,
         mask: MaskArg = "causal",
-        cond: torch.Tensor | None = None,
+        cond: torch.Tensor | TokenConditions | None = None,
     ) -> torch.Tensor:
         """x (B, L, C), integer time positions (L) or (B, L) -> (B, L, C).
 
@@ -141,6 +142,39 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+MAX_DISTINCT_TIMES = 4  # more distinct flow times in one call (training): one AdaLN row per token instead
+
+
+def flow_inputs(
+    x_BLC: torch.Tensor,
+    t_BL: torch.Tensor,
+    *,
+    proj_in: nn.Module,
+    spatial_NW: torch.Tensor,
+    time_mlp: nn.Module,
+    cond_dim: int,
+    extra_BE: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | TokenConditions]:
+    """The front of a frame-token flow model: tokens (B, L, C) of whole frames of N -> hidden (B, L, W) =
+    proj_in(x) + the learned place embedding `spatial_NW` (N, W); and the AdaLN condition of flow times t
+    (B, L) (+ `extra_BE`, e.g. text): `TokenConditions` with one row per distinct time when there are few
+    (sampling: one or two), else per token (B, L, E)."""
+    L, N = x_BLC.shape[1], spatial_NW.shape[0]
+    if L % N:
+        raise UsageError(f"{L} tokens are not whole frames of {N}", fix="pass whole frames")
+    h = proj_in(x_BLC) + spatial_NW.repeat(L // N, 1)
+    values, index = torch.unique(t_BL, return_inverse=True)
+    if values.numel() > MAX_DISTINCT_TIMES:
+        cond = time_mlp(timestep_embedding(t_BL, cond_dim))  # (B, L, E)
+        return h, cond if extra_BE is None else cond + extra_BE[:, None]
+    B = x_BLC.shape[0]
+    rows = []
+    for value in values:  # each row from the same shapes, whatever else the call holds
+        row = time_mlp(timestep_embedding(value.reshape(1), cond_dim)).expand(B, -1)  # (B, E)
+        rows.append(row if extra_BE is None else row + extra_BE)
+    return h, TokenConditions(tuple(rows), None if len(rows) == 1 else index)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TinyFlowModelConfig:
     """A velocity model over frames of `tokens_per_frame` latent tokens with `channels` channels each."""
@@ -183,9 +217,12 @@ class TinyFlowModel(nn.Module):
         cache: LayeredKVCache | None = None,
         mask: MaskArg = "causal",
     ) -> torch.Tensor:
-        L, N = x_BLC.shape[1], self.config.tokens_per_frame
-        if L % N:
-            raise UsageError(f"{L} tokens are not whole frames of {N}", fix="pass whole frames")
-        h = self.proj_in(x_BLC) + self.spatial.repeat(L // N, 1)  # (B, L, C)
-        cond = self.time_mlp(timestep_embedding(t_BL, self.config.transformer.cond_dim))  # (B, L, E)
+        h, cond = flow_inputs(
+            x_BLC,
+            t_BL,
+            proj_in=self.proj_in,
+            spatial_NW=self.spatial,
+            time_mlp=self.time_mlp,
+            cond_dim=self.config.transformer.cond_dim,
+        )
         return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))

@@ -1,0 +1,60 @@
+"""The flow-model front (`flow_inputs`) and AdaLN with per-row conditions (`TokenConditions`)."""
+
+import pytest
+import torch
+from torch import nn
+
+from genmotion.errors import UsageError
+from genmotion.nn.blocks import AdaLNBlock, TokenConditions
+from genmotion.nn.rope import Rotary
+from genmotion.nn.tiny import MAX_DISTINCT_TIMES, flow_inputs, timestep_embedding
+
+
+def _parts(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return {
+        "proj_in": nn.Linear(4, 16),
+        "spatial_NW": torch.randn(3, 16),
+        "time_mlp": nn.Sequential(nn.Linear(8, 8), nn.SiLU(), nn.Linear(8, 8)),
+        "cond_dim": 8,
+    }
+
+
+def test_one_time_gives_one_row_and_matches_per_token():
+    parts, x = _parts(), torch.randn(2, 6, 4)
+    t = torch.full((2, 6), 0.3)
+    h, cond = flow_inputs(x, t, **parts)
+    assert isinstance(cond, TokenConditions) and cond.index is None and cond.rows[0].shape == (2, 8)
+    per_token = parts["time_mlp"](timestep_embedding(t, 8))
+    torch.testing.assert_close(cond.rows[0][:, None].expand(2, 6, 8), per_token, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h, parts["proj_in"](x) + parts["spatial_NW"].repeat(2, 1))
+
+
+def test_mixed_times_modulate_each_token_as_a_uniform_call_would():
+    """Clean frames at t=1 and a noisy chunk at t=0.3 in one call: the noisy tokens' AdaLN vectors are
+    bit-identical to those of a call holding only the noisy chunk (what makes cached == recomputed)."""
+    parts, block = _parts(), AdaLNBlock(16, 2, 8)
+    extra = torch.randn(2, 8)
+    x = torch.randn(2, 6, 4)
+    t = torch.cat([torch.ones(2, 3), torch.full((2, 3), 0.3)], dim=1)
+    _, mixed = flow_inputs(x, t, extra_BE=extra, **parts)
+    _, alone = flow_inputs(x[:, 3:], t[:, 3:], extra_BE=extra, **parts)
+    assert isinstance(mixed, TokenConditions) and mixed.index is not None
+    assert mixed.index.tolist() == [[1, 1, 1, 0, 0, 0]] * 2
+    mod_mixed, mod_alone = mixed.modulation(block.ada_lin), alone.modulation(block.ada_lin)
+    assert mod_mixed.shape == (2, 6, 96) and mod_alone.shape == (2, 1, 96)
+    assert torch.equal(mod_mixed[:, 3:], mod_alone.expand(2, 3, 96))
+    # and the block itself agrees with the per-token condition it replaces
+    h = torch.randn(2, 6, 16)
+    per_token = parts["time_mlp"](timestep_embedding(t, 8)) + extra[:, None]
+    pos, rot = torch.arange(6), Rotary(8)
+    torch.testing.assert_close(block(h, pos, rot, cond=mixed), block(h, pos, rot, cond=per_token), rtol=0, atol=1e-5)
+
+
+def test_many_times_fall_back_to_per_token_and_frames_are_checked():
+    parts = _parts()
+    t = torch.linspace(0, 1, 6).expand(2, 6)
+    _, cond = flow_inputs(torch.randn(2, 6, 4), t, **parts)
+    assert MAX_DISTINCT_TIMES < 6 and isinstance(cond, torch.Tensor) and cond.shape == (2, 6, 8)
+    with pytest.raises(UsageError, match="whole frames"):
+        flow_inputs(torch.randn(2, 5, 4), t[:, :5], **parts)
