@@ -86,6 +86,8 @@ def test_micro_bench_reports_every_policy_and_target(tmp_path):
     assert {"recompute", "shared", "rolling", "flowcache", "flowcache-kv", "forcing-kv"} <= set(rows)
     assert {"flowcache+forcing-kv", "flowcache+flowcache-kv", "rolling@forcing-kv-bytes"} <= set(rows)
     assert rows["shared"]["max_abs_diff"] <= 1e-5 and results["targets"]["shared_equals_recompute"]["met"]
+    same = results["shared_vs_recompute_same_context"]
+    assert same["max_abs_diff"] <= 1e-5 and len(same["chunks_after_context"]) >= 2
     assert [c["skipped_fraction"] > 0 for c in results["threshold_curve"]] == [False, True]
     assert results["flop_ideal"]["3"]["ideal_speedup"] > 1.0
     assert all(set(t) == {"value", "target", "met"} for t in results["targets"].values())
