@@ -187,16 +187,18 @@ class _Bench:
         counted by `FlopCounterMode` (CPU attention counted as the dense kernel it runs)."""
         if self.subject.formula_flops is not None:
             return self.subject.formula_flops(chunks, False), self.subject.formula_flops(chunks, True)
+        return self.counted_flops("recompute", chunks), self.counted_flops("shared", chunks)
+
+    def counted_flops(self, name: str, chunks: int) -> int:
+        """FLOPs of one denoising run of policy `name`, counted by `FlopCounterMode` (CPU attention counted as
+        the dense kernel it runs)."""
         from torch.utils.flop_counter import FlopCounterMode
 
         cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
         mapping = {cpu_sdpa: _cpu_sdpa_flops} if cpu_sdpa is not None else {}
-        counts = []
-        for name in ("recompute", "shared"):
-            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-                self._once(partial(self.subject.policy, name), chunks, decode=False)
-            counts.append(int(counter.get_total_flops()))
-        return counts[0], counts[1]
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            self._once(partial(self.subject.policy, name), chunks, decode=False)
+        return int(counter.get_total_flops())
 
 
 def _psnr(row: dict[str, Any]) -> float:
@@ -277,6 +279,10 @@ def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, 
         "measured_speedup": measured,
         "fraction_of_ideal": measured / (flops[0] / flops[1]),
     }
+    if bench.subject.formula_flops is None:  # what pruning keys can save at most: attention is only part of a step
+        forcing = bench.counted_flops("forcing-kv", n)
+        ideal["forcing_kv_flops"] = forcing
+        ideal["forcing_kv_ideal_speedup_vs_shared"] = flops[1] / forcing
     return rows, ideal
 
 

@@ -40,7 +40,8 @@ def test_cli_bench_cache_on_a_checkpoint(ckpt, tmp_path):
         assert {"frame_psnr_db", "frame_ssim", "mse", "end_to_end_seconds", "frame_discontinuity_ratio"} <= set(row)
         assert row["end_to_end_seconds"] >= row["seconds"] > 0 and -1 <= row["frame_ssim"] <= 1
     flops = results["flop_ideal"]["3"]
-    assert flops["recompute_flops"] > flops["shared_flops"] > 0
+    assert flops["recompute_flops"] > flops["shared_flops"] > 0 and flops["forcing_kv_flops"] > 0
+    assert flops["forcing_kv_ideal_speedup_vs_shared"] == flops["shared_flops"] / flops["forcing_kv_flops"]
     assert results["targets"]["flowcache_kv_bytes_flat"]["met"]  # a budget of the trained window at any length
     assert png.read_bytes()[:4] == b"\x89PNG"
 
