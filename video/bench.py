@@ -21,7 +21,16 @@ import torch
 from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart
 from genmotion.video.config import SamplingConfig
-from genmotion.video.evaluate import ATTRIBUTES, adherence_summary, eval_prompts, score_frames, switch_prompts
+from genmotion.video.evaluate import (
+    ATTRIBUTES,
+    CEILING_ATTRIBUTES,
+    adherence_summary,
+    eval_prompts,
+    score_frames,
+    switch_prompts,
+    text_ceiling,
+    train_template_prompts,
+)
 from genmotion.video.sampler import stream_latents
 
 __all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
@@ -43,12 +52,13 @@ class BenchSettings:
     speed_frames: int = 64
     repeats: int = 5
     guidance_scale: float = 3.0
+    probe_captions: int = 2000
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(
             prompts=2, seeds=(0,), num_frames=8, two_object_prompts=1, drift_prompts=1, drift_frames=24,
-            switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1,
+            switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1, probe_captions=64,
         )  # fmt: skip
 
 
@@ -73,6 +83,19 @@ def frame_flops(pipe: Any, guided: bool) -> int:
 def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, float]:
     prompts = eval_prompts(count, seed=2024 + num_objects, num_objects=num_objects)
     return adherence_summary(pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
+
+
+def _text_side(pipe: Any, s: BenchSettings) -> dict[str, Any]:
+    """Adherence on the held-out prompts' specs captioned with the training templates and words (first seed),
+    and the text ceiling: what a linear probe reads from the pooled embeddings of the held-out prompts."""
+    held_out = eval_prompts(s.prompts, seed=2025)  # the same specs and captions as `adherence`
+    train = train_template_prompts(held_out)
+    return {
+        "adherence_train_templates": adherence_summary(
+            pipe, train, seeds=s.seeds[:1], num_frames=s.num_frames, guidance_scale=s.guidance_scale
+        ),
+        "text_ceiling": text_ceiling(pipe.encoder, held_out, train_captions=s.probe_captions),
+    }
 
 
 def _drift(pipe: Any, s: BenchSettings) -> dict[str, Any]:
@@ -235,6 +258,7 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
         },
         "adherence": _adherence(pipe, s, 1, s.prompts),
         "adherence_two_objects": _adherence(pipe, replace(s, seeds=s.seeds[:1]), 2, s.two_object_prompts),
+        **_text_side(pipe, s),
         "drift": _drift(pipe, s),
         "prompt_switch": _switch(pipe, s),
         "speed": _speed(pipe, s),
@@ -244,6 +268,7 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
 
 def summary_line(r: dict[str, Any]) -> str:
     a, sp, d = r["adherence"], r["speed"], r["drift"]["drop_points"]
+    tt, tc = r["adherence_train_templates"], r["text_ceiling"]
     return (
         f"adherence colour {100 * a['adherence_colour']:.0f}% shape {100 * a['adherence_shape']:.0f}% motion "
         f"{100 * a['adherence_motion']:.0f}%; drift (first-last 16 of {r['drift']['frames']}) "
@@ -251,7 +276,10 @@ def summary_line(r: dict[str, Any]) -> str:
         f"TTFF {sp['time_to_first_frame_s'] * 1e3:.0f} ms; {sp['frames_per_s_with_decode']:.1f} frames/s with decode "
         f"({sp['frames_per_s_without_decode']:.1f} without); CLI cold start to first frame "
         f"{sp.get('cli_cold_start_to_first_frame_s', float('nan')):.1f} s; "
-        f"cache flat: {r['cache']['flat_after_window']}"
+        f"cache flat: {r['cache']['flat_after_window']}; "
+        f"same specs in training words: colour {100 * tt['adherence_colour']:.0f}% motion "
+        f"{100 * tt['adherence_motion']:.0f}%; text ceiling (probe): colour {100 * tc['probe_colour']:.0f}% "
+        f"shape {100 * tc['probe_shape']:.0f}% motion {100 * tc['probe_motion']:.0f}%"
     )
 
 
@@ -263,6 +291,11 @@ def plot_video_bench(r: dict[str, Any], path: str | Path) -> Path:
     speed = {k: v for k, v in r["speed"].items() if k in ("frames_per_s_with_decode", "frames_per_s_without_decode")}
     panels = [
         ("adherence on held-out paraphrases (%)", pct),
+        (
+            "same specs in training words (%) | text ceiling: probe on held-out (%)",
+            {f"train words {k}": 100 * r["adherence_train_templates"][f"adherence_{k}"] for k in CEILING_ATTRIBUTES}
+            | {f"probe {k}": 100 * r["text_ceiling"][f"probe_{k}"] for k in CEILING_ATTRIBUTES},
+        ),
         (f"drift over {r['drift']['frames']} frames (%)", drift),
         ("prompt switch (%)", {k: 100 * v for k, v in r["prompt_switch"].items()}),
         ("speed (frames/s)", speed),

@@ -14,12 +14,15 @@ import torch
 
 __all__ = [
     "ATTRIBUTES",
+    "CEILING_ATTRIBUTES",
     "EvalPrompt",
     "adherence_summary",
     "eval_prompts",
     "flicker",
     "score_frames",
     "switch_prompts",
+    "text_ceiling",
+    "train_template_prompts",
 ]
 
 ATTRIBUTES = ("colour", "shape", "motion", "size", "background", "all")
@@ -42,6 +45,56 @@ def eval_prompts(count: int, *, seed: int = 2024, num_objects: int = 1) -> list[
     for _ in range(count):
         spec = sample_clip_spec(g, num_objects=num_objects)
         out.append(EvalPrompt(caption(spec, g, "eval"), spec))
+    return out
+
+
+def train_template_prompts(prompts: Sequence[EvalPrompt], *, seed: int = 2024) -> list[EvalPrompt]:
+    """The same specs captioned with the training templates and words: adherence on these against the
+    held-out captions separates what the generator cannot draw from what the text does not convey."""
+    from genmotion.data.toyworld import caption
+
+    g = torch.Generator().manual_seed(seed)
+    return [EvalPrompt(caption(p.spec, g, "train"), p.spec) for p in prompts]
+
+
+CEILING_ATTRIBUTES = ("colour", "shape", "motion")
+
+
+def text_ceiling(
+    encoder: Any, prompts: Sequence[EvalPrompt], *, train_captions: int = 2000, steps: int = 300, seed: int = 7
+) -> dict[str, float]:
+    """How much of each attribute of single-object held-out `prompts` the pooled text embedding conveys, as
+    learned from training captions: a linear probe on standardised embeddings (the models' own input
+    rule, `text_statistics`) fitted on `train_captions` training-split captions, accuracy on the prompts.
+    A generator that sees the prompt only through this embedding cannot do much better on held-out words."""
+    from genmotion.data.toyworld import caption, sample_clip_spec
+    from genmotion.video.model import text_statistics
+
+    g = torch.Generator().manual_seed(seed)
+    specs = [sample_clip_spec(g, num_objects=1) for _ in range(train_captions)]
+    texts = [caption(spec, g, "train") for spec in specs]
+    train_NE = encoder.encode(texts).pooled.float()
+    mean, std = text_statistics(train_NE)
+    x_train = (train_NE - mean) / std
+    x_eval = (encoder.encode([p.text for p in prompts]).pooled.float() - mean) / std
+    out = {}
+    for attr in CEILING_ATTRIBUTES:
+        names = sorted(
+            {getattr(s.objects[0], attr) for s in specs} | {getattr(p.spec.objects[0], attr) for p in prompts}
+        )
+        y = torch.tensor([names.index(getattr(s.objects[0], attr)) for s in specs])
+        y_eval = torch.tensor([names.index(getattr(p.spec.objects[0], attr)) for p in prompts])
+        w = torch.zeros(x_train.shape[1], len(names), requires_grad=True)
+        b = torch.zeros(len(names), requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=0.01)
+        with torch.enable_grad():
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(x_train @ w + b, y) + 1e-3 * w.square().sum()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            out[f"probe_{attr}"] = float(((x_eval @ w + b).argmax(1) == y_eval).float().mean())
     return out
 
 

@@ -76,3 +76,5 @@ def test_bench_video_quick_through_the_cli(ckpt, tmp_path):
     r = json.loads(out.read_text())
     assert set(r) >= {"adherence", "drift", "prompt_switch", "speed", "cache"} and r["cache"]["flat_after_window"]
     assert r["speed"]["cli_cold_start_to_first_frame_s"] > 0
+    assert {"adherence_colour", "adherence_motion"} <= set(r["adherence_train_templates"])
+    assert set(r["text_ceiling"]) == {"probe_colour", "probe_shape", "probe_motion"}
