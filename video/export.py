@@ -7,12 +7,15 @@ flow model (its autoencoder already is the fine-tuned tokenizer) and adds its Fo
         --decoder runs/video_decoder/model --out genmotion/weights/videoar-toy
     python -m genmotion.video.export --ca2vdm runs/ca2vdm_toy/model --tokenizer runs/video_tokenizer/model \\
         --decoder runs/video_decoder/model --out genmotion/weights/ca2vdm-toy
+
+`--earlier RUN` (repeatable, latest first) adds the cards of the runs a checkpoint was fine-tuned from.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -43,8 +46,19 @@ def _card(path: Path) -> str:
     return card.read_text() if card.is_file() else f"(no card in {path})\n"
 
 
+def _earlier(runs: Sequence[str | Path], heading: str) -> list[str]:
+    """Card sections of the runs a checkpoint was fine-tuned from (`model.init_from`), latest first."""
+    title = "## Earlier run {i} (the run above was fine-tuned from its result with model.init_from)"
+    return [_card(Path(run)).replace(heading, title.format(i=i), 1) for i, run in enumerate(runs, start=1)]
+
+
 def export_videoar(
-    videoar: str | Path, out: str | Path, *, tokenizer: str | Path | None = None, decoder: str | Path | None = None
+    videoar: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    decoder: str | Path | None = None,
+    earlier: Sequence[str | Path] = (),
 ) -> Path:
     """Write `out`: the `videoar` checkpoint at `videoar`, with the decoder side of `decoder` when given."""
     videoar, out = Path(videoar), Path(out)
@@ -76,12 +90,18 @@ def export_videoar(
                 "# video-tokenizer checkpoint", "## Decoder fine-tune (encoder and codebook frozen: same tokens)"
             )
         )
+    sections += _earlier(earlier, "# videoar checkpoint")
     config = read_checkpoint_config(videoar)
     return save_pretrained(out, model, config, "\n".join(sections), torch.bfloat16)
 
 
 def export_ca2vdm(
-    run: str | Path, out: str | Path, *, tokenizer: str | Path | None = None, decoder: str | Path | None = None
+    run: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    decoder: str | Path | None = None,
+    earlier: Sequence[str | Path] = (),
 ) -> Path:
     """Write `out`: the `ca2vdm` checkpoint at `run`, one card with the autoencoder's story, and the head
     profile `forcing-kv` reads (`genmotion profile-heads` on this model: 8 chunks, 4 steps, seed 0)."""
@@ -100,6 +120,7 @@ def export_ca2vdm(
     for path, title in ((tokenizer, "tokenizer run"), (decoder, "decoder fine-tune")):
         if path is not None:
             sections.append(_card(Path(path)).replace("# video-tokenizer checkpoint", f"{autoencoder} ({title})"))
+    sections += _earlier(earlier, "# ca2vdm checkpoint")
     path = save_pretrained(out, model, read_checkpoint_config(run), "\n".join(sections), torch.bfloat16)
     pipe = Ca2VDMPipeline(model.float(), encoder=object())
     profile = profile_heads(
@@ -117,11 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", help="the tokenizer run it was trained on (for the card)")
     parser.add_argument("--decoder", help="a decoder-only fine-tune of that tokenizer")
     parser.add_argument("--out", required=True, help="where to write the combined checkpoint")
+    parser.add_argument(
+        "--earlier", action="append", default=[], help="a run it was fine-tuned from (repeat, latest first)"
+    )
     args = parser.parse_args(argv)
+    parts = {"tokenizer": args.tokenizer, "decoder": args.decoder, "earlier": args.earlier}
     if args.ca2vdm:
-        path = export_ca2vdm(args.ca2vdm, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
+        path = export_ca2vdm(args.ca2vdm, args.out, **parts)
     else:
-        path = export_videoar(args.videoar, args.out, tokenizer=args.tokenizer, decoder=args.decoder)
+        path = export_videoar(args.videoar, args.out, **parts)
     sys.stdout.write(f"{path}\n")
 
 

@@ -42,7 +42,12 @@ def test_export_ca2vdm_writes_weights_card_and_head_profile(tmp_path):
     from genmotion.video.export import main
 
     Ca2VDMPipeline(tiny_ca2vdm(), encoder=object()).save_pretrained(tmp_path / "run", card="# ca2vdm checkpoint\nx\n")
-    main(["--ca2vdm", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+    Ca2VDMPipeline(tiny_ca2vdm(1), encoder=object()).save_pretrained(
+        tmp_path / "first", card="# ca2vdm checkpoint\ny\n"
+    )
+    main(["--ca2vdm", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--earlier", str(tmp_path / "first")])
     pipe = Ca2VDMPipeline.from_pretrained(tmp_path / "out")
     assert pipe.head_profile is not None and load_head_profile(pipe.head_profile).num_layers == 2
-    assert "Flow transformer run" in (tmp_path / "out" / "card.md").read_text()
+    card = (tmp_path / "out" / "card.md").read_text()
+    assert "Flow transformer run" in card and "## Earlier run 1 (the run above was fine-tuned" in card
+    assert card.index("\nx\n") < card.index("\ny\n")
