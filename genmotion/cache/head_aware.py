@@ -11,15 +11,15 @@ older frames dynamic heads keep segments from (None: all of them).
 
 Heads of one layer keep different numbers of entries, but a `KVCache` holds the same count per head: the
 shorter heads are padded with empty slots whose position is `EMPTY_POSITION`, later than any query, so the
-model's "causal" rule (key time <= query time) hides them. Buffers grow only when the kept entries plus
-the frames being written no longer fit. With every head static, the policy equals `RollingWindow(sink, window=recent)`;
-with every head dynamic and `keep_ratio=1`, it equals `SharedClean()`. Axes: B batch, H heads, S slots,
-N tokens per frame, A frames leaving the recent window, G segments.
+model's "causal" rule (key time <= query time) hides them. Between chunks each layer's buffers hold exactly its
+kept entries (a commit grows them by the chunk, eviction shrinks them back). With every head static, the
+policy equals `RollingWindow(sink, window=recent)`; with every head dynamic and `keep_ratio=1`, it equals
+`SharedClean()`. Axes: B batch, H heads, S slots, N tokens per frame, A frames leaving the recent window,
+G segments.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -100,17 +100,10 @@ class HeadAware(_CleanContextPolicy):
         layout = self._layout()
         return layout.frames_per_chunk * layout.tokens_per_frame
 
-    def _round_allowance(self) -> int:
-        """Most tokens one eviction round of a chunk's frames can add to a dynamic head."""
-        layout = self._layout()
-        kept = math.ceil(layout.frames_per_chunk * self.segments * self.keep_ratio)
-        return kept * math.ceil(layout.tokens_per_frame / self.segments)
-
     def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
         self.layout, self._frames, self.selections = layout, 0, []
         self._seg_ids = segment_ids(layout.tokens_per_frame, self.segments).to(like.device)
-        capacity = (self.sink + self.recent) * layout.tokens_per_frame + self._chunk_tokens() + self._round_allowance()
-        self.cache = model.new_cache(batch, capacity)
+        self.cache = model.new_cache(batch, self._chunk_tokens())  # the first commit's room; see `_fit`
         p = self.profile
         if (p.num_layers, p.num_heads) != (len(self.cache), self.cache[0].heads):
             raise UsageError(
@@ -195,20 +188,28 @@ class HeadAware(_CleanContextPolicy):
         return torch.where(static.view(1, -1, 1), base, dynamic)
 
     def _apply(self, layer: KVCache, keep: torch.Tensor) -> KVCache:
-        """Keep the masked slots per head and pad shorter heads with empty slots; leave room for one chunk."""
+        """Keep the masked slots per head and pad shorter heads with empty slots, in buffers of exactly that size."""
         counts = keep.sum(dim=-1)  # (B, H)
         K = int(counts.max())
         index = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True)[..., :K]  # kept first, in order
         layer.keep(index)
         empty = torch.arange(K, device=index.device) >= counts.unsqueeze(-1)
         layer.pos[:, :, :K][empty] = EMPTY_POSITION
-        return self._fit(layer, K + self._chunk_tokens())
+        return self._resized(layer, K)
 
     def _fit(self, layer: KVCache, needed: int) -> KVCache:
-        """`layer`, or a copy in larger buffers (room for one more eviction round) when `needed` slots do not fit."""
-        if needed <= layer.capacity:
+        """`layer`, or a copy in buffers of `needed` slots when they do not fit (a commit's new frames)."""
+        return layer if needed <= layer.capacity else self._resized(layer, needed)
+
+    @staticmethod
+    def _resized(layer: KVCache, capacity: int) -> KVCache:
+        """The entries of `layer` in buffers of exactly `capacity` slots. Between chunks a layer holds only what
+        its heads keep (denoising steps read it plus the chunk without writing, as `SharedClean` once full);
+        the copy per chunk and layer costs far less than the chunk's denoising steps."""
+        if capacity == layer.capacity:
             return layer
-        capacity = needed + self._round_allowance()
-        grown = KVCache(layer.batch, layer.heads, capacity, layer.head_dim, dtype=layer.k.dtype, device=layer.k.device)
-        grown.append(layer.keys, layer.values, layer.positions)
-        return grown
+        resized = KVCache(
+            layer.batch, layer.heads, capacity, layer.head_dim, dtype=layer.k.dtype, device=layer.k.device
+        )
+        resized.append(layer.keys, layer.values, layer.positions)
+        return resized

@@ -115,6 +115,9 @@ def test_bytes_drop_against_the_full_window():
     mixed = HeadAware(_profile(((True, False), (False, True))))
     _run(mixed, frames=24)
     assert static.bytes_held() < mixed.bytes_held() < 0.6 * shared.bytes_held()
+    # between chunks the buffers hold exactly the kept entries: sink + recent frames for all-static layers
+    assert [layer.capacity for layer in static.cache] == [2 * LAYOUT.tokens_per_frame] * 2
+    assert all(layer.capacity == layer.length for layer in mixed.cache)
 
 
 def test_profile_is_deterministic_and_round_trips(tmp_path):
