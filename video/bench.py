@@ -80,15 +80,20 @@ def frame_flops(pipe: Any, guided: bool) -> int:
     return rows * flops
 
 
+def _held_out(count: int, num_objects: int = 1) -> list[Any]:
+    """The benchmark's held-out paraphrase prompts (a fixed seed per object count)."""
+    return eval_prompts(count, seed=2024 + num_objects, num_objects=num_objects)
+
+
 def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, float]:
-    prompts = eval_prompts(count, seed=2024 + num_objects, num_objects=num_objects)
+    prompts = _held_out(count, num_objects)
     return adherence_summary(pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
 
 
 def _text_side(pipe: Any, s: BenchSettings) -> dict[str, Any]:
     """Adherence on the held-out prompts' specs captioned with the training templates and words (first seed),
     and the text ceiling: what a linear probe reads from the pooled embeddings of the held-out prompts."""
-    held_out = eval_prompts(s.prompts, seed=2025)  # the same specs and captions as `adherence`
+    held_out = _held_out(s.prompts)  # the same specs and captions as `adherence`
     train = train_template_prompts(held_out)
     return {
         "adherence_train_templates": adherence_summary(
