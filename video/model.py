@@ -18,7 +18,7 @@ from torch import nn
 from genmotion.cache.state import LayeredKVCache
 from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
-from genmotion.nn.rope import Rotary
+from genmotion.nn.rope import Rotary, rotate
 from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoTokenizerConfig
 from genmotion.video.layout import ClipAttention, FrameLayout
 from genmotion.video.tokenizer import VideoTokenizer
@@ -60,13 +60,6 @@ class RopeAngles:
         return cls(q_pos, q.cos().to(dtype), q.sin().to(dtype), k.cos().to(dtype), k.sin().to(dtype))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """`genmotion.nn.rope.apply_rope` with cos/sin precomputed (rotate-half pairs (i, i + D/2))."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-
-
 class FrameAttention(nn.Module):
     """Self-attention with 3-axis RoPE applied at call time; keys can come from a `VideoARCache`."""
 
@@ -98,7 +91,7 @@ class FrameAttention(nn.Module):
             else:
                 k_s, v_s, _ = scales[i].extend(k, v, rope.q_pos)
                 k, v = torch.cat([frames[i].keys, k_s], 2), torch.cat([frames[i].values, v_s], 2)
-        q, k = _rotate(q, rope.q_cos, rope.q_sin), _rotate(k, rope.k_cos, rope.k_sin)
+        q, k = rotate(q, rope.q_cos, rope.q_sin), rotate(k, rope.k_cos, rope.k_sin)
         out = attend(q, k, v)  # every cached key is visible: the cache holds exactly the allowed frames
         return self.proj(out.transpose(1, 2).reshape(B, L, W))
 
@@ -114,7 +107,7 @@ class FrameAttention(nn.Module):
         B, H, L, D = q.shape
         T, S = clip.index.shape
         N = L // T
-        q, k = _rotate(q, rope.q_cos, rope.q_sin), _rotate(k, rope.k_cos, rope.k_sin)
+        q, k = rotate(q, rope.q_cos, rope.q_sin), rotate(k, rope.k_cos, rope.k_sin)
         k_g = k[:, :, clip.index].transpose(1, 2).reshape(B * T, H, S, D)  # (B*T, H, S, D)
         v_g = v[:, :, clip.index].transpose(1, 2).reshape(B * T, H, S, D)
         q_f = q.view(B, H, T, N, D).transpose(1, 2).reshape(B * T, H, N, D)

@@ -195,6 +195,7 @@ class HeadAware(_CleanContextPolicy):
         layer.keep(index)
         empty = torch.arange(K, device=index.device) >= counts.unsqueeze(-1)
         layer.pos[:, :, :K][empty] = EMPTY_POSITION
+        layer.changed()
         return self._resized(layer, K)
 
     def _fit(self, layer: KVCache, needed: int) -> KVCache:

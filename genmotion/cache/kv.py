@@ -11,6 +11,9 @@ entries, L valid entries, D head dim, K kept entries, A position axes (only when
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from typing import Any
+
 import torch
 
 from genmotion.errors import UsageError
@@ -53,6 +56,7 @@ class KVCache:
         self._total = 0  # entries written since reset (ring slots are derived from it)
         self._next_position: int | None = 0  # None: positions were given; derive from the buffer when needed
         self._shared_positions = True  # every batch row and head holds the same positions (RoPE computed once)
+        self._derived: dict[Hashable, Any] = {}  # values computed from the current entries (see `derived`)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -87,6 +91,19 @@ class KVCache:
     def reset(self) -> None:
         """Forget every entry (buffers are reused, not freed)."""
         self._total, self._next_position, self._shared_positions = 0, 0, True
+        self.changed()
+
+    # ---- values derived from the entries -------------------------------------------------------
+    def derived(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """`make()` computed once while the entries stay the same (e.g. RoPE'd keys read by every denoising
+        step of a chunk); every method that changes entries drops it."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+    def changed(self) -> None:
+        """Drop derived values; call it after writing the buffers (`k`, `v`, `pos`) directly."""
+        self._derived.clear()
 
     # ---- views in temporal order --------------------------------------------------------------
     def _order(self) -> torch.Tensor | None:
@@ -118,6 +135,12 @@ class KVCache:
     def positions(self) -> torch.Tensor:
         """(B, H, L) absolute positions of the valid entries ((B, H, L, A) with position axes)."""
         return self._view(self.pos)
+
+    @property
+    def rope_positions(self) -> torch.Tensor:
+        """`positions` shaped (1, 1, L[, A]) while every row and head shares them (RoPE computed once), else
+        (B, H, L[, A])."""
+        return self._view(self.pos[:1, :1]) if self._shared_positions else self.positions
 
     def head(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keys (B, L, D), values (B, L, D) and positions (B, L[, A]) of one head."""
@@ -162,6 +185,7 @@ class KVCache:
 
     def _advance(self, count: int, positions_given: bool) -> None:
         self._total += count
+        self.changed()
         if positions_given:
             self._next_position = None
         elif self._next_position is not None:
@@ -223,7 +247,7 @@ class KVCache:
         out = (
             torch.cat([self.keys, k_BHTD], dim=2),
             torch.cat([self.values, v_BHTD], dim=2),
-            torch.cat([self._view(self.pos[:1, :1]), pos[:1, :1]] if shared else [self.positions, pos], dim=2),
+            torch.cat([self.rope_positions, pos[:1, :1]] if shared else [self.positions, pos], dim=2),
         )
         if commit:
             self.append(k_BHTD, v_BHTD, positions_T)
@@ -254,6 +278,7 @@ class KVCache:
         self.k[:, :, :K], self.v[:, :, :K], self.pos[:, :, :K] = k, v, pos
         self._total = K
         self._shared_positions &= index.dim() == 1
+        self.changed()
 
     def crop(self, length: int) -> None:
         """Keep only the first `length` entries (in temporal order), e.g. to roll back a speculative step."""
@@ -261,6 +286,7 @@ class KVCache:
             raise UsageError(f"cannot crop a KV cache holding {self.length} entries to {length}")
         if self._order() is None:
             self._total = length
+            self.changed()
         else:
             self.keep(torch.arange(length, device=self.k.device))
         self._next_position = None

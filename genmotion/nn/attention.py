@@ -1,7 +1,7 @@
 """Attention behind a backend seam: PyTorch SDPA by default, a plain math reference, room for GPU kernels.
 
 Axes: B batch, H heads, L queries, S keys, D head dim. Boolean masks are True where a query may
-attend a key; they broadcast to (B, H, L, S) and are usually (L, S).
+attend a key (additive float masks: 0 / -inf); they broadcast to (B, H, L, S) and are usually (L, S).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _math(
         causal = torch.ones(L, S, dtype=torch.bool, device=q_BHLD.device).tril()
         scores_BHLS = scores_BHLS.masked_fill(~causal, float("-inf"))
     if mask is not None:
-        scores_BHLS = scores_BHLS.masked_fill(~mask, float("-inf"))
+        scores_BHLS = scores_BHLS + mask if mask.is_floating_point() else scores_BHLS.masked_fill(~mask, float("-inf"))
     return torch.matmul(torch.softmax(scores_BHLS, dim=-1), v_BHSD)
 
 
@@ -97,9 +97,11 @@ def attend(
 ) -> torch.Tensor:
     """Scaled dot-product attention, (B, H, L, D) x (B, H, S, D) -> (B, H, L, D).
 
-    `mask` is boolean, True = attend, broadcastable to (B, H, L, S). `is_causal=True` means SDPA's
-    top-left lower triangle and is only right when L == S; `genmotion.nn.masks.sdpa_mask_args` turns a
-    mask into the cheapest equivalent arguments. A dense mask costs about 2x the causal flag on CPU.
+    `mask` is boolean, True = attend, or additive (0 / -inf, the queries' dtype: what SDPA turns a boolean
+    mask into at every call, so a mask reused across calls can be converted once), broadcastable to
+    (B, H, L, S). `is_causal=True` means SDPA's top-left lower triangle and is only right when L == S;
+    `genmotion.nn.masks.sdpa_mask_args` turns a mask into the cheapest equivalent arguments. A dense mask
+    costs about 2x the causal flag on CPU.
     """
     kernel = _BACKENDS.get(backend)
     if kernel is None:
@@ -113,6 +115,10 @@ def attend(
             why="SDPA accepts one or the other",
             fix="fold the causal part into the mask (genmotion.nn.masks.causal_mask) or drop the mask",
         )
-    if mask is not None and mask.dtype != torch.bool:
-        raise UsageError(f"attention mask must be boolean (True = attend), got {mask.dtype}", fix="pass mask.bool()")
+    if mask is not None and mask.dtype != torch.bool and mask.dtype != q_BHLD.dtype:
+        raise UsageError(
+            f"attention mask must be boolean (True = attend) or additive in the queries' dtype {q_BHLD.dtype}, "
+            f"got {mask.dtype}",
+            fix="pass mask.bool(), or an additive mask (0 = attend, -inf = not) of the queries' dtype",
+        )
     return kernel(q_BHLD, k_BHSD, v_BHSD, mask, is_causal, scale)

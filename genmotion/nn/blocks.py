@@ -8,6 +8,7 @@ is <= the query's; with a cache it is resolved against the cached positions) or 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +18,9 @@ from genmotion.cache.kv import KVCache
 from genmotion.errors import UsageError
 from genmotion.nn.attention import attend
 from genmotion.nn.masks import MaskArg, positional_causal_args
-from genmotion.nn.rope import Rotary
+from genmotion.nn.rope import Rotary, rotate_full, rotation_tables
 
-__all__ = ["AdaLNBlock", "Attention", "MLP", "PreNormBlock", "TokenConditions"]
+__all__ = ["AdaLNBlock", "Attention", "MLP", "PreNormBlock", "TanhGELU", "TokenConditions"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,43 @@ def _per_head(positions: torch.Tensor, axes: int) -> torch.Tensor:
     )
 
 
+@dataclass(frozen=True)
+class _ReadContext:
+    """What every read-only call against unchanged cache entries shares (one chunk's denoising steps): the
+    new tokens' positions (as given) and RoPE tables (..., L, D) (`rotation_tables`), key and value buffers
+    (B, H, S + L, D) holding the cache's RoPE'd keys and values with room for the L new ones, and the mask
+    arguments (an additive float mask: 0 where a query may attend a key, -inf elsewhere)."""
+
+    q_pos: torch.Tensor
+    cos_full: torch.Tensor
+    sin_signed: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: torch.Tensor | None
+    is_causal: bool
+
+    @classmethod
+    def of(cls, cache: KVCache, rotary: Rotary, pos_q: torch.Tensor, like_BHLD: torch.Tensor) -> _ReadContext:
+        axes, S = rotary.num_axes, cache.length
+        B, H, L, D = like_BHLD.shape
+        pos_c = cache.rope_positions  # (1, 1, S[, A]) or (B, H, S[, A])
+        k = like_BHLD.new_empty(B, H, S + L, D)
+        v = torch.empty_like(k)
+        k[:, :, :S], v[:, :, :S] = rotary(cache.keys, pos_c), cache.values
+        angles = rotary.angles(pos_q)
+        t_q, t_c = _time(pos_q, axes), _time(pos_c, axes)
+        t_q3 = t_q.reshape(1, 1, L) if t_q.dim() == 1 else t_q
+        lead = torch.broadcast_shapes(t_c.shape[:2], t_q3.shape[:2])
+        t_k = torch.cat([t_c.expand(*lead, S), t_q3.to(t_c.dtype).expand(*lead, L)], dim=2)
+        mask, is_causal = positional_causal_args(t_q, t_k)
+        if mask is not None:  # additive, as SDPA turns a boolean mask into at every call
+            mask = torch.zeros(mask.shape, dtype=k.dtype, device=k.device).masked_fill_(~mask, float("-inf"))
+        return cls(pos_q, *rotation_tables(angles, k.dtype), k, v, mask, is_causal)
+
+    def fits(self, pos_q: torch.Tensor) -> bool:
+        return self.q_pos.shape == pos_q.shape and bool(torch.equal(self.q_pos, pos_q))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention; RoPE is applied to q and to every key read from the cache, at call time."""
 
@@ -83,9 +121,13 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x (B, L, C), positions (L[, A]) or (B, L[, A]) -> (B, L, C); with a cache, keys are cache + new."""
         B, L, C = x_BLC.shape
-        q, k, v = self.qkv(x_BLC).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B,H,L,D)
+        qkv = self.qkv(x_BLC).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, L, D)
         axes = rotary.num_axes
         pos_q = _per_head(positions, axes)  # (L[, A]), (B, 1, L[, A]) or (B, H, L[, A])
+        if cache is not None and not commit and mask == "causal" and not torch.is_grad_enabled():
+            out_BHLD = self._read(qkv, pos_q, rotary, cache)
+            return self.proj(out_BHLD.transpose(1, 2).reshape(B, L, C))
+        q, k, v = qkv
         pos_k = pos_q
         if cache is not None:
             k, v, pos_k = cache.extend(k, v, pos_q, commit=commit)  # (B,H,S,D), (B,H,S,D), (B,H,S[,A])
@@ -95,11 +137,40 @@ class Attention(nn.Module):
         out_BHLD = attend(q, k, v, mask=mask, is_causal=is_causal, backend=self.backend)
         return self.proj(out_BHLD.transpose(1, 2).reshape(B, L, C))
 
+    def _read(self, qkv: torch.Tensor, pos_q: torch.Tensor, rotary: Rotary, cache: KVCache) -> torch.Tensor:
+        """Attention of new tokens (q, k, v stacked (3, B, H, L, D)) over unchanged cache entries + themselves,
+        without writing (inference only). The cache's RoPE'd keys, the mask and the new positions' angles are
+        made once per cache state and reused by every call with the same positions (a chunk's denoising
+        steps): each call only rotates and copies its own L entries. Same values as the general path: RoPE is
+        elementwise per position."""
+        key = ("read", id(rotary))
+        ctx: _ReadContext = cache.derived(key, lambda: _ReadContext.of(cache, rotary, pos_q, qkv[1]))
+        if not ctx.fits(pos_q) or ctx.k.shape[0] != qkv.shape[1]:
+            cache.changed()
+            ctx = cache.derived(key, lambda: _ReadContext.of(cache, rotary, pos_q, qkv[1]))
+        q, k = rotate_full(qkv[:2], ctx.cos_full, ctx.sin_signed)  # q and k rotated by one set of ops
+        S = ctx.k.shape[2] - k.shape[2]
+        ctx.k[:, :, S:], ctx.v[:, :, S:] = k, qkv[2]
+        return attend(q, ctx.k, ctx.v, mask=ctx.mask, is_causal=ctx.is_causal, backend=self.backend)
+
+
+class TanhGELU(nn.Module):
+    """GELU with the tanh approximation, 0.5 x (1 + tanh(z)) written as x sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715
+    x^3): the same function as `nn.GELU(approximate="tanh")` to float rounding (max difference ~5e-7), ~2.4x
+    faster on the AVX2 CPUs measured here (PyTorch's kernel evaluates tanh at ~8 ns per element)."""
+
+    _A = 2.0 * math.sqrt(2.0 / math.pi)
+    _B = _A * 0.044715
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = torch.addcmul(x.new_tensor(self._A), x, x, value=self._B)  # 2 sqrt(2/pi) (1 + 0.044715 x^2)
+        return x * torch.sigmoid(inner * x)
+
 
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), TanhGELU(), nn.Linear(hidden, dim)
 
     def forward(self, x_BLC: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x_BLC)))
@@ -169,8 +240,8 @@ class AdaLNBlock(nn.Module):
             if mod.dim() == 2:
                 mod = mod.unsqueeze(1)  # (B, 1, 6C)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
-        h = self.norm1(x_BLC) * (1 + scale_a) + shift_a
+        h = torch.addcmul(shift_a, self.norm1(x_BLC), 1 + scale_a)  # norm(x) * (1 + scale) + shift, one op
         h = self.attn(h, positions, rotary, cache=cache, commit=commit, mask=mask, is_causal=is_causal)
-        x_BLC = x_BLC + gate_a * h
-        h = self.norm2(x_BLC) * (1 + scale_m) + shift_m
-        return x_BLC + gate_m * self.mlp(h)
+        x_BLC = torch.addcmul(x_BLC, gate_a, h)  # x + gate * h
+        h = torch.addcmul(shift_m, self.norm2(x_BLC), 1 + scale_m)
+        return torch.addcmul(x_BLC, gate_m, self.mlp(h))

@@ -159,15 +159,16 @@ def flow_inputs(
     proj_in(x) + the learned place embedding `spatial_NW` (N, W); and the AdaLN condition of flow times t
     (B, L) (+ `extra_BE`, e.g. text): `TokenConditions` with one row per distinct time when there are few
     (sampling: one or two), else per token (B, L, E)."""
-    L, N = x_BLC.shape[1], spatial_NW.shape[0]
+    B, L = x_BLC.shape[:2]
+    N = spatial_NW.shape[0]
     if L % N:
         raise UsageError(f"{L} tokens are not whole frames of {N}", fix="pass whole frames")
-    h = proj_in(x_BLC) + spatial_NW.repeat(L // N, 1)
+    h = proj_in(x_BLC)
+    h = (h.view(B, L // N, N, -1) + spatial_NW).view(B, L, -1)  # the place embedding broadcast over frames
     values, index = torch.unique(t_BL, return_inverse=True)
     if values.numel() > MAX_DISTINCT_TIMES:
         cond = time_mlp(timestep_embedding(t_BL, cond_dim))  # (B, L, E)
         return h, cond if extra_BE is None else cond + extra_BE[:, None]
-    B = x_BLC.shape[0]
     rows = []
     for value in values:  # each row from the same shapes, whatever else the call holds
         row = time_mlp(timestep_embedding(value.reshape(1), cond_dim)).expand(B, -1)  # (B, E)

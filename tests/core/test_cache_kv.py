@@ -141,3 +141,29 @@ def test_shared_positions_are_returned_once_until_heads_differ():
     cache.keep(torch.tensor([[0, 1], [1, 2], [0, 3]]))
     _, _, pos = cache.extend(*_entries(g, 1), commit=False)
     assert pos.shape == (2, 3, 3) and pos[0, 1].tolist() == [1, 2, 4]
+
+
+def test_derived_values_are_dropped_whenever_entries_change():
+    g = torch.Generator().manual_seed(0)
+    cache = KVCache(2, 3, 8, 4)
+    made = []
+
+    def make() -> int:
+        made.append(cache.length)
+        return cache.length
+
+    cache.append(*_entries(g, 3))
+    assert cache.derived("n", make) == 3 and cache.derived("n", make) == 3 and made == [3]
+    cache.extend(*_entries(g, 1), commit=False)  # a read: entries unchanged
+    assert cache.derived("n", make) == 3 and made == [3]
+    changes = [
+        lambda: cache.append(*_entries(g, 2)),
+        lambda: cache.extend(*_entries(g, 1)),
+        lambda: cache.keep(torch.tensor([0, 2, 3])),
+        lambda: cache.crop(2),
+        cache.reset,
+    ]
+    for change in changes:
+        change()
+        assert cache.derived("n", make) == cache.length == made[-1]
+    assert made == [3, 5, 6, 3, 2, 0]

@@ -98,3 +98,24 @@ def test_prefill_into_empty_cache_uses_the_causal_flag():
     assert positional_causal_args(pos, pos.view(1, 1, 4)) == (None, True)
     m, flag = positional_causal_args(pos[2:], pos.view(1, 1, 4))
     assert not flag and m is not None and m.shape == (2, 4)
+
+
+def test_additive_float_mask_equals_boolean_mask():
+    q, k, v = _qkv()
+    mask = causal_mask(6)
+    additive = torch.zeros(6, 6).masked_fill(~mask, float("-inf"))
+    for backend in ("sdpa", "math"):
+        assert torch.allclose(attend(q, k, v, mask=additive, backend=backend), attend(q, k, v, mask=mask), atol=1e-6)
+    with pytest.raises(UsageError, match="additive"):
+        attend(q, k, v, mask=additive.double())
+
+
+def test_tanh_gelu_matches_torch():
+    from genmotion.nn.blocks import TanhGELU
+
+    x = torch.linspace(-12, 12, 2001, dtype=torch.float64).requires_grad_()
+    ours, ref = TanhGELU()(x), torch.nn.functional.gelu(x, approximate="tanh")
+    assert torch.allclose(ours, ref, atol=1e-12)
+    (g_ours,) = torch.autograd.grad(ours.sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-10)

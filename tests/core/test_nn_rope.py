@@ -54,3 +54,11 @@ def test_multiscale_positions_share_the_fine_range():
 def test_rope_axes_must_fit():
     with pytest.raises(UsageError, match="do not fit"):
         Rotary(16, axes_dims=(8, 6))
+
+
+def test_rotate_full_is_bit_identical_to_rotate():
+    from genmotion.nn.rope import apply_rope, rotate_full, rotation_tables
+
+    g = torch.Generator().manual_seed(0)
+    x, angles = torch.randn(2, 3, 5, 8, generator=g), torch.randn(5, 4, generator=g) * 10
+    assert torch.equal(rotate_full(x, *rotation_tables(angles, x.dtype)), apply_rope(x, angles))

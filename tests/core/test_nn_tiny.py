@@ -96,3 +96,40 @@ def test_adaln_block_modulates():
         a = block(x, torch.arange(3), rotary, cond=torch.zeros(2, 8))
         b = block(x, torch.arange(3), rotary, cond=torch.ones(2, 8))
     assert a.shape == x.shape and not torch.allclose(a, b)
+
+
+def _read_only_reference(attn: Attention, h, pos, rotary, cache):
+    """The general attention path (autograd on), which never uses the read-only memo."""
+    with torch.enable_grad():
+        return attn(h, pos, rotary, cache=cache, commit=False).detach()
+
+
+def test_read_only_attention_reuses_context_and_matches_general_path():
+    torch.manual_seed(0)
+    attn, rotary = Attention(32, 4).eval(), Rotary(8, base=100.0)
+    g = torch.Generator().manual_seed(4)
+    cache = KVCache(2, 4, 12, 8, ring=True, sink=2)
+    frames = torch.arange(8).repeat_interleave(2)  # frame positions of 16 tokens, two per frame
+    with torch.no_grad():
+        for start in range(0, 16, 4):  # commit 4 chunks of 4 tokens: the ring wraps
+            x = torch.randn(2, 4, 32, generator=g)
+            attn(x, frames[start : start + 4], rotary, cache=cache)
+        pos = torch.tensor([8, 8, 9, 9])  # a noisy chunk of two frames: frame-causal inside it
+        for step in range(3):  # denoising steps: the context is rotated once, then reused
+            h = torch.randn(2, 4, 32, generator=g)
+            got = attn(h, pos, rotary, cache=cache, commit=False)
+            assert torch.equal(got, _read_only_reference(attn, h, pos, rotary, cache)), step
+        memo = cache._derived.copy()
+        assert len(memo) == 1 and cache.length == 12
+        attn(torch.randn(2, 2, 32, generator=g), torch.tensor([8, 8]), rotary, cache=cache)  # a commit: memo dropped
+        assert not cache._derived
+        pos = torch.tensor([9, 9, 10, 10])
+        h = torch.randn(2, 4, 32, generator=g)
+        assert torch.equal(
+            attn(h, pos, rotary, cache=cache, commit=False), _read_only_reference(attn, h, pos, rotary, cache)
+        )
+        h = torch.randn(2, 2, 32, generator=g)  # other positions against the same entries: rebuilt, not stale
+        pos = torch.tensor([11, 11])
+        assert torch.equal(
+            attn(h, pos, rotary, cache=cache, commit=False), _read_only_reference(attn, h, pos, rotary, cache)
+        )
