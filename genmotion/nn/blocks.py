@@ -89,7 +89,7 @@ class _ReadContext:
         lead = torch.broadcast_shapes(t_c.shape[:2], t_q3.shape[:2])
         t_k = torch.cat([t_c.expand(*lead, S), t_q3.to(t_c.dtype).expand(*lead, L)], dim=2)
         mask, is_causal = positional_causal_args(t_q, t_k)
-        if mask is not None:  # additive, as SDPA turns a boolean mask into at every call
+        if mask is not None:  # additive: what SDPA would turn the boolean mask into at every call
             mask = torch.zeros(mask.shape, dtype=k.dtype, device=k.device).masked_fill_(~mask, float("-inf"))
         return cls(pos_q, *rotation_tables(angles, k.dtype), k, v, mask, is_causal)
 
@@ -124,7 +124,7 @@ class Attention(nn.Module):
         qkv = self.qkv(x_BLC).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, L, D)
         axes = rotary.num_axes
         pos_q = _per_head(positions, axes)  # (L[, A]), (B, 1, L[, A]) or (B, H, L[, A])
-        if cache is not None and not commit and mask == "causal" and not torch.is_grad_enabled():
+        if cache is not None and not commit and isinstance(mask, str) and not torch.is_grad_enabled():
             out_BHLD = self._read(qkv, pos_q, rotary, cache)
             return self.proj(out_BHLD.transpose(1, 2).reshape(B, L, C))
         q, k, v = qkv
