@@ -18,11 +18,11 @@ __all__ = [
     "Rotary",
     "apply_rope",
     "grid_positions_2d",
+    "grid_positions_3d",
+    "multiscale_positions",
     "rotate",
     "rotate_full",
     "rotation_tables",
-    "grid_positions_3d",
-    "multiscale_positions",
 ]
 
 
