@@ -47,6 +47,7 @@ class VideoARModelConfig:
     condition_dropout: float = 0.1
     error_correction_rate: float = 0.3
     frame_mask_rate: float = 0.1
+    change_weight: float = 1.0  # > 1: tokens whose code changes from the previous frame weigh more
 
     def __post_init__(self) -> None:
         given = [n for n in ("tokenizer_checkpoint", "init_from", "tokenizer") if getattr(self, n) is not None]
@@ -62,6 +63,7 @@ class VideoARModelConfig:
             condition_dropout=self.condition_dropout,
             error_correction_rate=self.error_correction_rate,
             frame_mask_rate=self.frame_mask_rate,
+            change_weight=self.change_weight,
         )
 
 

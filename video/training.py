@@ -5,6 +5,12 @@ Cross-frame error correction: the clean context of every frame is re-quantised f
 random share (up to `error_correction_rate`) of each scale's codes replaced by random ones; the finer
 scales then quantise the residual that error left, as at inference after a wrong draw. Targets stay
 the clean codes, so the model learns to repair inherited errors. Axes as in `model.py`; N frames of a batch.
+
+Change weighting (`change_weight` > 1, not in VideoAR): a frame's token whose clean code differs from the
+previous frame's code at the same place weighs that much more in the mean cross-entropy. The model sees
+the previous frame's codes (`prev_embed`), so copying them is right for most tokens of a slowly changing
+clip; on the toy world that made a growing ball stand still. Weighting the changed tokens keeps the loss
+from rewarding the copy.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.video.layout import clip_attention
 from genmotion.video.model import VideoAR
 
-__all__ = ["TrainingSettings", "nearest_codes", "previous_codes", "requantize_with_errors", "videoar_loss"]
+__all__ = [
+    "TrainingSettings",
+    "change_weighted_loss",
+    "nearest_codes",
+    "previous_codes",
+    "requantize_with_errors",
+    "videoar_loss",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +41,11 @@ class TrainingSettings:
     condition_dropout: float = 0.1
     error_correction_rate: float = 0.3
     frame_mask_rate: float = 0.1
+    change_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.change_weight < 1.0:
+            raise ValueError(f"change_weight must be >= 1 (1 = plain mean cross-entropy), got {self.change_weight}")
 
 
 def nearest_codes(codebook_VC: torch.Tensor, z_NC: torch.Tensor) -> torch.Tensor:
@@ -84,7 +102,8 @@ def videoar_loss(
     settings: TrainingSettings,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean cross-entropy of every scale token of every frame; the tokenizer stays frozen (fp32)."""
+    """Mean cross-entropy of every scale token of every frame (tokens that change from the previous frame
+    weighted by `settings.change_weight`); the tokenizer stays frozen (fp32)."""
     tr, q = model.transformer, model.tokenizer.quantize
     layout, cfg = tr.layout, tr.config
     B, T = video_BT3HW.shape[:2]
@@ -107,12 +126,33 @@ def videoar_loss(
     h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]
     logits = tr.logits(h.flatten(1, 2), cond).float()  # (B, T * N_s, V)
     target = torch.cat(gt, dim=1).view(B, T * layout.scale_tokens)
-    loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    loss, changed = change_weighted_loss(logits, target.view(B, T, -1), settings.change_weight)
     with torch.no_grad():
-        correct = (logits.argmax(-1) == target).float().view(B, T, -1)
+        correct = (logits.argmax(-1) == target).view(B, T, -1)
         last = layout.scale_slice(layout.num_scales - 1)
-        logs = {"token_accuracy": float(correct.mean()), "last_scale_accuracy": float(correct[..., last].mean())}
+        logs = {
+            "token_accuracy": float(correct.float().mean()),
+            "last_scale_accuracy": float(correct[..., last].float().mean()),
+            "changed_fraction": float(changed[:, 1:].float().mean()) if T > 1 else 0.0,
+        }
+        if bool(changed.any()):
+            logs["changed_token_accuracy"] = float(correct[changed].float().mean())
     return loss, logs
+
+
+def change_weighted_loss(
+    logits_BLV: torch.Tensor, target_BTN: torch.Tensor, change_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of logits (B, T * N_s, V) against codes (B, T, N_s), averaged with weight
+    `change_weight` on tokens whose code differs from the previous frame's at the same place and 1 on the
+    rest (frame 0 has no previous frame: weight 1). Returns (loss, changed (B, T, N_s) bool)."""
+    changed = torch.zeros_like(target_BTN, dtype=torch.bool)
+    changed[:, 1:] = target_BTN[:, 1:] != target_BTN[:, :-1]
+    if change_weight == 1.0:
+        return F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten()), changed
+    ce = F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten(), reduction="none")
+    weight = 1.0 + (change_weight - 1.0) * changed.flatten().to(ce.dtype)
+    return (ce * weight).sum() / weight.sum(), changed
 
 
 def clip_condition_texts(captions: Sequence[str], encoder: Any) -> torch.Tensor:

@@ -1,9 +1,13 @@
-"""VideoAR transformer invariances: the cached frame loop equals the masked training pass; sink clamping."""
+"""VideoAR transformer invariances: the cached frame loop equals the masked training pass; sink clamping;
+the change-weighted loss."""
 
+import math
+
+import pytest
 import torch
 
 from genmotion.video.layout import FrameLayout, clip_attention, context_frames
-from genmotion.video.training import previous_codes, requantize_with_errors
+from genmotion.video.training import TrainingSettings, change_weighted_loss, previous_codes, requantize_with_errors
 
 
 def _teacher_forced(model, video, text):
@@ -79,3 +83,36 @@ def test_previous_codes_shift_by_one_frame_and_hide_masked_frames(model):
     assert (prev[:, 0] == tr.no_previous).all()
     assert torch.equal(prev[0, 1:], codes[0, :-1]) and torch.equal(prev[1, 1], codes[1, 0])
     assert (prev[1, 2] == tr.no_previous).all()
+
+
+def test_change_weighted_loss_matches_a_loop_over_tokens():
+    g = torch.Generator().manual_seed(0)
+    B, T, N, V = 2, 3, 5, 7
+    target = torch.randint(V, (B, T, N), generator=g)
+    target[:, 1, :2] = target[:, 0, :2]  # some tokens keep their code
+    logits = torch.randn(B, T * N, V, generator=g)
+    loss, changed = change_weighted_loss(logits, target, 4.0)
+    total = weights = 0.0
+    for b in range(B):
+        for t in range(T):
+            for n in range(N):
+                w = 4.0 if t > 0 and target[b, t, n] != target[b, t - 1, n] else 1.0
+                ce = -torch.log_softmax(logits[b, t * N + n], -1)[target[b, t, n]].item()
+                total, weights = total + w * ce, weights + w
+                assert bool(changed[b, t, n]) == (w == 4.0)
+    assert math.isclose(loss.item(), total / weights, rel_tol=1e-5)
+    plain, _ = change_weighted_loss(logits, target, 1.0)
+    assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten()))
+
+
+def test_change_weight_has_no_effect_on_a_clip_that_never_changes():
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(7, (2, 1, 5), generator=g).expand(2, 4, 5)
+    logits = torch.randn(2, 20, 7, generator=g)
+    heavy, changed = change_weighted_loss(logits, target, 9.0)
+    assert not changed.any() and torch.allclose(heavy, change_weighted_loss(logits, target, 1.0)[0])
+
+
+def test_change_weight_below_one_is_refused():
+    with pytest.raises(ValueError, match="change_weight"):
+        TrainingSettings(change_weight=0.5)
