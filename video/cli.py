@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -71,6 +72,9 @@ def video(
     model: str = typer.Option("videoar", "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
     cache: str = typer.Option("shared", "--cache", help="ca2vdm cache policy, e.g. shared, flowcache+forcing-kv."),
+    cache_param: list[str] = typer.Option(
+        [], "--cache-param", help="A cache policy parameter, e.g. thresh=0.1 or order=1 (repeatable)."
+    ),
     steps: int = typer.Option(10, "--steps", help="ca2vdm denoising steps per chunk."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),
@@ -80,6 +84,7 @@ def video(
     if model not in DEFAULT_CKPT:
         raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
     check_cache_name(cache)
+    cache_params = parse_cache_params(cache, cache_param)
     if steps < 1:
         raise UsageError(f"--steps must be >= 1, got {steps}")
     if not prompt.strip():
@@ -91,11 +96,12 @@ def video(
     schedule = parse_prompt_at(prompt_at)
     check_output_path(out)
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cache": cache, "num_steps": steps}
+    sampling["cache_params"] = cache_params
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt or DEFAULT_CKPT[model], device, threads, out)
 
 
 DEFAULT_CKPT = {"videoar": "videoar-toy", "ca2vdm": "ca2vdm-toy"}
-_FLOW_ONLY = ("cache", "num_steps")  # the keywords only the causal flow pipeline takes
+_FLOW_ONLY = ("cache", "cache_params", "num_steps")  # the keywords only the causal flow pipeline takes
 
 
 def check_cache_name(name: str) -> None:
@@ -109,6 +115,34 @@ def check_cache_name(name: str) -> None:
             f"unknown cache policy {unknown[0]!r}",
             fix=f"use one of {' | '.join(policy_names())}, or a KV policy joined with flowcache by '+'",
         )
+
+
+def parse_cache_params(cache: str, items: list[str]) -> dict[str, object]:
+    """`--cache-param KEY=VALUE` items -> keyword parameters of the policy (int, float or text values); a
+    malformed item or a parameter the policy does not take is a UsageError (exit 2)."""
+    from genmotion.cache.compose import policy_parameters
+
+    accepted, params = policy_parameters(cache) - {"embed"}, {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise UsageError(f"--cache-param {item!r} is not KEY=VALUE", fix="write e.g. --cache-param thresh=0.1")
+        if key not in accepted:
+            raise UsageError(
+                f"cache policy {cache!r} takes no parameter {key!r}", fix=f"use one of {', '.join(sorted(accepted))}"
+            )
+        params[key] = _number_or_text(text.strip())
+    return params
+
+
+def _number_or_text(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _run(
@@ -127,6 +161,9 @@ def _run(
     pipe = genmotion.load(ckpt, device=runtime.device, dtype=runtime.dtype)
     flow = hasattr(pipe, "frame_layout")  # the causal flow pipeline: cache policy and steps, no token sampling
     kwargs = {k: v for k, v in sampling.items() if (k in _FLOW_ONLY) == flow}
+    if flow:
+        params = cast(dict[str, Any], kwargs.pop("cache_params"))
+        kwargs["cache"] = pipe.policy(str(kwargs["cache"]), **params)
     stream = pipe.stream(
         prompt, num_frames=frames, seed=seed, guidance_scale=guidance, prompt_schedule=schedule, **kwargs
     )

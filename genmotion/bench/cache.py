@@ -9,7 +9,8 @@ side by side in one process, with the same model, seed and noise: wall seconds o
 end with decoding), speedups, forwards skipped, peak cache bytes, fidelity to the exact reference
 (latent MSE and PSNR on latents mapped to [0, 1] by the exact output's range; frame PSNR and SSIM when
 decoded), temporal flicker and the chunk-discontinuity ratio. Also the FLOP-count ideal of `SharedClean`
-vs `Recompute` and FlowCache's threshold curve. Threads are whatever the caller fixed.
+vs `Recompute` and FlowCache's threshold curve, for its reuse rule and for `ChunkReuse(order=1)`'s linear
+forecast. Threads are whatever the caller fixed.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class CacheBenchConfig:
     lengths: tuple[int, ...] = (4, 8, 16, 32)
     curve_chunks: int = 16
     thresholds: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
+    orders: tuple[int, ...] = (0, 1)  # ChunkReuse's reuse (0, FlowCache) and linear forecast (1), both curved
     warmup: int = 5
     rolling_window: int = 7
     fit_steps: int = 600
@@ -233,30 +235,41 @@ def _row(run: _Run, exact: _Run, shared: _Run, layout: FrameLayout) -> dict[str,
     return row
 
 
-def _policies(cfg: CacheBenchConfig, subject: Subject, thresh: float) -> dict[str, Maker]:
+def _policies(cfg: CacheBenchConfig, subject: Subject, point: dict[str, Any]) -> dict[str, Maker]:
     """Every policy of the table, each with the subject's defaults; flowcache parts get the operating point."""
-    step = {"thresh": thresh, "warmup": cfg.warmup, "embed": subject.embed}
+    step = {"thresh": point["thresh"], "order": point["order"], "warmup": cfg.warmup, "embed": subject.embed}
     uses_step = lambda name: "flowcache" in name.split("+")
     return {name: partial(subject.policy, name, **(step if uses_step(name) else {})) for name in NAMES}
 
 
 def _threshold_curve(cfg: CacheBenchConfig, bench: _Bench) -> tuple[list[Any], dict[str, Any]]:
-    """ChunkReuse over SharedClean at `curve_chunks` for every threshold, and the operating point it picks."""
-    policy = bench.subject.policy
+    """ChunkReuse over SharedClean at `curve_chunks` for every order and threshold, and the operating point it
+    picks."""
+    policy, embed = bench.subject.policy, bench.subject.embed
     makers: dict[str, Maker] = {"recompute": partial(policy, "recompute"), "shared": partial(policy, "shared")}
-    for thresh in cfg.thresholds:
-        makers[str(thresh)] = partial(policy, "flowcache", thresh=thresh, warmup=cfg.warmup, embed=bench.subject.embed)
+    grid = [(order, thresh) for order in cfg.orders for thresh in cfg.thresholds]
+    for order, thresh in grid:
+        makers[f"{order}:{thresh}"] = partial(
+            policy, "flowcache", thresh=thresh, order=order, warmup=cfg.warmup, embed=embed
+        )
     runs = bench.measure(makers, cfg.curve_chunks)
     exact, shared = runs["recompute"], runs["shared"]
     layout = bench.subject.layout
     curve = [
-        {"thresh": t, "in_flowcache_range": 0.005 <= t <= 0.03, **_row(runs[str(t)], exact, shared, layout)}
-        for t in cfg.thresholds
+        {
+            "order": order,
+            "thresh": t,
+            "in_flowcache_range": order == 0 and 0.005 <= t <= 0.03,
+            **_row(runs[f"{order}:{t}"], exact, shared, layout),
+        }
+        for order, t in grid
     ]
     good = [c for c in curve if _psnr(c) >= 30.0]
-    point = max(good, key=lambda c: c["thresh"]) if good else min(curve, key=lambda c: c["thresh"])
-    rule = "largest threshold on the curve with PSNR >= 30 dB vs exact (else the smallest)"
-    return curve, {"thresh": point["thresh"], "rule": rule, "chunks": cfg.curve_chunks}
+    point = (
+        max(good, key=lambda c: c["speedup_vs_shared"]) if good else min(curve, key=lambda c: (c["thresh"], c["order"]))
+    )
+    rule = "the fastest (order, threshold) on the curve with PSNR >= 30 dB vs exact (else the smallest threshold)"
+    return curve, {"thresh": point["thresh"], "order": point["order"], "rule": rule, "chunks": cfg.curve_chunks}
 
 
 def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, Any], Any, torch.Tensor]:
@@ -355,6 +368,10 @@ def _targets(results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
     good = [c for c in results["threshold_curve"] if _psnr(c) >= 30.0]
     best = max((c["speedup_vs_shared"] for c in good), default=0.0)
     target("flowcache_speedup_vs_shared_at_psnr30", best, ">= 2x over shared at PSNR >= 30 dB", best >= 2.0)
+    out["flowcache_speedup_vs_shared_at_psnr30"]["by_order"] = {
+        _ORDER_NAMES[o]: max((c["speedup_vs_shared"] for c in good if c.get("order", 0) == o), default=0.0)
+        for o in cfg.orders
+    }
     ir_bytes = sorted({r["flowcache-kv"]["peak_cache_bytes"] for r in by_len.values()})
     target("flowcache_kv_bytes_flat", ir_bytes, "the same peak bytes at every length", len(ir_bytes) == 1)
     shown = lambda r: r.get("frame_psnr_db", r["psnr_db"])  # None: identical to the exact output
@@ -394,7 +411,7 @@ def run_cache_bench(cfg: CacheBenchConfig | None = None) -> dict[str, Any]:
     bench = _Bench(cfg, subject)
     bench._once(partial(subject.policy, "shared"), 2)  # warm up kernels and the allocator once
     curve, point = _threshold_curve(cfg, bench)
-    makers = _policies(cfg, subject, point["thresh"])
+    makers = _policies(cfg, subject, point)
     lengths, flop_ideal, exact = {}, {}, {}
     for n in cfg.lengths:
         lengths[str(n)], flop_ideal[str(n)], exact[n] = _length(bench, makers, n)
@@ -439,7 +456,14 @@ def plot_cache_bench(results: dict[str, Any], path: str | Path) -> None:
         (f"speedup vs recompute at {top} chunks", {k: r["speedup_vs_recompute"] for k, r in rows.items()}),
         (f"PSNR dB vs exact at {top} chunks (0 = identical)", {k: psnr(r) for k, r in rows.items()}),
         (f"peak cache MB at {top} chunks", {k: r["peak_cache_bytes"] / 1e6 for k, r in rows.items()}),
-        ("flowcache speedup vs shared by threshold", {f"thresh {c['thresh']}": c["speedup_vs_shared"] for c in curve}),
-        ("flowcache PSNR dB by threshold", {f"thresh {c['thresh']}": psnr(c) for c in curve}),
+        ("flowcache speedup vs shared by order, threshold", {_curve_label(c): c["speedup_vs_shared"] for c in curve}),
+        ("flowcache PSNR dB by order, threshold", {_curve_label(c): psnr(c) for c in curve}),
     ]
     bar_chart(panels, path, width=760, label_width=220)
+
+
+_ORDER_NAMES = {0: "reuse", 1: "forecast"}  # ChunkReuse(order=...)
+
+
+def _curve_label(row: dict[str, Any]) -> str:
+    return f"{_ORDER_NAMES[row.get('order', 0)]} thresh {row['thresh']}"

@@ -64,7 +64,18 @@ def _kv_part(name: str) -> str:
 
 def describe_policy(policy: CachePolicy) -> str:
     """e.g. `ChunkReuse(thresh=0.01, warmup=5, context=SharedClean(window=4))`: the settings that matter."""
-    keys = ("sink", "window", "recent", "segment_window", "segments", "keep_ratio", "budget", "thresh", "warmup")
+    keys = (
+        "sink",
+        "window",
+        "recent",
+        "segment_window",
+        "segments",
+        "keep_ratio",
+        "budget",
+        "thresh",
+        "warmup",
+        "order",
+    )
     simple = (int, float, type(None))
     parts = [f"{k}={getattr(policy, k)}" for k in keys if hasattr(policy, k) and isinstance(getattr(policy, k), simple)]
     inner = getattr(policy, "context", None)

@@ -10,7 +10,7 @@ policy `flowcache`, which then runs on top of it:
 | `rolling` | `RollingWindow(sink=1, window=4)` |
 | `flowcache-kv` | `ImportanceRedundancy(budget, lam=0.07, pool=7)`: `budget` is required |
 | `forcing-kv` | `HeadAware(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
-| `flowcache` | `ChunkReuse(thresh=0.01, warmup=5)` over `shared`, or over the KV policy it is joined with |
+| `flowcache` | `ChunkReuse(thresh=0.01, warmup=5, order=0)` over `shared`, or over the KV policy it is joined with |
 
 Keyword parameters go to whichever part accepts them (e.g. `thresh` to `flowcache`, `budget` to
 `flowcache-kv`); a parameter no part accepts, an unknown name, or two KV policies are usage errors.
@@ -31,7 +31,7 @@ from genmotion.cache.policy import CachePolicy
 from genmotion.cache.profile import HeadProfile
 from genmotion.errors import UsageError
 
-__all__ = ["KV_POLICIES", "STEP_POLICIES", "parse_policy", "policy_names"]
+__all__ = ["KV_POLICIES", "STEP_POLICIES", "parse_policy", "policy_names", "policy_parameters"]
 
 
 def _recompute(sink: int = 0, window: int | None = None) -> CachePolicy:
@@ -99,7 +99,15 @@ def _accepted(factory: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(factory).parameters)
 
 
-_FLOWCACHE_PARAMS = {"thresh", "warmup", "embed"}
+_FLOWCACHE_PARAMS = {"thresh", "warmup", "order", "embed"}
+
+
+def policy_parameters(name: str) -> set[str]:
+    """The keyword parameters `parse_policy(name, ...)` accepts (name already valid)."""
+    parts = [p.strip().lower() for p in name.split("+")]
+    kv = [p for p in parts if p in KV_POLICIES]
+    accepted = _accepted(KV_POLICIES[kv[0] if kv else "shared"])
+    return accepted | (_FLOWCACHE_PARAMS if any(p in STEP_POLICIES for p in parts) else set())
 
 
 def parse_policy(name: str, **params: Any) -> CachePolicy:
@@ -125,7 +133,7 @@ def parse_policy(name: str, **params: Any) -> CachePolicy:
     step_params = {k: v for k, v in params.items() if k in _FLOWCACHE_PARAMS}
     extra = sorted(set(params) - set(kv_params) - (set(step_params) if steps else set()))
     if extra:
-        accepted = sorted(_accepted(factory) | (_FLOWCACHE_PARAMS if steps else set()))
+        accepted = sorted(policy_parameters(name))
         raise UsageError(f"cache policy {name!r} takes no parameter {extra[0]!r}", fix=f"use one of {accepted}")
     policy = factory(**kv_params)
     return ChunkReuse(**step_params, context=policy) if steps else policy

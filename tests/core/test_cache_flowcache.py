@@ -77,9 +77,42 @@ def test_skip_rule_follows_the_accumulated_relative_l1_change():
     assert policy.trace[-1] == [True, True, True, False, False, True, False, True]
 
 
+class _LinearInTime(_Counting):
+    """Context stub whose velocity is 2 + 3 t: a first-order forecast of it is exact."""
+
+    def velocity(self, model, x_BLC, t, *, start_frame):
+        self.stats.forwards_run += 1
+        return torch.full_like(x_BLC, 2.0 + 3.0 * t)
+
+
+def _evaluate(policy, times):
+    policy.start(None, LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
+    policy.begin_chunk(0, len(times))
+    return [float(policy.velocity(None, torch.ones(1, 2, 3), t, start_frame=0)[0, 0, 0]) for t in times]
+
+
+def test_forecast_extends_the_last_two_computed_velocities_linearly():
+    times = [0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.9]
+    forecast = _evaluate(ChunkReuse(thresh=1e9, warmup=2, order=1, context=_LinearInTime()), times)
+    assert forecast == pytest.approx([2.0 + 3.0 * t for t in times], abs=1e-6)
+    reuse = ChunkReuse(thresh=1e9, warmup=2, order=0, context=_LinearInTime())
+    assert _evaluate(reuse, times) == pytest.approx([2.0, 2.3, 2.3, 2.3, 2.3, 2.3, 4.7])
+    counting = ChunkReuse(thresh=1e9, warmup=2, order=1, context=_Counting())  # v = 1, 2 at t = 0, 0.1
+    assert _evaluate(counting, times) == pytest.approx([1.0, 2.0, 3.5, 4.0, 6.0, 7.0, 3.0])
+    assert counting.trace[-1] == [True, True, False, False, False, False, True]
+
+
+def test_forecast_with_one_computed_velocity_reuses_it():
+    times = [0.0, 0.2, 0.4, 0.6]
+    policy = ChunkReuse(thresh=1e9, warmup=1, order=1, context=_LinearInTime())
+    assert _evaluate(policy, times) == pytest.approx([2.0, 2.0, 2.0, 3.8])
+
+
 def test_misuse_is_a_usage_error():
     with pytest.raises(UsageError, match="thresh"):
         ChunkReuse(thresh=-1.0)
+    with pytest.raises(UsageError, match="order"):
+        ChunkReuse(order=2)
     policy = ChunkReuse()
     policy.start(_model(), LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
     with pytest.raises(UsageError, match="begin_chunk"):

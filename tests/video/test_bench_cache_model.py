@@ -59,5 +59,6 @@ def test_shipped_head_profile_is_used(ckpt, tmp_path, monkeypatch):
     assert results["setting"]["head_profile_source"].startswith("shipped")
     assert results["head_profile"]["static"] == [list(row) for row in profile.static]
     curve = results["threshold_curve"]
-    assert [c["skipped_fraction"] for c in curve] == [0.0] and curve[0]["frame_psnr_db"] is None  # thresh 0: exact
+    assert [c["skipped_fraction"] for c in curve] == [0.0, 0.0]  # thresh 0 (reuse and forecast): exact
+    assert all(c["frame_psnr_db"] is None for c in curve)
     assert np.isfinite(results["lengths"]["2"]["forcing-kv"]["frame_ssim"])

@@ -141,6 +141,41 @@ def test_cli_ca2vdm_writes_exact_frame_count(ckpt, tmp_path, cache):
     assert probe(out).num_frames == 5
 
 
+def test_cli_cache_params_reach_the_policy(ckpt, tmp_path, monkeypatch):
+    built = []
+    original = Ca2VDMPipeline.policy
+
+    def spy(self, name="shared", **params):
+        policy = original(self, name, **params)
+        built.append(policy)
+        return policy
+
+    monkeypatch.setattr(Ca2VDMPipeline, "policy", spy)
+    out = tmp_path / "clip.mp4"
+    args = ["video", "--model", "ca2vdm", "-p", "a red ball", "-n", "5", "--ckpt", str(ckpt), "--steps", "4"]
+    params = [
+        "--cache",
+        "flowcache",
+        "--cache-param",
+        "thresh=1e9",
+        "--cache-param",
+        "order=1",
+        "--cache-param",
+        "warmup=1",
+    ]
+    assert main([*args, *params, "-o", str(out)]) == 0
+    assert probe(out).num_frames == 5
+    policy = built[-1]
+    assert (policy.thresh, policy.order, policy.warmup) == (1e9, 1, 1) and policy.forwards_skipped > 0
+
+
+@pytest.mark.parametrize("param", ["thresh", "thresh=", "budget=4", "=1"])
+def test_cli_bad_cache_param_is_a_usage_error(tmp_path, capsys, param):
+    args = ["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "flowcache", "--cache-param", param]
+    assert main([*args, "--ckpt", str(tmp_path / "none")]) == 2
+    assert "cache" in capsys.readouterr().err
+
+
 def test_cli_unknown_cache_lists_valid_ones(tmp_path, capsys):
     code = main(["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "lru", "--ckpt", str(tmp_path / "none")])
     assert code == 2
