@@ -91,7 +91,7 @@ class CacheBenchConfig:
 
     @classmethod
     def quick(cls) -> CacheBenchConfig:
-        return cls(num_steps=12, fit_steps=150, repeats=1, thresholds=(0.01, 0.03, 0.1, 0.3))
+        return cls(num_steps=12, fit_steps=150, repeats=1, thresholds=(0.03, 0.3))
 
     @classmethod
     def for_model(cls, model: str = "tiny", *, quick: bool = False, **overrides: Any) -> CacheBenchConfig:
