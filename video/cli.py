@@ -95,8 +95,8 @@ def video(
         raise UsageError(f"--fps must be positive, got {fps}")
     schedule = parse_prompt_at(prompt_at)
     check_output_path(out)
-    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cache": cache, "num_steps": steps}
-    sampling["cache_params"] = cache_params
+    sampling: dict[str, object] = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_steps": steps}
+    sampling |= {"cache": cache, "cache_params": cache_params}
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt or DEFAULT_CKPT[model], device, threads, out)
 
 
