@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genmotion.cache.compose import KV_POLICIES, parse_policy
+from genmotion.cache.compose import kv_part, parse_policy, policy_parts
 from genmotion.cache.policy import CachePolicy, FrameLayout
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
@@ -103,7 +103,6 @@ class Ca2VDMPipeline(VideoStreamer):
         chunk's 10-24 steps, whose input moves 5-12 % per step). `params` override (see
         `genmotion.cache.parse_policy`)."""
         P, N = self.config.flow.context_frames, self.config.tokens_per_frame
-        kv = [p.strip().lower() for p in name.split("+") if p.strip().lower() in KV_POLICIES]
         defaults: dict[str, Any] = {
             "recompute": {"window": P},
             "shared": {"context_frames": P},
@@ -111,8 +110,8 @@ class Ca2VDMPipeline(VideoStreamer):
             "flowcache-kv": {"budget": P * N},
             "forcing-kv": {"segments": min(6, N), "window": max(0, P - 2)}  # sink + recent + window = P frames
             | ({"profile": self.head_profile} if self.head_profile else {}),
-        }[kv[0] if kv else "shared"]
-        if "flowcache" in (p.strip().lower() for p in name.split("+")):
+        }[kv_part(name)]
+        if "flowcache" in policy_parts(name):
             defaults |= {"thresh": 0.2, "order": 1}
         return parse_policy(name, **{**defaults, **params})
 

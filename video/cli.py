@@ -106,10 +106,9 @@ _FLOW_ONLY = ("cache", "cache_params", "num_steps")  # the keywords only the cau
 
 def check_cache_name(name: str) -> None:
     """Raise UsageError (exit 2) for a cache policy name `genmotion.cache.parse_policy` would refuse."""
-    from genmotion.cache.compose import policy_names
+    from genmotion.cache.compose import policy_names, policy_parts
 
-    parts = [p.strip().lower() for p in name.split("+")]
-    unknown = [p for p in parts if p not in policy_names()]
+    unknown = [p for p in policy_parts(name) if p not in policy_names()]
     if unknown:
         raise UsageError(
             f"unknown cache policy {unknown[0]!r}",

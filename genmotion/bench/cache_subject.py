@@ -20,7 +20,7 @@ import torch
 
 from genmotion.bench.cache_tiny import fit_flow_model, policy_flops, seeded_tiny_flow_model, travelling_waves
 from genmotion.cache import CachePolicy, FrameLayout, HeadProfile, load_head_profile, parse_policy, profile_heads
-from genmotion.cache.compose import KV_POLICIES
+from genmotion.cache.compose import kv_part
 from genmotion.errors import UsageError
 
 if TYPE_CHECKING:
@@ -57,11 +57,6 @@ class Subject:
         return next(self.model.parameters()).dtype
 
 
-def _kv_part(name: str) -> str:
-    kv = [p.strip().lower() for p in name.split("+") if p.strip().lower() in KV_POLICIES]
-    return kv[0] if kv else "shared"
-
-
 def describe_policy(policy: CachePolicy) -> str:
     """e.g. `ChunkReuse(thresh=0.01, warmup=5, context=SharedClean(window=4))`: the settings that matter."""
     keys = (
@@ -94,7 +89,7 @@ def _tiny_policy(cfg: CacheBenchConfig, profile: HeadProfile, name: str, **param
         "flowcache-kv": {"budget": (1 + W) * N},
         "forcing-kv": {"profile": profile},
     }
-    defaults = every.get(_kv_part(name), {})
+    defaults = every.get(kv_part(name), {})
     return parse_policy(name, **{**defaults, **params})
 
 
@@ -174,7 +169,7 @@ def pipeline_subject(cfg: CacheBenchConfig) -> Subject:
         extra = {"profile": profile}
 
     def policy(name: str, **params: Any) -> CachePolicy:
-        return pipe.policy(name, **({**extra, **params} if _kv_part(name) == "forcing-kv" else params))
+        return pipe.policy(name, **({**extra, **params} if kv_part(name) == "forcing-kv" else params))
 
     embed = _input_embedding(flow)
     names = ("recompute", "shared", "rolling", "flowcache-kv", "forcing-kv")

@@ -132,7 +132,7 @@ class ChunkReuse:
         v1 = self.features.get(0, "velocity")
         v0 = self.features.get(0, "velocity_before")
         assert v1 is not None
-        if self.order == 0 or v0 is None or len(self._times) < 2 or self._times[1] == self._times[0]:
+        if self.order == 0 or v0 is None or self._times[1] == self._times[0]:  # v0 stored: two times known
             return v1
         t0, t1 = self._times
         return torch.lerp(v0, v1, (t - t0) / (t1 - t0))

@@ -31,7 +31,15 @@ from genmotion.cache.policy import CachePolicy
 from genmotion.cache.profile import HeadProfile
 from genmotion.errors import UsageError
 
-__all__ = ["KV_POLICIES", "STEP_POLICIES", "parse_policy", "policy_names", "policy_parameters"]
+__all__ = [
+    "KV_POLICIES",
+    "STEP_POLICIES",
+    "kv_part",
+    "parse_policy",
+    "policy_names",
+    "policy_parameters",
+    "policy_parts",
+]
 
 
 def _recompute(sink: int = 0, window: int | None = None) -> CachePolicy:
@@ -102,17 +110,26 @@ def _accepted(factory: Callable[..., Any]) -> set[str]:
 _FLOWCACHE_PARAMS = {"thresh", "warmup", "order", "embed"}
 
 
+def policy_parts(name: str) -> list[str]:
+    """The parts of a policy name, normalised: "FlowCache + forcing-kv" -> ["flowcache", "forcing-kv"]."""
+    return [p.strip().lower() for p in name.split("+")]
+
+
+def kv_part(name: str) -> str:
+    """The KV policy a name runs on: its KV part, or "shared" when it names only `flowcache`."""
+    kv = [p for p in policy_parts(name) if p in KV_POLICIES]
+    return kv[0] if kv else "shared"
+
+
 def policy_parameters(name: str) -> set[str]:
     """The keyword parameters `parse_policy(name, ...)` accepts (name already valid)."""
-    parts = [p.strip().lower() for p in name.split("+")]
-    kv = [p for p in parts if p in KV_POLICIES]
-    accepted = _accepted(KV_POLICIES[kv[0] if kv else "shared"])
-    return accepted | (_FLOWCACHE_PARAMS if any(p in STEP_POLICIES for p in parts) else set())
+    accepted = _accepted(KV_POLICIES[kv_part(name)])
+    return accepted | (_FLOWCACHE_PARAMS if any(p in STEP_POLICIES for p in policy_parts(name)) else set())
 
 
 def parse_policy(name: str, **params: Any) -> CachePolicy:
     """A fresh policy for `name` (see the module doc); e.g. `parse_policy("flowcache+rolling", window=8)`."""
-    parts = [p.strip().lower() for p in name.split("+")]
+    parts = policy_parts(name)
     valid = " | ".join(policy_names())
     unknown = [p for p in parts if p not in policy_names()]
     if unknown or not parts:
