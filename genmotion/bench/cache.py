@@ -9,8 +9,9 @@ side by side in one process, with the same model, seed and noise: wall seconds o
 end with decoding), speedups, forwards skipped, peak cache bytes, fidelity to the exact reference
 (latent MSE and PSNR on latents mapped to [0, 1] by the exact output's range; frame PSNR and SSIM when
 decoded), temporal flicker and the chunk-discontinuity ratio. Also the FLOP-count ideal of `SharedClean`
-vs `Recompute` and FlowCache's threshold curve, for its reuse rule and for `ChunkReuse(order=1)`'s linear
-forecast. Threads are whatever the caller fixed.
+vs `Recompute` and `ChunkReuse`'s threshold curves: FlowCache's input rule with reuse (its own) and with the
+linear forecast (`order=1`), and the forecast-error rule (`rule="error"`). Threads are whatever the caller
+fixed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class CacheBenchConfig:
     thresholds: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
     orders: tuple[int, ...] = (0, 1)  # ChunkReuse's reuse (0, FlowCache) and linear forecast (1), both curved
     warmup: int = 5
+    error_thresholds: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)  # rule="error", order 1
+    error_warmup: int = 3
     rolling_window: int = 7
     fit_steps: int = 600
     fit_batch: int = 8
@@ -91,7 +94,7 @@ class CacheBenchConfig:
 
     @classmethod
     def quick(cls) -> CacheBenchConfig:
-        return cls(num_steps=12, fit_steps=150, repeats=1, thresholds=(0.03, 0.3))
+        return cls(num_steps=12, fit_steps=150, repeats=1, thresholds=(0.03, 0.3), error_thresholds=(0.1,))
 
     @classmethod
     def for_model(cls, model: str = "tiny", *, quick: bool = False, **overrides: Any) -> CacheBenchConfig:
@@ -237,39 +240,46 @@ def _row(run: _Run, exact: _Run, shared: _Run, layout: FrameLayout) -> dict[str,
 
 def _policies(cfg: CacheBenchConfig, subject: Subject, point: dict[str, Any]) -> dict[str, Maker]:
     """Every policy of the table, each with the subject's defaults; flowcache parts get the operating point."""
-    step = {"thresh": point["thresh"], "order": point["order"], "warmup": cfg.warmup, "embed": subject.embed}
+    step = {k: point[k] for k in ("thresh", "order", "rule", "warmup")} | {"embed": subject.embed}
     uses_step = lambda name: "flowcache" in name.split("+")
     return {name: partial(subject.policy, name, **(step if uses_step(name) else {})) for name in NAMES}
 
 
+def _curve_grid(cfg: CacheBenchConfig) -> list[dict[str, Any]]:
+    """The ChunkReuse settings the curve runs: the input rule at every order and threshold, then the error
+    rule (order 1) at its thresholds."""
+    grid = [
+        {"rule": "input", "order": order, "warmup": cfg.warmup, "thresh": t}
+        for order in cfg.orders
+        for t in cfg.thresholds
+    ]
+    return grid + [{"rule": "error", "order": 1, "warmup": cfg.error_warmup, "thresh": t} for t in cfg.error_thresholds]
+
+
 def _threshold_curve(cfg: CacheBenchConfig, bench: _Bench) -> tuple[list[Any], dict[str, Any]]:
-    """ChunkReuse over SharedClean at `curve_chunks` for every order and threshold, and the operating point it
-    picks."""
+    """ChunkReuse over SharedClean at `curve_chunks` for every setting of `_curve_grid`, and the operating point
+    it picks."""
     policy, embed = bench.subject.policy, bench.subject.embed
     makers: dict[str, Maker] = {"recompute": partial(policy, "recompute"), "shared": partial(policy, "shared")}
-    grid = [(order, thresh) for order in cfg.orders for thresh in cfg.thresholds]
-    for order, thresh in grid:
-        makers[f"{order}:{thresh}"] = partial(
-            policy, "flowcache", thresh=thresh, order=order, warmup=cfg.warmup, embed=embed
-        )
+    grid = _curve_grid(cfg)
+    for k, setting in enumerate(grid):
+        makers[f"curve{k}"] = partial(policy, "flowcache", **setting, embed=embed)
     runs = bench.measure(makers, cfg.curve_chunks)
     exact, shared = runs["recompute"], runs["shared"]
     layout = bench.subject.layout
     curve = [
         {
-            "order": order,
-            "thresh": t,
-            "in_flowcache_range": order == 0 and 0.005 <= t <= 0.03,
-            **_row(runs[f"{order}:{t}"], exact, shared, layout),
+            **setting,
+            "in_flowcache_range": _variant(setting) == "reuse" and 0.005 <= setting["thresh"] <= 0.03,
+            **_row(runs[f"curve{k}"], exact, shared, layout),
         }
-        for order, t in grid
+        for k, setting in enumerate(grid)
     ]
     good = [c for c in curve if _psnr(c) >= 30.0]
-    point = (
-        max(good, key=lambda c: c["speedup_vs_shared"]) if good else min(curve, key=lambda c: (c["thresh"], c["order"]))
-    )
-    rule = "the fastest (order, threshold) on the curve with PSNR >= 30 dB vs exact (else the smallest threshold)"
-    return curve, {"thresh": point["thresh"], "order": point["order"], "rule": rule, "chunks": cfg.curve_chunks}
+    point = max(good, key=lambda c: c["speedup_vs_shared"]) if good else min(curve, key=lambda c: c["thresh"])
+    rule = "the fastest setting on the curve with PSNR >= 30 dB vs exact (else the smallest threshold)"
+    keys = ("rule", "order", "warmup", "thresh")
+    return curve, {**{k: point[k] for k in keys}, "rule_of_choice": rule, "chunks": cfg.curve_chunks}
 
 
 def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, Any], Any, torch.Tensor]:
@@ -368,9 +378,9 @@ def _targets(results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
     good = [c for c in results["threshold_curve"] if _psnr(c) >= 30.0]
     best = max((c["speedup_vs_shared"] for c in good), default=0.0)
     target("flowcache_speedup_vs_shared_at_psnr30", best, ">= 2x over shared at PSNR >= 30 dB", best >= 2.0)
-    out["flowcache_speedup_vs_shared_at_psnr30"]["by_order"] = {
-        _ORDER_NAMES[o]: max((c["speedup_vs_shared"] for c in good if c.get("order", 0) == o), default=0.0)
-        for o in cfg.orders
+    out["flowcache_speedup_vs_shared_at_psnr30"]["by_variant"] = {
+        variant: max((c["speedup_vs_shared"] for c in good if _variant(c) == variant), default=0.0)
+        for variant in dict.fromkeys(_variant(c) for c in results["threshold_curve"])
     }
     ir_bytes = sorted({r["flowcache-kv"]["peak_cache_bytes"] for r in by_len.values()})
     target("flowcache_kv_bytes_flat", ir_bytes, "the same peak bytes at every length", len(ir_bytes) == 1)
@@ -456,14 +466,17 @@ def plot_cache_bench(results: dict[str, Any], path: str | Path) -> None:
         (f"speedup vs recompute at {top} chunks", {k: r["speedup_vs_recompute"] for k, r in rows.items()}),
         (f"PSNR dB vs exact at {top} chunks (0 = identical)", {k: psnr(r) for k, r in rows.items()}),
         (f"peak cache MB at {top} chunks", {k: r["peak_cache_bytes"] / 1e6 for k, r in rows.items()}),
-        ("flowcache speedup vs shared by order, threshold", {_curve_label(c): c["speedup_vs_shared"] for c in curve}),
-        ("flowcache PSNR dB by order, threshold", {_curve_label(c): psnr(c) for c in curve}),
+        ("flowcache speedup vs shared by setting", {_curve_label(c): c["speedup_vs_shared"] for c in curve}),
+        ("flowcache PSNR dB by setting", {_curve_label(c): psnr(c) for c in curve}),
     ]
     bar_chart(panels, path, width=760, label_width=220)
 
 
-_ORDER_NAMES = {0: "reuse", 1: "forecast"}  # ChunkReuse(order=...)
+def _variant(row: dict[str, Any]) -> str:
+    """A curve row's ChunkReuse variant in words: "reuse", "forecast" (input rule) or "forecast, error rule"."""
+    kind = {0: "reuse", 1: "forecast"}.get(row["order"], f"order {row['order']}")
+    return kind if row["rule"] == "input" else f"{kind}, {row['rule']} rule"
 
 
 def _curve_label(row: dict[str, Any]) -> str:
-    return f"{_ORDER_NAMES[row.get('order', 0)]} thresh {row['thresh']}"
+    return f"{_variant(row)} thresh {row['thresh']}"

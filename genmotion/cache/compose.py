@@ -10,7 +10,7 @@ policy `flowcache`, which then runs on top of it:
 | `rolling` | `RollingWindow(sink=1, window=4)` |
 | `flowcache-kv` | `ImportanceRedundancy(budget, lam=0.07, pool=7)`: `budget` is required |
 | `forcing-kv` | `HeadAware(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
-| `flowcache` | `ChunkReuse(thresh=0.01, warmup=5, order=0)` over `shared`, or over the KV policy it is joined with |
+| `flowcache` | `ChunkReuse(thresh=0.01, warmup=5, order=0, rule="input")` over `shared` or the joined KV policy |
 
 Keyword parameters go to whichever part accepts them (e.g. `thresh` to `flowcache`, `budget` to
 `flowcache-kv`); a parameter no part accepts, an unknown name, or two KV policies are usage errors.
@@ -107,7 +107,7 @@ def _accepted(factory: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(factory).parameters)
 
 
-_FLOWCACHE_PARAMS = {"thresh", "warmup", "order", "embed"}
+_FLOWCACHE_PARAMS = {"thresh", "warmup", "order", "rule", "embed"}
 
 
 def policy_parts(name: str) -> list[str]:

@@ -28,11 +28,13 @@ MICRO = CacheBenchConfig(
     channels=3,
     dim=16,
     heads=2,
-    num_steps=3,
+    num_steps=5,  # the error rule's first possible skip is the fourth evaluation
     lengths=(2, 3),
     curve_chunks=2,
     thresholds=(0.0, 1e9),
     warmup=1,
+    error_thresholds=(0.0, 1e9),
+    error_warmup=0,
     rolling_window=2,
     fit_steps=2,
     fit_batch=2,
@@ -88,13 +90,21 @@ def test_micro_bench_reports_every_policy_and_target(tmp_path):
     assert rows["shared"]["max_abs_diff"] <= 1e-5 and results["targets"]["shared_equals_recompute"]["met"]
     same = results["shared_vs_recompute_same_context"]
     assert same["max_abs_diff"] <= 1e-5 and len(same["chunks_after_context"]) >= 2
-    curve = [(c["order"], c["thresh"], c["skipped_fraction"] > 0) for c in results["threshold_curve"]]
-    assert curve == [(0, 0.0, False), (0, 1e9, True), (1, 0.0, False), (1, 1e9, True)]
+    curve = [(c["rule"], c["order"], c["thresh"], c["skipped_fraction"] > 0) for c in results["threshold_curve"]]
+    assert curve == [
+        ("input", 0, 0.0, False),
+        ("input", 0, 1e9, True),
+        ("input", 1, 0.0, False),
+        ("input", 1, 1e9, True),
+        ("error", 1, 0.0, False),
+        ("error", 1, 1e9, True),
+    ]
     point = results["operating_point"]
-    assert (point["order"], point["thresh"]) in {(o, t) for o, t, _ in curve}
+    assert (point["rule"], point["order"], point["thresh"]) in {(r, o, t) for r, o, t, _ in curve}
     assert results["flop_ideal"]["3"]["ideal_speedup"] > 1.0
     assert all({"value", "target", "met"} <= set(t) for t in results["targets"].values())
-    assert set(results["targets"]["flowcache_speedup_vs_shared_at_psnr30"]["by_order"]) == {"reuse", "forecast"}
+    variants = results["targets"]["flowcache_speedup_vs_shared_at_psnr30"]["by_variant"]
+    assert set(variants) == {"reuse", "forecast", "forecast, error rule"}
     assert not math.isnan(rows["forcing-kv"]["discontinuity_ratio"])
     plot_cache_bench(results, tmp_path / "cache.png")
     assert (tmp_path / "cache.png").read_bytes()[:4] == b"\x89PNG"

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from genmotion.cache import ChunkReuse, FrameLayout, PolicyBase, RollingWindow, SharedClean
-from genmotion.cache.chunk_reuse import relative_l1
+from genmotion.cache.chunk_reuse import divided_difference_weights, lagrange_weights, relative_l1
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
 from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
@@ -108,11 +108,77 @@ def test_forecast_with_one_computed_velocity_reuses_it():
     assert _evaluate(policy, times) == pytest.approx([2.0, 2.0, 2.0, 3.8])
 
 
+class _Quadratic(_Counting):
+    """Context stub whose velocity is 1 + 2 t - 4 t^2 (per element, scaled by the input)."""
+
+    @staticmethod
+    def value(t: float) -> float:
+        return 1.0 + 2.0 * t - 4.0 * t * t
+
+    def velocity(self, model, x_BLC, t, *, start_frame):
+        self.stats.forwards_run += 1
+        return x_BLC * self.value(t)
+
+
+def test_second_order_forecast_is_exact_on_a_quadratic_velocity():
+    times = [0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.9]
+    policy = ChunkReuse(thresh=1e9, warmup=3, order=2, context=_Quadratic())
+    assert _evaluate(policy, times) == pytest.approx([_Quadratic.value(t) for t in times], abs=1e-6)
+    assert policy.trace[-1] == [True, True, True, False, False, False, True]
+
+
+def test_divided_difference_and_lagrange_weights():
+    nodes = [0.9, 0.5, 0.2, -0.1]
+    f = lambda t: 3.0 * t**3 - t + 2.0  # third divided difference of a cubic: its leading coefficient
+    assert sum(w * f(t) for w, t in zip(divided_difference_weights(nodes), nodes, strict=True)) == pytest.approx(3.0)
+    assert sum(w * f(t) for w, t in zip(lagrange_weights(nodes, 0.37), nodes, strict=True)) == pytest.approx(f(0.37))
+
+
+def test_error_rule_estimates_the_linear_forecasts_error_exactly_on_a_quadratic():
+    """For a quadratic velocity, f[t0, t1, t2] (t - t0)(t - t1) is exactly the line's error at t."""
+    policy = ChunkReuse(thresh=0.0, warmup=3, order=1, rule="error", context=_Quadratic())
+    _evaluate(policy, [0.0, 0.2, 0.3])  # three computed (thresh 0 never skips)
+    for t in (0.35, 0.5, 0.8):
+        line = _Quadratic.value(0.3) + (_Quadratic.value(0.3) - _Quadratic.value(0.2)) * (t - 0.3) / 0.1
+        relative = abs(_Quadratic.value(t) - line) / abs(_Quadratic.value(0.3))
+        assert policy._forecast_error(t) == pytest.approx(relative, rel=1e-5)
+
+
+def test_error_rule_skips_while_the_estimate_stays_under_thresh():
+    times = [0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0]
+    thresh = 0.15
+    policy = ChunkReuse(thresh=thresh, warmup=2, order=1, rule="error", context=_Quadratic())
+    outs = _evaluate(policy, times)
+    expected, trace, known = [], [], []  # the documented rule, written out: known = computed (t, v), newest first
+    for k, t in enumerate(times):
+        if 0 < k < len(times) - 1 and len(known) >= 3:
+            (t0, v0), (t1, v1), (t2, v2) = known[:3]
+            second = ((v0 - v1) / (t0 - t1) - (v1 - v2) / (t1 - t2)) / (t0 - t2)
+            if abs(second * (t - t0) * (t - t1)) / abs(v0) < thresh:
+                expected.append(v0 + (v0 - v1) * (t - t0) / (t0 - t1))
+                trace.append(False)
+                continue
+        known.insert(0, (t, _Quadratic.value(t)))
+        expected.append(known[0][1])
+        trace.append(True)
+    assert outs == pytest.approx(expected, abs=1e-6)
+    assert policy.trace[-1] == trace
+    assert False in trace and trace.count(True) > 3  # the case exercises both decisions
+
+
+def test_error_rule_never_skips_before_it_has_order_plus_two_velocities():
+    policy = ChunkReuse(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
+    assert _evaluate(policy, [0.0, 0.1, 0.2, 0.3, 0.4, 1.0]) == pytest.approx([2.0, 2.3, 2.6, 2.9, 3.2, 5.0])
+    assert policy.trace[-1] == [True, True, True, False, False, True]
+
+
 def test_misuse_is_a_usage_error():
     with pytest.raises(UsageError, match="thresh"):
         ChunkReuse(thresh=-1.0)
     with pytest.raises(UsageError, match="order"):
-        ChunkReuse(order=2)
+        ChunkReuse(order=3)
+    with pytest.raises(UsageError, match="rule"):
+        ChunkReuse(rule="magic")
     policy = ChunkReuse()
     policy.start(_model(), LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
     with pytest.raises(UsageError, match="begin_chunk"):

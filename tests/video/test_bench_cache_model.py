@@ -52,13 +52,15 @@ def test_shipped_head_profile_is_used(ckpt, tmp_path, monkeypatch):
     save_head_profile(profile, ckpt / PROFILE_NAME)
     try:
         monkeypatch.setattr(Ca2VDMPipeline, "_condition", lambda self, p: self.model.text_condition(torch.ones(1, 384)))
-        cfg = CacheBenchConfig.for_model(str(ckpt), quick=True, lengths=(2,), num_steps=2, thresholds=(0.0,))
+        cfg = CacheBenchConfig.for_model(
+            str(ckpt), quick=True, lengths=(2,), num_steps=2, thresholds=(0.0,), error_thresholds=(0.0,)
+        )
         results = run_cache_bench(cfg)
     finally:
         (ckpt / PROFILE_NAME).unlink()
     assert results["setting"]["head_profile_source"].startswith("shipped")
     assert results["head_profile"]["static"] == [list(row) for row in profile.static]
     curve = results["threshold_curve"]
-    assert [c["skipped_fraction"] for c in curve] == [0.0, 0.0]  # thresh 0 (reuse and forecast): exact
+    assert [c["skipped_fraction"] for c in curve] == [0.0, 0.0, 0.0]  # thresh 0 (every variant): exact
     assert all(c["frame_psnr_db"] is None for c in curve)
     assert np.isfinite(results["lengths"]["2"]["forcing-kv"]["frame_ssim"])

@@ -162,11 +162,14 @@ def test_cli_cache_params_reach_the_policy(ckpt, tmp_path, monkeypatch):
         "order=1",
         "--cache-param",
         "warmup=1",
+        "--cache-param",
+        "rule=input",  # the default error rule needs 3 computed velocities: none of 4 steps could skip
     ]
     assert main([*args, *params, "-o", str(out)]) == 0
     assert probe(out).num_frames == 5
     policy = built[-1]
-    assert (policy.thresh, policy.order, policy.warmup) == (1e9, 1, 1) and policy.forwards_skipped > 0
+    assert (policy.thresh, policy.order, policy.warmup, policy.rule) == (1e9, 1, 1, "input")
+    assert policy.forwards_skipped > 0
 
 
 @pytest.mark.parametrize("param", ["thresh", "thresh=", "budget=4", "=1"])
