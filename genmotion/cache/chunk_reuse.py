@@ -115,10 +115,10 @@ class ChunkReuse:
         self._keep = self.order + 1 + (rule == "error")  # computed velocities the forecast and the rule read
         self.context: CachePolicy = SharedClean() if context is None else context
         self.stats: PolicyStats = self.context.stats  # one set of counters for the composed policy
-        # (0, "input") last input features (input rule); (0, "velocity", j) the chunk's last `_keep` computed
-        # updates, newest first, computed at times self._times[j]
+        # (0, "input") the last input features (input rule); `_history` the chunk's last `_keep` computed
+        # updates at distinct times, newest first, as (t, velocity (B, L, C))
         self.features = FeatureCache()
-        self._times: list[float] = []
+        self._history: list[tuple[float, torch.Tensor]] = []
         self.trace: list[list[bool]] = []
         self._evaluations: int | None = None
         self._accumulated = 0.0
@@ -135,14 +135,14 @@ class ChunkReuse:
     def begin_chunk(self, start_frame: int, num_evaluations: int) -> None:
         self.context.begin_chunk(start_frame, num_evaluations)
         self.features.clear()
-        self._times = []
+        self._history = []
         self.trace.append([])
         self._evaluations, self._accumulated = num_evaluations, 0.0
 
     def _must_compute(self, step: int, computed: int) -> bool:
         assert self._evaluations is not None
         first_or_last = step == 0 or step >= self._evaluations - 1
-        return first_or_last or computed < self.warmup or (0, ("velocity", 0)) not in self.features
+        return first_or_last or computed < self.warmup or not self._history
 
     def velocity(self, model: FlowModel, x_BLC: torch.Tensor, t: float, *, start_frame: int) -> torch.Tensor:
         if self._evaluations is None:
@@ -157,10 +157,8 @@ class ChunkReuse:
             return self._forecast(t)
         self._accumulated = 0.0
         v = self.context.velocity(model, x_BLC, t, start_frame=start_frame)
-        for j in range(min(len(self._times), self._keep - 1), 0, -1):  # age the stored ones, dropping the oldest
-            self.features.put(0, ("velocity", j), self._velocity(j - 1))
-        self.features.put(0, ("velocity", 0), v)
-        self._times = [float(t), *self._times[: self._keep - 1]]
+        older = [(s, u) for s, u in self._history if s != float(t)]  # a time evaluated again (Heun): the newest
+        self._history = [(float(t), v), *older[: self._keep - 1]]
         trace.append(True)
         return v
 
@@ -179,41 +177,33 @@ class ChunkReuse:
 
     def _forecast_error(self, t: float) -> float:
         """mean|f[t_0..t_(order+1)] prod_(j <= order) (t - t_j)| / mean|v_0| over the stored velocities (newest
-        first), or inf while fewer than `order` + 2 are stored (or two share a time)."""
-        times = self._times
-        if len(times) < self._keep or len(set(times)) < len(times):
+        first), or inf while fewer than `order` + 2 are stored."""
+        if len(self._history) < self._keep:
             return math.inf
+        times = [s for s, _ in self._history]
         span = math.prod(t - tj for tj in times[:-1])
-        weights = divided_difference_weights(times)
-        stored = [self._velocity(j) for j in range(len(times))]
-        estimate = stored[0] * (weights[0] * span)
-        for v, w in zip(stored[1:], weights[1:], strict=True):
-            estimate = estimate.add(v, alpha=w * span)
-        return float(estimate.abs().mean() / (stored[0].abs().mean() + 1e-8))
-
-    def _velocity(self, age: int) -> torch.Tensor:
-        """The stored velocity computed `age` computed evaluations ago (0: the last)."""
-        v = self.features.get(0, ("velocity", age))
-        assert v is not None
-        return v
+        estimate = _combine(self._history, [w * span for w in divided_difference_weights(times)])
+        return float(estimate.abs().mean() / (self._history[0][1].abs().mean() + 1e-8))
 
     def _forecast(self, t: float) -> torch.Tensor:
         """The update of a skipped evaluation at time t: the last computed one (order 0), or the polynomial in t
         through the chunk's last `order` + 1 computed ones (fewer while the chunk has fewer), evaluated at t."""
-        times = self._times[: self.order + 1]
-        if len(set(times)) < len(times):  # a repeated time (never in a flow loop): no unique polynomial
-            times = times[:1]
-        if len(times) == 1:
-            return self._velocity(0)
-        weights = lagrange_weights(times, t)
-        out = self._velocity(0) * weights[0]
-        for j, w in enumerate(weights[1:], start=1):
-            out = out.add(self._velocity(j), alpha=w)
-        return out
+        history = self._history[: self.order + 1]
+        if len(history) == 1:
+            return history[0][1]
+        return _combine(history, lagrange_weights([s for s, _ in history], t))
 
     def commit(self, model: FlowModel, clean_BLC: torch.Tensor, *, start_frame: int) -> None:
         self.context.commit(model, clean_BLC, start_frame=start_frame)
 
     def bytes_held(self) -> int:
-        """The context policy's bytes plus the stored features and velocity of the current chunk."""
-        return self.context.bytes_held() + self.features.nbytes()
+        """The context policy's bytes plus the stored features and velocities of the current chunk."""
+        return self.context.bytes_held() + self.features.nbytes() + sum(v.nbytes for _, v in self._history)
+
+
+def _combine(history: list[tuple[float, torch.Tensor]], weights: list[float]) -> torch.Tensor:
+    """sum_j weights[j] * history[j]'s velocity."""
+    out = history[0][1] * weights[0]
+    for (_, v), w in zip(history[1:], weights[1:], strict=True):
+        out = out.add(v, alpha=w)
+    return out

@@ -172,6 +172,14 @@ def test_error_rule_never_skips_before_it_has_order_plus_two_velocities():
     assert policy.trace[-1] == [True, True, True, False, False, True]
 
 
+def test_a_time_evaluated_twice_keeps_only_its_newest_velocity():
+    """Heun evaluates each step's end time again at the next step: the history holds distinct times."""
+    times = [0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4]
+    policy = ChunkReuse(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
+    assert _evaluate(policy, times) == pytest.approx([2.0 + 3.0 * t for t in times], abs=1e-6)
+    assert policy.trace[-1] == [True, True, True, True, False, False, False, True]
+
+
 def test_misuse_is_a_usage_error():
     with pytest.raises(UsageError, match="thresh"):
         ChunkReuse(thresh=-1.0)
