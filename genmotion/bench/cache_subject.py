@@ -70,8 +70,9 @@ def describe_policy(policy: CachePolicy) -> str:
         "thresh",
         "warmup",
         "order",
+        "rule",
     )
-    simple = (int, float, type(None))
+    simple = (int, float, str, type(None))
     parts = [f"{k}={getattr(policy, k)}" for k in keys if hasattr(policy, k) and isinstance(getattr(policy, k), simple)]
     inner = getattr(policy, "context", None)
     if isinstance(inner, CachePolicy):

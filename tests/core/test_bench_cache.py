@@ -20,7 +20,8 @@ from genmotion.bench.cache import (
     temporal_flicker,
 )
 from genmotion.bench.cache_metrics import frame_fidelity, ssim
-from genmotion.cache import FrameLayout
+from genmotion.bench.cache_subject import describe_policy
+from genmotion.cache import FrameLayout, parse_policy
 from genmotion.cli.cache_commands import register
 
 MICRO = CacheBenchConfig(
@@ -146,3 +147,9 @@ def test_config_for_a_model():
     assert quick.model == "ca2vdm-toy" and quick.lengths == (4, 8) and quick.curve_chunks == 8
     short = CacheBenchConfig.for_model("tiny", lengths=(2, 4), num_steps=None)
     assert short.lengths == (2, 4) and short.curve_chunks == 4 and short.num_steps == 24
+
+
+def test_describe_policy_names_the_settings_that_matter():
+    policy = parse_policy("flowcache+rolling", rule="error", thresh=0.1, order=1, sink=1, window=3)
+    text = describe_policy(policy)
+    assert text == "ChunkReuse(thresh=0.1, warmup=5, order=1, rule=error, context=RollingWindow(sink=1, window=3))"
