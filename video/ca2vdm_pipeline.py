@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genmotion.cache.compose import kv_part, parse_policy, policy_parts
+from genmotion.cache.compose import kv_part, parse_policy, uses_steps
 from genmotion.cache.policy import CachePolicy, FrameLayout
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
@@ -112,7 +112,7 @@ class Ca2VDMPipeline(VideoStreamer):
             "forcing-kv": {"segments": min(6, N), "window": max(0, P - 2)}  # sink + recent + window = P frames
             | ({"profile": self.head_profile} if self.head_profile else {}),
         }[kv_part(name)]
-        if "flowcache" in policy_parts(name):
+        if uses_steps(name):
             defaults |= {"thresh": 0.1, "order": 1, "rule": "error", "warmup": 3}
         return parse_policy(name, **{**defaults, **params})
 

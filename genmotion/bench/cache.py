@@ -36,6 +36,7 @@ from genmotion.bench.cache_subject import Subject, describe_policy, pipeline_sub
 from genmotion.bench.cache_tiny import flow_model_flops, policy_flops, seeded_tiny_flow_model, travelling_waves
 from genmotion.bench.report import bar_chart
 from genmotion.cache import CachePolicy, FrameLayout
+from genmotion.cache.compose import uses_steps
 from genmotion.engine.flow import FlowLoopConfig, flow_stream
 from genmotion.nn.tiny import TinyFlowModelConfig, TinyTransformerConfig
 
@@ -241,8 +242,7 @@ def _row(run: _Run, exact: _Run, shared: _Run, layout: FrameLayout) -> dict[str,
 def _policies(cfg: CacheBenchConfig, subject: Subject, point: dict[str, Any]) -> dict[str, Maker]:
     """Every policy of the table, each with the subject's defaults; flowcache parts get the operating point."""
     step = {k: point[k] for k in ("thresh", "order", "rule", "warmup")} | {"embed": subject.embed}
-    uses_step = lambda name: "flowcache" in name.split("+")
-    return {name: partial(subject.policy, name, **(step if uses_step(name) else {})) for name in NAMES}
+    return {name: partial(subject.policy, name, **(step if uses_steps(name) else {})) for name in NAMES}
 
 
 def _curve_grid(cfg: CacheBenchConfig) -> list[dict[str, Any]]:

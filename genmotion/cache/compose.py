@@ -39,6 +39,7 @@ __all__ = [
     "policy_names",
     "policy_parameters",
     "policy_parts",
+    "uses_steps",
 ]
 
 
@@ -121,10 +122,15 @@ def kv_part(name: str) -> str:
     return kv[0] if kv else "shared"
 
 
+def uses_steps(name: str) -> bool:
+    """Whether a name joins the step-skipping policy (`flowcache`) to its KV policy."""
+    return any(p in STEP_POLICIES for p in policy_parts(name))
+
+
 def policy_parameters(name: str) -> set[str]:
     """The keyword parameters `parse_policy(name, ...)` accepts (name already valid)."""
     accepted = _accepted(KV_POLICIES[kv_part(name)])
-    return accepted | (_FLOWCACHE_PARAMS if any(p in STEP_POLICIES for p in policy_parts(name)) else set())
+    return accepted | (_FLOWCACHE_PARAMS if uses_steps(name) else set())
 
 
 def parse_policy(name: str, **params: Any) -> CachePolicy:
@@ -145,7 +151,7 @@ def parse_policy(name: str, **params: Any) -> CachePolicy:
             why="one KV policy owns the cache, and flowcache can be applied once",
             fix="join at most one of recompute | shared | rolling | flowcache-kv | forcing-kv with flowcache",
         )
-    factory = KV_POLICIES[kv[0] if kv else "shared"]
+    factory = KV_POLICIES[kv_part(name)]
     kv_params = {k: v for k, v in params.items() if k in _accepted(factory)}
     step_params = {k: v for k, v in params.items() if k in _FLOWCACHE_PARAMS}
     extra = sorted(set(params) - set(kv_params) - (set(step_params) if steps else set()))
