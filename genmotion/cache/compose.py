@@ -8,7 +8,7 @@ policy `flowcache`, which then runs on top of it:
 | `recompute` | `Recompute(sink=0, window=None)`: no cache |
 | `shared` | `SharedClean(context_frames=None)` (Ca2-VDM) |
 | `rolling` | `RollingWindow(sink=1, window=4)` |
-| `flowcache-kv` | `ImportanceRedundancy(budget, lam=0.07, pool=7)`: `budget` is required |
+| `flowcache-kv` | `ImportanceRedundancy(budget, lam=0.07, pool=7, queries="clean")`: `budget` is required |
 | `forcing-kv` | `HeadAware(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
 | `flowcache` | `ChunkReuse(thresh=0.01, warmup=5, order=0, rule="input")` over `shared` or the joined KV policy |
 
@@ -55,13 +55,13 @@ def _rolling(sink: int = 1, window: int = 4) -> CachePolicy:
     return RollingWindow(sink=sink, window=window)
 
 
-def _flowcache_kv(budget: int | None = None, lam: float = 0.07, pool: int = 7) -> CachePolicy:
+def _flowcache_kv(budget: int | None = None, lam: float = 0.07, pool: int = 7, queries: str = "clean") -> CachePolicy:
     if budget is None:
         raise UsageError(
             "flowcache-kv needs a budget (cached tokens kept per head)",
             fix="pass budget=..., e.g. the tokens of the frames a rolling window of the same bytes would hold",
         )
-    return ImportanceRedundancy(budget, lam=lam, pool=pool)
+    return ImportanceRedundancy(budget, lam=lam, pool=pool, queries=queries)
 
 
 def _forcing_kv(

@@ -5,11 +5,18 @@ FlowCache (Ma et al., 2026) scores every cached entry of a head by
             of the entry's key to the other keys)
 (importance minus redundancy; FlowCache's code: lam = 0.07, pool 7, similarity with the diagonal removed and
 divided by the entry count) and, once the cache holds more than `budget` entries, keeps the top-`budget`
-per head in temporal order. Here the queries are those of the clean chunk being committed (read through
-`AttentionProbe`, RoPE applied as in the real attention); similarity uses the stored keys before RoPE.
-Only clean context is ever scored: the chunk being denoised is never written to the cache (its evaluations
-read the cache without committing), so it can never be evicted. Bytes are flat: the buffers hold exactly
-`budget` entries per head, like a `RollingWindow` ring of the same size. Axes: B batch, H heads, S entries, D head dim.
+per head in temporal order. Whose queries measure the attention is the `queries` setting:
+* "clean" (default): the clean chunk being committed (read through `AttentionProbe`, RoPE applied as in the
+  real attention) scores cache + itself, and the top-`budget` of both are kept;
+* "denoising": as FlowCache's SkyReels-V2 code, the queries of the chunk being denoised score the clean
+  entries (softmax over the clean entries only), and the chunk's own entries are always kept: the first
+  evaluation of each chunk is probed, and at its commit the history is cut to `budget - chunk tokens` by
+  those scores before the chunk is appended (a clean prefix, committed without being denoised, is scored as
+  with "clean").
+Similarity uses the stored keys before RoPE. Only clean context is ever scored: the chunk being denoised is
+never written to the cache (its evaluations read the cache without committing), so it can never be evicted.
+Bytes are flat: the buffers hold exactly `budget` entries per head, like a `RollingWindow` ring of the same
+size. Axes: B batch, H heads, L chunk tokens, S entries, D head dim.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_proba
 from genmotion.errors import UsageError
 from genmotion.sampling.flow import CLEAN_TIME
 
-__all__ = ["ImportanceRedundancy", "importance_redundancy_scores", "redundancy"]
+__all__ = ["QUERIES", "ImportanceRedundancy", "importance_redundancy_scores", "redundancy"]
+
+QUERIES: tuple[str, ...] = ("clean", "denoising")
 
 
 def redundancy(keys_BHSD: torch.Tensor) -> torch.Tensor:
@@ -50,28 +59,55 @@ def importance_redundancy_scores(
 class ImportanceRedundancy(_CleanContextPolicy):
     """Clean-context KV cache (as `SharedClean`) that keeps the top-`budget` entries per head once it is full.
 
-    `budget` counts entries (tokens) per head and layer, and is exactly what the buffers hold. A commit
-    runs the clean forward against the cache read-only, takes the chunk's new keys/values from the probe
-    (the module's own projection of the same input, so bit-identical), and writes back either everything
-    (while it fits) or the top-`budget` of cache + chunk. `kept` records, per compression, the
-    (B, H, budget) indices into cache + chunk kept in each layer.
+    `budget` counts entries (tokens) per head and layer, and is exactly what the buffers hold. With
+    queries="clean", a commit runs the clean forward against the cache read-only, takes the chunk's new
+    keys/values from the probe (the module's own projection of the same input, so bit-identical), and writes
+    back either everything (while it fits) or the top-`budget` of cache + chunk. With queries="denoising", the
+    history is cut by the scores of the chunk's first denoising evaluation, then the chunk is committed as in
+    `SharedClean`. `kept` records, per compression, the (B, H, K) indices kept in each layer (into cache +
+    chunk for "clean", into the history for "denoising").
     """
 
-    def __init__(self, budget: int, *, lam: float = 0.07, pool: int = 7) -> None:
+    def __init__(self, budget: int, *, lam: float = 0.07, pool: int = 7, queries: str = "clean") -> None:
         super().__init__(sink=0, window=None)
         if budget < 1 or pool < 1 or not 0.0 <= lam <= 1.0:
             raise UsageError(
                 f"ImportanceRedundancy needs budget >= 1, pool >= 1 and 0 <= lam <= 1, got {budget}, {pool}, {lam}",
                 fix="FlowCache uses lam=0.07, pool=7; budget is in cached tokens per head",
             )
-        self.budget, self.lam, self.pool = int(budget), float(lam), int(pool)
+        if queries not in QUERIES:
+            raise UsageError(
+                f"unknown ImportanceRedundancy queries {queries!r}",
+                why="the importance term is measured with the committed chunk's queries or the denoised chunk's",
+                fix=f"use one of {', '.join(QUERIES)}",
+            )
+        self.budget, self.lam, self.pool, self.queries = int(budget), float(lam), int(pool), queries
         self.kept: list[list[torch.Tensor]] = []
+        self._attention: list[torch.Tensor] | None = None  # per layer (B, H, S): denoising queries on the history
 
     def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
-        self.layout, self._frames, self.kept = layout, 0, []
+        chunk = layout.frames_per_chunk * layout.tokens_per_frame
+        if self.queries == "denoising" and chunk >= self.budget:
+            raise UsageError(
+                f"flowcache-kv with queries=denoising keeps each new chunk whole: its {chunk} tokens need a budget "
+                f"above them, got {self.budget}",
+                fix=f"raise budget above {chunk} tokens, or use queries=clean",
+            )
+        self.layout, self._frames, self.kept, self._attention = layout, 0, [], None
         self.cache = model.new_cache(batch, self.budget)
 
+    def velocity(self, model: FlowModel, x_BLC: torch.Tensor, t: float, *, start_frame: int) -> torch.Tensor:
+        cache = self._state()
+        if self.queries == "clean" or self._attention is not None or cache.length + x_BLC.shape[1] <= self.budget:
+            return super().velocity(model, x_BLC, t, start_frame=start_frame)
+        with AttentionProbe(model) as probe:  # the first evaluation of a chunk whose commit must compress
+            out = super().velocity(model, x_BLC, t, start_frame=start_frame)
+        self._attention = [_history_attention(probe.for_cache(layer)) for layer in cache]
+        return out
+
     def commit(self, model: FlowModel, clean_BLC: torch.Tensor, *, start_frame: int) -> None:
+        if self._attention is not None:  # queries="denoising" and the chunk's first evaluation was probed
+            return self._commit_after_cut(model, clean_BLC, start_frame=start_frame)
         layout, cache = self._layout(), self._state()
         frames = _whole_frames(layout, clean_BLC)
         if start_frame != self._frames:
@@ -84,6 +120,20 @@ class ImportanceRedundancy(_CleanContextPolicy):
         kept = [self._write(layer, probe.for_cache(layer)) for layer in cache]
         if kept[0] is not None:
             self.kept.append([k for k in kept if k is not None])
+
+    def _commit_after_cut(self, model: FlowModel, clean_BLC: torch.Tensor, *, start_frame: int) -> None:
+        """Keep the top `budget - L` history entries by the denoising queries' scores, then commit the chunk."""
+        cache, keep, attention = self._state(), self.budget - clean_BLC.shape[1], self._attention
+        assert attention is not None and cache.length > keep
+        kept = []
+        for layer, attn_BHS in zip(cache, attention, strict=True):
+            scores = importance_redundancy_scores(attn_BHS, layer.keys, lam=self.lam, pool=self.pool)
+            index = scores.topk(keep, dim=-1).indices.sort(dim=-1).values  # (B, H, keep)
+            layer.keep(index)
+            kept.append(index)
+        self.kept.append(kept)
+        self._attention = None
+        super().commit(model, clean_BLC, start_frame=start_frame)
 
     def scores(self, call: AttentionCall, keys_BHSD: torch.Tensor) -> torch.Tensor:
         """(B, H, S) FlowCache scores of cache + chunk entries, from the clean chunk's queries."""
@@ -105,3 +155,11 @@ class ImportanceRedundancy(_CleanContextPolicy):
         layer.reset()
         layer.append(keys.gather(2, gather), values.gather(2, gather), positions.gather(2, pos_index))
         return index
+
+
+def _history_attention(call: AttentionCall) -> torch.Tensor:
+    """(B, H, S) mean over the call's queries of their softmax over the S history entries only (FlowCache's
+    "clean tokens" softmax): the full softmax restricted to the history and renormalised."""
+    S = call.history_k.shape[2]
+    probs = attention_probabilities(call)[..., :S]
+    return (probs / probs.sum(dim=-1, keepdim=True).clamp_min(1e-30)).mean(dim=2)

@@ -111,3 +111,66 @@ def test_misuse_is_a_usage_error():
         ImportanceRedundancy(budget=0)
     with pytest.raises(UsageError, match="lam"):
         ImportanceRedundancy(budget=4, lam=2.0)
+
+
+def _reference_history_scores(call, lam, pool):
+    """FlowCache's SkyReels-V2 rule with loops: the denoised chunk's queries, softmax over the clean history."""
+    B, H, L, D = call.q.shape
+    keys = call.history_k
+    S = keys.shape[2]
+    out = torch.empty(B, H, S)
+    for b in range(B):
+        for h in range(H):
+            q = call.rotary(call.q[b, h], call.positions)
+            k = call.rotary(keys[b, h], call.history_positions[b, h])
+            attn = sum(
+                torch.softmax(torch.stack([q[i] @ k[j] for j in range(S)]) / math.sqrt(D), dim=0) for i in range(L)
+            )
+            attn = attn / L
+            pooled = torch.tensor([float(attn[max(0, j - pool // 2) : j + pool // 2 + 1].max()) for j in range(S)])
+            unit = keys[b, h] / (keys[b, h].norm(dim=-1, keepdim=True) + 1e-8)
+            sim = torch.tensor([sum(float(unit[j] @ unit[m]) for m in range(S) if m != j) / S for j in range(S)])
+            out[b, h] = lam * pooled - (1 - lam) * torch.softmax(sim, dim=0)
+    return out
+
+
+def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each_new_chunk(monkeypatch):
+    import genmotion.cache.kv_compress as kv_compress
+
+    probed = []
+    real = kv_compress._history_attention
+    monkeypatch.setattr(kv_compress, "_history_attention", lambda call: probed.append(call) or real(call))
+    budget, chunk = 10, LAYOUT.frames_per_chunk * LAYOUT.tokens_per_frame
+
+    class Checking(ImportanceRedundancy):
+        def velocity(self, model, x_BLC, t, *, start_frame):
+            assert self._state().length <= self.budget
+            return super().velocity(model, x_BLC, t, start_frame=start_frame)
+
+        def commit(self, model, clean_BLC, *, start_frame):
+            super().commit(model, clean_BLC, start_frame=start_frame)
+            cache = self._state()
+            assert cache.length <= self.budget  # never over budget, and the new chunk is kept whole
+            new = cache[0].positions[..., -chunk:]
+            assert bool((new == LAYOUT.frame_ids(start_frame, chunk)).all())
+
+    policy = Checking(budget, lam=0.3, pool=3, queries="denoising")
+    _run(policy, frames=10)
+    layers = len(policy._state())
+    assert len(policy.kept) >= 2 and len(probed) == layers * (len(policy.kept) + 1)  # the last chunk: no commit
+    for k, kept in enumerate(policy.kept):
+        for layer, index in enumerate(kept):
+            call = probed[k * layers + layer]
+            assert call.q.shape[2] == chunk  # the denoised chunk's queries, at its first evaluation
+            reference = _reference_history_scores(call, lam=0.3, pool=3)
+            assert torch.equal(index, reference.topk(budget - chunk, dim=-1).indices.sort(dim=-1).values)
+    short = ImportanceRedundancy(budget, queries="denoising")
+    _run(short, frames=4)
+    assert short.bytes_held() == policy.bytes_held()
+
+
+def test_denoising_queries_need_room_beside_a_chunk():
+    with pytest.raises(UsageError, match="budget above"):
+        _run(ImportanceRedundancy(6, queries="denoising"), frames=4)
+    with pytest.raises(UsageError, match="queries"):
+        ImportanceRedundancy(8, queries="noisy")
