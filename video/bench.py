@@ -24,7 +24,9 @@ from genmotion.video.config import SamplingConfig
 from genmotion.video.evaluate import (
     ATTRIBUTES,
     CEILING_ATTRIBUTES,
+    adherence_details,
     adherence_summary,
+    balanced_prompts,
     eval_prompts,
     score_frames,
     switch_prompts,
@@ -40,7 +42,7 @@ __all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench",
 class BenchSettings:
     """Sizes of the video benchmark; the defaults are the reported setting, `quick()` a smoke test."""
 
-    prompts: int = 48
+    prompts: int = 96  # one-object held-out prompts: 12 per colour and per motion, 32 per shape
     seeds: tuple[int, ...] = (0, 1)
     num_frames: int = 16
     two_object_prompts: int = 12
@@ -81,13 +83,20 @@ def frame_flops(pipe: Any, guided: bool) -> int:
 
 
 def _held_out(count: int, num_objects: int = 1) -> list[Any]:
-    """The benchmark's held-out paraphrase prompts (a fixed seed per object count)."""
+    """The benchmark's held-out paraphrase prompts (a fixed seed per object count): one object, balanced over
+    colours, motions, shapes and their phrases (`balanced_prompts`); two objects, drawn at random."""
+    if num_objects == 1:
+        return balanced_prompts(count, seed=2025)
     return eval_prompts(count, seed=2024 + num_objects, num_objects=num_objects)
 
 
-def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, float]:
+def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, Any]:
+    """Mean accuracies; for one object also `by_value`, each attribute's accuracy per asked-for value."""
     prompts = _held_out(count, num_objects)
-    return adherence_summary(pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
+    out, by_value = adherence_details(
+        pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale
+    )
+    return {**out, "by_value": by_value} if num_objects == 1 else dict(out)
 
 
 def _text_side(pipe: Any, s: BenchSettings) -> dict[str, Any]:
@@ -260,6 +269,8 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+            "prompt_set": f"{s.prompts} one-object held-out prompts balanced over colours, motions, shapes and "
+            "their phrases (balanced_prompts, seed 2025) x the seeds; two-object prompts drawn at random (seed 2026)",
         },
         "adherence": _adherence(pipe, s, 1, s.prompts),
         "adherence_two_objects": _adherence(pipe, replace(s, seeds=s.seeds[:1]), 2, s.two_object_prompts),
@@ -290,12 +301,15 @@ def summary_line(r: dict[str, Any]) -> str:
 
 def plot_video_bench(r: dict[str, Any], path: str | Path) -> Path:
     """Bars: adherence per attribute, drift, prompt switch, speed, and cache bytes at each frame count."""
-    pct = {k.removeprefix("adherence_"): 100 * v for k, v in r["adherence"].items() if k != "flicker"}
+    a = r["adherence"]
+    pct = {k.removeprefix("adherence_"): 100 * v for k, v in a.items() if k.startswith("adherence_")}
+    by_value = a.get("by_value", {})
     drift = {f"first16 {k}": 100 * v for k, v in r["drift"]["first16"].items()}
     drift |= {f"last16 {k}": 100 * v for k, v in r["drift"]["last16"].items()}
     speed = {k: v for k, v in r["speed"].items() if k in ("frames_per_s_with_decode", "frames_per_s_without_decode")}
     panels = [
         ("adherence on held-out paraphrases (%)", pct),
+        *[(f"{k} accuracy by asked-for {k} (%)", {v: 100 * x for v, x in by_value[k].items()}) for k in by_value],
         (
             "same specs in training words (%) | text ceiling: probe on held-out (%)",
             {f"train words {k}": 100 * r["adherence_train_templates"][f"adherence_{k}"] for k in CEILING_ATTRIBUTES}

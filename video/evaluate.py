@@ -16,7 +16,10 @@ __all__ = [
     "ATTRIBUTES",
     "CEILING_ATTRIBUTES",
     "EvalPrompt",
+    "BY_VALUE",
+    "adherence_details",
     "adherence_summary",
+    "balanced_prompts",
     "eval_prompts",
     "flicker",
     "score_frames",
@@ -45,6 +48,40 @@ def eval_prompts(count: int, *, seed: int = 2024, num_objects: int = 1) -> list[
     for _ in range(count):
         spec = sample_clip_spec(g, num_objects=num_objects)
         out.append(EvalPrompt(caption(spec, g, "eval"), spec))
+    return out
+
+
+def balanced_prompts(count: int, *, seed: int = 2025) -> list[EvalPrompt]:
+    """`count` one-object held-out captions balanced over what they name: prompt k has colour k mod 8,
+    motion (k + k // 8) mod 8 (each colour paired with different motions) and shape k mod 3, and each
+    attribute's phrases (held-out synonyms and training words, as `eval_prompts` mixes them) are used in turn,
+    so every value and phrase appears about equally often (exactly, when `count` is a multiple of their
+    counts). Size, background, placement, template and mentions are drawn from `seed`."""
+    from genmotion.data.toyworld import (
+        COLOURS,
+        MOTIONS,
+        SHAPES,
+        ClipSpec,
+        caption,
+        sample_background,
+        sample_object_spec,
+    )
+
+    g = torch.Generator().manual_seed(seed)
+    used: dict[tuple[str, str], int] = {}
+
+    def in_turn(kind: str, value: str, options: tuple[str, ...]) -> str:
+        n = used.get((kind, value), 0)
+        used[(kind, value)] = n + 1
+        return options[n % len(options)]
+
+    out = []
+    for k in range(count):
+        obj = sample_object_spec(
+            g, colour=COLOURS[k % len(COLOURS)], motion=MOTIONS[(k + k // 8) % len(MOTIONS)], shape=SHAPES[k % 3]
+        )
+        spec = ClipSpec(objects=(obj,), background=sample_background(g))
+        out.append(EvalPrompt(caption(spec, g, "eval", pick=in_turn), spec))
     return out
 
 
@@ -127,15 +164,39 @@ def adherence_summary(
     **sampling: Any,
 ) -> dict[str, float]:
     """Mean detector accuracy per attribute (and flicker) over prompts x seeds, `num_frames` each."""
-    scores, flickers = [], []
+    return adherence_details(pipe, prompts, seeds=seeds, num_frames=num_frames, **sampling)[0]
+
+
+BY_VALUE = ("colour", "shape", "motion")
+
+
+def adherence_details(
+    pipe: Any,
+    prompts: Sequence[EvalPrompt],
+    *,
+    seeds: Sequence[int] = (0,),
+    num_frames: int = 16,
+    **sampling: Any,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """`adherence_summary`, and each attribute's accuracy split by the value the prompt asked for (one-object
+    prompts: {"motion": {"left": 0.75, ...}, ...}), which shows what a model cannot draw or read."""
+    scores, flickers, wanted = [], [], []
     for item in prompts:
         for seed in seeds:
             frames = pipe.generate(item.text, num_frames=num_frames, seed=seed, **sampling).frames
             scores.append(score_frames(frames, item.text))
             flickers.append(flicker(frames))
+            wanted.append(item.spec.objects[0] if len(item.spec.objects) == 1 else None)
     out = {f"adherence_{k}": v for k in ATTRIBUTES if (v := _mean(scores, k)) is not None}
     out["flicker"] = float(np.mean(flickers))
-    return out
+    by_value: dict[str, dict[str, float]] = {}
+    for k in BY_VALUE:
+        groups: dict[str, list[dict[str, bool]]] = {}
+        for obj, score in zip(wanted, scores, strict=True):
+            if obj is not None and k in score:
+                groups.setdefault(getattr(obj, k), []).append(score)
+        by_value[k] = {value: float(np.mean([x[k] for x in group])) for value, group in sorted(groups.items())}
+    return out, by_value
 
 
 MOTION_PHRASES = {

@@ -10,7 +10,7 @@ scored on phrasings it never saw. Every choice is drawn from the given generator
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -31,6 +31,7 @@ __all__ = [
     "EVAL_TEMPLATES",
     "TRAIN_TEMPLATES",
     "CaptionSplit",
+    "Pick",
     "ObjectQuery",
     "PromptSpec",
     "Template",
@@ -73,6 +74,11 @@ _MENTION_BACKGROUND = 0.5
 _MENTION_HEADING = 0.7  # of a bouncing object's drift direction
 
 
+Kind = Literal["colour", "shape", "size", "motion", "direction", "background"]
+Pick = Callable[[Kind, str, tuple[str, ...]], str]
+"""Chooses a phrase for (kind, value) among its options (the split's words); the default draws at random."""
+
+
 def _draw(generator: torch.Generator, options: Sequence[_T]) -> _T:
     return options[int(torch.randint(len(options), (), generator=generator))]
 
@@ -81,9 +87,7 @@ def _coin(generator: torch.Generator, probability: float) -> bool:
     return float(torch.rand((), generator=generator)) < probability
 
 
-def _words(
-    kind: Literal["colour", "shape", "size", "motion", "direction", "background"], value: str, split: str
-) -> tuple[str, ...]:
+def _words(kind: Kind, value: str, split: str) -> tuple[str, ...]:
     """Training phrases for train; for eval, held-out phrases where any exist plus training ones (so
     eval captions mix familiar and new words, as real paraphrases do)."""
     train = phrases(kind, value, "train")
@@ -94,12 +98,12 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def _object_clause(obj: ObjectSpec, template: Template, split: str, generator: torch.Generator) -> str:
-    colour = _draw(generator, _words("colour", obj.colour, split))
-    shape = _draw(generator, _words("shape", obj.shape, split))
-    size = _draw(generator, _words("size", obj.size, split))
-    motion = _draw(generator, _words("motion", obj.motion, split))
-    heading = _draw(generator, _words("direction", obj.heading, split))
+def _object_clause(obj: ObjectSpec, template: Template, split: str, generator: torch.Generator, pick: Pick) -> str:
+    colour = pick("colour", obj.colour, _words("colour", obj.colour, split))
+    shape = pick("shape", obj.shape, _words("shape", obj.shape, split))
+    size = pick("size", obj.size, _words("size", obj.size, split))
+    motion = pick("motion", obj.motion, _words("motion", obj.motion, split))
+    heading = pick("direction", obj.heading, _words("direction", obj.heading, split))
     # fixed-size objects only: a growing "small" ball is not small for long
     say_size = _coin(generator, _MENTION_SIZE) and obj.motion not in ("grow", "shrink")
     say_heading = _coin(generator, _MENTION_HEADING) and obj.motion == "bounce"
@@ -110,14 +114,18 @@ def _object_clause(obj: ObjectSpec, template: Template, split: str, generator: t
     return template.clause.format(np=noun_phrase, motion=motion)
 
 
-def caption(spec: ClipSpec, generator: torch.Generator, split: CaptionSplit = "train") -> str:
+def caption(
+    spec: ClipSpec, generator: torch.Generator, split: CaptionSplit = "train", *, pick: Pick | None = None
+) -> str:
     """A caption naming every object's colour, shape and motion (size, background and a bounce's drift
-    direction sometimes), e.g. "There is a small red ball moving left on a checkered floor."."""
+    direction sometimes), e.g. "There is a small red ball moving left on a checkered floor.". `pick` chooses
+    the phrases (e.g. in turn, for a balanced evaluation set); template and mentions stay random."""
     if split not in ("train", "eval"):
         raise UsageError(f"unknown caption split {split!r}", fix="use split='train' or split='eval'")
+    choose: Pick = pick or (lambda kind, value, options: _draw(generator, options))
     template = _draw(generator, TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES)
-    clauses = [_object_clause(obj, template, split, generator) for obj in spec.objects]
-    background = _draw(generator, _words("background", spec.background, split))
+    clauses = [_object_clause(obj, template, split, generator, choose) for obj in spec.objects]
+    background = choose("background", spec.background, _words("background", spec.background, split))
     text = template.prefix + template.joiner.join(clauses)
     if _coin(generator, _MENTION_BACKGROUND):
         text = f"{text} {background}"
