@@ -88,6 +88,9 @@ def test_micro_bench_reports_every_policy_and_target(tmp_path):
     rows = results["lengths"]["3"]
     assert {"recompute", "shared", "rolling", "flowcache", "flowcache-kv", "forcing-kv"} <= set(rows)
     assert {"flowcache+forcing-kv", "flowcache+flowcache-kv", "rolling@forcing-kv-bytes"} <= set(rows)
+    assert rows["flowcache-kv@denoising"]["peak_cache_bytes"] == rows["flowcache-kv"]["peak_cache_bytes"]
+    denoising = results["targets"]["flowcache_kv_psnr_vs_rolling_equal_bytes"]["queries=denoising"]
+    assert set(denoising) == {"2", "3"}
     assert rows["shared"]["max_abs_diff"] <= 1e-5 and results["targets"]["shared_equals_recompute"]["met"]
     same = results["shared_vs_recompute_same_context"]
     assert same["max_abs_diff"] <= 1e-5 and len(same["chunks_after_context"]) >= 2
