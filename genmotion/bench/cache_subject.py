@@ -71,6 +71,7 @@ def describe_policy(policy: CachePolicy) -> str:
         "warmup",
         "order",
         "rule",
+        "queries",
     )
     simple = (int, float, str, type(None))
     parts = [f"{k}={getattr(policy, k)}" for k in keys if hasattr(policy, k) and isinstance(getattr(policy, k), simple)]
