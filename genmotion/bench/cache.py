@@ -292,7 +292,9 @@ def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, 
     sink, ring = int(getattr(rolling, "sink", 1)), int(getattr(rolling, "sink", 1)) + int(getattr(rolling, "window", 1))
     per_frame = rows["rolling"]["peak_cache_bytes"] / ring
     window = max(1, round(rows["forcing-kv"]["peak_cache_bytes"] / per_frame) - sink)
-    extra = {"rolling@forcing-kv-bytes": partial(bench.subject.policy, "rolling", sink=sink, window=window)}
+    extra: dict[str, Maker] = {
+        "rolling@forcing-kv-bytes": partial(bench.subject.policy, "rolling", sink=sink, window=window)
+    }
     budget = int(getattr(runs["flowcache-kv"].policy, "budget", 0))
     if budget > layout.frames_per_chunk * layout.tokens_per_frame:  # queries=denoising keeps a whole chunk beside
         extra["flowcache-kv@denoising"] = partial(bench.subject.policy, "flowcache-kv", queries="denoising")
