@@ -32,8 +32,9 @@ def _run(policy, frames: int = 8, model=None) -> torch.Tensor:
     return flow_generate(model, policy, LAYOUT, config, generator=torch.Generator().manual_seed(0), batch=2)
 
 
-def _reference_scores(call, keys, lam, pool):
-    """FlowCache's score written out with loops: no shared code with the library."""
+def _reference_scores(call, keys, lam, pool, *, history_only=False):
+    """FlowCache's score written out with loops: no shared code with the library. `history_only`: the
+    SkyReels-V2 rule, the queries' softmax over the cached (clean) entries alone."""
     B, H, L, D = call.q.shape
     S = keys.shape[2]
     rotary = call.rotary
@@ -41,7 +42,8 @@ def _reference_scores(call, keys, lam, pool):
     out = torch.empty(B, H, S)
     for b in range(B):
         for h in range(H):
-            k_frames = torch.cat([call.history_positions[b, h], call.positions])  # per head after an eviction
+            history = call.history_positions[b, h]  # per head after an eviction
+            k_frames = history if history_only else torch.cat([history, call.positions])
             q = rotary(call.q[b, h], q_frames)
             k = rotary(keys[b, h], k_frames)
             attn = torch.zeros(S)
@@ -113,27 +115,6 @@ def test_misuse_is_a_usage_error():
         ImportanceRedundancy(budget=4, lam=2.0)
 
 
-def _reference_history_scores(call, lam, pool):
-    """FlowCache's SkyReels-V2 rule with loops: the denoised chunk's queries, softmax over the clean history."""
-    B, H, L, D = call.q.shape
-    keys = call.history_k
-    S = keys.shape[2]
-    out = torch.empty(B, H, S)
-    for b in range(B):
-        for h in range(H):
-            q = call.rotary(call.q[b, h], call.positions)
-            k = call.rotary(keys[b, h], call.history_positions[b, h])
-            attn = sum(
-                torch.softmax(torch.stack([q[i] @ k[j] for j in range(S)]) / math.sqrt(D), dim=0) for i in range(L)
-            )
-            attn = attn / L
-            pooled = torch.tensor([float(attn[max(0, j - pool // 2) : j + pool // 2 + 1].max()) for j in range(S)])
-            unit = keys[b, h] / (keys[b, h].norm(dim=-1, keepdim=True) + 1e-8)
-            sim = torch.tensor([sum(float(unit[j] @ unit[m]) for m in range(S) if m != j) / S for j in range(S)])
-            out[b, h] = lam * pooled - (1 - lam) * torch.softmax(sim, dim=0)
-    return out
-
-
 def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each_new_chunk(monkeypatch):
     import genmotion.cache.kv_compress as kv_compress
 
@@ -162,7 +143,7 @@ def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each
         for layer, index in enumerate(kept):
             call = probed[k * layers + layer]
             assert call.q.shape[2] == chunk  # the denoised chunk's queries, at its first evaluation
-            reference = _reference_history_scores(call, lam=0.3, pool=3)
+            reference = _reference_scores(call, call.history_k, lam=0.3, pool=3, history_only=True)
             assert torch.equal(index, reference.topk(budget - chunk, dim=-1).indices.sort(dim=-1).values)
     short = ImportanceRedundancy(budget, queries="denoising")
     _run(short, frames=4)
