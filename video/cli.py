@@ -73,7 +73,9 @@ def video(
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
     cache: str = typer.Option("shared", "--cache", help="ca2vdm cache policy, e.g. shared, flowcache+forcing-kv."),
     cache_param: list[str] = typer.Option(
-        [], "--cache-param", help="A cache policy parameter, e.g. thresh=0.1, order=1 or rule=input (repeatable)."
+        [],
+        "--cache-param",
+        help="A cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
     ),
     steps: int = typer.Option(10, "--steps", help="ca2vdm denoising steps per chunk."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
