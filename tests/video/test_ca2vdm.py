@@ -170,6 +170,9 @@ def test_cli_cache_params_reach_the_policy(ckpt, tmp_path, monkeypatch):
     policy = built[-1]
     assert (policy.thresh, policy.order, policy.warmup, policy.rule) == (1e9, 1, 1, "input")
     assert policy.forwards_skipped > 0
+    kv = ["--cache", "flowcache-kv", "--cache-param", "queries=denoising", "--cache-param", "budget=16"]
+    assert main([*args, *kv, "-o", str(out)]) == 0
+    assert probe(out).num_frames == 5 and built[-1].queries == "denoising"
 
 
 @pytest.mark.parametrize("param", ["thresh", "thresh=", "budget=4", "=1"])
