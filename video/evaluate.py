@@ -77,9 +77,8 @@ def balanced_prompts(count: int, *, seed: int = 2025) -> list[EvalPrompt]:
 
     out = []
     for k in range(count):
-        obj = sample_object_spec(
-            g, colour=COLOURS[k % len(COLOURS)], motion=MOTIONS[(k + k // 8) % len(MOTIONS)], shape=SHAPES[k % 3]
-        )
+        colour, motion = COLOURS[k % len(COLOURS)], MOTIONS[(k + k // len(COLOURS)) % len(MOTIONS)]
+        obj = sample_object_spec(g, colour=colour, motion=motion, shape=SHAPES[k % len(SHAPES)])
         spec = ClipSpec(objects=(obj,), background=sample_background(g))
         out.append(EvalPrompt(caption(spec, g, "eval", pick=in_turn), spec))
     return out
