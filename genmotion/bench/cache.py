@@ -295,12 +295,12 @@ def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, 
     extra: dict[str, Maker] = {
         "rolling@forcing-kv-bytes": partial(bench.subject.policy, "rolling", sink=sink, window=window)
     }
-    budget = int(getattr(runs["flowcache-kv"].policy, "budget", 0))
-    if budget > layout.frames_per_chunk * layout.tokens_per_frame:  # queries=denoising keeps a whole chunk beside
+    # queries=denoising keeps a whole chunk beside part of the history: it needs a budget above one chunk
+    if int(getattr(runs["flowcache-kv"].policy, "budget", 0)) > layout.chunk_tokens:
         extra["flowcache-kv@denoising"] = partial(bench.subject.policy, "flowcache-kv", queries="denoising")
+    settings = {"rolling@forcing-kv-bytes": {"window": window}}
     for name, run in bench.measure(extra, n).items():
-        rows[name] = _row(run, exact, shared, layout)
-    rows["rolling@forcing-kv-bytes"] = {"window": window, **rows["rolling@forcing-kv-bytes"]}
+        rows[name] = {**settings.get(name, {}), **_row(run, exact, shared, layout)}
     flops = bench.flops(n)
     measured = rows["shared"]["speedup_vs_recompute"]
     ideal = {

@@ -96,14 +96,10 @@ class HeadAware(_CleanContextPolicy):
         self._seg_ids = torch.zeros(0, dtype=torch.long)
 
     # ---- setup ---------------------------------------------------------------------------------
-    def _chunk_tokens(self) -> int:
-        layout = self._layout()
-        return layout.frames_per_chunk * layout.tokens_per_frame
-
     def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
         self.layout, self._frames, self.selections = layout, 0, []
         self._seg_ids = segment_ids(layout.tokens_per_frame, self.segments).to(like.device)
-        self.cache = model.new_cache(batch, self._chunk_tokens())  # the first commit's room; see `_fit`
+        self.cache = model.new_cache(batch, layout.chunk_tokens)  # the first commit's room; see `_fit`
         p = self.profile
         if (p.num_layers, p.num_heads) != (len(self.cache), self.cache[0].heads):
             raise UsageError(

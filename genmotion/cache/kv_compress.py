@@ -86,7 +86,7 @@ class ImportanceRedundancy(_CleanContextPolicy):
         self._attention: list[torch.Tensor] | None = None  # per layer (B, H, S): denoising queries on the history
 
     def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
-        chunk = layout.frames_per_chunk * layout.tokens_per_frame
+        chunk = layout.chunk_tokens
         if self.queries == "denoising" and chunk >= self.budget:
             raise UsageError(
                 f"flowcache-kv with queries=denoising keeps each new chunk whole: its {chunk} tokens need a budget "

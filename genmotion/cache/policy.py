@@ -52,6 +52,11 @@ class FrameLayout:
         if min(self.tokens_per_frame, self.channels, self.frames_per_chunk) <= 0:
             raise UsageError(f"frame layout sizes must be positive, got {self}")
 
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens of one chunk: `frames_per_chunk` frames of `tokens_per_frame`."""
+        return self.frames_per_chunk * self.tokens_per_frame
+
     def frame_ids(self, start_frame: int, num_tokens: int, device: torch.device | None = None) -> torch.Tensor:
         """(L,) frame index of each token of a run of whole frames starting at `start_frame`."""
         return start_frame + torch.arange(num_tokens, device=device) // self.tokens_per_frame

@@ -121,7 +121,7 @@ def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each
     probed = []
     real = kv_compress._history_attention
     monkeypatch.setattr(kv_compress, "_history_attention", lambda call: probed.append(call) or real(call))
-    budget, chunk = 10, LAYOUT.frames_per_chunk * LAYOUT.tokens_per_frame
+    budget, chunk = 10, LAYOUT.chunk_tokens
 
     class Checking(ImportanceRedundancy):
         def velocity(self, model, x_BLC, t, *, start_frame):
