@@ -117,7 +117,8 @@ class VideoDataConfig:
     folder: videos (any FFmpeg format or PNG folders) listed in `captions` (default `<folder>/captions.jsonl`),
     one `{"path": ..., "caption": ...}` per line, paths relative to the folder. Frames are resized
     (shorter side) and centre-cropped to `image_size`; clips of `num_frames` start at random frames,
-    `frame_stride` apart.
+    `frame_stride` apart. caption_vocabulary: the toy world's training captions, "basic" (the training
+    templates and words) or "rich" (also more templates and synonyms, none of them held out).
     """
 
     source: Literal["toyworld", "folder"] = "toyworld"
@@ -129,6 +130,7 @@ class VideoDataConfig:
     two_object_probability: float = 0.3
     max_start_frame: int = 256
     eval_clips: int = 32
+    caption_vocabulary: Literal["basic", "rich"] = "basic"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.image_size < 8 or self.frame_stride < 1:

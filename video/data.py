@@ -81,7 +81,7 @@ class ToyClips(ClipSource):
 
         c = self.cfg
         specs = sample_clip_specs(self.batch_size, generator, two_object_probability=c.two_object_probability)
-        captions = [caption(s, generator, self.split) for s in specs]  # type: ignore[arg-type]
+        captions = [caption(s, generator, self.split, vocabulary=c.caption_vocabulary) for s in specs]  # type: ignore[arg-type]
         start = int(torch.randint(c.max_start_frame + 1, (), generator=generator))
         frames = render_clips(specs, c.num_frames, c.image_size, c.image_size, start_frame=start).frames
         return frames, captions

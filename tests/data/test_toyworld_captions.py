@@ -9,6 +9,7 @@ import torch
 
 from genmotion.data.toyworld import (
     EVAL_TEMPLATES,
+    RICH_TEMPLATES,
     TRAIN_TEMPLATES,
     ClipSpec,
     ObjectQuery,
@@ -25,14 +26,17 @@ def _g(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _captions(split: str, count: int = 300, seed: int = 0) -> list[tuple[ClipSpec, str]]:
+def _captions(split: str, count: int = 300, seed: int = 0, vocabulary: str = "basic") -> list[tuple[ClipSpec, str]]:
     g = _g(seed)
-    return [(spec, caption(spec, g, split=split)) for spec in sample_clip_specs(count, g)]  # type: ignore[arg-type]
+    return [
+        (spec, caption(spec, g, split=split, vocabulary=vocabulary))  # type: ignore[arg-type]
+        for spec in sample_clip_specs(count, g)
+    ]
 
 
-@pytest.mark.parametrize("split", ["train", "eval"])
-def test_caption_parse_round_trip(split):
-    for spec, text in _captions(split):
+@pytest.mark.parametrize(("split", "vocabulary"), [("train", "basic"), ("train", "rich"), ("eval", "basic")])
+def test_caption_parse_round_trip(split, vocabulary):
+    for spec, text in _captions(split, vocabulary=vocabulary):
         parsed = parse_prompt(text)
         assert len(parsed.objects) == len(spec.objects), text
         for query, obj in zip(parsed.objects, spec.objects, strict=True):
@@ -47,17 +51,43 @@ def test_captions_are_deterministic_per_generator():
     assert _captions("eval", 20, seed=3) != _captions("train", 20, seed=3)
 
 
-def test_held_out_templates_and_phrases_never_appear_in_training_captions():
-    train_text = " || ".join(text.lower() for _, text in _captions("train", 600, seed=1))
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _eval_only_words() -> set[str]:
+    """Words of held-out phrases that no basic training phrase or template uses."""
+    train_words = {w for e in LEXICON if e.split == "train" for w in _words(e.text)}
+    eval_only = {w for e in LEXICON if e.split == "eval" for w in _words(e.text)} - train_words
+    return eval_only - {w for t in TRAIN_TEMPLATES for w in _words(t.prefix + t.clause + t.joiner)}
+
+
+@pytest.mark.parametrize("vocabulary", ["basic", "rich"])
+def test_held_out_templates_and_phrases_never_appear_in_training_captions(vocabulary):
+    train_text = " || ".join(text.lower() for _, text in _captions("train", 600, seed=1, vocabulary=vocabulary))
     for template in EVAL_TEMPLATES:  # each held-out template has a prefix and clause words of its own
         assert template.prefix.strip() and template.prefix.strip() not in train_text
-        assert template not in TRAIN_TEMPLATES
+        assert template not in TRAIN_TEMPLATES + RICH_TEMPLATES
     assert "can be seen" not in train_text and " while " not in train_text
-    train_words = {w for e in LEXICON if e.split == "train" for w in re.findall(r"[a-z]+", e.text)}
-    eval_only = {w for e in LEXICON if e.split == "eval" for w in re.findall(r"[a-z]+", e.text)} - train_words
-    eval_only -= {w for t in TRAIN_TEMPLATES for w in re.findall(r"[a-z]+", t.prefix + t.clause + t.joiner)}
-    words = set(re.findall(r"[a-z]+", train_text))
-    assert eval_only and not (eval_only & words), sorted(eval_only & words)
+    eval_only = _eval_only_words()
+    assert eval_only and not (eval_only & _words(train_text)), sorted(eval_only & _words(train_text))
+
+
+def test_rich_vocabulary_adds_wordings_but_no_held_out_word():
+    rich = [e for e in LEXICON if e.split == "rich"]
+    rich_words = {w for e in rich for w in _words(e.text)}
+    rich_words |= {w for t in RICH_TEMPLATES for w in _words(t.prefix + t.clause + t.joiner)}
+    assert not (rich_words & _eval_only_words()), sorted(rich_words & _eval_only_words())
+    texts = [e.text for e in LEXICON]
+    assert len(texts) == len(set(texts))  # one meaning per phrase, so the parser is unambiguous
+    seen = _words(" ".join(text for _, text in _captions("train", 300, seed=2, vocabulary="rich")))
+    assert {w for e in rich for w in _words(e.text)} & seen - _words(
+        " ".join(e.text for e in LEXICON if e.split == "train")
+    )
+    # the eval split and the basic training split do not change with the vocabulary
+    assert _captions("eval", 20, seed=3, vocabulary="rich") == _captions("eval", 20, seed=3)
+    with pytest.raises(UsageError):
+        caption(_captions("train", 1)[0][0], _g(0), vocabulary="huge")  # type: ignore[arg-type]
 
 
 def test_eval_captions_use_held_out_templates():

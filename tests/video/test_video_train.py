@@ -72,3 +72,18 @@ def test_train_ca2vdm_on_a_folder(folder, tmp_path):
     assert float(pipe.model.latent_std.min()) > 0 and float(pipe.model.text_std.min()) > 0  # statistics were set
     video = pipe.generate("a red ball moving left", num_frames=5, seed=0)
     assert video.frames.shape == (5, 16, 16, 3)
+
+
+def test_toy_clips_write_the_configured_caption_vocabulary():
+    from genmotion.data.toyworld.vocab import LEXICON
+    from genmotion.video.data import ToyClips
+
+    rich_only = {e.text for e in LEXICON if e.split == "rich"}
+
+    def captions(vocabulary: str) -> str:
+        cfg = VideoDataConfig(image_size=16, num_frames=2, caption_vocabulary=vocabulary)  # type: ignore[arg-type]
+        batches = iter(ToyClips(cfg, batch_size=16, seed=0))
+        return " | ".join(c.lower() for _ in range(4) for c in next(batches)["captions"])
+
+    assert any(p in captions("rich") for p in rich_only)
+    assert not any(f" {p} " in f" {captions('basic')} " for p in rich_only if " " in p)

@@ -7,6 +7,7 @@ Deterministic per seed: every random draw takes an explicit `torch.Generator`.
 
 from genmotion.data.toyworld.captions import (
     EVAL_TEMPLATES,
+    RICH_TEMPLATES,
     TRAIN_TEMPLATES,
     ObjectQuery,
     PromptSpec,
@@ -59,6 +60,7 @@ __all__ = [
     "COLOURS",
     "CUBE_FACES",
     "EVAL_TEMPLATES",
+    "RICH_TEMPLATES",
     "FAR",
     "MAX_OBJECTS",
     "MOTIONS",

@@ -1,7 +1,8 @@
 """Captions of toy clips from templates and synonyms, with a held-out set for evaluation, and the parser
 that reads captions and prompts back into (partial) specs.
 
-`caption(spec, generator, split="train")` writes only training templates and phrases;
+`caption(spec, generator, split="train")` writes only training templates and phrases (with
+`vocabulary="rich"`, also the rich templates and phrases: more wordings, none held out);
 `split="eval"` writes only held-out templates (their prefixes and clause verbs never occur in training
 captions) with held-out synonyms where the lexicon has them, so a text-conditioned model can be
 scored on phrasings it never saw. Every choice is drawn from the given generator.
@@ -29,8 +30,11 @@ from genmotion.errors import UsageError
 
 __all__ = [
     "EVAL_TEMPLATES",
+    "RICH_TEMPLATES",
     "TRAIN_TEMPLATES",
     "CaptionSplit",
+    "CAPTION_VOCABULARIES",
+    "CaptionVocabulary",
     "Pick",
     "ObjectQuery",
     "PromptSpec",
@@ -41,6 +45,8 @@ __all__ = [
 ]
 
 CaptionSplit = Literal["train", "eval"]
+CaptionVocabulary = Literal["basic", "rich"]
+CAPTION_VOCABULARIES: tuple[CaptionVocabulary, ...] = ("basic", "rich")
 _T = TypeVar("_T")
 
 
@@ -62,6 +68,16 @@ TRAIN_TEMPLATES: tuple[Template, ...] = (
     Template("video of ", "{np} {motion}", " and "),
     Template("a clip showing ", "{np} {motion}", " and "),
     Template("", "{np} that is {motion}", " and "),
+)
+# More training wordings for `vocabulary="rich"`; none shares a word with a held-out template.
+RICH_TEMPLATES: tuple[Template, ...] = (
+    Template("an animation of ", "{np} {motion}", " and "),
+    Template("a view of ", "{np} {motion}", " and "),
+    Template("", "{np}, {motion}", ", and "),
+    Template("the camera shows ", "{np} {motion}", " and "),
+    Template("a short clip of ", "{np} {motion}", " and "),
+    Template("", "{np} which is {motion}", "; "),
+    Template("watch ", "{np} {motion}", " and "),
 )
 # Held out: training captions never contain these prefixes, "can be seen" or " while ".
 EVAL_TEMPLATES: tuple[Template, ...] = (
@@ -87,23 +103,31 @@ def _coin(generator: torch.Generator, probability: float) -> bool:
     return float(torch.rand((), generator=generator)) < probability
 
 
-def _words(kind: Kind, value: str, split: str) -> tuple[str, ...]:
-    """Training phrases for train; for eval, held-out phrases where any exist plus training ones (so
-    eval captions mix familiar and new words, as real paraphrases do)."""
+def _words(kind: Kind, value: str, split: str, rich: bool = False) -> tuple[str, ...]:
+    """Training phrases for train (plus the rich ones if `rich`); for eval, held-out phrases where any
+    exist plus the basic training ones (so eval captions mix familiar and new words, as real paraphrases do)."""
     train = phrases(kind, value, "train")
-    return train if split == "train" else phrases(kind, value, "eval") + train
+    if split == "train":
+        return train + phrases(kind, value, "rich") if rich else train
+    return phrases(kind, value, "eval") + train
 
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def _object_clause(obj: ObjectSpec, template: Template, split: str, generator: torch.Generator, pick: Pick) -> str:
-    colour = pick("colour", obj.colour, _words("colour", obj.colour, split))
-    shape = pick("shape", obj.shape, _words("shape", obj.shape, split))
-    size = pick("size", obj.size, _words("size", obj.size, split))
-    motion = pick("motion", obj.motion, _words("motion", obj.motion, split))
-    heading = pick("direction", obj.heading, _words("direction", obj.heading, split))
+def _object_clause(
+    obj: ObjectSpec,
+    template: Template,
+    words: Callable[[Kind, str], tuple[str, ...]],
+    generator: torch.Generator,
+    pick: Pick,
+) -> str:
+    colour = pick("colour", obj.colour, words("colour", obj.colour))
+    shape = pick("shape", obj.shape, words("shape", obj.shape))
+    size = pick("size", obj.size, words("size", obj.size))
+    motion = pick("motion", obj.motion, words("motion", obj.motion))
+    heading = pick("direction", obj.heading, words("direction", obj.heading))
     # fixed-size objects only: a growing "small" ball is not small for long
     say_size = _coin(generator, _MENTION_SIZE) and obj.motion not in ("grow", "shrink")
     say_heading = _coin(generator, _MENTION_HEADING) and obj.motion == "bounce"
@@ -115,17 +139,32 @@ def _object_clause(obj: ObjectSpec, template: Template, split: str, generator: t
 
 
 def caption(
-    spec: ClipSpec, generator: torch.Generator, split: CaptionSplit = "train", *, pick: Pick | None = None
+    spec: ClipSpec,
+    generator: torch.Generator,
+    split: CaptionSplit = "train",
+    *,
+    pick: Pick | None = None,
+    vocabulary: CaptionVocabulary = "basic",
 ) -> str:
     """A caption naming every object's colour, shape and motion (size, background and a bounce's drift
     direction sometimes), e.g. "There is a small red ball moving left on a checkered floor.". `pick` chooses
-    the phrases (e.g. in turn, for a balanced evaluation set); template and mentions stay random."""
+    the phrases (e.g. in turn, for a balanced evaluation set); template and mentions stay random.
+    `vocabulary="rich"` widens the training split's templates and phrases (held-out ones stay out); the
+    eval split is the same with either."""
     if split not in ("train", "eval"):
         raise UsageError(f"unknown caption split {split!r}", fix="use split='train' or split='eval'")
+    if vocabulary not in CAPTION_VOCABULARIES:
+        raise UsageError(f"unknown caption vocabulary {vocabulary!r}", fix="use 'basic' or 'rich'")
+    rich = vocabulary == "rich" and split == "train"
     choose: Pick = pick or (lambda kind, value, options: _draw(generator, options))
-    template = _draw(generator, TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES)
-    clauses = [_object_clause(obj, template, split, generator, choose) for obj in spec.objects]
-    background = choose("background", spec.background, _words("background", spec.background, split))
+    templates = EVAL_TEMPLATES if split == "eval" else TRAIN_TEMPLATES + (RICH_TEMPLATES if rich else ())
+    template = _draw(generator, templates)
+
+    def words(kind: Kind, value: str) -> tuple[str, ...]:
+        return _words(kind, value, split, rich)
+
+    clauses = [_object_clause(obj, template, words, generator, choose) for obj in spec.objects]
+    background = choose("background", spec.background, words("background", spec.background))
     text = template.prefix + template.joiner.join(clauses)
     if _coin(generator, _MENTION_BACKGROUND):
         text = f"{text} {background}"

@@ -109,10 +109,12 @@ def check_name(kind: str, value: str, allowed: tuple[str, ...]) -> None:
 # -- the lexicon -----------------------------------------------------------------------------------
 # For every name: the phrases training captions use, the phrases kept back for evaluation (training never
 # sees them), and extra spellings the parser accepts but captions never write. Held-out phrases test
-# whether a text-conditioned model generalises to paraphrases; the parser knows them all.
+# whether a text-conditioned model generalises to paraphrases; the parser knows them all. Captions with
+# the rich vocabulary also write the "rich" phrases (`_RICH`): more synonyms per name, none of them held
+# out, so that a model learns a name from many wordings rather than from two or three.
 
 PhraseKind = Literal["colour", "shape", "size", "motion", "direction", "background"]
-Split = Literal["train", "eval", "parse"]
+Split = Literal["train", "rich", "eval", "parse"]
 
 
 @dataclass(frozen=True)
@@ -237,15 +239,67 @@ _TABLE: dict[PhraseKind, dict[str, dict[Split, tuple[str, ...]]]] = {
     },
 }
 
+# Rich-vocabulary training phrases. None shares a word with a held-out phrase (checked by a test).
+_RICH: dict[PhraseKind, dict[str, tuple[str, ...]]] = {
+    "colour": {
+        "red": ("ruby", "cherry red", "blood red", "vermilion", "tomato red", "carmine", "rose red", "fire-engine red"),
+        "green": ("forest green", "jade", "grass green", "leaf green", "moss green", "olive green", "pea green"),
+        "blue": (
+            "sapphire",
+            "royal blue",
+            "ultramarine",
+            "cornflower blue",
+            "denim blue",
+            "electric blue",
+            "deep blue",
+        ),
+        "yellow": ("canary yellow", "butter yellow", "mustard", "sunflower yellow", "banana yellow", "daffodil"),
+        "purple": ("lavender", "plum", "mauve", "grape", "amethyst", "orchid", "mulberry", "eggplant purple"),
+        "orange": ("apricot", "pumpkin", "carrot orange", "burnt orange", "marigold", "peach", "copper", "mandarin"),
+        "cyan": ("aquamarine", "seafoam", "ice blue", "robin egg blue", "pool blue", "glacier blue", "cerulean"),
+        "white": ("pearl", "milky white", "cream", "chalk white", "bone white", "alabaster", "porcelain"),
+    },
+    "shape": {
+        "circle": ("bubble", "globe", "marble", "coin", "puck", "bead", "round blob", "pellet"),
+        "square": ("crate", "brick", "slab", "panel", "tablet", "parcel", "four-sided shape", "plaque"),
+        "triangle": ("spike", "delta", "cone", "pennant", "tent shape", "fin", "wedge shape", "trigon"),
+    },
+    "size": {"small": ("wee", "petite", "compact", "diminutive"), "large": ("massive", "hefty", "oversized", "bulky")},
+    "motion": {
+        "left": ("shifting to the left", "cruising left", "sailing left", "creeping left", "coasting leftward"),
+        "right": ("shifting to the right", "cruising right", "sailing right", "creeping right", "coasting rightward"),
+        "up": ("soaring", "lifting upward", "moving upward", "shooting up", "levitating upward", "lifting off"),
+        "down": ("plunging", "moving downward", "plummeting", "tumbling down", "lowering itself", "settling downward"),
+        "bounce": ("skipping along", "bobbing along", "leaping along", "jumping along", "vaulting along"),
+        "still": ("holding still", "not budging", "staying put", "keeping still", "idle", "at a standstill"),
+        "grow": ("ballooning", "widening", "increasing in size", "puffing up", "becoming larger", "blowing up"),
+        "shrink": ("reducing in size", "becoming smaller", "diminishing", "shriveling", "decreasing in size"),
+    },
+    "direction": {"left": ("toward the left", "off to the left"), "right": ("toward the right", "off to the right")},
+    "background": {
+        "plain dark": ("in a dark void", "on an inky background", "on a deep black field"),
+        "plain light": ("on a light grey field", "on a pale surface", "on a whitish background"),
+        "gradient sky": ("under a blue sky", "against the sky", "under a dusky sky"),
+        "checker floor": ("on a checkered surface", "on a two-tone checkered floor", "on a checkerboard floor"),
+    },
+}
+
 LEXICON: tuple[Entry, ...] = tuple(
     Entry(text, kind, value, split)
     for kind, values in _TABLE.items()
     for value, splits in values.items()
     for split, texts in splits.items()
     for text in texts
+) + tuple(
+    Entry(text, kind, value, "rich")
+    for kind, values in _RICH.items()
+    for value, texts in values.items()
+    for text in texts
 )
 
 
 def phrases(kind: PhraseKind, value: str, split: Split) -> tuple[str, ...]:
     """The phrases of `split` naming `value` of `kind` (e.g. phrases("shape", "circle", "train"))."""
+    if split == "rich":
+        return _RICH[kind].get(value, ())
     return _TABLE[kind][value].get(split, ())
