@@ -69,7 +69,7 @@ TRAIN_TEMPLATES: tuple[Template, ...] = (
     Template("a clip showing ", "{np} {motion}", " and "),
     Template("", "{np} that is {motion}", " and "),
 )
-# More training wordings for `vocabulary="rich"`; none shares a word with a held-out template.
+# More training wordings for `vocabulary="rich"`: none uses a word that only held-out phrases use.
 RICH_TEMPLATES: tuple[Template, ...] = (
     Template("an animation of ", "{np} {motion}", " and "),
     Template("a view of ", "{np} {motion}", " and "),

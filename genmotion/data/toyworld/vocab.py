@@ -239,7 +239,7 @@ _TABLE: dict[PhraseKind, dict[str, dict[Split, tuple[str, ...]]]] = {
     },
 }
 
-# Rich-vocabulary training phrases. None shares a word with a held-out phrase (checked by a test).
+# Rich-vocabulary training phrases: none uses a word that only held-out phrases use (checked by a test).
 _RICH: dict[PhraseKind, dict[str, tuple[str, ...]]] = {
     "colour": {
         "red": ("ruby", "cherry red", "blood red", "vermilion", "tomato red", "carmine", "rose red", "fire-engine red"),
