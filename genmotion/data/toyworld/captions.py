@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import torch
 
@@ -46,7 +46,7 @@ __all__ = [
 
 CaptionSplit = Literal["train", "eval"]
 CaptionVocabulary = Literal["basic", "rich"]
-CAPTION_VOCABULARIES: tuple[CaptionVocabulary, ...] = ("basic", "rich")
+CAPTION_VOCABULARIES: tuple[CaptionVocabulary, ...] = get_args(CaptionVocabulary)
 _T = TypeVar("_T")
 
 
@@ -154,7 +154,9 @@ def caption(
     if split not in ("train", "eval"):
         raise UsageError(f"unknown caption split {split!r}", fix="use split='train' or split='eval'")
     if vocabulary not in CAPTION_VOCABULARIES:
-        raise UsageError(f"unknown caption vocabulary {vocabulary!r}", fix="use 'basic' or 'rich'")
+        raise UsageError(
+            f"unknown caption vocabulary {vocabulary!r}", fix=f"use one of: {', '.join(CAPTION_VOCABULARIES)}"
+        )
     rich = vocabulary == "rich" and split == "train"
     choose: Pick = pick or (lambda kind, value, options: _draw(generator, options))
     templates = EVAL_TEMPLATES if split == "eval" else TRAIN_TEMPLATES + (RICH_TEMPLATES if rich else ())
