@@ -20,6 +20,7 @@ from torch import nn
 
 from genmotion.cache.policy import FrameLayout
 from genmotion.cache.state import LayeredKVCache
+from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs
 from genmotion.video.config import VideoTokenizerConfig
@@ -176,8 +177,10 @@ class Ca2VDM(nn.Module):
         *,
         cache: LayeredKVCache | None = None,
         mask: MaskArg = "causal",
+        memo: ConditionMemo | None = None,
     ) -> torch.Tensor:
-        """Velocity (B, L, D) of tokens x at flow times t (B, L); `cond_BE` from `text_condition`."""
+        """Velocity (B, L, D) of tokens x at flow times t (B, L); `cond_BE` from `text_condition`; `memo` only
+        while `cond_BE` stays the same (see `ConditionMemo`)."""
         h, cond = flow_inputs(
             x_BLD,
             t_BL,
@@ -186,6 +189,7 @@ class Ca2VDM(nn.Module):
             time_mlp=self.time_mlp,
             cond_dim=self.config.flow.cond_dim,
             extra_BE=cond_BE,
+            memo=memo,
         )
         return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))
 
@@ -211,6 +215,7 @@ class GuidedFlow(nn.Module):
         self.batch = cond_BE.shape[0]
         null = self.model.null_condition(self.batch).to(cond_BE.dtype)
         self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
+        self.memo = ConditionMemo()  # per-time AdaLN values of this condition
 
     def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
         return self.model.new_cache(2 * batch if self.guided else batch, capacity, **kwargs)
@@ -225,9 +230,8 @@ class GuidedFlow(nn.Module):
         mask: MaskArg = "causal",
     ) -> torch.Tensor:
         if not self.guided:
-            return self.model(x_BLD, t_BL, positions_L, self.cond, cache=cache, mask=mask)
-        v = self.model(
-            torch.cat([x_BLD, x_BLD]), torch.cat([t_BL, t_BL]), positions_L, self.cond, cache=cache, mask=mask
-        )
+            return self.model(x_BLD, t_BL, positions_L, self.cond, cache=cache, mask=mask, memo=self.memo)
+        x, t = torch.cat([x_BLD, x_BLD]), torch.cat([t_BL, t_BL])
+        v = self.model(x, t, positions_L, self.cond, cache=cache, mask=mask, memo=self.memo)
         cond, null = v.chunk(2)
         return null + self.guidance * (cond - null)

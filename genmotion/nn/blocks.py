@@ -9,7 +9,9 @@ is <= the query's; with a cache it is resolved against the cached positions) or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +22,35 @@ from genmotion.nn.attention import attend
 from genmotion.nn.masks import MaskArg, positional_causal_args
 from genmotion.nn.rope import Rotary, rotate_full, rotation_tables
 
-__all__ = ["AdaLNBlock", "Attention", "MLP", "PreNormBlock", "TanhGELU", "TokenConditions"]
+__all__ = ["AdaLNBlock", "Attention", "ConditionMemo", "MLP", "PreNormBlock", "TanhGELU", "TokenConditions"]
+
+
+class ConditionMemo:
+    """Values of a sampling run that depend only on a flow time and the run's fixed condition (AdaLN rows and
+    modulations), made once and reused by every later call with the same time: the 24 step times of a chunk
+    recur in every chunk. Owned by whatever fixes the condition (e.g. `GuidedFlow`), dropped when it changes;
+    used only without autograd, where the weights cannot change between calls. Reused values are the very
+    tensors the first call made, so results are bit-identical to making them again."""
+
+    def __init__(self) -> None:
+        self._store: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if key not in self._store:
+            self._store[key] = make()
+        return self._store[key]
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+Modulation6 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _adaln_parts(mod: torch.Tensor) -> Modulation6:
+    """(..., 6C) -> shift, 1 + scale, gate for attention, then for the MLP (each (..., C))."""
+    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
+    return shift_a, 1 + scale_a, gate_a, shift_m, 1 + scale_m, gate_m
 
 
 @dataclass(frozen=True)
@@ -29,18 +59,36 @@ class TokenConditions:
     into them (None: every token uses rows[0]). AdaLN blocks map each row separately and gather per token,
     so a token's modulation is computed by the same ops on the same shapes however its call mixes flow
     times: a cached denoising step and a full recompute modulate it with bit-identical vectors (a matmul's
-    rounding depends on how many rows it is given), at the cost of U small matmuls instead of one per token."""
+    rounding depends on how many rows it is given), at the cost of U small matmuls instead of one per token.
+    With a `memo` and `keys` (U hashables naming the rows, e.g. their flow times) the per-row modulations are
+    made once per key and block (see `ConditionMemo`)."""
 
     rows: tuple[torch.Tensor, ...]
     index: torch.Tensor | None = None
+    keys: tuple[Hashable, ...] | None = None
+    memo: ConditionMemo | None = None
+
+    def _table(self, ada: nn.Module) -> torch.Tensor:
+        mods = [ada(row) for row in self.rows]  # U x (B, M)
+        return mods[0].unsqueeze(1) if self.index is None else torch.stack(mods, dim=1)  # (B, 1 or U, M)
 
     def modulation(self, ada: nn.Module) -> torch.Tensor:
         """`ada` applied per row -> (B, 1, M) when one row serves every token, else (B, L, M)."""
-        mods = [ada(row) for row in self.rows]  # U x (B, M)
+        table = self._table(ada)
         if self.index is None:
-            return mods[0].unsqueeze(1)
-        table = torch.stack(mods, dim=1)  # (B, U, M)
+            return table
         return table.gather(1, self.index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
+
+    def adaln(self, ada: nn.Module) -> Modulation6:
+        """`modulation` split into shift, 1 + scale, gate (attention, then MLP), each (B, 1 or L, C); with a
+        memo, the single-row parts (or the multi-row table) come from it after the first call."""
+        if self.memo is None or self.keys is None:
+            return _adaln_parts(self.modulation(ada))
+        if self.index is None:
+            parts: Modulation6 = self.memo.get((id(ada), self.keys), lambda: _adaln_parts(self._table(ada)))
+            return parts
+        table = self.memo.get((id(ada), self.keys), lambda: self._table(ada))
+        return _adaln_parts(table.gather(1, self.index.unsqueeze(-1).expand(-1, -1, table.shape[-1])))
 
 
 def _time(positions: torch.Tensor, axes: int) -> torch.Tensor:
@@ -161,9 +209,15 @@ class TanhGELU(nn.Module):
 
     _A = 2.0 * math.sqrt(2.0 / math.pi)
     _B = _A * 0.044715
+    a: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        # a 0-d constant made once (x.new_tensor at every call cost ~30 us); 0-d, so x's dtype wins
+        self.register_buffer("a", torch.tensor(self._A), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = torch.addcmul(x.new_tensor(self._A), x, x, value=self._B)  # 2 sqrt(2/pi) (1 + 0.044715 x^2)
+        inner = torch.addcmul(self.a, x, x, value=self._B)  # 2 sqrt(2/pi) (1 + 0.044715 x^2)
         return x * torch.sigmoid(inner * x)
 
 
@@ -234,14 +288,13 @@ class AdaLNBlock(nn.Module):
         if cond is None:
             raise UsageError("an AdaLN block needs a condition", fix="pass cond=(B, E) or (B, L, E)")
         if isinstance(cond, TokenConditions):
-            mod = cond.modulation(self.ada_lin)
+            parts = cond.adaln(self.ada_lin)
         else:
             mod = self.ada_lin(cond)
-            if mod.dim() == 2:
-                mod = mod.unsqueeze(1)  # (B, 1, 6C)
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
-        h = torch.addcmul(shift_a, self.norm1(x_BLC), 1 + scale_a)  # norm(x) * (1 + scale) + shift, one op
+            parts = _adaln_parts(mod.unsqueeze(1) if mod.dim() == 2 else mod)  # (B, 1 or L, 6C) split
+        shift_a, scale1_a, gate_a, shift_m, scale1_m, gate_m = parts
+        h = torch.addcmul(shift_a, self.norm1(x_BLC), scale1_a)  # norm(x) * (1 + scale) + shift, one op
         h = self.attn(h, positions, rotary, cache=cache, commit=commit, mask=mask, is_causal=is_causal)
         x_BLC = torch.addcmul(x_BLC, gate_a, h)  # x + gate * h
-        h = torch.addcmul(shift_m, self.norm2(x_BLC), 1 + scale_m)
+        h = torch.addcmul(shift_m, self.norm2(x_BLC), scale1_m)
         return torch.addcmul(x_BLC, gate_m, self.mlp(h))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
 from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
-from genmotion.nn.blocks import AdaLNBlock, PreNormBlock, TokenConditions
+from genmotion.nn.blocks import AdaLNBlock, ConditionMemo, PreNormBlock, TokenConditions
 from genmotion.nn.masks import MaskArg, positional_causal_args, sdpa_mask_args
 from genmotion.nn.rope import Rotary
 
@@ -154,11 +155,13 @@ def flow_inputs(
     time_mlp: nn.Module,
     cond_dim: int,
     extra_BE: torch.Tensor | None = None,
+    memo: ConditionMemo | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | TokenConditions]:
     """The front of a frame-token flow model: tokens (B, L, C) of whole frames of N -> hidden (B, L, W) =
     proj_in(x) + the learned place embedding `spatial_NW` (N, W); and the AdaLN condition of flow times t
     (B, L) (+ `extra_BE`, e.g. text): `TokenConditions` with one row per distinct time when there are few
-    (sampling: one or two), else per token (B, L, E)."""
+    (sampling: one or two), else per token (B, L, E). With a `memo` (sampling with a fixed `extra_BE`, no
+    autograd) each time's row and its blocks' modulations are made once (see `ConditionMemo`)."""
     B, L = x_BLC.shape[:2]
     N = spatial_NW.shape[0]
     if L % N:
@@ -169,11 +172,16 @@ def flow_inputs(
     if values.numel() > MAX_DISTINCT_TIMES:
         cond = time_mlp(timestep_embedding(t_BL, cond_dim))  # (B, L, E)
         return h, cond if extra_BE is None else cond + extra_BE[:, None]
-    rows = []
-    for value in values:  # each row from the same shapes, whatever else the call holds
-        row = time_mlp(timestep_embedding(value.reshape(1), cond_dim)).expand(B, -1)  # (B, E)
-        rows.append(row if extra_BE is None else row + extra_BE)
-    return h, TokenConditions(tuple(rows), None if len(rows) == 1 else index)
+
+    def row(value: torch.Tensor) -> torch.Tensor:  # each row from the same shapes, whatever else the call holds
+        r = time_mlp(timestep_embedding(value.reshape(1), cond_dim)).expand(B, -1)  # (B, E)
+        return r if extra_BE is None else r + extra_BE
+
+    if memo is None or torch.is_grad_enabled():
+        return h, TokenConditions(tuple(row(v) for v in values), None if len(values) == 1 else index)
+    keys = tuple(("time", B, float(v)) for v in values.tolist())
+    rows = tuple(memo.get(key, partial(row, v)) for key, v in zip(keys, values, strict=True))
+    return h, TokenConditions(rows, None if len(rows) == 1 else index, keys=keys, memo=memo)
 
 
 @dataclass(frozen=True, kw_only=True)

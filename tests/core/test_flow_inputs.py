@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from genmotion.errors import UsageError
-from genmotion.nn.blocks import AdaLNBlock, TokenConditions
+from genmotion.nn.blocks import AdaLNBlock, ConditionMemo, TanhGELU, TokenConditions
 from genmotion.nn.rope import Rotary
 from genmotion.nn.tiny import MAX_DISTINCT_TIMES, flow_inputs, timestep_embedding
 
@@ -58,3 +58,34 @@ def test_many_times_fall_back_to_per_token_and_frames_are_checked():
     assert MAX_DISTINCT_TIMES < 6 and isinstance(cond, torch.Tensor) and cond.shape == (2, 6, 8)
     with pytest.raises(UsageError, match="whole frames"):
         flow_inputs(torch.randn(2, 5, 4), t[:, :5], **parts)
+
+
+def test_memo_makes_each_time_once_and_changes_no_bit():
+    """With a `ConditionMemo` (sampling), a time's row and each block's AdaLN parts are made at its first call
+    and reused after; the block's output is bit-identical to the memo-less call, for one time and for two."""
+    parts, blocks = _parts(), [AdaLNBlock(16, 2, 8), AdaLNBlock(16, 2, 8)]
+    extra, memo = torch.randn(2, 8), ConditionMemo()
+    h, pos, rot = torch.randn(2, 6, 16), torch.arange(6), Rotary(8)
+
+    def run(t: torch.Tensor, memo: ConditionMemo | None) -> torch.Tensor:
+        _, cond = flow_inputs(torch.randn(2, 6, 4), t, extra_BE=extra, memo=memo, **parts)
+        out = h
+        for block in blocks:
+            out = block(out, pos, rot, cond=cond)
+        return out
+
+    one, two = torch.full((2, 6), 0.25), torch.cat([torch.ones(2, 3), torch.full((2, 3), 0.25)], dim=1)
+    with torch.no_grad():
+        for t in (one, two, one, two):
+            assert torch.equal(run(t, memo), run(t, None))
+        assert len(memo) == 2 + 2 * 2  # rows of t=0.25 and t=1; per block: the one-row parts and the two-row table
+        with torch.enable_grad():  # training: the memo is not consulted (weights change between calls)
+            run(torch.full((2, 6), 0.5), memo)
+    assert len(memo) == 6
+
+
+def test_tanh_gelu_matches_torch_and_keeps_the_dtype():
+    x = torch.randn(4096) * 4
+    gelu = TanhGELU()
+    torch.testing.assert_close(gelu(x), nn.functional.gelu(x, approximate="tanh"), rtol=0, atol=2e-6)
+    assert gelu(x.bfloat16()).dtype == torch.bfloat16 and "a" not in gelu.state_dict()

@@ -72,6 +72,19 @@ def test_guidance_combines_conditional_and_null_rows():
     assert torch.allclose(guided, n + 2.5 * (c - n), atol=1e-5)
 
 
+def test_a_new_condition_starts_a_new_memo():
+    """A prompt switch (`set_condition`) must not reuse AdaLN values memoised for the previous text."""
+    model = tiny_ca2vdm()
+    a, b = model.text_condition(torch.randn(1, 384)), model.text_condition(torch.randn(1, 384))
+    x, t, pos = torch.randn(1, 8, model.config.token_channels), torch.full((1, 8), 0.5), torch.arange(8) // 4
+    with torch.no_grad():
+        flow = GuidedFlow(model, a, guidance=2.5)
+        flow(x, t, pos)
+        flow.set_condition(b)
+        assert torch.equal(flow(x, t, pos), GuidedFlow(model, b, guidance=2.5)(x, t, pos))
+        assert len(flow.memo) > 0
+
+
 def test_shared_clean_equals_recompute(pipe):
     exact = pipe.latents("a red ball moving left", num_frames=10, cache="recompute", num_steps=3)
     shared = pipe.latents("a red ball moving left", num_frames=10, cache="shared", num_steps=3)
