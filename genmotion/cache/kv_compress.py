@@ -125,6 +125,8 @@ class ImportanceRedundancy(_CleanContextPolicy):
         """Keep the top `budget - L` history entries by the denoising queries' scores, then commit the chunk."""
         cache, keep, attention = self._state(), self.budget - clean_BLC.shape[1], self._attention
         assert attention is not None and cache.length > keep
+        if start_frame != self._frames:  # before the cut: a refused commit leaves the cache as it was
+            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
         kept = []
         for layer, attn_BHS in zip(cache, attention, strict=True):
             scores = importance_redundancy_scores(attn_BHS, layer.keys, lam=self.lam, pool=self.pool)

@@ -155,3 +155,18 @@ def test_denoising_queries_need_room_beside_a_chunk():
         _run(ImportanceRedundancy(6, queries="denoising"), frames=4)
     with pytest.raises(UsageError, match="queries"):
         ImportanceRedundancy(8, queries="noisy")
+
+
+def test_an_out_of_order_commit_is_refused_before_the_history_is_cut():
+    model, budget = _model(), 10
+    policy = ImportanceRedundancy(budget, queries="denoising")
+    policy.start(model, LAYOUT, batch=1, max_frames=8, like=torch.empty(0))
+    g, chunk = torch.Generator().manual_seed(0), LAYOUT.chunk_tokens
+    with torch.no_grad():
+        for start in (0, 2):
+            policy.commit(model, torch.randn(1, chunk, 3, generator=g), start_frame=start)
+        policy.velocity(model, torch.randn(1, chunk, 3, generator=g), 0.5, start_frame=4)  # probed: over budget next
+        before = policy._state()[0].positions.clone()
+        with pytest.raises(UsageError, match="does not follow"):
+            policy.commit(model, torch.randn(1, chunk, 3, generator=g), start_frame=6)
+    assert torch.equal(policy._state()[0].positions, before)
