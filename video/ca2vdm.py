@@ -205,6 +205,7 @@ class GuidedFlow(nn.Module):
     def __init__(self, model: Ca2VDM, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
         super().__init__()
         self.model, self.guidance = model, guidance  # a wrapper: its weights are the model's
+        self._source: torch.Tensor | None = None  # the condition last set
         self.set_condition(cond_BE)
 
     @property
@@ -212,7 +213,11 @@ class GuidedFlow(nn.Module):
         return self.guidance != 1.0
 
     def set_condition(self, cond_BE: torch.Tensor) -> None:
-        self.batch = cond_BE.shape[0]
+        """Condition the following calls on `cond_BE` (B, E). The same tensor again (a stream sets its prompt's
+        condition after every chunk) keeps the memoised AdaLN values; any other starts a new memo."""
+        if cond_BE is self._source:
+            return
+        self._source, self.batch = cond_BE, cond_BE.shape[0]
         null = self.model.null_condition(self.batch).to(cond_BE.dtype)
         self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
         self.memo = ConditionMemo()  # per-time AdaLN values of this condition

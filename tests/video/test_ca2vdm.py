@@ -80,7 +80,11 @@ def test_a_new_condition_starts_a_new_memo():
     with torch.no_grad():
         flow = GuidedFlow(model, a, guidance=2.5)
         flow(x, t, pos)
+        memo = flow.memo
+        flow.set_condition(a)  # the same tensor again (a stream does this after every chunk): the memo stays
+        assert flow.memo is memo and len(memo) > 0
         flow.set_condition(b)
+        assert flow.memo is not memo
         assert torch.equal(flow(x, t, pos), GuidedFlow(model, b, guidance=2.5)(x, t, pos))
         assert len(flow.memo) > 0
 
