@@ -28,9 +28,10 @@ __all__ = ["AdaLNBlock", "Attention", "ConditionMemo", "MLP", "PreNormBlock", "T
 class ConditionMemo:
     """Values of a sampling run that depend only on a flow time and the run's fixed condition (AdaLN rows and
     modulations), made once and reused by every later call with the same time: the 24 step times of a chunk
-    recur in every chunk. Owned by whatever fixes the condition (e.g. `GuidedFlow`), dropped when it changes;
-    used only without autograd, where the weights cannot change between calls. Reused values are the very
-    tensors the first call made, so results are bit-identical to making them again."""
+    recur in every chunk. Owned by whatever fixes the condition for one sampling run (e.g. `GuidedFlow`) and
+    dropped when the condition changes; consulted only without autograd. It assumes the weights do not change
+    while its owner lives (true of a sampling run; a memo kept across training steps would go stale). Reused
+    values are the very tensors the first call made, so results are bit-identical to making them again."""
 
     def __init__(self) -> None:
         self._store: dict[Hashable, Any] = {}
