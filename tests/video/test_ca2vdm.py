@@ -89,7 +89,6 @@ def test_a_new_condition_starts_a_new_memo():
         assert len(flow.memo) > 0
 
 
-
 def test_a_stream_makes_each_flow_time_condition_once(pipe):
     """The stream re-sets its prompt's condition after every chunk; the memo must survive that, so the time MLP
     runs once per distinct flow time (3 Euler times + the clean time), not once per forward (3 chunks x 4)."""
@@ -100,6 +99,7 @@ def test_a_stream_makes_each_flow_time_condition_once(pipe):
     finally:
         hook.remove()
     assert frames.shape[0] == 6 and len(calls) == 4
+
 
 def test_shared_clean_equals_recompute(pipe):
     exact = pipe.latents("a red ball moving left", num_frames=10, cache="recompute", num_steps=3)
