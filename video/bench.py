@@ -46,7 +46,7 @@ class BenchSettings:
     seeds: tuple[int, ...] = (0, 1)
     num_frames: int = 16
     two_object_prompts: int = 12
-    drift_prompts: int = 8
+    drift_prompts: int = 24  # one prompt is ~4 points: 8 (before 2026-11-25) could not resolve a 5-point target
     drift_frames: int = 256
     switch_prompts: int = 12
     switch_frame: int = 16
