@@ -114,8 +114,7 @@ class HeadAware(_CleanContextPolicy):
         """One clean forward writes the frames' K/V (a long prefix too, as `SharedClean`), then heads are pruned."""
         layout = self._layout()
         frames = _whole_frames(layout, clean_BLC)
-        if start_frame != self._frames:
-            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
+        self._check_commit(start_frame)
         self.cache = LayeredKVCache([self._fit(layer, layer.length + clean_BLC.shape[1]) for layer in self._state()])
         frame_ids = layout.frame_ids(start_frame, clean_BLC.shape[1], device=clean_BLC.device)
         t_BL = clean_BLC.new_full(clean_BLC.shape[:2], CLEAN_TIME)

@@ -110,8 +110,7 @@ class ImportanceRedundancy(_CleanContextPolicy):
             return self._commit_after_cut(model, clean_BLC, start_frame=start_frame)
         layout, cache = self._layout(), self._state()
         frames = _whole_frames(layout, clean_BLC)
-        if start_frame != self._frames:
-            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
+        self._check_commit(start_frame)
         frame_ids = layout.frame_ids(start_frame, clean_BLC.shape[1], device=clean_BLC.device)
         t_BL = clean_BLC.new_full(clean_BLC.shape[:2], CLEAN_TIME)
         with AttentionProbe(model) as probe:
@@ -125,8 +124,7 @@ class ImportanceRedundancy(_CleanContextPolicy):
         """Keep the top `budget - L` history entries by the denoising queries' scores, then commit the chunk."""
         cache, keep, attention = self._state(), self.budget - clean_BLC.shape[1], self._attention
         assert attention is not None and cache.length > keep
-        if start_frame != self._frames:  # before the cut: a refused commit leaves the cache as it was
-            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
+        self._check_commit(start_frame)  # before the cut: a refused commit leaves the cache as it was
         kept = []
         for layer, attn_BHS in zip(cache, attention, strict=True):
             scores = importance_redundancy_scores(attn_BHS, layer.keys, lam=self.lam, pool=self.pool)

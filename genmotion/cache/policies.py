@@ -132,12 +132,16 @@ class _CleanContextPolicy(PolicyBase):
     def commit(self, model: FlowModel, clean_BLC: torch.Tensor, *, start_frame: int) -> None:
         layout, cache = self._layout(), self._state()
         frames = _whole_frames(layout, clean_BLC)
-        if start_frame != self._frames:
-            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
+        self._check_commit(start_frame)
         frame_ids = layout.frame_ids(start_frame, clean_BLC.shape[1], device=clean_BLC.device)
         t_BL = clean_BLC.new_full(clean_BLC.shape[:2], CLEAN_TIME)
         self._call(model, clean_BLC, t_BL, frame_ids, cache=cache, mask="causal")
         self._frames += frames
+
+    def _check_commit(self, start_frame: int) -> None:
+        """A commit must continue the committed frames (call it before touching the cache)."""
+        if start_frame != self._frames:
+            raise UsageError(f"commit at frame {start_frame} does not follow the {self._frames} committed frames")
 
     def bytes_held(self) -> int:
         return 0 if self.cache is None else self.cache.nbytes()
