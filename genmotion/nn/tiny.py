@@ -136,7 +136,8 @@ class TinyTokenModel(nn.Module):
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal features of flow time t in [0, 1], (...) -> (..., dim) (DiT's embedding of 1000 t)."""
+    """Sinusoidal features of flow time t in [0, 1], (...) -> (..., dim) float32 (DiT's embedding of 1000 t); callers
+    cast to their compute dtype."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = 1000.0 * t.to(torch.float32).unsqueeze(-1) * freqs
@@ -170,16 +171,16 @@ def flow_inputs(
     h = (h.view(B, L // N, N, -1) + spatial_NW).view(B, L, -1)  # the place embedding broadcast over frames
     values, index = torch.unique(t_BL, return_inverse=True)
     if values.numel() > MAX_DISTINCT_TIMES:
-        cond = time_mlp(timestep_embedding(t_BL, cond_dim))  # (B, L, E)
+        cond = time_mlp(timestep_embedding(t_BL, cond_dim).to(h.dtype))  # (B, L, E)
         return h, cond if extra_BE is None else cond + extra_BE[:, None]
 
     def row(value: torch.Tensor) -> torch.Tensor:  # each row from the same shapes, whatever else the call holds
-        r = time_mlp(timestep_embedding(value.reshape(1), cond_dim)).expand(B, -1)  # (B, E)
+        r = time_mlp(timestep_embedding(value.reshape(1), cond_dim).to(h.dtype)).expand(B, -1)  # (B, E)
         return r if extra_BE is None else r + extra_BE
 
     if memo is None or torch.is_grad_enabled():
         return h, TokenConditions(tuple(row(v) for v in values), None if len(values) == 1 else index)
-    keys = tuple(("time", B, float(v)) for v in values.tolist())
+    keys = tuple(("time", B, float(v), h.dtype, h.device) for v in values.tolist())  # a moved model: new entries
     rows = tuple(memo.get(key, partial(row, v)) for key, v in zip(keys, values, strict=True))
     return h, TokenConditions(rows, None if len(rows) == 1 else index, keys=keys, memo=memo)
 

@@ -44,6 +44,18 @@ def test_shared_clean_window_equals_masked_recompute_and_prefix():
     assert not torch.allclose(a, _run(Recompute(), prefix=prefix), atol=1e-4)  # the window matters
 
 
+def test_shared_clean_is_exact_up_to_rounding_in_float64():
+    """In float64 the only difference left between the ring-buffered cache and the masked recompute over the whole
+    history (after the window has wrapped several times) is rounding: ~1e-15, where fp32 leaves ~1e-6."""
+    model, config = _model().double(), FlowLoopConfig(num_frames=11, num_steps=3)
+    outs = []
+    for policy in (Recompute(window=3), SharedClean(context_frames=3)):
+        gen = torch.Generator().manual_seed(0)
+        outs.append(flow_generate(model, policy, LAYOUT, config, generator=gen, batch=2, dtype=torch.float64))
+    assert outs[0].dtype == torch.float64
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-12
+
+
 def _reference_rolling(sink: int, window: int, frames: int = 7) -> torch.Tensor:
     """Recompute everything each step with a hand-built window mask; no cache, no policy."""
     model, N, F = _model(), LAYOUT.tokens_per_frame, LAYOUT.frames_per_chunk

@@ -89,3 +89,19 @@ def test_tanh_gelu_matches_torch_and_keeps_the_dtype():
     gelu = TanhGELU()
     torch.testing.assert_close(gelu(x), nn.functional.gelu(x, approximate="tanh"), rtol=0, atol=2e-6)
     assert gelu(x.bfloat16()).dtype == torch.bfloat16 and "a" not in gelu.state_dict()
+
+
+def test_memo_entries_follow_the_model_dtype():
+    """A memo filled by a float32 model makes new entries once the model runs in float64 (or bf16), never
+    handing the old dtype's rows to the new one; the time embedding is cast to the model's dtype."""
+    parts, memo, extra = _parts(), ConditionMemo(), torch.randn(2, 8)
+    t = torch.full((2, 6), 0.3)
+    with torch.no_grad():
+        _, c32 = flow_inputs(torch.randn(2, 6, 4), t, extra_BE=extra, memo=memo, **parts)
+        filled = len(memo)
+        for module in (parts["proj_in"], parts["time_mlp"]):
+            module.double()
+        _, c64 = flow_inputs(torch.randn(2, 6, 4).double(), t, extra_BE=extra.double(), memo=memo, **parts)
+    assert isinstance(c32, TokenConditions) and isinstance(c64, TokenConditions)
+    assert c32.rows[0].dtype == torch.float32 and c64.rows[0].dtype == torch.float64
+    assert len(memo) == 2 * filled

@@ -108,6 +108,16 @@ def test_shared_clean_equals_recompute(pipe):
     assert float((exact - shared).abs().max()) <= 1e-5
 
 
+def test_bf16_pipeline_runs_and_tracks_fp32():
+    """A bf16 model (the CUDA default) samples: the float32 time embedding is cast to the model's dtype."""
+    fp32 = Ca2VDMPipeline(tiny_ca2vdm(), encoder=_FakeEncoder())
+    bf16 = Ca2VDMPipeline(tiny_ca2vdm().to(torch.bfloat16), encoder=_FakeEncoder())
+    a = fp32.latents("a red ball moving left", num_frames=4, num_steps=3)
+    b = bf16.latents("a red ball moving left", num_frames=4, num_steps=3)
+    assert b.dtype == torch.bfloat16 and b.shape == a.shape
+    assert float((a - b.float()).abs().mean()) < 0.05 * float(a.abs().mean())
+
+
 @pytest.mark.parametrize("name", POLICIES)
 def test_every_cache_policy_streams_a_video(pipe, name):
     chunks = list(pipe.stream("a blue box moving up", num_frames=7, cache=name, num_steps=2))
