@@ -8,7 +8,7 @@ checkpoint (e.g. the embedded `videoar-toy`) instead of starting from scratch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -122,11 +122,15 @@ class VideoARTask:
         if model_cfg.init_from is not None:
             directory = resolve(model_cfg.init_from)
             config = read_videoar_config(directory)
-            if model_cfg.transformer not in (VideoARTransformerConfig(), config.transformer):
-                raise UsageError(
-                    "model.transformer differs from the checkpoint given in model.init_from",
-                    fix="leave model.transformer out when fine-tuning: the checkpoint's architecture is used",
-                )
+            given = model_cfg.transformer
+            if given != VideoARTransformerConfig():  # only the sink distance may change: no weight depends on it
+                if replace(given, max_sink_distance=config.transformer.max_sink_distance) != config.transformer:
+                    raise UsageError(
+                        "model.transformer differs from the checkpoint given in model.init_from",
+                        why="a fine-tune keeps the checkpoint's architecture; only max_sink_distance may change",
+                        fix="leave model.transformer out, or change only model.transformer.max_sink_distance",
+                    )
+                config = replace(config, transformer=given)
             model = VideoAR(config)
             load_weights(model, directory)
         elif model_cfg.tokenizer_checkpoint is not None:

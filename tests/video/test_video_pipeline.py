@@ -85,3 +85,23 @@ def test_golden_slice(pipe):
 
 
 GOLDEN = [131, 122, 135, 144, 120, 137, 129, 134, 111, 129, 133, 131, 121, 127, 113, 127]
+
+
+def test_fine_tuning_can_lengthen_the_sink_distance(pipe, tmp_path):
+    """`init_from` with only `transformer.max_sink_distance` changed (longer training clips) keeps the weights;
+    any other architecture change is refused."""
+    from dataclasses import replace
+
+    from genmotion.video.task import VideoARModelConfig, VideoARTask
+
+    pipe.save_pretrained(tmp_path / "ck", card="# tiny\n")
+    base = pipe.model.config.transformer
+    longer = replace(base, max_sink_distance=base.max_sink_distance + 4)
+    model = VideoARTask().build_model(VideoARModelConfig(init_from=str(tmp_path / "ck"), transformer=longer))
+    assert model.config.transformer == longer
+    for a, b in zip(model.state_dict().values(), pipe.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a.float(), b.float().bfloat16().float())  # saved as bf16
+    with pytest.raises(UsageError, match="only max_sink_distance"):
+        VideoARTask().build_model(
+            VideoARModelConfig(init_from=str(tmp_path / "ck"), transformer=replace(longer, depth=base.depth + 1))
+        )
