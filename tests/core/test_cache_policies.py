@@ -19,11 +19,16 @@ def _model() -> TinyFlowModel:
 
 
 def _run(
-    policy: CachePolicy, frames: int = 7, solver: str = "euler", prefix: torch.Tensor | None = None
+    policy: CachePolicy,
+    frames: int = 7,
+    solver: str = "euler",
+    prefix: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     config = FlowLoopConfig(num_frames=frames, num_steps=3, solver=solver)  # type: ignore[arg-type]
     gen = torch.Generator().manual_seed(0)
-    return flow_generate(_model(), policy, LAYOUT, config, generator=gen, batch=2, prefix_BFNC=prefix)
+    model = _model().to(dtype)
+    return flow_generate(model, policy, LAYOUT, config, generator=gen, batch=2, prefix_BFNC=prefix, dtype=dtype)
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun"])
@@ -47,13 +52,10 @@ def test_shared_clean_window_equals_masked_recompute_and_prefix():
 def test_shared_clean_is_exact_up_to_rounding_in_float64():
     """In float64 the only difference left between the ring-buffered cache and the masked recompute over the whole
     history (after the window has wrapped several times) is rounding: ~1e-15, where fp32 leaves ~1e-6."""
-    model, config = _model().double(), FlowLoopConfig(num_frames=11, num_steps=3)
-    outs = []
-    for policy in (Recompute(window=3), SharedClean(context_frames=3)):
-        gen = torch.Generator().manual_seed(0)
-        outs.append(flow_generate(model, policy, LAYOUT, config, generator=gen, batch=2, dtype=torch.float64))
-    assert outs[0].dtype == torch.float64
-    assert (outs[0] - outs[1]).abs().max().item() <= 1e-12
+    exact = _run(Recompute(window=3), frames=11, dtype=torch.float64)
+    shared = _run(SharedClean(context_frames=3), frames=11, dtype=torch.float64)
+    assert exact.dtype == torch.float64
+    assert (exact - shared).abs().max().item() <= 1e-12
 
 
 def _reference_rolling(sink: int, window: int, frames: int = 7) -> torch.Tensor:
