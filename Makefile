@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" -e ".[dev,decord]"
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" -e ".[dev,decord,mesh]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,210 @@
+"""The generator contract: the `Pipeline` base every generator's public entry derives from, its base
+`Chunk`/`Result` dataclasses, and the capability protocols benches and CLIs test for (never `hasattr`).
+
+A pipeline composes (encoders, the generator's sampler, decoders) and contains no math. Its contract:
+* `from_pretrained(path_or_name, device=, dtype=)`: a registry name or a checkpoint directory; `dtype` always
+  means the dtype the weights are cast to (fp32 by default), `device` where they live;
+* `stream(...)` yields typed chunks as soon as they exist; `generate(...)` is `stream()` collected by
+  `collect()`, so the two agree by construction;
+* randomness only from an explicit `torch.Generator` (`make_generator(seed, generator)`), never global seeding;
+* `save_pretrained(dir)` writes a checkpoint directory that `from_pretrained` reads back.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from genmotion.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "Chunk",
+    "FlowPolicyHost",
+    "FrameStreamer",
+    "HeadProfiler",
+    "Pipeline",
+    "Result",
+    "check_weights_file",
+    "resolve_device_dtype",
+    "to_uint8",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk:
+    """One piece of a stream: its position `index` (frame, scale, joint, window ...) and `seconds` since the
+    stream started. Generators subclass it with their payload (frames, tokens, joints)."""
+
+    index: int
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """A finished generation; `seconds` is the wall time of the whole `stream()`."""
+
+    seconds: float
+
+
+def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1], channel-first (..., 3, H, W) -> uint8 channel-last (..., H, W, 3) on the CPU."""
+    x = images_B3HW.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(dtype=_uint8())
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def _uint8() -> torch.dtype:
+    import torch
+
+    return torch.uint8
+
+
+class Pipeline(ABC):
+    """Base of every generator's public entry point. Subclasses set `kind` (the checkpoint `kind` they read),
+    implement `_from_checkpoint`, `save_pretrained`, `stream` and `collect`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    # ----------------------------------------------------------------------------------- loading / saving
+    @classmethod
+    def from_pretrained(
+        cls, path_or_name: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Any:
+        """Load a checkpoint directory or registry name; weights on `device` (cpu) cast to `dtype` (fp32)."""
+        from genmotion.checkpoint import read_checkpoint_config
+        from genmotion.registry import resolve
+
+        directory = resolve(path_or_name)
+        config = read_checkpoint_config(directory)
+        if str(config["kind"]) != cls.kind:
+            raise UsageError(
+                f"{directory} is a {config['kind']!r} checkpoint, not {cls.kind!r}",
+                fix=f"load it with genmotion.load({str(path_or_name)!r}) or pick a {cls.kind} checkpoint",
+            )
+        device, dtype = resolve_device_dtype(device, dtype)
+        pipe = cls._from_checkpoint(Path(directory), config)
+        return pipe.to(device=device, dtype=dtype)
+
+    @classmethod
+    @abstractmethod
+    def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> Any:
+        """Build the pipeline from a checked checkpoint directory, weights in fp32 on the CPU."""
+
+    @abstractmethod
+    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
+        """Write a checkpoint directory (`config.yaml` with this `kind`, bf16 `model.safetensors`, `card.md`)."""
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Any:
+        """Move (and cast) the model; returns self."""
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ----------------------------------------------------------------------------------------- sampling
+    def make_generator(self, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
+        """The explicit generator of a call: `generator` if given, else one seeded with `seed` (0 if None)."""
+        import torch
+
+        if generator is not None:
+            if seed is not None:
+                raise UsageError("both seed and generator given", fix="pass one of them")
+            return generator
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise UsageError(f"seed must be a non-negative integer, got {seed!r}", fix="e.g. seed=0")
+        return torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+
+    @abstractmethod
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Chunk]:
+        """Yield chunks as soon as they exist. Arguments are checked before the first chunk is made."""
+
+    @abstractmethod
+    def collect(self, chunks: Iterable[Chunk], *, seconds: float, **kwargs: Any) -> Result:
+        """Assemble a `Result` from the chunks of one `stream()` call made with `**kwargs`."""
+
+    def generate(self, *args: Any, **kwargs: Any) -> Result:
+        """`stream()` collected (same arguments)."""
+        start = time.perf_counter()
+        chunks = list(self.stream(*args, **kwargs))
+        return self.collect(chunks, seconds=time.perf_counter() - start, **kwargs)
+
+
+def resolve_device_dtype(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
+    """`device` (None -> cpu) and `dtype` (None -> float32) checked: an unavailable device or a dtype that
+    is not floating point is a `UsageError`."""
+    import torch
+
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError) as e:
+        raise UsageError(f"unknown device {device!r}", fix="use cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} is not available here", why="torch sees no CUDA device", fix="use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {device!r} is not supported", fix="use cpu, cuda or cuda:N")
+    dt = dtype or torch.float32
+    if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+        raise UsageError(f"dtype must be a floating torch dtype, got {dtype!r}", fix="e.g. torch.bfloat16")
+    if dt == torch.float16 and dev.type == "cpu":
+        raise UsageError("float16 on the CPU is refused", why="it runs ~500x slower than fp32 here", fix="use bf16")
+    return dev, dt
+
+
+def check_weights_file(directory: Path) -> None:
+    """Raise `InputError` (exit 3) when a checkpoint's weights file is not readable safetensors."""
+    from genmotion.checkpoint import WEIGHTS_NAME
+
+    path = Path(directory) / WEIGHTS_NAME
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises several types for truncated / random files
+        raise InputError(f"cannot read {path}", why=f"{type(e).__name__}: {e}", fix="re-export the checkpoint") from e
+
+
+# ------------------------------------------------------------------------------------ capability protocols
+@runtime_checkable
+class FrameStreamer(Protocol):
+    """A pipeline whose chunks carry uint8 frames `(T, H, W, 3)` (video, panorama, world)."""
+
+    fps: float
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+
+@runtime_checkable
+class FlowPolicyHost(Protocol):
+    """A flow pipeline that takes the core's cache policies (`genmotion bench cache --model`)."""
+
+    def policy(self, name: str = "shared", **params: Any) -> Any: ...
+
+
+@runtime_checkable
+class HeadProfiler(Protocol):
+    """A pipeline that can profile its attention heads (`genmotion profile-heads --model`)."""
+
+    def profile_heads(self, out: str | Path, *, seed: int = 0, num_samples: int = 8) -> str: ...
