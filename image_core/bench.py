@@ -1,7 +1,8 @@
 """`genmotion bench image`: everything measured side by side in one process, fixed threads, medians.
 
 * parity: cached sampling == the block-causal masked forward (tokens with top-k = 1, guidance on);
-* speed: VAR-d16 at 256 px with random official-layout weights, batch 1, cfg 1.5, top-k 900, top-p 0.96:
+* speed: VAR-d16 at 256 px with random official-layout weights, batch 1, guidance 2.5 (official cfg 1.5), top-k 900,
+  top-p 0.96:
   transformer and decoder seconds, GFLOP (PyTorch's flop counter) and GFLOP/s against the fp32 matmul
   peak measured in the same run, and the same model run the official way (AdaLN recomputed for every
   scale, K/V grown with torch.cat) with identical tokens; bf16 autocast with token agreement and PSNR;
@@ -30,7 +31,7 @@ from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import sample_indices
 from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
-from genmotion.sampling.guidance import cfg_combine
+from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import sample_logits
 
 __all__ = ["official_style_indices", "run_image_bench"]
@@ -80,7 +81,7 @@ def official_style_indices(
             x = block(x, cond_blocks, None, cast(Any, cache))
         logits = var.logits(x, cond_BD)
         t = cfg * si / (K - 1)
-        idx = sample_logits(cfg_combine(logits[:B], logits[B:], t), generator, 1.0, top_k, top_p)
+        idx = sample_logits(guide(logits[:B], logits[B:], 1.0 + t), generator, 1.0, top_k, top_p)
         out.append(idx)
         h = quantizer.embedding(idx).transpose(1, 2).reshape(B, Cv, pn, pn)
         f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, h)
@@ -129,7 +130,7 @@ def cache_parity(var: VAR, quantizer: MultiScaleQuantizer) -> dict[str, Any]:
     """Cached sampling (top-k 1, cfg 1.5) against the block-causal masked forward over its own tokens."""
     labels = torch.tensor([207])
     idx = sample_indices(
-        var, quantizer, labels, generator=torch.Generator().manual_seed(0), guidance_scale=1.5, top_k=1
+        var, quantizer, labels, generator=torch.Generator().manual_seed(0), guidance_scale=2.5, top_k=1
     )
     K = len(var.patch_nums)
     with torch.no_grad():
@@ -137,9 +138,9 @@ def cache_parity(var: VAR, quantizer: MultiScaleQuantizer) -> dict[str, Any]:
         both = var(torch.cat([labels, torch.full_like(labels, var.num_classes)]), x.repeat(2, 1, 1))
     same = []
     for si, (b, e) in enumerate(var.config.scale_slices):
-        guided = cfg_combine(both[:1, b:e], both[1:, b:e], 1.5 * si / (K - 1))
+        guided = guide(both[:1, b:e], both[1:, b:e], 1.0 + 1.5 * si / (K - 1))
         same.append(bool(torch.equal(guided.argmax(-1), idx[si])))
-    return {"tokens_identical": all(same), "scales_identical": same, "top_k": 1, "guidance_scale": 1.5}
+    return {"tokens_identical": all(same), "scales_identical": same, "top_k": 1, "guidance_scale": 2.5}
 
 
 def _synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
@@ -159,7 +160,7 @@ def speed(var: VAR, vae: VQVAE, repeats: int, peak: float, with_bf16: bool) -> d
     """Transformer and decoder seconds (median), GFLOP/s vs peak, the official way side by side, bf16."""
     device = var.pos_1LC.device
     labels = torch.tensor([207], device=device)
-    settings = {"guidance_scale": 1.5, "top_k": 900, "top_p": 0.96}
+    settings = {"guidance_scale": 2.5, "top_k": 900, "top_p": 0.96}
 
     def ours() -> list[torch.Tensor]:
         g = torch.Generator(device=device).manual_seed(1)

@@ -149,13 +149,13 @@ class VARImageConfig:
 class VARSamplingConfig:
     """Default sampling settings a checkpoint ships with (`sampling:` in its config.yaml); not architecture."""
 
-    guidance_scale: float = 1.5  # VAR's cfg: t = cfg * k / (K - 1), logits = (1 + t) cond - t uncond
+    guidance_scale: float = 2.5  # 1 = off; ramped from 1 to s over the scales (VAR's official cfg 1.5 = 2.5 here)
     top_k: int = 900
     top_p: float = 0.96
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.guidance_scale < 0 or self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.temperature < 0:
+        if not self.guidance_scale >= 0 or self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.temperature < 0:
             raise ValueError(
                 f"bad sampling settings {self}: need guidance_scale >= 0, top_k >= 0, top_p in [0, 1], temperature >= 0"
             )

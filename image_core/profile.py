@@ -102,7 +102,7 @@ def profile_var_heads(
     num_samples: int = 8,
     threshold: float = 1.1,
     drafter_fraction: float = 0.25,
-    guidance_scale: float = 0.0,
+    guidance_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Profile `var`'s heads on `num_samples` samples (classes spread evenly unless `labels` are given)."""
     device = var.pos_1LC.device

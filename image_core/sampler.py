@@ -2,8 +2,9 @@
 
 Runs on the core discrete loop (`genmotion.engine.discrete`): the first scale is the prefill (start
 tokens from the class embedding); every later scale is one decode step whose input is f_hat
-area-downsampled to that scale. Guidance follows VAR's linear ramp: t = guidance_scale * k / (K - 1),
-logits = (1 + t) cond - t uncond; the batch is doubled only when guidance is on. Randomness comes
+area-downsampled to that scale. Guidance (`guidance_scale` s, 1 = off) follows VAR's linear ramp from 1 at the
+coarsest scale to s at the last, logits = uncond + s_k (cond - uncond) (VAR's official cfg is s - 1); the batch
+is doubled only when guidance is on. Randomness comes
 only from the `generator` passed in.
 
 Axis legend: B batch, l tokens of one scale, V vocabulary, Cv tokenizer latent channels,
@@ -57,7 +58,7 @@ def stream_scales(
     labels_B: torch.Tensor,
     *,
     generator: torch.Generator,
-    guidance_scale: float = 1.5,
+    guidance_scale: float = 2.5,
     top_k: int = 0,
     top_p: float = 0.0,
     temperature: float = 1.0,
@@ -77,7 +78,7 @@ def stream_scales(
     """
     _check_labels(labels_B, var.num_classes)
     B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
-    guided = guidance_scale != 0
+    guided = guidance_scale != 1.0
     labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
     conditions = var.class_conditions(labels)
     cond_BD = conditions.cond_BD

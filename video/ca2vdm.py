@@ -23,6 +23,7 @@ from genmotion.cache.state import LayeredKVCache
 from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs
+from genmotion.sampling.guidance import guide
 from genmotion.video.config import VideoTokenizerConfig
 from genmotion.video.model import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
@@ -239,4 +240,4 @@ class GuidedFlow(nn.Module):
         x, t = torch.cat([x_BLD, x_BLD]), torch.cat([t_BL, t_BL])
         v = self.model(x, t, positions_L, self.cond, cache=cache, mask=mask, memo=self.memo)
         cond, null = v.chunk(2)
-        return null + self.guidance * (cond - null)
+        return guide(cond, null, self.guidance)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genmotion.sampling.guidance import cfg_combine, guidance_schedule
+from genmotion.sampling.guidance import guidance_schedule, guide
 from genmotion.sampling.logits import LogitsProcessor, apply_processors, sample_logits
 from genmotion.video.config import SamplingConfig
 from genmotion.video.model import VideoAR, VideoARCache
@@ -55,7 +55,7 @@ def _sample_frame(
     guided = settings.guidance_scale != 1.0
     rows = cond_BW.shape[0]
     B = rows // 2 if guided else rows
-    schedule = guidance_schedule(settings.guidance_schedule, settings.guidance_scale - 1.0)
+    schedule = guidance_schedule(settings.guidance_schedule, settings.guidance_scale)
     dtype = cond_BW.dtype
     P, Cv = layout.patch_nums[-1], q.Cvae
     fhat = torch.zeros(B, Cv, P, P, device=cond_BW.device)
@@ -70,9 +70,9 @@ def _sample_frame(
         h = tr.step(x, mod, pos, cache, clean=False)
         assert h is not None
         logits = tr.logits(h, mod)
-        if guided:  # uncond + s (cond - uncond) = cfg_combine with t = s - 1 (ramped per scale if "linear")
+        if guided:  # uncond + s (cond - uncond), s ramped per scale if "linear"
             cond_l, uncond_l = logits.float().chunk(2, dim=0)
-            logits = cfg_combine(cond_l, uncond_l, schedule(si, layout.num_scales))
+            logits = guide(cond_l, uncond_l, schedule(si, layout.num_scales))
         logits = apply_processors(logits.float(), si, processors)
         idx = sample_logits(logits, generator, settings.temperature, settings.top_k, settings.top_p)  # (B, l)
         tokens.append(idx)

@@ -17,7 +17,7 @@ import torch
 
 from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
-from genmotion.sampling.guidance import cfg_combine, guidance_schedule
+from genmotion.sampling.guidance import guidance_schedule, guide
 from genmotion.sampling.logits import LogitsProcessor, apply_processors
 
 __all__ = [
@@ -48,12 +48,12 @@ DecodeFn = Callable[[Any, torch.Tensor, torch.Tensor, LayeredKVCache], torch.Ten
 class TokenLoopConfig:
     """Tokens per step and guidance. Next-token: `block_sizes=(1,) * n`; VAR: (1, 4, 9, 16, ...).
 
-    With `guidance_scale != 0` the model sees 2B rows (conditional first, unconditional second; the
+    With `guidance_scale != 1` the model sees 2B rows (conditional first, unconditional second; the
     prompt and the cache must have 2B rows) and logits are combined per step with the schedule.
     """
 
     block_sizes: tuple[int, ...]
-    guidance_scale: float = 0.0
+    guidance_scale: float = 1.0  # 1 = off; uncond + s (cond - uncond), per step by the schedule
     guidance: Literal["constant", "linear"] = "constant"
 
     def __post_init__(self) -> None:
@@ -112,7 +112,7 @@ def token_stream(
     T = prompt.shape[1]
     if sizes[0] > T:
         raise UsageError(f"the first block ({sizes[0]} tokens) is longer than the prompt ({T})")
-    guided = config.guidance_scale != 0.0
+    guided = config.guidance_scale != 1.0
     schedule = guidance_schedule(config.guidance, config.guidance_scale)
     device = prompt.device
     logits = prefill(model, prompt, torch.arange(T, device=device), cache)[:, -sizes[0] :]
@@ -120,7 +120,7 @@ def token_stream(
     for k in range(len(sizes)):
         if guided:
             cond, uncond = logits.chunk(2, dim=0)
-            logits = cfg_combine(cond, uncond, schedule(k, len(sizes)))
+            logits = guide(cond, uncond, schedule(k, len(sizes)))
         tokens = sampler(apply_processors(logits, k, processors), generator)  # (B, L)
         yield TokenChunk(index=k, tokens=tokens)
         if k + 1 == len(sizes):

@@ -14,9 +14,9 @@ from genmotion.sampling.flow import (
 )
 from genmotion.sampling.guidance import (
     GuidanceSchedule,
-    cfg_combine,
     constant_schedule,
     guidance_schedule,
+    guide,
     linear_ramp_schedule,
 )
 from genmotion.sampling.logits import (
@@ -38,11 +38,11 @@ __all__ = [
     "Solver",
     "VelocityFn",
     "apply_processors",
-    "cfg_combine",
     "constant_schedule",
     "euler_step",
     "flow_path",
     "guidance_schedule",
+    "guide",
     "gumbel_noise",
     "gumbel_softmax",
     "heun_step",

@@ -1,7 +1,8 @@
-"""Classifier-free guidance with per-step schedules (VAR's linear ramp, constant).
+"""Classifier-free guidance, one convention for every generator: `guidance_scale` s, 1 = off,
+guided = uncond + s * (cond - uncond), with per-step schedules (constant, or VAR's linear ramp).
 
-Convention (VAR): guided = (1 + t) * cond - t * uncond, so t = 0 is the conditional output alone and
-t = s - 1 is the usual `uncond + s * (cond - uncond)`.
+VAR's official `cfg` is this convention's s - 1: its `(1 + t) cond - t uncond` with t = cfg * k / (K - 1) is
+`guide(cond, uncond, 1 + t)`, so official cfg 1.5 is guidance_scale 2.5 here.
 """
 
 from __future__ import annotations
@@ -13,39 +14,39 @@ import torch
 
 from genmotion.errors import UsageError
 
-__all__ = ["GuidanceSchedule", "cfg_combine", "constant_schedule", "guidance_schedule", "linear_ramp_schedule"]
+__all__ = ["GuidanceSchedule", "constant_schedule", "guidance_schedule", "guide", "linear_ramp_schedule"]
 
 GuidanceSchedule = Callable[[int, int], float]
-"""`(step, num_steps) -> t` for step in [0, num_steps)."""
+"""`(step, num_steps) -> guidance scale of that step` for step in [0, num_steps)."""
 
 
-def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    """(1 + scale) * cond - scale * uncond (any matching shapes: logits or velocities)."""
-    if scale == 0.0:
+def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """uncond + scale * (cond - uncond) (any matching shapes: logits or velocities); scale 1 returns `cond`."""
+    if scale == 1.0:
         return cond
-    return torch.lerp(uncond, cond, 1.0 + scale)
+    return torch.lerp(uncond, cond, scale)
 
 
-def linear_ramp_schedule(cfg: float) -> GuidanceSchedule:
-    """VAR: t = cfg * step / (K - 1), from 0 at the coarsest scale to cfg at the last (cfg for K = 1)."""
+def linear_ramp_schedule(scale: float) -> GuidanceSchedule:
+    """VAR's ramp: 1 (no guidance) at the coarsest step rising linearly to `scale` at the last (`scale` for K = 1)."""
 
     def schedule(step: int, num_steps: int) -> float:
-        return cfg if num_steps <= 1 else cfg * step / (num_steps - 1)
+        return scale if num_steps <= 1 else 1.0 + (scale - 1.0) * step / (num_steps - 1)
 
     return schedule
 
 
-def constant_schedule(cfg: float) -> GuidanceSchedule:
+def constant_schedule(scale: float) -> GuidanceSchedule:
     def schedule(step: int, num_steps: int) -> float:
-        return cfg
+        return scale
 
     return schedule
 
 
-def guidance_schedule(name: Literal["linear", "constant"], cfg: float) -> GuidanceSchedule:
+def guidance_schedule(name: Literal["linear", "constant"], scale: float) -> GuidanceSchedule:
     """A schedule by name, as configs spell it."""
     if name == "linear":
-        return linear_ramp_schedule(cfg)
+        return linear_ramp_schedule(scale)
     if name == "constant":
-        return constant_schedule(cfg)
+        return constant_schedule(scale)
     raise UsageError(f"unknown guidance schedule {name!r}", fix="use 'linear' or 'constant'")

@@ -2,7 +2,7 @@ import torch
 
 from genmotion.engine import TokenLoopConfig, generate_tokens, token_stream
 from genmotion.nn import TinyTokenModel, TinyTransformerConfig, block_causal_mask, ids_from_lengths
-from genmotion.sampling import Sampler, cfg_combine
+from genmotion.sampling import Sampler, guide
 
 V = 13
 
@@ -12,21 +12,21 @@ def _model() -> TinyTokenModel:
     return TinyTokenModel(V, TinyTransformerConfig(dim=16, depth=2, heads=2)).eval()
 
 
-def _reference_greedy(model, prompt, steps, scale=0.0):
+def _reference_greedy(model, prompt, steps, scale=1.0):
     """No cache: rerun the whole sequence every step."""
     seq = prompt
     with torch.no_grad():
         for _ in range(steps):
             logits = model(seq, torch.arange(seq.shape[1]))[:, -1:]
-            if scale:
+            if scale != 1.0:
                 cond, uncond = logits.chunk(2)
-                logits = cfg_combine(cond, uncond, scale)
+                logits = guide(cond, uncond, scale)
                 nxt = logits.argmax(-1)
                 nxt = torch.cat([nxt, nxt])
             else:
                 nxt = logits.argmax(-1)
             seq = torch.cat([seq, nxt], dim=1)
-    return seq[: seq.shape[0] // (2 if scale else 1), prompt.shape[1] :]
+    return seq[: seq.shape[0] // (2 if scale != 1.0 else 1), prompt.shape[1] :]
 
 
 def test_next_token_with_cache_equals_recompute():

@@ -2,8 +2,8 @@ import torch
 
 from genmotion.sampling import (
     Sampler,
-    cfg_combine,
     guidance_schedule,
+    guide,
     gumbel_softmax,
     linear_ramp_schedule,
     sample_logits,
@@ -51,10 +51,10 @@ def test_top_p_keeps_the_nucleus():
 
 def test_cfg_and_schedules():
     cond, uncond = torch.tensor([2.0]), torch.tensor([1.0])
-    assert torch.allclose(cfg_combine(cond, uncond, 1.5), 2.5 * cond - 1.5 * uncond)
-    assert torch.equal(cfg_combine(cond, uncond, 0.0), cond)
-    ramp = linear_ramp_schedule(4.0)
-    assert [ramp(k, 5) for k in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert torch.allclose(guide(cond, uncond, 2.5), uncond + 2.5 * (cond - uncond))
+    assert torch.equal(guide(cond, uncond, 1.0), cond)  # 1 = off, for every generator
+    ramp = linear_ramp_schedule(5.0)
+    assert [ramp(k, 5) for k in range(5)] == [1.0, 2.0, 3.0, 4.0, 5.0]  # VAR's ramp: official cfg 4 = scale 5
     assert guidance_schedule("constant", 2.0)(3, 10) == 2.0
 
 

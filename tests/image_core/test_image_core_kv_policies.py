@@ -64,7 +64,7 @@ class _Watch:
         self.lengths.append([g.length for g in groups])
 
 
-def _sample(policy, cfg=1.5):
+def _sample(policy, cfg=2.5):
     var, q = _models()
     seen = []
     record = lambda logits, step: seen.append(logits.clone()) or logits

@@ -18,8 +18,9 @@ K = len(PATCH_NUMS)
 SLICES = TINY_VAR.scale_slices
 
 
-def _full_guided_logits(var, labels, x_BLCv, cfg):
-    """Block-causal masked forward, with VAR's guidance ramp applied per scale."""
+def _full_guided_logits(var, labels, x_BLCv, scale):
+    """Block-causal masked forward, with VAR's guidance ramp (official cfg = scale - 1) applied per scale."""
+    cfg = scale - 1
     if cfg == 0:
         return var(labels, x_BLCv)
     B = labels.shape[0]
@@ -32,7 +33,7 @@ def _full_guided_logits(var, labels, x_BLCv, cfg):
     return out
 
 
-@pytest.mark.parametrize("cfg", [0.0, 1.5])
+@pytest.mark.parametrize("cfg", [1.0, 2.5])
 @pytest.mark.parametrize("variant", [{}, {"shared_aln": True}, {"attn_l2_norm": False}])
 def test_cached_sampling_equals_block_causal_forward(cfg, variant):
     var = seeded(VAR, dataclasses.replace(TINY_VAR, **variant))
@@ -79,12 +80,12 @@ def test_no_doubled_batch_without_guidance():
     var, q = seeded(VAR, TINY_VAR), seeded(MultiScaleQuantizer, TINY_VAE)
     labels = torch.tensor([1, 2])
     cache = var.allocate_cache(2)
-    steps = list(stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=0.0, cache=cache))
+    steps = list(stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=1.0, cache=cache))
     assert cache.length == TINY_VAR.num_tokens and len(steps) == K
     assert steps[-1].f_hat.shape == (2, 4, 4, 4)
     with pytest.raises(UsageError, match="rows"):
         next(
-            stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=1.0, cache=var.allocate_cache(2))
+            stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=2.0, cache=var.allocate_cache(2))
         )
     with pytest.raises(UsageError, match="null"):
         next(stream_scales(var, q, torch.tensor([6]), generator=torch.Generator()))
