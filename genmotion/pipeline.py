@@ -137,14 +137,14 @@ class Pipeline(ABC):
         """Yield chunks as soon as they exist. Arguments are checked before the first chunk is made."""
 
     @abstractmethod
-    def collect(self, chunks: Iterable[Chunk], *, seconds: float, **kwargs: Any) -> Result:
-        """Assemble a `Result` from the chunks of one `stream()` call made with `**kwargs`."""
+    def collect(self, chunks: Iterable[Chunk], seconds: float, *args: Any, **kwargs: Any) -> Result:
+        """Assemble a `Result` from the chunks of one `stream(*args, **kwargs)` call that took `seconds`."""
 
     def generate(self, *args: Any, **kwargs: Any) -> Result:
         """`stream()` collected (same arguments)."""
         start = time.perf_counter()
         chunks = list(self.stream(*args, **kwargs))
-        return self.collect(chunks, seconds=time.perf_counter() - start, **kwargs)
+        return self.collect(chunks, time.perf_counter() - start, *args, **kwargs)
 
 
 def resolve_device_dtype(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from genmotion.image_core.editing import inpaint_forcing, prepare_inpaint
 from genmotion.image_core.kv_policies import ScaleCacheStats, ScalePolicy, make_policy
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import stream_scales
+from genmotion.pipeline import Chunk, Pipeline, Result, to_uint8
 from genmotion.sampling.logits import LogitsProcessor
 
 __all__ = ["HEAD_PROFILE_NAME", "ImageResult", "ScaleChunk", "VARPipeline", "to_uint8"]
@@ -34,31 +35,27 @@ log = logging.getLogger(__name__)
 HEAD_PROFILE_NAME = "head_profile.json"  # shipped beside a checkpoint for `kv="hack"`
 
 
-def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
-    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
-    x = images_B3HW.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+@dataclass(frozen=True, kw_only=True)
+class ScaleChunk(Chunk):
+    """One scale `index` of `stream()`: its tokens (B, pn*pn), and uint8 images (B, H, W, 3) on the last scale
+    (on every scale with `preview=True`: f_hat so far, decoded). `cache_bytes`: KV entries held after it."""
 
-
-@dataclass(frozen=True)
-class ScaleChunk:
-    """One scale of `stream()`: its tokens (B, pn*pn), and uint8 images (B, H, W, 3) on the last scale (on
-    every scale with `preview=True`: f_hat so far, decoded). `cache_bytes`: KV entries held after it."""
-
-    scale_index: int
     num_scales: int
     tokens: torch.Tensor
     images: np.ndarray | None
     cache_bytes: int
-    seconds: float
+
+    @property
+    def scale_index(self) -> int:
+        return self.index
 
     @property
     def is_last(self) -> bool:
-        return self.scale_index == self.num_scales - 1
+        return self.index == self.num_scales - 1
 
 
-@dataclass(frozen=True)
-class ImageResult:
+@dataclass(frozen=True, kw_only=True)
+class ImageResult(Result):
     """Finished images uint8 (N, H, W, 3), the labels that made them, per-scale tokens and cache bytes."""
 
     images: np.ndarray
@@ -66,11 +63,17 @@ class ImageResult:
     class_names: tuple[str, ...]
     tokens: tuple[torch.Tensor, ...]
     cache: ScaleCacheStats
-    seconds: float
 
 
-class VARPipeline:
-    """Class-conditional VAR images. Build with `from_pretrained` or `genmotion.load`."""
+class VARPipeline(Pipeline):
+    """Class-conditional VAR images. Build with `from_pretrained` or `genmotion.load`.
+
+    `from_pretrained(dtype=torch.bfloat16)` casts the weights (as every pipeline does) and samples under
+    autocast in that dtype; `compute_dtype` alone runs bf16 autocast over fp32 weights (the bench compares both).
+    """
+
+    kind = "var"
+    model: VARImageModel
 
     def __init__(
         self,
@@ -81,26 +84,28 @@ class VARPipeline:
         compute_dtype: torch.dtype = torch.float32,
         head_profile: dict[str, Any] | None = None,
     ) -> None:
-        self.model = model.eval()
+        super().__init__(model)
         self.config = model.config
         self.class_names = tuple(class_names)
         self.sampling = sampling or VARSamplingConfig()
-        self.device = next(model.parameters()).device
         self.compute_dtype = compute_dtype  # bf16: autocast over fp32 weights
         self.head_profile = head_profile
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> VARPipeline:
-        """Load a `var` checkpoint directory; weights stay fp32, `dtype=torch.bfloat16` runs under autocast."""
+    def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VARPipeline:
         import json
 
-        model = load_image_model(directory).to(torch.device(device or "cpu"))
+        model = load_image_model(directory)
         names, sampling = read_image_metadata(directory)
         profile_path = Path(directory) / HEAD_PROFILE_NAME
         profile = json.loads(profile_path.read_text()) if profile_path.is_file() else None
-        return cls(
-            model, class_names=names, sampling=sampling, compute_dtype=dtype or torch.float32, head_profile=profile
-        )
+        return cls(model, class_names=names, sampling=sampling, head_profile=profile)
+
+    def to(self, device: Any = None, dtype: Any = None) -> VARPipeline:
+        super().to(device=device, dtype=dtype)
+        if dtype is not None:
+            self.compute_dtype = dtype
+        return self
 
     def profile_heads(self, out: str | Path, *, seed: int = 0, num_samples: int = 8) -> str:
         """Profile this model's heads for HACK/ScaleKV (`genmotion profile-heads --model M -o F`): write the JSON
@@ -193,8 +198,7 @@ class VARPipeline:
             raise UsageError("in-painting needs both an image and a mask", fix="pass image=... and mask=... together")
         processors = [self._forcing(image, mask, num_images)] if image is not None else []
         policy = make_policy(kv, budget=kv_budget, profile=self.head_profile) if isinstance(kv, str) else kv
-        if generator is None:
-            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        generator = self.make_generator(seed, generator)
         return self._scales(labels, settings, generator, more_smooth, processors, policy, preview)
 
     def _scales(
@@ -222,26 +226,32 @@ class VARPipeline:
                 last = step.scale_index == K - 1
                 images = to_uint8(vae.fhat_to_image(step.f_hat)) if last or preview else None
                 held = policy.stats.context_bytes[-1] if policy.stats.context_bytes and not last else 0
-                yield ScaleChunk(step.scale_index, K, step.indices, images, held, time.perf_counter() - start)
+                yield ScaleChunk(
+                    index=step.scale_index,
+                    num_scales=K,
+                    tokens=step.indices,
+                    images=images,
+                    cache_bytes=held,
+                    seconds=time.perf_counter() - start,
+                )
 
     def generate(self, class_label: int | str | Sequence[int | str], **options: Any) -> ImageResult:
         """`stream()` collected: the finished images and what made them; options as in `stream()`."""
-        start = time.perf_counter()
         kv = options.pop("kv", "full")
-        policy = (
-            make_policy(kv, budget=options.pop("kv_budget", 0.25), profile=self.head_profile)
-            if isinstance(kv, str)
-            else kv
-        )
-        chunks = list(self.stream(class_label, kv=policy, **options))
-        images = chunks[-1].images
+        if isinstance(kv, str):  # made here so the result can report the policy's cache statistics
+            kv = make_policy(kv, budget=options.pop("kv_budget", 0.25), profile=self.head_profile)
+        return super().generate(class_label, kv=kv, **options)  # type: ignore[return-value]
+
+    def collect(self, chunks: Iterable[Chunk], seconds: float, class_label: Any = None, **options: Any) -> ImageResult:
+        scales = [c for c in chunks if isinstance(c, ScaleChunk)]
+        images = scales[-1].images
         assert images is not None
         labels = self._labels(class_label, options.get("num_images", 1)).tolist()
         return ImageResult(
             images=images,
             labels=tuple(labels),
             class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
-            tokens=tuple(c.tokens for c in chunks),
-            cache=policy.stats,
-            seconds=time.perf_counter() - start,
+            tokens=tuple(c.tokens for c in scales),
+            cache=getattr(options.get("kv"), "stats", None) or ScaleCacheStats(),
+            seconds=seconds,
         )

@@ -9,7 +9,7 @@ Policies get this model's context window as their default, so every name is vali
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pret
 from genmotion.config import from_dict, to_dict
 from genmotion.engine.flow import FlowLoopConfig, flow_generate, flow_stream
 from genmotion.errors import UsageError
+from genmotion.pipeline import to_uint8
 from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, GuidedFlow
 from genmotion.video.pipeline import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
 
@@ -42,6 +43,7 @@ def read_ca2vdm_config(directory: Any) -> Ca2VDMConfig:
 class Ca2VDMPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, chunk by chunk through a cache policy."""
 
+    kind = KIND
     model: Ca2VDM
 
     def __init__(
@@ -52,10 +54,9 @@ class Ca2VDMPipeline(VideoStreamer):
         self.head_profile = head_profile
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> Ca2VDMPipeline:
-        model = Ca2VDM(read_ca2vdm_config(directory))
+    def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> Ca2VDMPipeline:
+        model = Ca2VDM(from_dict(Ca2VDMConfig, config["model"], prefix="model"))
         load_weights(model, directory)
-        model = model.to(device=torch.device(device or "cpu"), dtype=dtype or torch.float32)
         profile = Path(directory) / PROFILE_NAME
         return cls(model, head_profile=profile if profile.is_file() else None)
 
@@ -90,7 +91,7 @@ class Ca2VDMPipeline(VideoStreamer):
     @torch.no_grad()
     def decode_latents(self, latents_BTND: torch.Tensor) -> np.ndarray:
         """Latent tokens (1, T, N, D) of a whole video from frame 0 -> uint8 frames (T, H, W, 3)."""
-        return _to_uint8(self.model.decode_tokens(latents_BTND.to(self.dtype))[0])
+        return to_uint8(self.model.decode_tokens(latents_BTND.to(self.dtype))[0])
 
     def policy(self, name: str = "shared", **params: Any) -> CachePolicy:
         """A fresh cache policy by name, with this model's trained context window as its default window:
@@ -147,9 +148,9 @@ class Ca2VDMPipeline(VideoStreamer):
                 f"cache policy {type(policy).__name__} grows with the video, so it cannot stream forever",
                 fix="pass num_frames, or use a windowed policy (shared, rolling, or flowcache over them)",
             )
-        if generator is None:
-            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        return self._chunks(schedule, num_frames, guidance_scale, num_steps, policy, generator)
+        return self._chunks(
+            schedule, num_frames, guidance_scale, num_steps, policy, self.make_generator(seed, generator)
+        )
 
     def _chunks(
         self,
@@ -174,12 +175,12 @@ class Ca2VDMPipeline(VideoStreamer):
                 end = chunk.start_frame + chunk.latents.shape[1]
                 flow.set_condition(condition(end))  # the next chunk (and the commit of this one) follow the schedule
                 yield VideoChunk(
-                    _to_uint8(frames[0]),
-                    chunk.start_frame,
-                    condition.prompt_at(chunk.start_frame),
-                    policy.bytes_held(),
-                    _valid_bytes(policy),
-                    time.perf_counter() - start,
+                    frames=to_uint8(frames[0]),
+                    index=chunk.start_frame,
+                    prompt=condition.prompt_at(chunk.start_frame),
+                    cache_bytes=policy.bytes_held(),
+                    cache_valid_bytes=_valid_bytes(policy),
+                    seconds=time.perf_counter() - start,
                 )
 
     @torch.no_grad()
@@ -196,7 +197,7 @@ class Ca2VDMPipeline(VideoStreamer):
         """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons)."""
         flow = self.conditioned_flow(prompt, guidance_scale)
         policy = self.policy(cache) if isinstance(cache, str) else cache
-        generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        generator = self.make_generator(seed)
         config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
         return flow_generate(
             flow, policy, self.frame_layout, config, generator=generator, device=self.device, dtype=self.dtype
@@ -209,10 +210,6 @@ def _bounded(policy: CachePolicy) -> bool:
 
     inner = getattr(policy, "context", policy)
     return isinstance(inner, (SharedClean, RollingWindow)) and getattr(inner, "window", None) is not None
-
-
-def _to_uint8(frames_T3HW: torch.Tensor) -> np.ndarray:
-    return frames_T3HW.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _valid_bytes(policy: CachePolicy) -> int:

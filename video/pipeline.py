@@ -8,7 +8,7 @@ decoder -> uint8 frames. No math here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from genmotion.checkpoint import load_weights, save_pretrained
-from genmotion.config import to_dict
+from genmotion.config import from_dict, to_dict
 from genmotion.errors import UsageError
+from genmotion.pipeline import Chunk, Pipeline, Result, to_uint8
 from genmotion.video.config import SamplingConfig, VideoARConfig
 from genmotion.video.model import VideoAR
 from genmotion.video.sampler import stream_latents
@@ -29,8 +30,8 @@ __all__ = ["PromptConditions", "VideoARPipeline", "VideoChunk", "VideoResult", "
 DEFAULT_FPS = 12.0
 
 
-@dataclass(frozen=True)
-class VideoChunk:
+@dataclass(frozen=True, kw_only=True)
+class VideoChunk(Chunk):
     """Frames made by one step of `stream()`: uint8 (T, H, W, 3) starting at frame `index`.
 
     `prompt` is the prompt in effect; `cache_bytes` the exact bytes the KV cache has allocated (static) and
@@ -39,15 +40,13 @@ class VideoChunk:
     """
 
     frames: np.ndarray
-    index: int
     prompt: str
     cache_bytes: int
     cache_valid_bytes: int
-    seconds: float
 
 
-@dataclass(frozen=True)
-class VideoResult:
+@dataclass(frozen=True, kw_only=True)
+class VideoResult(Result):
     """A finished video: uint8 (N, H, W, 3) frames, the prompt schedule that made them, and timings."""
 
     frames: np.ndarray
@@ -55,7 +54,6 @@ class VideoResult:
     prompt_schedule: tuple[tuple[int, str], ...]
     seed: int | None
     time_to_first_frame: float
-    seconds: float
 
     @property
     def num_frames(self) -> int:
@@ -99,35 +97,60 @@ class PromptConditions:
         return self._cache[text]
 
 
-class VideoStreamer:
-    """What every video pipeline shares: the model in eval mode on its device and dtype, the prompt encoder,
-    the frame rate, and `generate()`: its `stream()` collected into one `VideoResult`."""
-
-    stream: Callable[..., Iterator[VideoChunk]]  # the subclass's stream(prompt, *, num_frames, seed, ...)
+class VideoStreamer(Pipeline):
+    """What every text-to-video pipeline shares: the model in eval mode, the prompt encoder, the frame rate,
+    and `collect()`: the chunks of one `stream()` as one `VideoResult` (`generate()` comes from `Pipeline`)."""
 
     def __init__(self, model: nn.Module, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
-        from genmotion.text import PromptEncoder
-
-        self.model = model.eval()
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
-        self.encoder = encoder if encoder is not None else PromptEncoder(device=self.device)
+        super().__init__(model)
+        self._encoder = encoder
         self.fps = fps
 
-    def generate(
-        self, prompt: str | None = None, *, num_frames: int = 16, seed: int | None = None, **kwargs: Any
+    @property
+    def encoder(self) -> Any:
+        """The prompt encoder, loaded on first use (a pipeline that is only saved or moved never loads it)."""
+        if self._encoder is None:
+            from genmotion.text import PromptEncoder
+
+            self._encoder = PromptEncoder(device=self.device)
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, encoder: Any) -> None:
+        self._encoder = encoder
+
+    def to(self, device: Any = None, dtype: Any = None) -> Any:
+        super().to(device=device, dtype=dtype)
+        if self._encoder is not None and device is not None:
+            self._encoder = None  # re-made on the new device on first use
+        return self
+
+    def generate(self, prompt: str | None = None, *, num_frames: int | None = 16, **kwargs: Any) -> VideoResult:
+        """`stream()` collected into one `VideoResult` (same arguments); `num_frames` must be finite."""
+        if num_frames is None:
+            raise UsageError(
+                "generate() needs a finite num_frames", fix="use stream(num_frames=None) to stream forever"
+            )
+        return super().generate(prompt, num_frames=num_frames, **kwargs)  # type: ignore[return-value]
+
+    def collect(
+        self,
+        chunks: Iterable[Chunk],
+        seconds: float,
+        prompt: str | None = None,
+        *,
+        seed: int | None = None,
+        prompt_schedule: Sequence[tuple[int, str]] = (),
+        **_: Any,
     ) -> VideoResult:
-        """`stream()` collected into one `VideoResult` (same keywords)."""
-        start = time.perf_counter()
-        chunks = list(self.stream(prompt, num_frames=num_frames, seed=seed, **kwargs))
-        schedule = check_prompt_schedule(prompt, kwargs.get("prompt_schedule", ()))
+        video = [c for c in chunks if isinstance(c, VideoChunk)]
         return VideoResult(
-            frames=np.concatenate([c.frames for c in chunks]),
+            frames=np.concatenate([c.frames for c in video]),
             fps=self.fps,
-            prompt_schedule=schedule,
+            prompt_schedule=check_prompt_schedule(prompt, prompt_schedule),
             seed=seed,
-            time_to_first_frame=chunks[0].seconds,
-            seconds=time.perf_counter() - start,
+            time_to_first_frame=video[0].seconds,
+            seconds=seconds,
         )
 
 
@@ -147,6 +170,7 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
 class VideoARPipeline(VideoStreamer):
     """Text (and a prompt schedule) -> video, frame by frame. Build with `from_pretrained` or `genmotion.load`."""
 
+    kind = "videoar"
     model: VideoAR
 
     def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
@@ -154,13 +178,9 @@ class VideoARPipeline(VideoStreamer):
         self.config: VideoARConfig = model.config
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: Any = None, dtype: Any = None) -> VideoARPipeline:
-        """Load a `videoar` checkpoint directory (weights are cast to `dtype`, fp32 by default)."""
-        from genmotion.video.task import read_videoar_config
-
-        model = VideoAR(read_videoar_config(directory))
+    def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VideoARPipeline:
+        model = VideoAR(from_dict(VideoARConfig, config["model"], prefix="model"))
         load_weights(model, directory)
-        model = model.to(device=torch.device(device or "cpu"), dtype=dtype or torch.float32)
         return cls(model)
 
     def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
@@ -184,7 +204,7 @@ class VideoARPipeline(VideoStreamer):
     @torch.no_grad()
     def _decode(self, fhat: torch.Tensor, prev: torch.Tensor | None) -> np.ndarray:
         image = self.model.tokenizer.decode_frame(fhat.to(self.dtype), None if prev is None else prev.to(self.dtype))
-        return image.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8(image)
 
     def stream(
         self,
@@ -214,9 +234,7 @@ class VideoARPipeline(VideoStreamer):
             top_p=top_p,
         )
         _check_sampling(num_frames, settings)
-        if generator is None:
-            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        return self._frames(schedule, num_frames, settings, generator)
+        return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))
 
     def _frames(
         self,
@@ -232,10 +250,10 @@ class VideoARPipeline(VideoStreamer):
             frames = self._decode(latent.fhat, prev)
             prev = latent.fhat
             yield VideoChunk(
-                frames,
-                latent.index,
-                condition.prompt_at(latent.index),
-                latent.cache_bytes,
-                latent.cache_valid_bytes,
-                time.perf_counter() - start,
+                frames=frames,
+                index=latent.index,
+                prompt=condition.prompt_at(latent.index),
+                cache_bytes=latent.cache_bytes,
+                cache_valid_bytes=latent.cache_valid_bytes,
+                seconds=time.perf_counter() - start,
             )

@@ -1,0 +1,114 @@
+"""The generator contract, checked on every registered pipeline kind with its embedded default.
+
+Each kind names a small call here; a generator that registers a pipeline without an entry fails
+`test_every_pipeline_kind_has_a_contract_call`, so new generators join these checks when they land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import genmotion
+from genmotion.errors import UsageError
+from genmotion.pipeline import Pipeline
+from genmotion.registry import list_models
+
+Call = Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]
+
+# kind -> (args, kwargs) of a small call to stream()/generate()
+CALLS: dict[str, Call] = {
+    "videoar": lambda: (("a red ball moving left",), {"num_frames": 2}),
+    "ca2vdm": lambda: (("a blue square moving up",), {"num_frames": 2, "num_steps": 2}),
+    "var": lambda: (("red circle",), {"num_images": 1}),
+}
+
+
+def _kinds() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="genmotion.pipelines"))
+
+
+def _embedded() -> dict[str, str]:
+    """kind -> the first embedded default of that kind."""
+    out: dict[str, str] = {}
+    for entry in list_models():
+        if entry.source == "embedded":
+            out.setdefault(entry.kind, entry.name)
+    return out
+
+
+def _payload(result: Any) -> np.ndarray:
+    for name in ("frames", "images"):
+        if hasattr(result, name):
+            return np.asarray(getattr(result, name))
+    return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in _arrays(result)])
+
+
+def _arrays(result: Any) -> list[Any]:
+    import dataclasses
+
+    values = [getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "seconds"]
+    return [v for v in values if isinstance(v, (np.ndarray, torch.Tensor))]
+
+
+def test_every_pipeline_kind_has_a_contract_call():
+    missing = [k for k in _kinds() if k not in CALLS]
+    assert not missing, f"add a small call for {missing} to CALLS"
+
+
+def test_every_pipeline_kind_ships_an_embedded_default():
+    assert set(_kinds()) <= set(_embedded()), "every generator ships an embedded default"
+
+
+@pytest.fixture(scope="module", params=sorted(CALLS))
+def loaded(request):
+    kind = request.param
+    name = _embedded().get(kind)
+    if name is None:
+        pytest.fail(f"no embedded default of kind {kind!r}")
+    return kind, genmotion.load(name)
+
+
+def test_is_a_pipeline_of_its_kind(loaded):
+    kind, pipe = loaded
+    assert isinstance(pipe, Pipeline) and pipe.kind == kind
+    assert pipe.dtype == torch.float32 and pipe.device.type == "cpu"
+
+
+def test_stream_equals_generate_and_seed_fixes_the_draw(loaded):
+    kind, pipe = loaded
+    args, kwargs = CALLS[kind]()
+    chunks = list(pipe.stream(*args, seed=3, **kwargs))
+    assert chunks and [c.index for c in chunks] == sorted(c.index for c in chunks)
+    streamed = pipe.collect(chunks, 0.0, *args, seed=3, **kwargs)
+    generated = pipe.generate(*args, seed=3, **kwargs)
+    again = pipe.generate(*args, seed=3, **kwargs)
+    np.testing.assert_array_equal(_payload(streamed), _payload(generated))
+    np.testing.assert_array_equal(_payload(generated), _payload(again))
+
+
+def test_save_load_round_trip(loaded, tmp_path):
+    kind, pipe = loaded
+    args, kwargs = CALLS[kind]()
+    pipe.save_pretrained(tmp_path / "ckpt", card="# round trip\n")
+    back = type(pipe).from_pretrained(tmp_path / "ckpt")
+    np.testing.assert_array_equal(
+        _payload(pipe.generate(*args, seed=1, **kwargs)), _payload(back.generate(*args, seed=1, **kwargs))
+    )
+
+
+def test_bad_arguments_are_clear_errors(loaded):
+    kind, pipe = loaded
+    args, kwargs = CALLS[kind]()
+    with pytest.raises(UsageError, match="seed"):
+        pipe.generate(*args, seed=-1, **kwargs)
+    with pytest.raises(UsageError, match="device"):
+        type(pipe).from_pretrained(_embedded()[kind], device="nowhere")
+    with pytest.raises(UsageError, match="not"):
+        other = next(k for k in _embedded() if k != kind)
+        type(pipe).from_pretrained(_embedded()[other])
