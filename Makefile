@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy genmotion
+	$(VENV)/bin/mypy genmotion video image_core panorama rigging world
 
 pytest: $(STAMP)
 	$(PY) -m pytest

@@ -179,6 +179,8 @@ class VideoARTransformer(nn.Module):
         W, Cv, V = cfg.width, tokenizer.latent_channels, tokenizer.vocab_size
         # MiniLM embeddings of captions are close to each other: standardise them per dimension with statistics
         # of the training captions (set by the task, saved with the weights) so prompts are told apart early
+        self.text_mean: torch.Tensor
+        self.text_std: torch.Tensor
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, W), nn.SiLU(), nn.Linear(W, W))
