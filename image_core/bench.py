@@ -37,7 +37,7 @@ from genmotion.sampling.logits import sample_logits
 __all__ = ["official_style_indices", "run_image_bench"]
 
 log = logging.getLogger(__name__)
-REFERENCE = {  # the official implementation on the DESIGN machine (AVX-512, 2 threads), from the issue
+REFERENCE = {  # the official implementation on a 2-core AVX-512 machine (2 threads)
     "transformer_s": 5.8,
     "decode_s": 2.4,
     "transformer_gflop": 563,
@@ -196,7 +196,7 @@ def speed(var: VAR, vae: VQVAE, repeats: int, peak: float, with_bf16: bool) -> d
         "transformer_peak_fraction": trans_flops / 1e9 / t_ours / peak,
         "decode_peak_fraction": decode_flops / 1e9 / t_decode / peak,
     }
-    # The official code reached 53 % (transformer) and 90 % (decoder) of the fp32 peak on the DESIGN
+    # The official code reached 53 % (transformer) and 90 % (decoder) of the fp32 peak on the AVX-512
     # machine (VAR-d16); at those fractions of this machine's peak it would take this long here.
     t_ref = trans_flops / 1e9 / (0.53 * peak) + decode_flops / 1e9 / (0.90 * peak)
     out["official_at_its_peak_fractions_here_s"] = t_ref

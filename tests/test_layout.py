@@ -1,4 +1,4 @@
-"""Packaging and import-direction rules (DESIGN §3), checked with `ast`."""
+"""Packaging, import-direction and generator-contract rules, checked with `ast`."""
 
 import ast
 import subprocess
@@ -84,3 +84,68 @@ def test_importing_packages_has_no_heavy_side_effects():
         "genmotion.image_core\nassert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+# The generator-package contract: the files every generator package has, its recipes and its tests.
+CONTRACT_FILES = ("config.py", "model.py", "sampler.py", "pipeline.py", "train.py", "cli.py", "bench.py")
+RECIPES = {"video": "video", "image_core": "image", "panorama": "panorama", "rigging": "rigging", "world": "world"}
+# video/ hosts two generators (VideoAR, Ca2-VDM) and trains them through task.py / ca2vdm_train.py
+KNOWN_DEVIATIONS = {"video": {"train.py"}}
+PIPELINE_BASES = {"Pipeline", "VideoStreamer"}
+
+
+def _built(folder: str) -> bool:
+    """A generator package counts once it holds more than its `__init__.py`."""
+    return any(p.name != "__init__.py" for p in (ROOT / folder).glob("*.py"))
+
+
+def test_generator_packages_follow_the_contract():
+    bad = []
+    for folder in sorted(GENERATORS):
+        if not _built(folder):
+            continue
+        missing = [f for f in CONTRACT_FILES if not (ROOT / folder / f).is_file()]
+        missing = [f for f in missing if f not in KNOWN_DEVIATIONS.get(folder, set())]
+        if missing:
+            bad.append(f"{folder}/ lacks {missing}")
+        if not (ROOT / "configs" / RECIPES[folder]).is_dir():
+            bad.append(f"{folder}/ has no recipes in configs/{RECIPES[folder]}/")
+        if not (ROOT / "tests" / folder).is_dir():
+            bad.append(f"{folder}/ has no tests/{folder}/")
+    assert not bad, "\n".join(bad)
+
+
+def _class_bases(path: Path) -> dict[str, set[str]]:
+    out = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+    return out
+
+
+def test_every_registered_pipeline_derives_from_the_core_pipeline():
+    """Each `genmotion.pipelines` entry point names a class whose bases reach `genmotion.pipeline.Pipeline`."""
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["genmotion.pipelines"]
+    bad = []
+    for kind, target in eps.items():
+        module, cls = target.split(":")
+        package = module.split(".")[1]
+        path = ROOT / {v: k for k, v in FOLDERS.items()}[f"genmotion.{package}"] / f"{module.split('.')[-1]}.py"
+        bases = _class_bases(path).get(cls)
+        if bases is None or not bases & PIPELINE_BASES:
+            bad.append(f"{kind}: {target} does not derive from Pipeline (bases {bases})")
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_points_outside_the_repository():
+    """Docstrings, docs and cards stand on their own: no references to design notes kept elsewhere."""
+    needles = ("../shared", "DESIGN §", "DESIGN.md", "STYLE.md", "shared/research")
+    bad = []
+    for pattern in ("**/*.py", "**/*.md", "**/*.yaml"):
+        for path in ROOT.glob(pattern):
+            rel = path.relative_to(ROOT)
+            if rel.parts[0] in {".venv", "runs", "out", "build"} or rel == Path("tests/test_layout.py"):
+                continue
+            text = path.read_text(errors="ignore")
+            bad += [f"{rel}: {n!r}" for n in needles if n in text]
+    assert not bad, "\n".join(bad)

@@ -27,7 +27,7 @@ def latent_fidelity(out: torch.Tensor, exact: torch.Tensor) -> dict[str, float |
 
 
 def temporal_flicker(latents_BFNC: torch.Tensor, lo: float, hi: float) -> float:
-    """(1 - mean |frame_t - frame_t+1|) on values mapped to [0, 1] by [lo, hi] (DESIGN §6, 255 -> 1)."""
+    """(1 - mean |frame_t - frame_t+1|) on values mapped to [0, 1] by [lo, hi] (uint8 frames: 255 -> 1)."""
     x = ((latents_BFNC - lo) / (hi - lo)).clamp(0, 1)
     return 1.0 - float((x[:, 1:] - x[:, :-1]).abs().mean())
 

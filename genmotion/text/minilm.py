@@ -1,6 +1,6 @@
 """MiniLM-L6 (BERT layout) sentence encoder in plain torch: the forward of sentence-transformers'
 all-MiniLM-L6-v2 (BERT encoder, mean pooling over the attention mask, L2 normalisation), written out so
-loading costs a safetensors read instead of a transformers import (4–7 s here, DESIGN §7).
+loading costs a safetensors read instead of a transformers import (4–7 s on a 2-core CPU).
 
 Axes: B batch, L tokens, D hidden (384), H heads (12), K head width (32), F feed-forward width (1536).
 """

@@ -1,4 +1,4 @@
-"""The procedural toy world every generator trains and is judged on (DESIGN §4.9).
+"""The procedural toy world every generator trains and is judged on (2-D clips and ray-cast 3-D scenes).
 
 2-D captioned clips (spec -> render -> caption; prompt parser and detector to score adherence) and
 3-D ray-cast scenes (perspective, equirectangular and cube views with depth, normals, segmentation).

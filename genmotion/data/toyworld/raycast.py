@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # -- ray directions of the views -----------------------------------------------------------------------
-# Convention (shared with genmotion.panorama, DESIGN §5.3): camera frame x right, y up, z forward. Cube
+# Convention (shared with genmotion.panorama): camera frame x right, y up, z forward. Cube
 # faces F R B L U D are seen from inside the cube: F = +z, R = +x, B = -z, L = -x, U = +y, D = -y; in the
 # unfolded cross U sits above F (U's bottom edge meets F's top edge) and D below F. On the equirectangular
 # image longitude 0 (+z, F) is the centre column, +90 deg (+x, R) is right of it, and the top row looks
