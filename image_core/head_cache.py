@@ -64,6 +64,11 @@ class HeadGroupCache:
         return self.groups[0].batch
 
     @property
+    def length(self) -> int:
+        """Entries held by the fullest head group (0 for a fresh cache)."""
+        return max(g.length for g in self.groups)
+
+    @property
     def num_heads(self) -> int:
         return sum(len(h) for h in self.heads)
 

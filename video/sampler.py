@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
-from genmotion.sampling.guidance import guidance_schedule, guide
-from genmotion.sampling.logits import LogitsProcessor, apply_processors, sample_logits
+from genmotion.cache.state import LayeredKVCache
+from genmotion.engine.discrete import TokenLoopConfig, token_stream
+from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.config import SamplingConfig
-from genmotion.video.model import VideoAR, VideoARCache
+from genmotion.video.model import Modulation, VideoAR, VideoARCache
 
 __all__ = ["FrameLatent", "stream_latents"]
 
@@ -49,48 +51,68 @@ def _sample_frame(
     generator: torch.Generator | None,
     processors: Sequence[LogitsProcessor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """All scales of one frame; returns (f_hat (B, Cv, h, w), per-scale tokens (B, p^2))."""
+    """All scales of one frame on the core discrete loop, then the frame's commit to the frame cache; returns
+    (f_hat (B, Cv, h, w), per-scale tokens (B, p^2)). Scale 0 (the start token) is the loop's prefill, every
+    finer scale a decode step whose input is built from the sampled codes by `embed_next`."""
     tr, q = model.transformer, model.tokenizer.quantize
     layout = tr.layout
     guided = settings.guidance_scale != 1.0
     rows = cond_BW.shape[0]
     B = rows // 2 if guided else rows
-    schedule = guidance_schedule(settings.guidance_schedule, settings.guidance_scale)
-    dtype = cond_BW.dtype
+    dtype, device = cond_BW.dtype, cond_BW.device
     P, Cv = layout.patch_nums[-1], q.Cvae
-    fhat = torch.zeros(B, Cv, P, P, device=cond_BW.device)
+    fhat = torch.zeros(B, Cv, P, P, device=device)
     cache.scales.reset()
     mod = tr.modulation(cond_BW)  # AdaLN vectors of every block, once per frame
-    prev = tr.previous_tokens(prev_tokens, B, cond_BW.device)  # (B, N_s): the last frame's codes per scale token
+    prev = tr.previous_tokens(prev_tokens, B, device)  # (B, N_s): the last frame's codes per scale token
     prev = torch.cat([prev, prev]) if guided else prev
-    x = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token
-    tokens = []
-    for si, pn in enumerate(layout.patch_nums):
-        pos = layout.scale_positions(frame, si).to(cond_BW.device)
-        h = tr.step(x, mod, pos, cache, clean=False)
+    scale_of_call = iter(range(layout.num_scales))
+
+    def scale_logits(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
+        # the loop's positions count tokens; VideoAR places them (frame, row, column) and reads both caches
+        h = tr.step(inputs, mod, layout.scale_positions(frame, next(scale_of_call)).to(device), state, clean=False)
         assert h is not None
-        logits = tr.logits(h, mod)
-        if guided:  # uncond + s (cond - uncond), s ramped per scale if "linear"
-            cond_l, uncond_l = logits.float().chunk(2, dim=0)
-            logits = guide(cond_l, uncond_l, schedule(si, layout.num_scales))
-        logits = apply_processors(logits.float(), si, processors)
-        idx = sample_logits(logits, generator, settings.temperature, settings.top_k, settings.top_p)  # (B, l)
-        tokens.append(idx)
-        code = q.embedding(idx).transpose(1, 2).reshape(B, Cv, pn, pn)
-        fhat, nxt = q.next_autoregressive_input(si, fhat, code)
-        if si + 1 < layout.num_scales:
-            inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
-            sl = layout.scale_slice(si + 1)
-            x = tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, sl], first_scale=si + 1)
-    clean = tr.embed_clean(fhat.flatten(2).transpose(1, 2).to(dtype))
-    tr.step(
-        torch.cat([clean, clean]) if guided else clean,
-        mod,
-        layout.clean_positions(frame).to(cond_BW.device),
-        cache,
-        clean=True,
+        return tr.logits(h, mod).float()  # (rows, l, V)
+
+    def embed_next(idx_BL: torch.Tensor, si: int) -> torch.Tensor:
+        nonlocal fhat
+        pn = layout.patch_nums[si - 1]
+        code = q.embedding(idx_BL[:B]).transpose(1, 2).reshape(B, Cv, pn, pn)
+        fhat, nxt = q.next_autoregressive_input(si - 1, fhat, code)
+        inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
+        return tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, layout.scale_slice(si)], si)
+
+    state = cache
+    loop = TokenLoopConfig(
+        block_sizes=layout.scale_sizes, guidance_scale=settings.guidance_scale, guidance=settings.guidance_schedule
     )
+    start = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token (rows, 1, W)
+    draw = partial(sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
+    tokens = []
+    for chunk in token_stream(
+        scale_logits,
+        start,
+        loop,
+        cache=cache.scales,
+        sampler=draw,
+        generator=generator,
+        embed_next=embed_next,
+        processors=processors,
+    ):
+        tokens.append(chunk.tokens)
+    pn = layout.patch_nums[-1]
+    code = q.embedding(tokens[-1]).transpose(1, 2).reshape(B, Cv, pn, pn)
+    fhat, _ = q.next_autoregressive_input(layout.num_scales - 1, fhat, code)
+    _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
+
+
+def _commit(model: VideoAR, frame: int, fhat: torch.Tensor, mod: Modulation, cache: VideoARCache, guided: bool) -> None:
+    """Append the finished frame's clean tokens to the frame cache (the ring of sink + window frames)."""
+    tr = model.transformer
+    clean = tr.embed_clean(fhat.flatten(2).transpose(1, 2))
+    positions = tr.layout.clean_positions(frame).to(fhat.device)
+    tr.step(torch.cat([clean, clean]) if guided else clean, mod, positions, cache, clean=True)
 
 
 def stream_latents(

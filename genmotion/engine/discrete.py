@@ -74,16 +74,31 @@ class TokenChunk:
 
 
 @torch.no_grad()
-def prefill(model: TokenModel, inputs: torch.Tensor, positions: torch.Tensor, cache: LayeredKVCache) -> torch.Tensor:
-    """Run the prompt (B, T[, C]) at positions (T,) through the model, filling the cache; logits (B, T, V)."""
-    return model(inputs, positions, cache=cache)
+def prefill(
+    model: TokenModel, prompt: torch.Tensor, cache: LayeredKVCache, *, keep_last: int
+) -> tuple[torch.Tensor, int]:
+    """Run the whole prompt (B, T[, C]) at positions [0, T) into an empty cache; returns the logits of its last
+    `keep_last` positions (B, keep_last, V), which predict block 0, and T, where decoding continues.
+
+    Variable length and run once, so it is never compiled; an occupied cache is refused (a prefill over old
+    entries would attend to another sequence)."""
+    if cache.length != 0:
+        raise UsageError(f"prefill needs an empty cache, this one holds {cache.length} tokens", fix="reset it first")
+    T = prompt.shape[1]
+    if not 1 <= keep_last <= T:
+        raise UsageError(f"the first block ({keep_last} tokens) does not fit the prompt ({T} tokens)")
+    logits = model(prompt, torch.arange(T, device=prompt.device), cache=cache)
+    return logits[:, T - keep_last :], T
 
 
 @torch.no_grad()
 def decode_step(
     model: TokenModel, inputs: torch.Tensor, positions: torch.Tensor, cache: LayeredKVCache
 ) -> torch.Tensor:
-    """One block (B, L[, C]) at positions (L,) against the cache, appending it; logits (B, L, V)."""
+    """One block (B, L[, C]) at positions (L,) against the cache, appending it; logits (B, L, V).
+
+    No Python branching on values and the same shapes at every next-token step, so
+    `decode_fn=torch.compile(decode_step)` traces it once."""
     return model(inputs, positions, cache=cache)
 
 
@@ -109,14 +124,10 @@ def token_stream(
     `block_sizes[k]` rows along dim 1; step k's input sits at positions T + sum(block_sizes[1:k]) onward.
     """
     sizes = config.block_sizes
-    T = prompt.shape[1]
-    if sizes[0] > T:
-        raise UsageError(f"the first block ({sizes[0]} tokens) is longer than the prompt ({T})")
     guided = config.guidance_scale != 1.0
     schedule = guidance_schedule(config.guidance, config.guidance_scale)
     device = prompt.device
-    logits = prefill(model, prompt, torch.arange(T, device=device), cache)[:, -sizes[0] :]
-    start = T
+    logits, start = prefill(model, prompt, cache, keep_last=sizes[0])
     for k in range(len(sizes)):
         if guided:
             cond, uncond = logits.chunk(2, dim=0)
