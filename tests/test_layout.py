@@ -6,6 +6,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {
     "genmotion": "genmotion",
@@ -149,3 +151,65 @@ def test_nothing_points_outside_the_repository():
             text = path.read_text(errors="ignore")
             bad += [f"{rel}: {n!r}" for n in needles if n in text]
     assert not bad, "\n".join(bad)
+
+
+def _runtime_imports(path: Path) -> list[str]:
+    """Like `_imports`, without the `if TYPE_CHECKING:` blocks (annotations only; no import at run time)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return out
+
+
+def _core_graph(level: str) -> dict[str, set[str]]:
+    """Import edges between core modules ("module") or core folders ("folder"), lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    core = ROOT / "genmotion"
+    for path in core.rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        node = name if level == "module" else ".".join(name.split(".")[:2])
+        for module in _runtime_imports(path):
+            if _package_of(module) != "genmotion" or not module.startswith("genmotion."):
+                continue
+            target = module if level == "module" else ".".join(module.split(".")[:2])
+            if level == "module" and not (core.parent / (target.replace(".", "/") + ".py")).is_file():
+                continue  # `from pkg import name` also lists pkg.name; keep only real modules
+            if target != node:
+                graph.setdefault(node, set()).add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str]:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return [*stack[stack.index(m) :], m]
+            if m not in state and (found := visit(m)):
+                return found
+        state[n] = 2
+        stack.pop()
+        return []
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return []
+
+
+@pytest.mark.parametrize("level", ["folder", "module"])
+def test_the_core_has_no_import_cycle(level):
+    cycle = _cycle(_core_graph(level))
+    assert not cycle, " -> ".join(cycle)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from genmotion.cache.policy import FrameLayout
-from genmotion.cache.state import LayeredKVCache
+from genmotion.kv.layered import LayeredKVCache
+from genmotion.kv.protocol import FrameLayout
 from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs

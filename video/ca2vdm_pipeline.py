@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from genmotion.cache.compose import kv_part, parse_policy, uses_steps
-from genmotion.cache.policy import CachePolicy, FrameLayout
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.engine.flow import FlowLoopConfig, flow_generate, flow_stream
 from genmotion.errors import UsageError
+from genmotion.kv.protocol import CachePolicy, FrameLayout
 from genmotion.pipeline import to_uint8
 from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, GuidedFlow
 from genmotion.video.pipeline import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genmotion.cache.state import LayeredKVCache
+from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
 from genmotion.nn.rope import Rotary, rotate

@@ -16,8 +16,8 @@ from functools import partial
 
 import torch
 
-from genmotion.cache.state import LayeredKVCache
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
+from genmotion.kv.layered import LayeredKVCache
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.config import SamplingConfig
 from genmotion.video.model import Modulation, VideoAR, VideoARCache

@@ -3,13 +3,13 @@
 from genmotion.cache.chunk_reuse import ChunkReuse
 from genmotion.cache.compose import parse_policy, policy_names
 from genmotion.cache.head_aware import HeadAware
-from genmotion.cache.kv import KVCache
 from genmotion.cache.kv_compress import ImportanceRedundancy, importance_redundancy_scores
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
-from genmotion.cache.policy import CachePolicy, FlowModel, FrameLayout, PolicyBase, PolicyStats
 from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_probabilities
 from genmotion.cache.profile import HeadProfile, load_head_profile, profile_heads, save_head_profile
-from genmotion.cache.state import FeatureCache, LayeredKVCache
+from genmotion.kv.buffers import KVCache
+from genmotion.kv.layered import FeatureCache, LayeredKVCache
+from genmotion.kv.protocol import CachePolicy, FlowModel, FrameLayout, PolicyBase, PolicyStats
 
 __all__ = [
     "AttentionCall",

@@ -31,9 +31,9 @@ from collections.abc import Callable
 import torch
 
 from genmotion.cache.policies import SharedClean
-from genmotion.cache.policy import CachePolicy, FlowModel, FrameLayout, PolicyStats
-from genmotion.cache.state import FeatureCache
 from genmotion.errors import UsageError
+from genmotion.kv.layered import FeatureCache
+from genmotion.kv.protocol import CachePolicy, FlowModel, FrameLayout, PolicyStats
 
 __all__ = ["RULES", "ChunkReuse", "divided_difference_weights", "lagrange_weights", "relative_l1"]
 

@@ -27,9 +27,9 @@ from genmotion.cache.chunk_reuse import ChunkReuse
 from genmotion.cache.head_aware import HeadAware
 from genmotion.cache.kv_compress import ImportanceRedundancy
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
-from genmotion.cache.policy import CachePolicy
 from genmotion.cache.profile import HeadProfile
 from genmotion.errors import UsageError
+from genmotion.kv.protocol import CachePolicy
 
 __all__ = [
     "KV_POLICIES",

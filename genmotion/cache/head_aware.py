@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genmotion.cache.kv import KVCache
 from genmotion.cache.policies import _CleanContextPolicy, _whole_frames
-from genmotion.cache.policy import FlowModel, FrameLayout
 from genmotion.cache.profile import HeadProfile, load_head_profile
-from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
+from genmotion.kv.buffers import KVCache
+from genmotion.kv.layered import LayeredKVCache
+from genmotion.kv.protocol import FlowModel, FrameLayout
 from genmotion.sampling.flow import CLEAN_TIME
 
 __all__ = ["EMPTY_POSITION", "HeadAware", "segment_ids", "segment_similarity"]

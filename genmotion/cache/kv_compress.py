@@ -24,11 +24,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genmotion.cache.kv import KVCache
 from genmotion.cache.policies import _CleanContextPolicy, _whole_frames
-from genmotion.cache.policy import FlowModel, FrameLayout
 from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_probabilities
 from genmotion.errors import UsageError
+from genmotion.kv.buffers import KVCache
+from genmotion.kv.protocol import FlowModel, FrameLayout
 from genmotion.sampling.flow import CLEAN_TIME
 
 __all__ = ["QUERIES", "ImportanceRedundancy", "importance_redundancy_scores", "redundancy"]

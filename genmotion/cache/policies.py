@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from genmotion.cache.policy import FlowModel, FrameLayout, PolicyBase
-from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
+from genmotion.kv.layered import LayeredKVCache
+from genmotion.kv.protocol import FlowModel, FrameLayout, PolicyBase
 from genmotion.nn.masks import MaskArg, chunk_window_mask
 from genmotion.sampling.flow import CLEAN_TIME
 

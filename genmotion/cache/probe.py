@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from genmotion.cache.kv import KVCache
 from genmotion.errors import UsageError
+from genmotion.kv.buffers import KVCache
 from genmotion.nn.rope import Rotary
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from genmotion.cache.policies import SharedClean
-from genmotion.cache.policy import FlowModel, FrameLayout
 from genmotion.cache.probe import AttentionProbe, attention_probabilities
 from genmotion.errors import InputError, UsageError
+from genmotion.kv.protocol import FlowModel, FrameLayout
 
 __all__ = [
     "PROFILE_FORMAT",

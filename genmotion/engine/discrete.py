@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
+from genmotion.kv.layered import LayeredKVCache
 from genmotion.sampling.guidance import guidance_schedule, guide
 from genmotion.sampling.logits import LogitsProcessor, apply_processors
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from genmotion.cache.policy import CachePolicy, FlowModel, FrameLayout
 from genmotion.errors import UsageError
+from genmotion.kv.protocol import CachePolicy, FlowModel, FrameLayout
 from genmotion.sampling.flow import Solver, integrate, timesteps
 
 __all__ = ["FlowChunk", "FlowLoopConfig", "flow_generate", "flow_stream"]

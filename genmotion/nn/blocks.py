@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from genmotion.cache.kv import KVCache
 from genmotion.errors import UsageError
+from genmotion.kv.buffers import KVCache
 from genmotion.nn.attention import attend
 from genmotion.nn.masks import MaskArg, positional_causal_args
 from genmotion.nn.rope import Rotary, rotate_full, rotation_tables

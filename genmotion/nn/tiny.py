@@ -14,8 +14,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from genmotion.cache.state import LayeredKVCache
 from genmotion.errors import UsageError
+from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.blocks import AdaLNBlock, ConditionMemo, PreNormBlock, TokenConditions
 from genmotion.nn.masks import MaskArg, positional_causal_args, sdpa_mask_args
 from genmotion.nn.rope import Rotary

@@ -1,0 +1,123 @@
+"""The cache-policy protocol of the chunked causal flow loop, and what a flow model must offer it.
+
+A policy decides how each denoising evaluation of the current chunk runs the model (over all context,
+or against a KV cache) and what happens once a chunk is clean. Every policy counts its work in
+`PolicyStats` and reports `bytes_held()`, so benchmark ratios come for free. Axes: B batch,
+L tokens (whole frames of `tokens_per_frame`), C latent channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from genmotion.errors import UsageError
+from genmotion.kv.layered import LayeredKVCache
+
+__all__ = ["CachePolicy", "FlowModel", "FrameLayout", "PolicyBase", "PolicyStats"]
+
+
+class FlowModel(Protocol):
+    """A velocity model over frame tokens; `TinyFlowModel` is the reference implementation.
+
+    `positions_L` are frame indices (tokens of a frame share one); mask "causal" is block-causal by frame,
+    or a boolean (L, S) tensor over [cache + new tokens]. With `cache`, each layer attends to its cached
+    entries followed by the new tokens and appends them when `cache.commit`.
+    """
+
+    def __call__(
+        self,
+        x_BLC: torch.Tensor,
+        t_BL: torch.Tensor,
+        positions_L: torch.Tensor,
+        *,
+        cache: LayeredKVCache | None = ...,
+        mask: Any = ...,
+    ) -> torch.Tensor: ...
+
+    def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameLayout:
+    """How latent frames become tokens: `tokens_per_frame` tokens of `channels` channels; chunks of frames."""
+
+    tokens_per_frame: int
+    channels: int
+    frames_per_chunk: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.tokens_per_frame, self.channels, self.frames_per_chunk) <= 0:
+            raise UsageError(f"frame layout sizes must be positive, got {self}")
+
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens of one chunk: `frames_per_chunk` frames of `tokens_per_frame`."""
+        return self.frames_per_chunk * self.tokens_per_frame
+
+    def frame_ids(self, start_frame: int, num_tokens: int, device: torch.device | None = None) -> torch.Tensor:
+        """(L,) frame index of each token of a run of whole frames starting at `start_frame`."""
+        return start_frame + torch.arange(num_tokens, device=device) // self.tokens_per_frame
+
+
+@dataclass(kw_only=True)
+class PolicyStats:
+    """Work counters: model calls made and avoided, and tokens pushed through the model (the compute proxy)."""
+
+    forwards_run: int = 0
+    forwards_skipped: int = 0
+    tokens_processed: int = 0
+
+
+@runtime_checkable
+class CachePolicy(Protocol):
+    """The strategy the flow loop consults; see `Recompute`, `SharedClean`, `RollingWindow`."""
+
+    stats: PolicyStats
+
+    @property
+    def forwards_skipped(self) -> int: ...
+
+    def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
+        """Allocate state for a new video of at most `max_frames` frames (`like` gives dtype and device)."""
+
+    def begin_chunk(self, start_frame: int, num_evaluations: int) -> None:
+        """A chunk starting at `start_frame` will now be denoised with `num_evaluations` model evaluations."""
+
+    def velocity(self, model: FlowModel, x_BLC: torch.Tensor, t: float, *, start_frame: int) -> torch.Tensor:
+        """Velocity (B, L, C) of the noisy chunk x at flow time t, given the committed context."""
+
+    def commit(self, model: FlowModel, clean_BLC: torch.Tensor, *, start_frame: int) -> None:
+        """Frames starting at `start_frame` are final: make them context for everything after."""
+
+    def bytes_held(self) -> int:
+        """Exact bytes of the tensors this policy holds."""
+
+
+class PolicyBase:
+    """Shared bookkeeping: stats, geometry checks and the counted model call."""
+
+    def __init__(self) -> None:
+        self.stats = PolicyStats()
+        self.layout: FrameLayout | None = None
+
+    @property
+    def forwards_skipped(self) -> int:
+        return self.stats.forwards_skipped
+
+    def begin_chunk(self, start_frame: int, num_evaluations: int) -> None:
+        return None
+
+    def _layout(self) -> FrameLayout:
+        if self.layout is None:
+            raise UsageError(f"{type(self).__name__} was used before start()", fix="call policy.start(...) first")
+        return self.layout
+
+    def _call(
+        self, model: FlowModel, x_BLC: torch.Tensor, t_BL: torch.Tensor, positions_L: torch.Tensor, **kw: Any
+    ) -> torch.Tensor:
+        self.stats.forwards_run += 1
+        self.stats.tokens_processed += x_BLC.shape[0] * x_BLC.shape[1]
+        return model(x_BLC, t_BL, positions_L, **kw)
