@@ -99,7 +99,7 @@ class Ca2VDMPipeline(VideoStreamer):
         (the same bytes); flowcache-kv a budget of `context_frames` frames of tokens; forcing-kv the shipped
         head profile, with dynamic heads' segments drawn from the last `context_frames - 2` frames before the
         recent one (sink + recent + those: the trained window, so its memory stays flat too); flowcache the
-        linear forecast under the forecast-error rule at 0.1 (`ChunkReuse(thresh=0.1, order=1, rule="error",
+        linear forecast under the forecast-error rule at 0.1 (`FlowCache(thresh=0.1, order=1, rule="error",
         warmup=3)`: on ca2vdm-toy at the default 10 steps and 16 frames it skips 28 % of the forwards at 41 dB
         frame PSNR vs exact, where FlowCache's input rule with the forecast skipped 20 % at 37 dB; FlowCache's
         own 0.01 skips none of a chunk's 10-24 steps, whose input moves 5-12 % per step). `params` override (see
@@ -205,7 +205,7 @@ class Ca2VDMPipeline(VideoStreamer):
 
 
 def _bounded(policy: CachePolicy) -> bool:
-    """True for a windowed clean-context cache (SharedClean/RollingWindow, alone or under ChunkReuse)."""
+    """True for a windowed clean-context cache (SharedClean/RollingWindow, alone or under FlowCache)."""
     from genmotion.cache.policies import RollingWindow, SharedClean
 
     inner = getattr(policy, "context", policy)

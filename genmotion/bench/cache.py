@@ -9,7 +9,7 @@ side by side in one process, with the same model, seed and noise: wall seconds o
 end with decoding), speedups, forwards skipped, peak cache bytes, fidelity to the exact reference
 (latent MSE and PSNR on latents mapped to [0, 1] by the exact output's range; frame PSNR and SSIM when
 decoded), temporal flicker and the chunk-discontinuity ratio. Also the FLOP-count ideal of `SharedClean`
-vs `Recompute` and `ChunkReuse`'s threshold curves: FlowCache's input rule with reuse (its own) and with the
+vs `Recompute` and `FlowCache`'s threshold curves: FlowCache's input rule with reuse (its own) and with the
 linear forecast (`order=1`), and the forecast-error rule (`rule="error"`). Threads are whatever the caller
 fixed.
 """
@@ -80,7 +80,7 @@ class CacheBenchConfig:
     lengths: tuple[int, ...] = (4, 8, 16, 32)
     curve_chunks: int = 16
     thresholds: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
-    orders: tuple[int, ...] = (0, 1)  # ChunkReuse's reuse (0, FlowCache) and linear forecast (1), both curved
+    orders: tuple[int, ...] = (0, 1)  # FlowCache's reuse (0, FlowCache) and linear forecast (1), both curved
     warmup: int = 5
     error_thresholds: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)  # rule="error", order 1
     error_warmup: int = 3
@@ -246,7 +246,7 @@ def _policies(cfg: CacheBenchConfig, subject: Subject, point: dict[str, Any]) ->
 
 
 def _curve_grid(cfg: CacheBenchConfig) -> list[dict[str, Any]]:
-    """The ChunkReuse settings the curve runs: the input rule at every order and threshold, then the error
+    """The FlowCache settings the curve runs: the input rule at every order and threshold, then the error
     rule (order 1) at its thresholds."""
     grid = [
         {"rule": "input", "order": order, "warmup": cfg.warmup, "thresh": t}
@@ -257,7 +257,7 @@ def _curve_grid(cfg: CacheBenchConfig) -> list[dict[str, Any]]:
 
 
 def _threshold_curve(cfg: CacheBenchConfig, bench: _Bench) -> tuple[list[Any], dict[str, Any]]:
-    """ChunkReuse over SharedClean at `curve_chunks` for every setting of `_curve_grid`, and the operating point
+    """FlowCache over SharedClean at `curve_chunks` for every setting of `_curve_grid`, and the operating point
     it picks."""
     policy, embed = bench.subject.policy, bench.subject.embed
     makers: dict[str, Maker] = {"recompute": partial(policy, "recompute"), "shared": partial(policy, "shared")}
@@ -490,7 +490,7 @@ def plot_cache_bench(results: dict[str, Any], path: str | Path) -> None:
 
 
 def _variant(row: dict[str, Any]) -> str:
-    """A curve row's ChunkReuse variant in words: "reuse", "forecast" (input rule) or "forecast, error rule"."""
+    """A curve row's FlowCache variant in words: "reuse", "forecast" (input rule) or "forecast, error rule"."""
     kind = {0: "reuse", 1: "forecast"}.get(row["order"], f"order {row['order']}")
     return kind if row["rule"] == "input" else f"{kind}, {row['rule']} rule"
 

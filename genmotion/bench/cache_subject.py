@@ -58,7 +58,7 @@ class Subject:
 
 
 def describe_policy(policy: CachePolicy) -> str:
-    """e.g. `ChunkReuse(thresh=0.01, warmup=5, context=SharedClean(window=4))`: the settings that matter."""
+    """e.g. `FlowCache(thresh=0.01, warmup=5, context=SharedClean(window=4))`: the settings that matter."""
     keys = (
         "sink",
         "window",

@@ -1,9 +1,16 @@
-"""Caches, the heart of the suite: static KV caches, per-layer state, feature stores and cache policies."""
+"""Cache policies, the heart of the suite, over the cache data of `genmotion.kv`.
 
-from genmotion.cache.chunk_reuse import ChunkReuse
+One name per policy, the paper's, for the class, its file, its CLI name and its test:
+`Recompute` (`recompute`, no cache: the exact reference), `SharedClean` (`shared`: Ca2-VDM's shared clean
+cache), `RollingWindow` (`rolling`: sink + recent frames, as Self-Forcing/LongLive), `FlowCache` (flowcache.py,
+`flowcache`: FlowCache's chunk reuse), `FlowCacheKV` (flowcache_kv.py, `flowcache-kv`: FlowCache's KV
+compression), `ForcingKV` (forcing_kv.py, `forcing-kv`: Forcing-KV's head-aware pruning).
+"""
+
 from genmotion.cache.compose import parse_policy, policy_names
-from genmotion.cache.head_aware import HeadAware
-from genmotion.cache.kv_compress import ImportanceRedundancy, importance_redundancy_scores
+from genmotion.cache.flowcache import FlowCache
+from genmotion.cache.flowcache_kv import FlowCacheKV, importance_redundancy_scores
+from genmotion.cache.forcing_kv import ForcingKV
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
 from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_probabilities
 from genmotion.cache.profile import HeadProfile, load_head_profile, profile_heads, save_head_profile
@@ -15,13 +22,13 @@ __all__ = [
     "AttentionCall",
     "AttentionProbe",
     "CachePolicy",
-    "ChunkReuse",
+    "FlowCache",
     "FeatureCache",
     "FlowModel",
     "FrameLayout",
-    "HeadAware",
+    "ForcingKV",
     "HeadProfile",
-    "ImportanceRedundancy",
+    "FlowCacheKV",
     "KVCache",
     "LayeredKVCache",
     "PolicyBase",

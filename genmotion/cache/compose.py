@@ -8,9 +8,9 @@ policy `flowcache`, which then runs on top of it:
 | `recompute` | `Recompute(sink=0, window=None)`: no cache |
 | `shared` | `SharedClean(context_frames=None)` (Ca2-VDM) |
 | `rolling` | `RollingWindow(sink=1, window=4)` |
-| `flowcache-kv` | `ImportanceRedundancy(budget, lam=0.07, pool=7, queries="clean")`: `budget` is required |
-| `forcing-kv` | `HeadAware(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
-| `flowcache` | `ChunkReuse(thresh=0.01, warmup=5, order=0, rule="input")` over `shared` or the joined KV policy |
+| `flowcache-kv` | `FlowCacheKV(budget, lam=0.07, pool=7, queries="clean")`: `budget` is required |
+| `forcing-kv` | `ForcingKV(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
+| `flowcache` | `FlowCache(thresh=0.01, warmup=5, order=0, rule="input")` over `shared` or the joined KV policy |
 
 Keyword parameters go to whichever part accepts them (e.g. `thresh` to `flowcache`, `budget` to
 `flowcache-kv`); a parameter no part accepts, an unknown name, or two KV policies are usage errors.
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from genmotion.cache.chunk_reuse import ChunkReuse
-from genmotion.cache.head_aware import HeadAware
-from genmotion.cache.kv_compress import ImportanceRedundancy
+from genmotion.cache.flowcache import FlowCache
+from genmotion.cache.flowcache_kv import FlowCacheKV
+from genmotion.cache.forcing_kv import ForcingKV
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
 from genmotion.cache.profile import HeadProfile
 from genmotion.errors import UsageError
@@ -61,7 +61,7 @@ def _flowcache_kv(budget: int | None = None, lam: float = 0.07, pool: int = 7, q
             "flowcache-kv needs a budget (cached tokens kept per head)",
             fix="pass budget=..., e.g. the tokens of the frames a rolling window of the same bytes would hold",
         )
-    return ImportanceRedundancy(budget, lam=lam, pool=pool, queries=queries)
+    return FlowCacheKV(budget, lam=lam, pool=pool, queries=queries)
 
 
 def _forcing_kv(
@@ -78,7 +78,7 @@ def _forcing_kv(
             "forcing-kv needs a head profile",
             fix="write one with `genmotion profile-heads --model M -o heads.json`, then pass profile=heads.json",
         )
-    return HeadAware(
+    return ForcingKV(
         profile,
         sink=sink,
         recent=recent,
@@ -159,4 +159,4 @@ def parse_policy(name: str, **params: Any) -> CachePolicy:
         accepted = sorted(policy_parameters(name))
         raise UsageError(f"cache policy {name!r} takes no parameter {extra[0]!r}", fix=f"use one of {accepted}")
     policy = factory(**kv_params)
-    return ChunkReuse(**step_params, context=policy) if steps else policy
+    return FlowCache(**step_params, context=policy) if steps else policy

@@ -1,4 +1,4 @@
-"""Offline attention-head profiling for `HeadAware` (Forcing-KV): which heads only look at the last few frames.
+"""Offline attention-head profiling for `ForcingKV` (Forcing-KV): which heads only look at the last few frames.
 
 Forcing-KV (2026) observes that heads keep their role across samples and denoising steps: *static* heads put
 almost all of their attention to earlier frames on the most recent ones, *dynamic* heads look further
@@ -14,7 +14,7 @@ JSON format (`save_head_profile` / `load_head_profile`):
      "rule": {"last_frames": 4, "threshold": 0.8, "skip_first_frames": 1},
      "num_layers": L, "num_heads": H,
      "recent_mass": [[float per head] per layer],
-     "static": [[bool per head] per layer],          # what HeadAware reads; may be edited by hand
+     "static": [[bool per head] per layer],          # what ForcingKV reads; may be edited by hand
      "samples": {"chunks": .., "steps": .., "batch": .., "evaluations": ..}}
 """
 

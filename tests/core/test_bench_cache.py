@@ -155,6 +155,6 @@ def test_config_for_a_model():
 def test_describe_policy_names_the_settings_that_matter():
     policy = parse_policy("flowcache+rolling", rule="error", thresh=0.1, order=1, sink=1, window=3)
     text = describe_policy(policy)
-    assert text == "ChunkReuse(thresh=0.1, warmup=5, order=1, rule=error, context=RollingWindow(sink=1, window=3))"
+    assert text == "FlowCache(thresh=0.1, warmup=5, order=1, rule=error, context=RollingWindow(sink=1, window=3))"
     kv = describe_policy(parse_policy("flowcache-kv", budget=64, queries="denoising"))
-    assert kv == "ImportanceRedundancy(sink=0, window=None, budget=64, queries=denoising)"
+    assert kv == "FlowCacheKV(sink=0, window=None, budget=64, queries=denoising)"

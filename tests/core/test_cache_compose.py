@@ -5,10 +5,10 @@ import typer
 from typer.testing import CliRunner
 
 from genmotion.cache import (
-    ChunkReuse,
-    HeadAware,
+    FlowCache,
+    FlowCacheKV,
+    ForcingKV,
     HeadProfile,
-    ImportanceRedundancy,
     Recompute,
     RollingWindow,
     SharedClean,
@@ -27,17 +27,17 @@ def test_names_build_their_policies():
     assert isinstance(parse_policy("shared", context_frames=4), SharedClean)
     rolling = parse_policy("rolling", sink=2, window=3)
     assert isinstance(rolling, RollingWindow) and (rolling.sink, rolling.window) == (2, 3)
-    assert isinstance(parse_policy("flowcache-kv", budget=16), ImportanceRedundancy)
-    assert isinstance(parse_policy("forcing-kv", profile=PROFILE), HeadAware)
+    assert isinstance(parse_policy("flowcache-kv", budget=16), FlowCacheKV)
+    assert isinstance(parse_policy("forcing-kv", profile=PROFILE), ForcingKV)
     flowcache = parse_policy(" FlowCache ", thresh=0.02)
-    assert isinstance(flowcache, ChunkReuse) and isinstance(flowcache.context, SharedClean)
+    assert isinstance(flowcache, FlowCache) and isinstance(flowcache.context, SharedClean)
     assert flowcache.thresh == 0.02 and flowcache.warmup == 5
 
 
 def test_compositions_put_flowcache_over_the_kv_policy():
     combo = parse_policy("flowcache+forcing-kv", profile=PROFILE, thresh=0.015, recent=2)
-    assert isinstance(combo, ChunkReuse) and isinstance(combo.context, HeadAware) and combo.context.recent == 2
-    assert isinstance(parse_policy("flowcache-kv+flowcache", budget=8).context, ImportanceRedundancy)
+    assert isinstance(combo, FlowCache) and isinstance(combo.context, ForcingKV) and combo.context.recent == 2
+    assert isinstance(parse_policy("flowcache-kv+flowcache", budget=8).context, FlowCacheKV)
     assert isinstance(parse_policy("rolling+flowcache").context, RollingWindow)
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from genmotion.cache import ChunkReuse, FrameLayout, PolicyBase, RollingWindow, SharedClean
-from genmotion.cache.chunk_reuse import divided_difference_weights, lagrange_weights, relative_l1
+from genmotion.cache import FlowCache, FrameLayout, PolicyBase, RollingWindow, SharedClean
+from genmotion.cache.flowcache import divided_difference_weights, lagrange_weights, relative_l1
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
 from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
@@ -24,14 +24,14 @@ def _run(policy, frames: int = 6, steps: int = 6) -> torch.Tensor:
 
 
 def test_zero_threshold_equals_the_context_policy_exactly():
-    assert torch.equal(_run(ChunkReuse(thresh=0.0, warmup=0)), _run(SharedClean()))
-    rolling = ChunkReuse(thresh=0.0, warmup=0, context=RollingWindow(sink=1, window=2))
+    assert torch.equal(_run(FlowCache(thresh=0.0, warmup=0)), _run(SharedClean()))
+    rolling = FlowCache(thresh=0.0, warmup=0, context=RollingWindow(sink=1, window=2))
     assert torch.equal(_run(rolling), _run(RollingWindow(sink=1, window=2)))
     assert rolling.forwards_skipped == 0 and rolling.stats is rolling.context.stats
 
 
 def test_large_threshold_skips_all_but_first_warmup_and_last():
-    policy = ChunkReuse(thresh=1e9, warmup=2)
+    policy = FlowCache(thresh=1e9, warmup=2)
     _run(policy, frames=4, steps=6)
     assert policy.trace == [[True, True, False, False, False, True]] * 2
     assert policy.forwards_skipped == 2 * 3 and policy.stats.forwards_run == 2 * 3 + 1  # + one commit
@@ -60,7 +60,7 @@ def test_skip_rule_follows_the_accumulated_relative_l1_change():
     scales = [1.0, 1.1, 1.2, 1.21, 1.22, 1.5, 1.51, 1.52]  # input of each evaluation
     xs = [base * s for s in scales]
     thresh, warmup = 0.05, 2
-    policy = ChunkReuse(thresh=thresh, warmup=warmup, context=_Counting())
+    policy = FlowCache(thresh=thresh, warmup=warmup, context=_Counting())
     policy.start(None, LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
     policy.begin_chunk(0, len(xs))
     outs = [float(policy.velocity(None, x, 0.0, start_frame=0)[0, 0, 0]) for x in xs]
@@ -93,18 +93,18 @@ def _evaluate(policy, times):
 
 def test_forecast_extends_the_last_two_computed_velocities_linearly():
     times = [0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.9]
-    forecast = _evaluate(ChunkReuse(thresh=1e9, warmup=2, order=1, context=_LinearInTime()), times)
+    forecast = _evaluate(FlowCache(thresh=1e9, warmup=2, order=1, context=_LinearInTime()), times)
     assert forecast == pytest.approx([2.0 + 3.0 * t for t in times], abs=1e-6)
-    reuse = ChunkReuse(thresh=1e9, warmup=2, order=0, context=_LinearInTime())
+    reuse = FlowCache(thresh=1e9, warmup=2, order=0, context=_LinearInTime())
     assert _evaluate(reuse, times) == pytest.approx([2.0, 2.3, 2.3, 2.3, 2.3, 2.3, 4.7])
-    counting = ChunkReuse(thresh=1e9, warmup=2, order=1, context=_Counting())  # v = 1, 2 at t = 0, 0.1
+    counting = FlowCache(thresh=1e9, warmup=2, order=1, context=_Counting())  # v = 1, 2 at t = 0, 0.1
     assert _evaluate(counting, times) == pytest.approx([1.0, 2.0, 3.5, 4.0, 6.0, 7.0, 3.0])
     assert counting.trace[-1] == [True, True, False, False, False, False, True]
 
 
 def test_forecast_with_one_computed_velocity_reuses_it():
     times = [0.0, 0.2, 0.4, 0.6]
-    policy = ChunkReuse(thresh=1e9, warmup=1, order=1, context=_LinearInTime())
+    policy = FlowCache(thresh=1e9, warmup=1, order=1, context=_LinearInTime())
     assert _evaluate(policy, times) == pytest.approx([2.0, 2.0, 2.0, 3.8])
 
 
@@ -122,7 +122,7 @@ class _Quadratic(_Counting):
 
 def test_second_order_forecast_is_exact_on_a_quadratic_velocity():
     times = [0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.9]
-    policy = ChunkReuse(thresh=1e9, warmup=3, order=2, context=_Quadratic())
+    policy = FlowCache(thresh=1e9, warmup=3, order=2, context=_Quadratic())
     assert _evaluate(policy, times) == pytest.approx([_Quadratic.value(t) for t in times], abs=1e-6)
     assert policy.trace[-1] == [True, True, True, False, False, False, True]
 
@@ -136,7 +136,7 @@ def test_divided_difference_and_lagrange_weights():
 
 def test_error_rule_estimates_the_linear_forecasts_error_exactly_on_a_quadratic():
     """For a quadratic velocity, f[t0, t1, t2] (t - t0)(t - t1) is exactly the line's error at t."""
-    policy = ChunkReuse(thresh=0.0, warmup=3, order=1, rule="error", context=_Quadratic())
+    policy = FlowCache(thresh=0.0, warmup=3, order=1, rule="error", context=_Quadratic())
     _evaluate(policy, [0.0, 0.2, 0.3])  # three computed (thresh 0 never skips)
     for t in (0.35, 0.5, 0.8):
         line = _Quadratic.value(0.3) + (_Quadratic.value(0.3) - _Quadratic.value(0.2)) * (t - 0.3) / 0.1
@@ -147,7 +147,7 @@ def test_error_rule_estimates_the_linear_forecasts_error_exactly_on_a_quadratic(
 def test_error_rule_skips_while_the_estimate_stays_under_thresh():
     times = [0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0]
     thresh = 0.15
-    policy = ChunkReuse(thresh=thresh, warmup=2, order=1, rule="error", context=_Quadratic())
+    policy = FlowCache(thresh=thresh, warmup=2, order=1, rule="error", context=_Quadratic())
     outs = _evaluate(policy, times)
     expected, trace, known = [], [], []  # the documented rule, written out: known = computed (t, v), newest first
     for k, t in enumerate(times):
@@ -167,7 +167,7 @@ def test_error_rule_skips_while_the_estimate_stays_under_thresh():
 
 
 def test_error_rule_never_skips_before_it_has_order_plus_two_velocities():
-    policy = ChunkReuse(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
+    policy = FlowCache(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
     assert _evaluate(policy, [0.0, 0.1, 0.2, 0.3, 0.4, 1.0]) == pytest.approx([2.0, 2.3, 2.6, 2.9, 3.2, 5.0])
     assert policy.trace[-1] == [True, True, True, False, False, True]
 
@@ -175,19 +175,19 @@ def test_error_rule_never_skips_before_it_has_order_plus_two_velocities():
 def test_a_time_evaluated_twice_keeps_only_its_newest_velocity():
     """Heun evaluates each step's end time again at the next step: the history holds distinct times."""
     times = [0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4]
-    policy = ChunkReuse(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
+    policy = FlowCache(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
     assert _evaluate(policy, times) == pytest.approx([2.0 + 3.0 * t for t in times], abs=1e-6)
     assert policy.trace[-1] == [True, True, True, True, False, False, False, True]
 
 
 def test_misuse_is_a_usage_error():
     with pytest.raises(UsageError, match="thresh"):
-        ChunkReuse(thresh=-1.0)
+        FlowCache(thresh=-1.0)
     with pytest.raises(UsageError, match="order"):
-        ChunkReuse(order=3)
+        FlowCache(order=3)
     with pytest.raises(UsageError, match="rule"):
-        ChunkReuse(rule="magic")
-    policy = ChunkReuse()
+        FlowCache(rule="magic")
+    policy = FlowCache()
     policy.start(_model(), LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
     with pytest.raises(UsageError, match="begin_chunk"):
         policy.velocity(_model(), torch.zeros(1, 4, 3), 0.0, start_frame=0)

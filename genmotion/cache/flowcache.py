@@ -1,4 +1,4 @@
-"""FlowCache's chunk-wise step skipping (`ChunkReuse`): reuse a chunk's last velocity while its input barely moves.
+"""FlowCache's chunk-wise step skipping (`FlowCache`): reuse a chunk's last velocity while its input barely moves.
 
 FlowCache (Ma et al., 2026) keeps an independent reuse decision per chunk. For each model evaluation of the
 chunk being denoised, the relative L1 change of its input embedding since the previous evaluation,
@@ -8,7 +8,7 @@ last computed update (the velocity) re-applied, when all of these hold:
 * at least `warmup` evaluations of this chunk were computed,
 * the accumulated change stays below `thresh`.
 Every computed evaluation resets the accumulator. The K/V side is delegated to a context policy
-(`SharedClean` by default, or `RollingWindow`, `ImportanceRedundancy`, `HeadAware`), so the two compose.
+(`SharedClean` by default, or `RollingWindow`, `FlowCacheKV`, `ForcingKV`), so the two compose.
 
 Two additions, not in FlowCache:
 * `order` 1 or 2 forecasts a skipped evaluation instead of reusing it: the polynomial in t through the chunk's
@@ -35,7 +35,7 @@ from genmotion.errors import UsageError
 from genmotion.kv.layered import FeatureCache
 from genmotion.kv.protocol import CachePolicy, FlowModel, FrameLayout, PolicyStats
 
-__all__ = ["RULES", "ChunkReuse", "divided_difference_weights", "lagrange_weights", "relative_l1"]
+__all__ = ["RULES", "FlowCache", "divided_difference_weights", "lagrange_weights", "relative_l1"]
 
 RULES = ("input", "error")
 
@@ -73,7 +73,7 @@ def relative_l1(current: torch.Tensor, previous: torch.Tensor, eps: float = 1e-8
     return float((current - previous).abs().mean() / (previous.abs().mean() + eps))
 
 
-class ChunkReuse:
+class FlowCache:
     """Skip a chunk's forward while its accumulated input change (`rule="input"`, FlowCache) or the forecast's
     estimated error (`rule="error"`) stays under `thresh`.
 
@@ -97,17 +97,17 @@ class ChunkReuse:
     ) -> None:
         if thresh < 0 or warmup < 0:
             raise UsageError(
-                f"ChunkReuse needs thresh >= 0 and warmup >= 0, got thresh={thresh} warmup={warmup}",
+                f"FlowCache needs thresh >= 0 and warmup >= 0, got thresh={thresh} warmup={warmup}",
                 fix="FlowCache uses thresh 0.01-0.015 and warmup 5",
             )
         if order not in (0, 1, 2):
             raise UsageError(
-                f"ChunkReuse order must be 0, 1 or 2, got {order}",
+                f"FlowCache order must be 0, 1 or 2, got {order}",
                 fix="0 reuses the last velocity (FlowCache); 1 and 2 forecast it from the last two or three",
             )
         if rule not in RULES:
             raise UsageError(
-                f"ChunkReuse rule must be one of {', '.join(RULES)}, got {rule!r}",
+                f"FlowCache rule must be one of {', '.join(RULES)}, got {rule!r}",
                 fix="'input' is FlowCache's accumulated input change; 'error' the forecast's estimated error",
             )
         self.thresh, self.warmup, self.order, self.embed = float(thresh), int(warmup), int(order), embed
@@ -147,7 +147,7 @@ class ChunkReuse:
     def velocity(self, model: FlowModel, x_BLC: torch.Tensor, t: float, *, start_frame: int) -> torch.Tensor:
         if self._evaluations is None:
             raise UsageError(
-                "ChunkReuse.velocity was called outside a chunk",
+                "FlowCache.velocity was called outside a chunk",
                 fix="call begin_chunk(start_frame, num_evaluations) first (flow_stream does)",
             )
         trace = self.trace[-1]

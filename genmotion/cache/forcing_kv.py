@@ -1,4 +1,4 @@
-"""Forcing-KV's head-aware KV pruning (`HeadAware`): static heads keep sink + last frame, dynamic heads more.
+"""Forcing-KV's head-aware KV pruning (`ForcingKV`): static heads keep sink + last frame, dynamic heads more.
 
 Forcing-KV (2026) splits attention heads with an offline profile (`genmotion.cache.profile`): a *static*
 head keeps only the sink frames and the `recent` last frames; a *dynamic* head keeps those plus the
@@ -33,7 +33,7 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.kv.protocol import FlowModel, FrameLayout
 from genmotion.sampling.flow import CLEAN_TIME
 
-__all__ = ["EMPTY_POSITION", "HeadAware", "segment_ids", "segment_similarity"]
+__all__ = ["EMPTY_POSITION", "ForcingKV", "segment_ids", "segment_similarity"]
 
 EMPTY_POSITION = 2**24  # exact in float32 RoPE angles, and later than any frame a query can have
 
@@ -64,7 +64,7 @@ def _frame_slots(positions_BHS: torch.Tensor, frame: int, tokens: int) -> torch.
     return torch.argsort((~here).to(torch.int8), dim=-1, stable=True)[..., :tokens]
 
 
-class HeadAware(_CleanContextPolicy):
+class ForcingKV(_CleanContextPolicy):
     """Clean-context KV cache pruned per head by a Forcing-KV profile (a `HeadProfile` or its JSON path).
 
     `selections` records each segment choice as (first leaving frame, (B, A, G) kept mask).
@@ -84,7 +84,7 @@ class HeadAware(_CleanContextPolicy):
         super().__init__(sink=sink, window=None)
         if recent < 1 or segments < 1 or not 0.0 <= keep_ratio <= 1.0 or (window is not None and window < 0):
             raise UsageError(
-                f"HeadAware needs recent >= 1, segments >= 1, 0 <= keep_ratio <= 1 and window >= 0, got "
+                f"ForcingKV needs recent >= 1, segments >= 1, 0 <= keep_ratio <= 1 and window >= 0, got "
                 f"recent={recent} segments={segments} keep_ratio={keep_ratio} window={window}",
                 fix="Forcing-KV uses recent=1, segments=6, keep_ratio=1/3",
             )

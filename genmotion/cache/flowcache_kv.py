@@ -1,4 +1,4 @@
-"""FlowCache's KV compression (`ImportanceRedundancy`): a fixed per-head budget of cached entries.
+"""FlowCache's KV compression (`FlowCacheKV`): a fixed per-head budget of cached entries.
 
 FlowCache (Ma et al., 2026) scores every cached entry of a head by
     score = lam * maxpool_pool(mean-query attention to the entry) - (1 - lam) * softmax(mean cosine similarity
@@ -31,7 +31,7 @@ from genmotion.kv.buffers import KVCache
 from genmotion.kv.protocol import FlowModel, FrameLayout
 from genmotion.sampling.flow import CLEAN_TIME
 
-__all__ = ["QUERIES", "ImportanceRedundancy", "importance_redundancy_scores", "redundancy"]
+__all__ = ["QUERIES", "FlowCacheKV", "importance_redundancy_scores", "redundancy"]
 
 QUERIES: tuple[str, ...] = ("clean", "denoising")
 
@@ -56,7 +56,7 @@ def importance_redundancy_scores(
     return lam * importance - (1.0 - lam) * redundancy(keys_BHSD)
 
 
-class ImportanceRedundancy(_CleanContextPolicy):
+class FlowCacheKV(_CleanContextPolicy):
     """Clean-context KV cache (as `SharedClean`) that keeps the top-`budget` entries per head once it is full.
 
     `budget` counts entries (tokens) per head and layer, and is exactly what the buffers hold. With
@@ -72,12 +72,12 @@ class ImportanceRedundancy(_CleanContextPolicy):
         super().__init__(sink=0, window=None)
         if budget < 1 or pool < 1 or not 0.0 <= lam <= 1.0:
             raise UsageError(
-                f"ImportanceRedundancy needs budget >= 1, pool >= 1 and 0 <= lam <= 1, got {budget}, {pool}, {lam}",
+                f"FlowCacheKV needs budget >= 1, pool >= 1 and 0 <= lam <= 1, got {budget}, {pool}, {lam}",
                 fix="FlowCache uses lam=0.07, pool=7; budget is in cached tokens per head",
             )
         if queries not in QUERIES:
             raise UsageError(
-                f"unknown ImportanceRedundancy queries {queries!r}",
+                f"unknown FlowCacheKV queries {queries!r}",
                 why="the importance term is measured with the committed chunk's queries or the denoised chunk's",
                 fix=f"use one of {', '.join(QUERIES)}",
             )

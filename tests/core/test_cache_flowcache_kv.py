@@ -5,8 +5,8 @@ import torch
 
 from genmotion.cache import (
     AttentionProbe,
+    FlowCacheKV,
     FrameLayout,
-    ImportanceRedundancy,
     SharedClean,
     attention_probabilities,
     importance_redundancy_scores,
@@ -59,7 +59,7 @@ def _reference_scores(call, keys, lam, pool, *, history_only=False):
     return out
 
 
-class _Recording(ImportanceRedundancy):
+class _Recording(FlowCacheKV):
     def scores(self, call, keys_BHSD):
         self.records.append((call, keys_BHSD))
         return super().scores(call, keys_BHSD)
@@ -81,7 +81,7 @@ def test_kept_indices_are_the_top_scoring_ones_of_a_direct_reference():
 def test_budget_never_exceeded_bytes_flat_and_denoising_chunk_never_evicted():
     seen = []
 
-    class Checking(ImportanceRedundancy):
+    class Checking(FlowCacheKV):
         def velocity(self, model, x_BLC, t, *, start_frame):
             cache = self._state()
             assert cache.length <= self.budget
@@ -104,26 +104,26 @@ def test_budget_never_exceeded_bytes_flat_and_denoising_chunk_never_evicted():
 
 
 def test_a_budget_that_holds_everything_equals_shared_clean():
-    out = _run(ImportanceRedundancy(budget=8 * 3))
+    out = _run(FlowCacheKV(budget=8 * 3))
     assert (out - _run(SharedClean())).abs().max().item() <= 1e-5
 
 
 def test_misuse_is_a_usage_error():
     with pytest.raises(UsageError, match="budget"):
-        ImportanceRedundancy(budget=0)
+        FlowCacheKV(budget=0)
     with pytest.raises(UsageError, match="lam"):
-        ImportanceRedundancy(budget=4, lam=2.0)
+        FlowCacheKV(budget=4, lam=2.0)
 
 
 def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each_new_chunk(monkeypatch):
-    import genmotion.cache.kv_compress as kv_compress
+    import genmotion.cache.flowcache_kv as flowcache_kv
 
     probed = []
-    real = kv_compress._history_attention
-    monkeypatch.setattr(kv_compress, "_history_attention", lambda call: probed.append(call) or real(call))
+    real = flowcache_kv._history_attention
+    monkeypatch.setattr(flowcache_kv, "_history_attention", lambda call: probed.append(call) or real(call))
     budget, chunk = 10, LAYOUT.chunk_tokens
 
-    class Checking(ImportanceRedundancy):
+    class Checking(FlowCacheKV):
         def velocity(self, model, x_BLC, t, *, start_frame):
             assert self._state().length <= self.budget
             return super().velocity(model, x_BLC, t, start_frame=start_frame)
@@ -145,21 +145,21 @@ def test_denoising_queries_cut_the_history_by_the_first_evaluation_and_keep_each
             assert call.q.shape[2] == chunk  # the denoised chunk's queries, at its first evaluation
             reference = _reference_scores(call, call.history_k, lam=0.3, pool=3, history_only=True)
             assert torch.equal(index, reference.topk(budget - chunk, dim=-1).indices.sort(dim=-1).values)
-    short = ImportanceRedundancy(budget, queries="denoising")
+    short = FlowCacheKV(budget, queries="denoising")
     _run(short, frames=4)
     assert short.bytes_held() == policy.bytes_held()
 
 
 def test_denoising_queries_need_room_beside_a_chunk():
     with pytest.raises(UsageError, match="budget above"):
-        _run(ImportanceRedundancy(6, queries="denoising"), frames=4)
+        _run(FlowCacheKV(6, queries="denoising"), frames=4)
     with pytest.raises(UsageError, match="queries"):
-        ImportanceRedundancy(8, queries="noisy")
+        FlowCacheKV(8, queries="noisy")
 
 
 def test_an_out_of_order_commit_is_refused_before_the_history_is_cut():
     model, budget = _model(), 10
-    policy = ImportanceRedundancy(budget, queries="denoising")
+    policy = FlowCacheKV(budget, queries="denoising")
     policy.start(model, LAYOUT, batch=1, max_frames=8, like=torch.empty(0))
     g, chunk = torch.Generator().manual_seed(0), LAYOUT.chunk_tokens
     with torch.no_grad():

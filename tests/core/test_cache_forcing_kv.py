@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from genmotion.cache import (
+    ForcingKV,
     FrameLayout,
-    HeadAware,
     HeadProfile,
     RollingWindow,
     SharedClean,
@@ -13,7 +13,7 @@ from genmotion.cache import (
     profile_heads,
     save_head_profile,
 )
-from genmotion.cache.head_aware import EMPTY_POSITION, segment_ids, segment_similarity
+from genmotion.cache.forcing_kv import EMPTY_POSITION, segment_ids, segment_similarity
 from genmotion.cache.profile import recent_mass_sums
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import InputError, UsageError
@@ -62,8 +62,8 @@ def test_all_static_equals_rolling_window_and_all_dynamic_full_keep_equals_share
     dynamic = _profile(((False, False), (False, False)))
     for p in (None, prefix):
         rolling = _run(RollingWindow(sink=1, window=2), prefix=p)
-        assert (_run(HeadAware(static, sink=1, recent=2), prefix=p) - rolling).abs().max().item() <= 1e-5
-        full = _run(HeadAware(dynamic, keep_ratio=1.0), prefix=p)
+        assert (_run(ForcingKV(static, sink=1, recent=2), prefix=p) - rolling).abs().max().item() <= 1e-5
+        full = _run(ForcingKV(dynamic, keep_ratio=1.0), prefix=p)
         assert (full - _run(SharedClean(), prefix=p)).abs().max().item() <= 1e-5
 
 
@@ -81,7 +81,7 @@ def test_segments_and_their_choice():
 
 def test_dynamic_heads_keep_sink_recent_and_the_chosen_segments_in_every_layer():
     profile = _profile(((True, False), (False, True)))
-    policy = HeadAware(profile, sink=1, recent=1, segments=3, keep_ratio=1 / 3)
+    policy = ForcingKV(profile, sink=1, recent=1, segments=3, keep_ratio=1 / 3)
     out = _run(policy, frames=9)
     assert torch.isfinite(out).all()
     chosen = {}  # (batch, frame) -> kept segment ids, from the recorded choices
@@ -110,9 +110,9 @@ def test_dynamic_heads_keep_sink_recent_and_the_chosen_segments_in_every_layer()
 def test_bytes_drop_against_the_full_window():
     shared = SharedClean()
     _run(shared, frames=24)
-    static = HeadAware(_profile(((True, True), (True, True))))
+    static = ForcingKV(_profile(((True, True), (True, True))))
     _run(static, frames=24)
-    mixed = HeadAware(_profile(((True, False), (False, True))))
+    mixed = ForcingKV(_profile(((True, False), (False, True))))
     _run(mixed, frames=24)
     assert static.bytes_held() < mixed.bytes_held() < 0.6 * shared.bytes_held()
     # between chunks the buffers hold exactly the kept entries: sink + recent frames for all-static layers
@@ -127,7 +127,7 @@ def test_profile_is_deterministic_and_round_trips(tmp_path):
     path = save_head_profile(a, tmp_path / "heads.json")
     assert load_head_profile(path) == a
     assert json.loads(path.read_text())["format"] == "genmotion.head-profile"
-    assert isinstance(HeadAware(path).profile, HeadProfile)
+    assert isinstance(ForcingKV(path).profile, HeadProfile)
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(InputError, match="head profile"):
         load_head_profile(tmp_path / "bad.json")
@@ -137,4 +137,4 @@ def test_profile_is_deterministic_and_round_trips(tmp_path):
 
 def test_a_profile_for_another_model_is_a_usage_error():
     with pytest.raises(UsageError, match="3 layers"):
-        _run(HeadAware(_profile(((True, True),) * 3)))
+        _run(ForcingKV(_profile(((True, True),) * 3)))
