@@ -185,7 +185,8 @@ def check_weights_file(directory: Path) -> None:
 # ------------------------------------------------------------------------------------ capability protocols
 @runtime_checkable
 class FrameStreamer(Protocol):
-    """A pipeline whose chunks carry uint8 frames `(T, H, W, 3)` (video, panorama, world)."""
+    """A pipeline whose chunks carry uint8 frames `(T, H, W, 3)` starting at frame `index` (video, panorama,
+    world): what the video writers and frame benches need."""
 
     fps: float
 
@@ -195,12 +196,26 @@ class FrameStreamer(Protocol):
     @property
     def width(self) -> int: ...
 
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
+
 
 @runtime_checkable
 class FlowPolicyHost(Protocol):
-    """A flow pipeline that takes the core's cache policies (`genmotion bench cache --model`)."""
+    """A flow pipeline that takes the core's cache policies (`genmotion bench cache --model`, `--cache`):
+    its token layout, a fresh policy by name, its velocity model bound to a prompt (and unconditioned, for
+    head profiling), and the decoder of its latents."""
+
+    @property
+    def frame_layout(self) -> Any: ...
+
+    @property
+    def flow_model(self) -> Any: ...
 
     def policy(self, name: str = "shared", **params: Any) -> Any: ...
+
+    def conditioned_flow(self, prompt: str, guidance_scale: float = ...) -> Any: ...
+
+    def decode_latents(self, latents_BTND: torch.Tensor) -> np.ndarray: ...
 
 
 @runtime_checkable

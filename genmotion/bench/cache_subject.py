@@ -22,13 +22,12 @@ from genmotion.bench.cache_tiny import fit_flow_model, policy_flops, seeded_tiny
 from genmotion.cache import CachePolicy, FrameLayout, HeadProfile, load_head_profile, parse_policy, profile_heads
 from genmotion.cache.compose import kv_part
 from genmotion.errors import UsageError
+from genmotion.pipeline import FlowPolicyHost
 
 if TYPE_CHECKING:
     from genmotion.bench.cache import CacheBenchConfig
 
-__all__ = ["PIPELINE_METHODS", "Subject", "describe_policy", "pipeline_subject", "tiny_subject"]
-
-PIPELINE_METHODS = ("frame_layout", "conditioned_flow", "flow_model", "policy", "decode_latents")
+__all__ = ["Subject", "describe_policy", "pipeline_subject", "tiny_subject"]
 
 
 @dataclass
@@ -150,11 +149,10 @@ def pipeline_subject(cfg: CacheBenchConfig) -> Subject:
     from genmotion.registry import load_pipeline
 
     pipe = load_pipeline(cfg.model)
-    missing = [m for m in PIPELINE_METHODS if not hasattr(pipe, m)]
-    if missing or not isinstance(pipe.frame_layout, FrameLayout):
+    if not isinstance(pipe, FlowPolicyHost) or not isinstance(pipe.frame_layout, FrameLayout):
         raise UsageError(
             f"model {cfg.model!r} ({type(pipe).__name__}) is not a chunked causal flow video pipeline",
-            why=f"the cache bench needs {', '.join(PIPELINE_METHODS)}; missing {', '.join(missing) or 'a FrameLayout'}",
+            why="the cache bench needs a pipeline that hosts the core's flow cache policies (FlowPolicyHost)",
             fix="bench a causal flow checkpoint (e.g. ca2vdm-toy), or use --model tiny",
         )
     layout: FrameLayout = pipe.frame_layout

@@ -144,28 +144,6 @@ def token_stream(
         start += size
 
 
-def generate_tokens(
-    model: TokenModel,
-    prompt: torch.Tensor,
-    config: TokenLoopConfig,
-    *,
-    cache: LayeredKVCache,
-    sampler: TokenSampler,
-    generator: torch.Generator | None,
-    embed_next: Callable[[torch.Tensor, int], torch.Tensor] = _identity_next,
-    processors: Sequence[LogitsProcessor] = (),
-    decode_fn: DecodeFn = decode_step,
-) -> torch.Tensor:
-    """All sampled tokens (B, sum(block_sizes)): `token_stream` collected."""
-    chunks = token_stream(
-        model,
-        prompt,
-        config,
-        cache=cache,
-        sampler=sampler,
-        generator=generator,
-        embed_next=embed_next,
-        processors=processors,
-        decode_fn=decode_fn,
-    )
-    return torch.cat([c.tokens for c in chunks], dim=1)
+def generate_tokens(model: TokenModel, prompt: torch.Tensor, config: TokenLoopConfig, **options: Any) -> torch.Tensor:
+    """All sampled tokens (B, sum(block_sizes)): `token_stream` collected (same keywords: cache, sampler, ...)."""
+    return torch.cat([c.tokens for c in token_stream(model, prompt, config, **options)], dim=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -119,27 +119,7 @@ def flow_stream(
 
 
 def flow_generate(
-    model: FlowModel,
-    policy: CachePolicy,
-    layout: FrameLayout,
-    config: FlowLoopConfig,
-    *,
-    generator: torch.Generator | None,
-    batch: int = 1,
-    prefix_BFNC: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    model: FlowModel, policy: CachePolicy, layout: FrameLayout, config: FlowLoopConfig, **options: Any
 ) -> torch.Tensor:
-    """All new frames (B, num_frames, N, C): `flow_stream` collected."""
-    chunks = flow_stream(
-        model,
-        policy,
-        layout,
-        config,
-        generator=generator,
-        batch=batch,
-        prefix_BFNC=prefix_BFNC,
-        device=device,
-        dtype=dtype,
-    )
-    return torch.cat([c.latents for c in chunks], dim=1)
+    """All new frames (B, num_frames, N, C): `flow_stream` collected (same keywords: generator, batch, ...)."""
+    return torch.cat([c.latents for c in flow_stream(model, policy, layout, config, **options)], dim=1)

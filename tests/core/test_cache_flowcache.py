@@ -1,21 +1,18 @@
 import pytest
 import torch
+from flow_tiny import tiny_flow_model, tiny_layout
 
-from genmotion.cache import FlowCache, FrameLayout, PolicyBase, RollingWindow, SharedClean
+from genmotion.cache import FlowCache, PolicyBase, RollingWindow, SharedClean
 from genmotion.cache.flowcache import divided_difference_weights, lagrange_weights, relative_l1
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
-from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+from genmotion.nn import TinyFlowModel
 
-LAYOUT = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=2)
+LAYOUT = tiny_layout(2)
 
 
 def _model() -> TinyFlowModel:
-    torch.manual_seed(0)
-    config = TinyFlowModelConfig(
-        channels=3, tokens_per_frame=2, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
-    )
-    return TinyFlowModel(config).eval()
+    return tiny_flow_model(2)
 
 
 def _run(policy, frames: int = 6, steps: int = 6) -> torch.Tensor:

@@ -2,28 +2,24 @@ import math
 
 import pytest
 import torch
+from flow_tiny import tiny_flow_model, tiny_layout
 
 from genmotion.cache import (
     AttentionProbe,
     FlowCacheKV,
-    FrameLayout,
     SharedClean,
     attention_probabilities,
     importance_redundancy_scores,
 )
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
-from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+from genmotion.nn import TinyFlowModel
 
-LAYOUT = FrameLayout(tokens_per_frame=3, channels=3, frames_per_chunk=2)
+LAYOUT = tiny_layout(3)
 
 
 def _model() -> TinyFlowModel:
-    torch.manual_seed(0)
-    config = TinyFlowModelConfig(
-        channels=3, tokens_per_frame=3, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
-    )
-    return TinyFlowModel(config).eval()
+    return tiny_flow_model(3)
 
 
 def _run(policy, frames: int = 8, model=None) -> torch.Tensor:

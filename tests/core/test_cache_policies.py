@@ -1,21 +1,18 @@
 import pytest
 import torch
+from flow_tiny import tiny_flow_model, tiny_layout
 
-from genmotion.cache import CachePolicy, FeatureCache, FrameLayout, Recompute, RollingWindow, SharedClean
+from genmotion.cache import CachePolicy, FeatureCache, Recompute, RollingWindow, SharedClean
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
-from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+from genmotion.nn import TinyFlowModel
 from genmotion.sampling import CLEAN_TIME, timesteps
 
-LAYOUT = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=2)
+LAYOUT = tiny_layout(2)
 
 
 def _model() -> TinyFlowModel:
-    torch.manual_seed(0)
-    config = TinyFlowModelConfig(
-        channels=3, tokens_per_frame=2, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
-    )
-    return TinyFlowModel(config).eval()
+    return tiny_flow_model(2)
 
 
 def _run(

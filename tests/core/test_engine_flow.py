@@ -1,18 +1,15 @@
 import torch
+from flow_tiny import tiny_flow_model, tiny_layout
 
-from genmotion.cache import FrameLayout, SharedClean
+from genmotion.cache import SharedClean
 from genmotion.engine import FlowLoopConfig, flow_generate, flow_stream
-from genmotion.nn import TinyFlowModel, TinyFlowModelConfig, TinyTransformerConfig
+from genmotion.nn import TinyFlowModel
 
-LAYOUT = FrameLayout(tokens_per_frame=2, channels=3, frames_per_chunk=2)
+LAYOUT = tiny_layout(2)
 
 
 def _model() -> TinyFlowModel:
-    torch.manual_seed(0)
-    config = TinyFlowModelConfig(
-        channels=3, tokens_per_frame=2, transformer=TinyTransformerConfig(dim=16, heads=2, cond_dim=8)
-    )
-    return TinyFlowModel(config).eval()
+    return tiny_flow_model(2)
 
 
 def test_stream_equals_generate_and_chunks_are_typed():

@@ -1,5 +1,5 @@
-"""image_core tests run single-threaded: their tensors are tiny, and OpenMP barriers on a busy
-2-core machine make each small kernel ~50x slower than one thread does."""
+"""Every test runs single-threaded: the tensors are small, and on a busy 2-core machine an OpenMP thread that
+waits for a preempted sibling makes each small kernel many times slower than one thread does (restored after)."""
 
 from __future__ import annotations
 
