@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,8 @@ from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import sample_indices
 from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.metrics import psnr
+from genmotion.pipeline import to_uint8
 from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import sample_logits
 
@@ -109,8 +110,8 @@ def _flops(fn: Callable[[], object]) -> float:
 
 
 def _psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    """PSNR of uint8 images; 99 dB stands for identical (JSON has no infinity)."""
+    return min(psnr(a, b, data_range=255.0), 99.0)
 
 
 def _random_models(quick: bool) -> tuple[VAR, VQVAE, str]:
@@ -219,7 +220,7 @@ def _bf16(vae: VQVAE, ours: Callable[[], list[torch.Tensor]], tokens: list[torch
             t_dec = time_median(decode, warmup=0, repeats=1)
             bf_image = vae.fhat_to_image(f_hat).float()
     agree = float(torch.cat([(a == b).flatten() for a, b in zip(tokens, bf_tokens, strict=True)]).float().mean())
-    to8 = lambda x: x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    to8 = to_uint8
     return {
         "transformer_s": t_trans,
         "decode_s": t_dec,

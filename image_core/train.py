@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,8 @@ from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import sample_images
 from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import drop_labels
+from genmotion.metrics import psnr
+from genmotion.pipeline import to_uint8
 
 __all__ = [
     "TOKENIZER_KIND",
@@ -133,15 +134,9 @@ def update_codebook_ema(vae: VQVAE, f_BCHW: torch.Tensor, decay: float) -> None:
     weight[used] = (decay * weight[used].float() + (1 - decay) * means).to(weight.dtype)
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1]."""
-    mse = float((a.float() - b.float()).square().mean()) / 4.0
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
 def _to_uint8(images_B3HW: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
-    return images_B3HW.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3) as a tensor."""
+    return torch.from_numpy(to_uint8(images_B3HW))
 
 
 def _eval_batch(data_cfg: ImageDataConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,7 +205,10 @@ class VQVAETask:
         images = images.to(next(model.parameters()).device)
         recon = model.reconstruct(images)
         used = torch.cat([i.flatten() for i in model.encode(images)]).unique().numel()
-        out = {"eval_psnr_db": _psnr(recon, images), "eval_codebook_use": used / model.config.vocab_size}
+        out = {
+            "eval_psnr_db": psnr(recon.float(), images.float(), data_range=2.0),
+            "eval_codebook_use": used / model.config.vocab_size,
+        }
         if data_cfg.source == "toyworld":
             out["eval_recon_class_accuracy"] = toy_class_accuracy(_to_uint8(recon), labels)
         return out

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genmotion import metrics
 from genmotion.config import to_dict
 from genmotion.errors import UsageError
 from genmotion.video.config import VideoDataConfig, VideoTokenizerConfig
@@ -43,8 +44,7 @@ class VideoTokenizerModelConfig:
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of frames in [-1, 1] (peak-to-peak 2)."""
-    mse = float(F.mse_loss(a.float(), b.float()))
-    return 10 * math.log10(4.0 / max(mse, 1e-10))
+    return metrics.psnr(a.float(), b.float(), data_range=2.0)
 
 
 def check_resolution(data_cfg: VideoDataConfig, tokenizer_cfg: VideoTokenizerConfig) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genmotion.metrics import mse, psnr
+
 __all__ = ["chunk_discontinuity", "frame_fidelity", "latent_fidelity", "ssim", "temporal_flicker"]
 
 
@@ -18,11 +20,11 @@ def latent_fidelity(out: torch.Tensor, exact: torch.Tensor) -> dict[str, float |
     """MSE and max |diff| of latents, and PSNR after mapping both to [0, 1] by the exact output's range."""
     lo, hi = exact.min(), exact.max()
     unit = lambda x: ((x - lo) / (hi - lo)).clamp(0, 1)
-    mse01 = float((unit(out) - unit(exact)).pow(2).mean())
+    db = psnr(unit(out), unit(exact), data_range=1.0)
     return {
         "mse": float((out - exact).pow(2).mean()),
         "max_abs_diff": float((out - exact).abs().max()),
-        "psnr_db": 10 * math.log10(1.0 / mse01) if mse01 > 0 else None,
+        "psnr_db": None if math.isinf(db) else db,
     }
 
 
@@ -70,11 +72,11 @@ def ssim(a_THW3: np.ndarray, b_THW3: np.ndarray, *, size: int = 11, sigma: float
 def frame_fidelity(frames: np.ndarray, exact: np.ndarray, frames_per_chunk: int) -> dict[str, float | None]:
     """PSNR (dB, None when identical) and SSIM of uint8 frames vs the exact ones, and the frames' own flicker
     and chunk-discontinuity ratio."""
-    mse = float(np.mean((frames.astype(np.float64) - exact.astype(np.float64)) ** 2))
+    db = psnr(frames, exact, data_range=255.0)
     video = torch.from_numpy(np.asarray(frames))[None]  # (1, T, H, W, 3)
     return {
-        "frame_mse": mse,
-        "frame_psnr_db": 10 * math.log10(255.0**2 / mse) if mse > 0 else None,
+        "frame_mse": mse(frames, exact),
+        "frame_psnr_db": None if math.isinf(db) else db,
         "frame_ssim": ssim(frames, exact),
         "frame_flicker": temporal_flicker(video.float(), 0.0, 255.0),
         "frame_discontinuity_ratio": chunk_discontinuity(video, frames_per_chunk),
