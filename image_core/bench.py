@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart, time_median, write_json
 from genmotion.image_core.config import VQVAEConfig, official_var_config, official_vqvae_config
 from genmotion.image_core.kv_policies import HACK, FullKV, HACKConfig, ScaleKV, ScaleKVConfig, ScalePolicy
@@ -94,13 +95,6 @@ def official_style_indices(
 
 
 # ---- pieces -----------------------------------------------------------------------------------------
-def matmul_peak(n: int, dtype: torch.dtype, repeats: int = 5, device: str | torch.device = "cpu") -> float:
-    """GFLOP/s of an n x n x n matrix product at the current thread count (or on the given device)."""
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
-    return 2 * n**3 / time_median(_synced(lambda: a @ b, torch.device(device)), warmup=2, repeats=repeats) / 1e9
-
-
 def _flops(fn: Callable[[], object]) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -299,8 +293,8 @@ def run_image_bench(json_path: Path, plot: Path | None, *, quick: bool, threads:
     }
     n = 1024 if quick else 2048
     results["peak_gflops"] = {
-        "fp32": matmul_peak(n, torch.float32),
-        "bf16": matmul_peak(n // 2 if quick else n, torch.bfloat16, 3),
+        "fp32": matmul_peak(n)["gflops"],
+        "bf16": matmul_peak(n // 2 if quick else n, repeats=3, dtype=torch.bfloat16)["gflops"],
     }
     var, vae, name = _random_models(quick)
     results["model"] = name

@@ -60,11 +60,26 @@ class CoreBenchConfig:
         )
 
 
-def matmul_peak(size: int, warmup: int, repeats: int, generator: torch.Generator) -> dict[str, float]:
-    """fp32 (size x size) @ (size x size): the machine's practical peak to compare model throughput against."""
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    seconds = time_median(lambda: torch.mm(a, b), warmup, repeats)
+def matmul_peak(
+    size: int,
+    warmup: int = 2,
+    repeats: int = 5,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """(size x size) @ (size x size) in `dtype` at the current thread count: the machine's practical peak to
+    compare model throughput against (every bench measures it the same way, in the same run)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device=device, dtype=dtype) for _ in range(2))
+
+    def product() -> torch.Tensor:
+        out = a @ b
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)
+        return out
+
+    seconds = time_median(product, warmup, repeats)
     return {"size": size, "ms": seconds * 1e3, "gflops": 2 * size**3 / seconds / 1e9}
 
 
