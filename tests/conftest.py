@@ -15,3 +15,10 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run a benchmark (quick mode) carry the `bench` mark: `pytest -m "not bench"` skips them."""
+    for item in items:
+        if "bench" in item.name or "bench" in item.path.name:
+            item.add_marker(pytest.mark.bench)

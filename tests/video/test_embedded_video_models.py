@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import genmotion
+from genmotion.data.toyworld import detect
 from genmotion.registry import list_models
 
 WEIGHTS = Path(genmotion.__file__).parent / "weights"
@@ -20,6 +21,18 @@ def test_embedded_video_model_streams_frames(name, kwargs):
     assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 1  # not a blank video
     card = (WEIGHTS / name / "card.md").read_text()
     assert "## Evaluation" in card and "command" in card
+
+
+@pytest.mark.parametrize(("name", "kwargs", "least"), [("videoar-toy", {}, 3), ("ca2vdm-toy", {"num_steps": 10}, 2)])
+def test_embedded_video_model_draws_the_prompted_colour(name, kwargs, least):
+    """Fixed seeds, so deterministic: the detector reads the prompted colour (of 4) in `least` of 3 clips."""
+    pipe = genmotion.load(name)
+    prompts = {"red": "a red ball moving left", "blue": "a blue square moving up", "green": "a green box moving right"}
+    read = []
+    for colour, prompt in prompts.items():
+        found = detect(pipe.generate(prompt, num_frames=8, seed=0, **kwargs).frames).objects
+        read.append(bool(found) and found[0].colour == colour)
+    assert sum(read) >= least, f"{name} drew the prompted colour in {sum(read)} of 3 clips"
 
 
 def test_shipped_weights_fit_the_budget():
