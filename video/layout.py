@@ -15,12 +15,13 @@ import torch
 
 from genmotion.nn.rope import multiscale_positions
 
-__all__ = ["ClipAttention", "FrameLayout", "clip_attention", "context_frames"]
+__all__ = ["ClipAttention", "ScaleLayout", "clip_attention", "context_frames"]
 
 
 @dataclass(frozen=True)
-class FrameLayout:
-    """Token layout of one frame for the scale schedule `patch_nums` (coarse to fine)."""
+class ScaleLayout:
+    """Token layout of one VideoAR frame: its scale tokens for the schedule `patch_nums` (coarse to fine), then
+    its clean tokens (not the flow loop's `genmotion.kv.FrameLayout`, which counts tokens per frame and chunk)."""
 
     patch_nums: tuple[int, ...]
 
@@ -98,7 +99,7 @@ def context_frames(frame: int, *, sink: int, window: int) -> list[int]:
 
 
 def clip_attention(
-    layout: FrameLayout,
+    layout: ScaleLayout,
     num_frames: int,
     *,
     sink: int,

@@ -20,7 +20,7 @@ from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
 from genmotion.nn.rope import Rotary, rotate
 from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoTokenizerConfig
-from genmotion.video.layout import ClipAttention, FrameLayout
+from genmotion.video.layout import ClipAttention, ScaleLayout
 from genmotion.video.tokenizer import VideoTokenizer
 
 __all__ = ["text_statistics", "Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
@@ -175,7 +175,7 @@ class VideoARTransformer(nn.Module):
 
     def __init__(self, cfg: VideoARTransformerConfig, tokenizer: VideoTokenizerConfig) -> None:
         super().__init__()
-        self.config, self.layout = cfg, FrameLayout(tokenizer.patch_nums)
+        self.config, self.layout = cfg, ScaleLayout(tokenizer.patch_nums)
         W, Cv, V = cfg.width, tokenizer.latent_channels, tokenizer.vocab_size
         # MiniLM embeddings of captions are close to each other: standardise them per dimension with statistics
         # of the training captions (set by the task, saved with the weights) so prompts are told apart early

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from genmotion.video.layout import FrameLayout, clip_attention, context_frames
+from genmotion.video.layout import ScaleLayout, clip_attention, context_frames
 from genmotion.video.training import TrainingSettings, change_weighted_loss, previous_codes, requantize_with_errors
 
 
@@ -65,7 +65,7 @@ def test_context_frames_rule():
 
 
 def test_frame_masking_hides_context():
-    layout = FrameLayout((1, 2))
+    layout = ScaleLayout((1, 2))
     keep = torch.ones(1, 4, 4, dtype=torch.bool)
     keep[0, 3, 2] = False
     clip = clip_attention(layout, 4, sink=1, window=2, keep_frames=keep)
