@@ -83,65 +83,92 @@ def stream_scales(
     conditions = var.class_conditions(labels)
     cond_BD = conditions.cond_BD
     device = cond_BD.device
-    if policy is not None:
-        if cache is not None:
-            raise UsageError("pass a cache policy or a cache, not both", fix="the policy allocates its own cache")
-        cache = policy.allocate(var, labels.shape[0], dtype=cond_BD.dtype, device=device)
-    elif cache is None:
-        cache = var.allocate_cache(labels.shape[0], dtype=cond_BD.dtype, device=device)
-    if cache[0].batch != labels.shape[0]:
-        raise UsageError(f"cache holds {cache[0].batch} rows but this run needs {labels.shape[0]}")
-    scale_of_call = iter(range(K))
-
-    def model(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
-        si = next(scale_of_call)
-        rows = policy.observation_rows(si) if policy is not None else None
-        probe = QueryProbe(rows) if rows is not None else None
-        logits = var.forward_scale(inputs, conditions, cache, positions_l=positions, probe=probe)  # B, l, V
-        if policy is not None:
-            policy.after_scale(cache, si, probe.queries if probe is not None else [])
-        return logits
-
+    cache = _cache_for(var, labels.shape[0], cache, policy, cond_BD)
+    calls = _ScaleCalls(var, conditions, policy, guided, B)
     f_hat = torch.zeros(B, Cv, H, H, device=device)
-    next_map = f_hat
-
-    def embed_next(tokens: torch.Tensor, si: int) -> torch.Tensor:
-        # Scale si's input is f_hat (accumulated over scales < si) area-downsampled, not the tokens.
-        x_BlC = var.scale_tokens(si, next_map.view(B, Cv, -1).transpose(1, 2)).to(cond_BD.dtype)
-        return x_BlC.repeat(2, 1, 1) if guided else x_BlC
-
-    final_logits: list[torch.Tensor] = []
-
-    def keep_logits(logits_BlV: torch.Tensor, si: int) -> torch.Tensor:
-        final_logits[:] = [logits_BlV]
-        return logits_BlV
+    calls.next_map = f_hat
 
     loop = TokenLoopConfig(
         block_sizes=tuple(p * p for p in var.patch_nums), guidance_scale=guidance_scale, guidance="linear"
     )
     chunks = token_stream(
-        model,
+        calls.model,
         var.start_tokens(cond_BD),
         loop,
         cache=cache,
         sampler=Sampler(temperature=temperature, top_k=top_k, top_p=top_p),
         generator=generator,
-        embed_next=embed_next,
-        processors=[*processors, keep_logits],
+        embed_next=calls.embed_next,
+        processors=[*processors, calls.keep_logits],
     )
     for chunk in chunks:
         si, pn = chunk.index, var.patch_nums[chunk.index]
-        if more_smooth:  # MaskGIT-style temperature decay over the filtered logits, as in the official sampler
-            ratio = si / (K - 1) if K > 1 else 0.0
-            tau = max(0.27 * (1 - ratio * 0.95), 0.005)
-            scaled = final_logits[0] / temperature if temperature > 0 else final_logits[0]
-            kept = top_p_filter(top_k_filter(scaled, top_k), top_p)
-            h_BlC = gumbel_softmax(kept * (1 + ratio), generator, tau) @ quantizer.embedding.weight
+        if more_smooth:
+            settings = (temperature, top_k, top_p)
+            h_BlC = _smooth_codes(calls.final_logits, si, K, settings, quantizer.embedding.weight, generator)
         else:
             h_BlC = quantizer.embedding(chunk.tokens)
         h_BChw = h_BlC.transpose(1, 2).reshape(B, Cv, pn, pn)
-        f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, h_BChw)
+        f_hat, calls.next_map = quantizer.next_autoregressive_input(si, f_hat, h_BChw)
         yield ScaleOutput(si, chunk.tokens, f_hat)
+
+
+class _ScaleCalls:
+    """The callbacks one VAR sampling run hands the core discrete loop: the model of each scale (with the
+    policy's query probe and eviction), the next scale's input from the f_hat so far, and a logits tap."""
+
+    def __init__(self, var: VAR, conditions: Any, policy: ScalePolicy | None, guided: bool, batch: int) -> None:
+        self.var, self.conditions, self.policy, self.guided, self.batch = var, conditions, policy, guided, batch
+        self.scale_of_call = iter(range(len(var.patch_nums)))
+        self.next_map = torch.empty(0)  # f_hat accumulated so far, upsampled (set by the loop after each scale)
+        self.final_logits = torch.empty(0)  # the last scale's guided, processed logits (B, l, V)
+
+    def model(self, inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
+        si, policy = next(self.scale_of_call), self.policy
+        rows = policy.observation_rows(si) if policy is not None else None
+        probe = QueryProbe(rows) if rows is not None else None
+        logits = self.var.forward_scale(inputs, self.conditions, cache, positions_l=positions, probe=probe)  # B,l,V
+        if policy is not None:
+            policy.after_scale(cache, si, probe.queries if probe is not None else [])
+        return logits
+
+    def embed_next(self, tokens: torch.Tensor, si: int) -> torch.Tensor:
+        # Scale si's input is f_hat (accumulated over scales < si) area-downsampled, not the tokens.
+        B, Cv = self.batch, self.var.Cvae
+        x_BlC = self.var.scale_tokens(si, self.next_map.view(B, Cv, -1).transpose(1, 2))
+        x_BlC = x_BlC.to(self.conditions.cond_BD.dtype)
+        return x_BlC.repeat(2, 1, 1) if self.guided else x_BlC
+
+    def keep_logits(self, logits_BlV: torch.Tensor, si: int) -> torch.Tensor:
+        self.final_logits = logits_BlV
+        return logits_BlV
+
+
+def _cache_for(
+    var: VAR, rows: int, cache: LayeredKVCache | None, policy: ScalePolicy | None, like: torch.Tensor
+) -> LayeredKVCache:
+    """The cache of one sampling run: the policy's allocation, the one passed in (checked), or a full one."""
+    if policy is not None:
+        if cache is not None:
+            raise UsageError("pass a cache policy or a cache, not both", fix="the policy allocates its own cache")
+        return policy.allocate(var, rows, dtype=like.dtype, device=like.device)
+    cache = var.allocate_cache(rows, dtype=like.dtype, device=like.device) if cache is None else cache
+    if cache[0].batch != rows:
+        raise UsageError(f"cache holds {cache[0].batch} rows but this run needs {rows}")
+    return cache
+
+
+def _smooth_codes(
+    logits_BlV: torch.Tensor, si: int, K: int, settings: tuple[float, int, float], codebook: torch.Tensor, g: Any
+) -> torch.Tensor:
+    """VAR's `more_smooth`: a Gumbel-softmax mixture of codes (B, l, Cv) over the filtered logits, with the
+    official sampler's MaskGIT-style temperature decay over the scales."""
+    temperature, top_k, top_p = settings
+    ratio = si / (K - 1) if K > 1 else 0.0
+    tau = max(0.27 * (1 - ratio * 0.95), 0.005)
+    scaled = logits_BlV / temperature if temperature > 0 else logits_BlV
+    kept = top_p_filter(top_k_filter(scaled, top_k), top_p)
+    return gumbel_softmax(kept * (1 + ratio), g, tau) @ codebook
 
 
 def sample_indices(

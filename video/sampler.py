@@ -88,18 +88,11 @@ def _sample_frame(
     )
     start = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token (rows, 1, W)
     draw = partial(sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
-    tokens = []
-    for chunk in token_stream(
-        scale_logits,
-        start,
-        loop,
-        cache=cache.scales,
-        sampler=draw,
-        generator=generator,
-        embed_next=embed_next,
+    chunks = token_stream(
+        scale_logits, start, loop, cache=cache.scales, sampler=draw, generator=generator, embed_next=embed_next,
         processors=processors,
-    ):
-        tokens.append(chunk.tokens)
+    )  # fmt: skip
+    tokens = [chunk.tokens for chunk in chunks]
     pn = layout.patch_nums[-1]
     code = q.embedding(tokens[-1]).transpose(1, 2).reshape(B, Cv, pn, pn)
     fhat, _ = q.next_autoregressive_input(layout.num_scales - 1, fhat, code)

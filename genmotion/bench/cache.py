@@ -395,7 +395,17 @@ def _targets(results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
         "forcing_kv_discontinuity_vs_rolling": disc,
         "composition_vs_product": [combo, product],
     }
-    out = check_targets("cache", measured, shown)
+    return _annotate(check_targets("cache", measured, shown), results, cfg)
+
+
+def _annotate(out: dict[str, Any], results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
+    """Details beside the verdicts: at which length each was measured, per-variant and per-query figures."""
+    by_len, top = results["lengths"], str(max(cfg.lengths))
+    mid = str(16 if 16 in cfg.lengths else max(cfg.lengths))
+    rows = by_len[top]
+    shown_psnr = lambda r: r.get("frame_psnr_db", r["psnr_db"])
+    good = [c for c in results["threshold_curve"] if _psnr(c) >= 30.0]
+    fkv, shared, eq = rows["forcing-kv"], rows["shared"], rows["rolling@forcing-kv-bytes"]
     for name in ("shared_speedup_of_flop_ideal",):
         if name in out:
             out[name]["at_chunks"] = int(mid)
