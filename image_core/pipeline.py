@@ -93,12 +93,12 @@ class VARPipeline(Pipeline):
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VARPipeline:
-        import json
+        from genmotion.image_core.profile import load_head_profile
 
         model = load_image_model(directory)
         names, sampling = read_image_metadata(directory)
         profile_path = Path(directory) / HEAD_PROFILE_NAME
-        profile = json.loads(profile_path.read_text()) if profile_path.is_file() else None
+        profile = load_head_profile(profile_path, model.var) if profile_path.is_file() else None
         return cls(model, class_names=names, sampling=sampling, head_profile=profile)
 
     def to(self, device: Any = None, dtype: Any = None) -> VARPipeline:
@@ -119,7 +119,7 @@ class VARPipeline(Pipeline):
         write_head_profile(profile, out)
         kinds = [k for row in profile["head_types"] for k in row]
         return (
-            f"wrote {out}: {profile['depth']} layers x {profile['num_heads']} heads, "
+            f"wrote {out}: {profile['num_layers']} layers x {profile['num_heads']} heads, "
             f"{kinds.count('structural')} structural / {kinds.count('contextual')} contextual"
         )
 

@@ -11,9 +11,9 @@ and read the attention it pays the cached keys. Per head:
 * column_concentration: share of the query-averaged attention on its top 10 % keys (how vertical).
 Per layer and scale: prefix_mass, the attention mass on earlier scales (dispersed layers = drafters).
 
-JSON format (`genmotion-var-head-profile`, version 1):
-    {"format": "genmotion-var-head-profile", "version": 1,
-     "depth": D, "num_heads": H, "patch_nums": [...], "samples": n, "threshold": 1.1,
+JSON: the suite's head-profile envelope (`genmotion.cache.profile`), kind "next-scale":
+    {"format": "genmotion.head-profile", "version": 2, "kind": "next-scale",
+     "num_layers": D, "num_heads": H, "patch_nums": [...], "samples": n, "threshold": 1.1,
      "head_types": [["structural" | "contextual", ... H] ... D],
      "alignment": [[float ... H] ... D], "column_concentration": [[float ... H] ... D],
      "prefix_mass": [[float ... K] ... D], "drafter_fraction": 0.25,
@@ -28,15 +28,17 @@ from typing import Any
 
 import torch
 
+from genmotion.cache.profile import PROFILE_FORMAT, PROFILE_VERSION, check_profile, write_profile_json
 from genmotion.errors import InputError
 from genmotion.image_core.kv_policies import FullKV
 from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import stream_scales
 from genmotion.image_core.var_model import VAR
 
-__all__ = ["PROFILE_FORMAT", "load_head_profile", "profile_var_heads", "write_head_profile"]
+__all__ = ["NEXT_SCALE", "load_head_profile", "profile_var_heads", "write_head_profile"]
 
-PROFILE_FORMAT = "genmotion-var-head-profile"
+NEXT_SCALE = "next-scale"
+LEGACY_FORMAT = "genmotion-var-head-profile"  # version 1 of this profile, before the shared envelope
 
 
 def _centres(pn: int, device: torch.device) -> torch.Tensor:
@@ -119,8 +121,9 @@ def profile_var_heads(
     drafters = [sorted(prefix[:, k].topk(count).indices.tolist()) for k in range(len(var.patch_nums))]
     return {
         "format": PROFILE_FORMAT,
-        "version": 1,
-        "depth": depth,
+        "version": PROFILE_VERSION,
+        "kind": NEXT_SCALE,
+        "num_layers": depth,
         "num_heads": var.config.num_heads,
         "patch_nums": list(var.patch_nums),
         "samples": int(labels.numel()),
@@ -135,24 +138,32 @@ def profile_var_heads(
 
 
 def write_head_profile(profile: dict[str, Any], path: str | Path) -> Path:
-    """Write a profile as JSON, atomically."""
-    from genmotion.io.atomic import write_text
+    """Write a profile in the shared head-profile envelope, atomically."""
+    fields = {k: v for k, v in profile.items() if k not in ("format", "version", "kind")}
+    return write_profile_json(fields, NEXT_SCALE, path)
 
-    return write_text(path, json.dumps(profile, indent=1))
+
+def upgrade_profile(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 VAR profile (its own format, `depth`) in the shared envelope; others unchanged."""
+    if data.get("format") != LEGACY_FORMAT:
+        return data
+    fields = {("num_layers" if k == "depth" else k): v for k, v in data.items() if k not in ("format", "version")}
+    return {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "kind": NEXT_SCALE, **fields}
 
 
 def load_head_profile(path: str | Path, var: VAR | None = None) -> dict[str, Any]:
     """Read a profile JSON; with `var`, check it describes this model's layers, heads and scales."""
     p = Path(path)
     try:
-        profile = json.loads(p.read_text())
+        raw = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read the head profile {p}", why=str(e), fix="write one with profile-heads") from e
-    if not isinstance(profile, dict) or profile.get("format") != PROFILE_FORMAT:
-        raise InputError(f"{p} is not a VAR head profile", why=f"its format is not {PROFILE_FORMAT!r}")
+    if not isinstance(raw, dict):
+        raise InputError(f"{p} is not a VAR head profile", why="it does not hold a JSON object")
+    profile = check_profile(upgrade_profile(raw), NEXT_SCALE, str(p))
     if var is not None:
         want = (len(var.blocks), var.config.num_heads, list(var.patch_nums))
-        have = (profile.get("depth"), profile.get("num_heads"), profile.get("patch_nums"))
+        have = (profile.get("num_layers"), profile.get("num_heads"), profile.get("patch_nums"))
         if have != want:
             raise InputError(
                 f"the head profile {p} was made for depth/heads/scales {have}, not this model's {want}",

@@ -93,6 +93,21 @@ class Ca2VDMPipeline(VideoStreamer):
         """Latent tokens (1, T, N, D) of a whole video from frame 0 -> uint8 frames (T, H, W, 3)."""
         return to_uint8(self.model.decode_tokens(latents_BTND.to(self.dtype))[0])
 
+    def profile_heads(self, out: str | Path, *, seed: int = 0, num_samples: int = 8, num_steps: int = 4) -> str:
+        """Forcing-KV's offline head profile of this model (`genmotion profile-heads --model M -o F`): generate
+        `num_samples` chunks unconditioned, write the JSON to `out`, return a one-line summary. Ship it beside
+        the weights as `head_profile.json` and `cache="forcing-kv"` reads it."""
+        from genmotion.cache.profile import profile_heads, save_head_profile
+
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        profile = profile_heads(
+            self.flow_model, self.frame_layout, generator=generator, num_chunks=num_samples, num_steps=num_steps
+        )
+        save_head_profile(profile, out)
+        static = sum(s for row in profile.static for s in row)
+        total = profile.num_layers * profile.num_heads
+        return f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static"
+
     def policy(self, name: str = "shared", **params: Any) -> CachePolicy:
         """A fresh cache policy by name, with this model's trained context window as its default window:
         recompute/shared hold the last `context_frames` frames; rolling holds 1 sink + `context_frames - 1`

@@ -9,9 +9,13 @@ every denoising evaluation, layer and head, sums the attention of the chunk's qu
 `head_profile.py` skips them). Only chunks with more than `last_frames` such frames count. A head is static
 when recent_mass >= `threshold` (0.8). Deterministic for a given model, layout and generator.
 
-JSON format (`save_head_profile` / `load_head_profile`):
-    {"format": "genmotion.head-profile", "version": 1, "model": "<name>",
-     "rule": {"last_frames": 4, "threshold": 0.8, "skip_first_frames": 1},
+Every head profile genmotion writes shares one versioned JSON envelope (`write_profile_json` /
+`read_profile_json`): {"format": "genmotion.head-profile", "version": 2, "kind": ..., "model": ...,
+"num_layers": L, "num_heads": H, ...}; `kind` is "frame-recency" for this profile (ForcingKV) and "next-scale"
+for the VAR head types that ScaleKV/HACK read (`genmotion.image_core.profile`). Version 1 files still load.
+
+This kind's fields (`save_head_profile` / `load_head_profile`):
+    {..., "kind": "frame-recency", "rule": {"last_frames": 4, "threshold": 0.8, "skip_first_frames": 1},
      "num_layers": L, "num_heads": H,
      "recent_mass": [[float per head] per layer],
      "static": [[bool per head] per layer],          # what ForcingKV reads; may be edited by hand
@@ -34,6 +38,12 @@ from genmotion.errors import InputError, UsageError
 from genmotion.kv.protocol import FlowModel, FrameLayout
 
 __all__ = [
+    "FRAME_RECENCY",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "check_profile",
+    "read_profile_json",
+    "write_profile_json",
     "PROFILE_FORMAT",
     "HeadProfile",
     "load_head_profile",
@@ -43,6 +53,41 @@ __all__ = [
 ]
 
 PROFILE_FORMAT = "genmotion.head-profile"
+PROFILE_VERSION = 2
+FRAME_RECENCY = "frame-recency"
+
+
+def write_profile_json(data: Mapping[str, Any], kind: str, path: str | Path) -> Path:
+    """Write a head profile of `kind` (its fields in `data`) in the shared envelope, atomically."""
+    from genmotion.io.atomic import write_text
+
+    envelope = {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "kind": kind}
+    return write_text(path, json.dumps({**envelope, **data}, indent=1) + "\n")
+
+
+def read_profile_json(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read a head profile and check it is one of `kind` (version 1 files, which had no kind, load too)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise InputError(f"head profile {p} does not exist", fix="write one with `genmotion profile-heads`") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read the head profile {p}", why=str(e), fix="write one with profile-heads") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{p} is not a genmotion head profile", why="it does not hold a JSON object")
+    return check_profile(data, kind, str(p))
+
+
+def check_profile(data: Mapping[str, Any], kind: str, source: str = "the head profile") -> dict[str, Any]:
+    """`data` as a profile of `kind`, or InputError saying what it is instead."""
+    found = (data.get("format"), data.get("version"), data.get("kind", kind if data.get("version") == 1 else None))
+    if found[0] != PROFILE_FORMAT or found[1] not in (1, PROFILE_VERSION) or found[2] != kind:
+        raise InputError(
+            f"{source} is not a {kind} head profile (format {found[0]!r}, version {found[1]!r}, kind {found[2]!r})",
+            fix="write one for this model with `genmotion profile-heads --model M -o heads.json`",
+        )
+    return dict(data)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +129,8 @@ class HeadProfile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": PROFILE_FORMAT,
-            "version": 1,
+            "version": PROFILE_VERSION,
+            "kind": FRAME_RECENCY,
             "model": self.model,
             "rule": {
                 "last_frames": self.last_frames,
@@ -100,11 +146,7 @@ class HeadProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HeadProfile:
-        if data.get("format") != PROFILE_FORMAT or data.get("version") != 1:
-            raise InputError(
-                f"not a genmotion head profile (format {data.get('format')!r}, version {data.get('version')!r})",
-                fix="write one with `genmotion profile-heads --model M -o heads.json`",
-            )
+        check_profile(data, FRAME_RECENCY)
         try:
             rule = data["rule"]
             return cls(
@@ -121,23 +163,13 @@ class HeadProfile:
 
 
 def save_head_profile(profile: HeadProfile, path: str | Path) -> Path:
-    """Write the profile as indented JSON (atomically)."""
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(profile.to_dict(), indent=2) + "\n")
-    tmp.replace(out)
-    return out
+    """Write the profile in the shared envelope (atomically)."""
+    fields = {k: v for k, v in profile.to_dict().items() if k not in ("format", "version", "kind")}
+    return write_profile_json(fields, FRAME_RECENCY, path)
 
 
 def load_head_profile(path: str | Path) -> HeadProfile:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"head profile {p} does not exist", fix="write one with `genmotion profile-heads`")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"head profile {p} is not valid JSON: {e}") from e
-    return HeadProfile.from_dict(data)
+    return HeadProfile.from_dict(read_profile_json(path, FRAME_RECENCY))
 
 
 def recent_mass_sums(

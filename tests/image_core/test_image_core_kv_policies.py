@@ -155,7 +155,7 @@ def test_make_policy_names():
 def test_head_profile_round_trip(tmp_path):
     var, q = _models()
     profile = profile_var_heads(var, q, generator=torch.Generator().manual_seed(0), num_samples=2)
-    assert profile["depth"] == 2 and len(profile["head_types"]) == 2 and len(profile["head_types"][0]) == 2
+    assert profile["num_layers"] == 2 and len(profile["head_types"]) == 2 and len(profile["head_types"][0]) == 2
     assert all(t in ("structural", "contextual") for row in profile["head_types"] for t in row)
     assert len(profile["drafters"]) == len(PATCH_NUMS)
     path = write_head_profile(profile, tmp_path / "heads.json")
