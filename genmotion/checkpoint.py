@@ -7,7 +7,6 @@ Everything genmotion writes is safetensors. A foreign checkpoint is read with
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "CARD_NAME",
+    "check_weights",
     "is_checkpoint_dir",
     "load_foreign",
     "load_weights",
@@ -32,6 +32,7 @@ __all__ = [
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.md"
+CHECKPOINT_OUTPUT = "checkpoint"  # the output kind recorded in a checkpoint folder's marker
 
 
 def is_checkpoint_dir(path: str | Path) -> bool:
@@ -45,41 +46,58 @@ def save_pretrained(
     config: Mapping[str, Any],
     card: str | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    force: bool = False,
 ) -> Path:
     """Write `config` (plain YAML data, with a `kind` key naming the pipeline) and the model's weights.
 
-    The directory is assembled under a temporary name beside it and renamed into place, so a crash
-    never leaves a half-written checkpoint. `dtype` (e.g. torch.bfloat16) casts floating tensors.
+    The directory is assembled under a temporary name beside it and swapped in under the output rule of
+    `genmotion.io.atomic` (kind "checkpoint"): it replaces an absent folder, an empty one or a previous
+    checkpoint; any other folder is refused (`force` moves it aside). A crash never leaves a half-written
+    checkpoint. Files are 0666 and folders 0777 minus the umask (0644 / 0755 usually), so a shared models
+    folder is readable by others. `dtype` (e.g. torch.bfloat16) casts floating tensors.
     """
     import yaml
     from safetensors.torch import save_file
 
+    from genmotion.io.atomic import atomic_folder
+
     if "kind" not in config:
         raise ValueError("checkpoint config needs a 'kind' key naming its pipeline")
     out = Path(directory)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    state = {}
-    for k, v in model.state_dict().items():
-        t = v.detach()
-        if dtype is not None and t.is_floating_point():
-            t = t.to(dtype)
-        state[k] = t.contiguous().cpu()
-    save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "kind": str(config["kind"])})
-    (tmp / CONFIG_NAME).write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    if card is not None:
-        (tmp / CARD_NAME).write_text(card)
-    if out.exists():
-        import shutil
-
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    with atomic_folder(out, CHECKPOINT_OUTPUT, force) as tmp:
+        state = {}
+        for k, v in model.state_dict().items():
+            t = v.detach()
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            state[k] = t.contiguous().cpu()
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "kind": str(config["kind"])})
+        (tmp / CONFIG_NAME).write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        if card is not None:
+            (tmp / CARD_NAME).write_text(card)
+        _share_modes(tmp)
     return out
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _share_modes(folder: Path) -> None:
+    """Folder 0777 and files 0666 minus the umask (what a plain mkdir / open would give)."""
+    mask = _umask()
+    folder.chmod(0o777 & ~mask)
+    for p in folder.rglob("*"):
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
@@ -100,17 +118,45 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def check_weights(directory: str | Path) -> None:
+    """Raise `InputError` (exit 3) when a checkpoint's weights file is not readable safetensors (truncated,
+    empty, random bytes); reads the header and checks the data length, no tensor is built."""
+    path = Path(directory) / WEIGHTS_NAME
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises several types for truncated / random files
+        raise InputError(f"cannot read {path}", why=f"{type(e).__name__}: {e}", fix="re-export the checkpoint") from e
+
+
 def load_weights(
     model: nn.Module, directory: str | Path, strict: bool = True, dtype: torch.dtype | None = None
 ) -> nn.Module:
     """Load `model.safetensors` into `model` (cast to the model's dtype, or `dtype`), key for key."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(directory) / WEIGHTS_NAME))
+    path = Path(directory) / WEIGHTS_NAME
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated, empty or foreign files
+        raise InputError(f"cannot read {path}", why=f"{type(e).__name__}: {e}", fix="re-export the checkpoint") from e
     ref = model.state_dict()
     for k, v in state.items():
         if k in ref and v.is_floating_point():
             state[k] = v.to(dtype or ref[k].dtype)
+    shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(ref[k].shape)}"
+        for k, v in state.items()
+        if k in ref and v.shape != ref[k].shape
+    ]
+    if shapes:
+        raise InputError(
+            f"weights in {directory} do not match the model",
+            why=f"shape of {shapes[0]}" + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""),
+            fix="the config.yaml and model.safetensors must come from the same run",
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
         raise InputError(
@@ -119,6 +165,19 @@ def load_weights(
             fix="the config.yaml and model.safetensors must come from the same run",
         )
     return model
+
+
+def _load_failure(e: Exception) -> str:
+    """torch.load's refusal without its advice to load with weights_only=False: only what is in the file."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it holds the Python object {m.group(1)}, which a weights-only load does not run"
+    advice = ("weights_only", "can still be loaded", "trusted source", "documentation")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not any(a in ln for a in advice)]
+    return f"{type(e).__name__}: {lines[0] if lines else 'not a torch checkpoint'}"[:200]
 
 
 def load_foreign(path: str | Path, unwrap: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
@@ -142,8 +201,9 @@ def load_foreign(path: str | Path, unwrap: tuple[str, ...] = ()) -> dict[str, to
         except Exception as e:
             raise InputError(
                 f"cannot read {p} as a weights-only checkpoint",
-                why=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                fix="genmotion only loads tensors and plain containers; re-save the file as a plain state dict",
+                why=_load_failure(e),
+                fix="genmotion only loads tensors and plain containers (it never runs code from a pickle); "
+                "re-save the file as a plain state dict of tensors",
             ) from e
     for key in unwrap:
         if isinstance(obj, Mapping) and key in obj:

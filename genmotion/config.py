@@ -39,6 +39,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise InputError(f"config file {p} is not valid YAML", why=str(e).splitlines()[0]) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read config file {p}", why=f"{type(e).__name__}: {e}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -94,6 +96,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(str(e))
         raise UsageError(f"config key {key!r} has value {value!r}, which is not a {_type_name(tp)}")
     if origin is typing.Literal:
+        if value not in get_args(tp) and not isinstance(value, bool) and str(value) in get_args(tp):
+            value = str(value)  # `--set trainer.precision=32` reads 32 as a number; the choice is the text "32"
         if value not in get_args(tp):
             raise UsageError(f"config key {key!r} is {value!r}", fix=f"use one of {list(get_args(tp))}")
         return value

@@ -7,16 +7,37 @@ Pipelines are found through the `genmotion.pipelines` entry point group (kind ->
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from genmotion.checkpoint import CARD_NAME, WEIGHTS_NAME, is_checkpoint_dir, read_checkpoint_config
-from genmotion.errors import UsageError
+from genmotion.checkpoint import CARD_NAME, WEIGHTS_NAME, check_weights, is_checkpoint_dir, read_checkpoint_config
+from genmotion.errors import GenmotionError, InputError, UsageError
 
-__all__ = ["ModelEntry", "embedded_dir", "home_dir", "list_models", "load_pipeline", "pipeline_class", "resolve"]
+__all__ = [
+    "ModelEntry",
+    "check_config_keys",
+    "embedded_dir",
+    "home_dir",
+    "list_models",
+    "load_pipeline",
+    "pipeline_class",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
+
+# The top-level keys of each shipped kind's config.yaml, for pipelines that do not declare `config_keys`
+# (a frozenset class attribute naming every top-level key their checkpoints may hold, `kind` included).
+_TOP_LEVEL_KEYS = {
+    "videoar": frozenset({"kind", "model", "data"}),
+    "ca2vdm": frozenset({"kind", "model", "data"}),
+    "var": frozenset({"kind", "vae", "var", "classes", "sampling"}),
+}
+_warned: set[Path] = set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,20 +71,39 @@ def _card_summary(d: Path) -> str:
     return ""
 
 
-def list_models() -> list[ModelEntry]:
-    """Every checkpoint the registry can load by name, embedded first."""
-    out = []
+def _scan() -> tuple[list[ModelEntry], dict[str, tuple[Path, str]]]:
+    """(loadable entries, {name: (folder, why)} of checkpoint folders that cannot be read)."""
+    out: list[ModelEntry] = []
+    broken: dict[str, tuple[Path, str]] = {}
     for source, root in (("embedded", embedded_dir()), ("installed", home_dir())):
-        if not root.is_dir():
+        try:
+            folders = sorted(root.iterdir()) if root.is_dir() else []
+        except OSError as e:
+            log.warning("cannot list the models in %s: %s", root, e)
             continue
-        for d in sorted(root.iterdir()):
-            if not is_checkpoint_dir(d):
+        for d in folders:
+            try:
+                if not is_checkpoint_dir(d):
+                    continue
+                kind = str(read_checkpoint_config(d)["kind"])
+                size = (d / WEIGHTS_NAME).stat().st_size
+                summary = _card_summary(d)
+            except (GenmotionError, OSError, UnicodeDecodeError) as e:
+                broken.setdefault(d.name, (d, str(e).splitlines()[0] if str(e) else type(e).__name__))
                 continue
-            kind = str(read_checkpoint_config(d)["kind"])
-            size = (d / WEIGHTS_NAME).stat().st_size
-            summary = _card_summary(d)
             out.append(ModelEntry(name=d.name, kind=kind, path=d, source=source, size_bytes=size, summary=summary))
-    return out
+    return out, broken
+
+
+def list_models() -> list[ModelEntry]:
+    """Every checkpoint the registry can load by name, embedded first. A checkpoint folder that cannot be
+    read is skipped with a one-line warning naming it (once per process), so it breaks only itself."""
+    entries, broken = _scan()
+    for name, (d, why) in broken.items():
+        if d not in _warned:
+            _warned.add(d)
+            log.warning("skipping the unreadable checkpoint %r (%s): %s", name, d, why)
+    return entries
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -71,15 +111,34 @@ def resolve(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if is_checkpoint_dir(p):
         return p
-    for entry in list_models():
+    entries, broken = _scan()
+    for entry in entries:
         if entry.name == str(name_or_path):
             return entry.path
-    names = [e.name for e in list_models()]
+    if str(name_or_path) in broken:
+        d, why = broken[str(name_or_path)]
+        raise InputError(f"the checkpoint {str(name_or_path)!r} ({d}) cannot be read", why=why, fix="re-install it")
+    names = [e.name for e in entries]
     raise UsageError(
         f"no model named {str(name_or_path)!r}",
         why="it is neither a registry name nor a checkpoint directory (config.yaml + model.safetensors)",
         fix=f"use one of {names} (see `genmotion models`) or a checkpoint directory" if names else "train one",
     )
+
+
+def check_config_keys(directory: Path, config: dict[str, Any], cls: Any) -> None:
+    """A checkpoint's config.yaml is as strict at the top level as below it: a key its pipeline does not
+    read is an InputError (exit 3) naming it."""
+    allowed = getattr(cls, "config_keys", None) or _TOP_LEVEL_KEYS.get(str(config["kind"]))
+    if allowed is None:
+        return
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise InputError(
+            f"{directory / 'config.yaml'} has an unknown top-level key {unknown[0]!r}",
+            why=f"a {config['kind']} checkpoint holds only {', '.join(sorted(allowed))}",
+            fix="remove the key (or fix its spelling)",
+        )
 
 
 def pipeline_class(kind: str) -> Any:
@@ -93,5 +152,8 @@ def pipeline_class(kind: str) -> Any:
 def load_pipeline(name_or_path: str | Path, device: Any = None, dtype: Any = None) -> Any:
     """Registry name or directory -> the pipeline of its kind, loaded."""
     d = resolve(name_or_path)
-    kind = str(read_checkpoint_config(d)["kind"])
-    return pipeline_class(kind).from_pretrained(d, device=device, dtype=dtype)
+    config = read_checkpoint_config(d)
+    cls = pipeline_class(str(config["kind"]))
+    check_config_keys(d, config, cls)
+    check_weights(d)  # truncated, empty or foreign weights: exit 3, before any tensor is built
+    return cls.from_pretrained(d, device=device, dtype=dtype)

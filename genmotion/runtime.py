@@ -3,6 +3,10 @@ changes global torch state on its own."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,7 +15,15 @@ from genmotion.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Runtime", "configure", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "Runtime",
+    "Terminated",
+    "configure",
+    "interrupt_handlers",
+    "raise_if_interrupted",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 _DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16"}
 
@@ -66,3 +78,46 @@ def configure(device: str | None = "auto", dtype: str | None = "auto", threads: 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return Runtime(device=dev, dtype=dt, threads=torch.get_num_threads())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt (the CLI exits 143 for it, 130 for SIGINT)."""
+
+
+@dataclass
+class InterruptState:
+    signal: int | None = None  # the last SIGINT / SIGTERM received inside `interrupt_handlers()`
+
+
+_active: list[InterruptState] = []
+
+
+@contextlib.contextmanager
+def interrupt_handlers() -> Iterator[InterruptState]:
+    """Inside the block SIGINT raises KeyboardInterrupt and SIGTERM raises `Terminated`, and the signal is
+    remembered (see `raise_if_interrupted`); the previous handlers are restored after. Outside the main
+    thread it changes nothing."""
+    state = InterruptState()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        state.signal = signum
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _active.append(state)
+    try:
+        yield state
+    finally:
+        _active.remove(state)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def raise_if_interrupted() -> None:
+    """Raise again a SIGINT / SIGTERM received in `interrupt_handlers()` whose KeyboardInterrupt was caught
+    and dropped on the way (some libraries do); long loops call it between frames."""
+    if _active and _active[-1].signal is not None:
+        raise Terminated() if _active[-1].signal == signal.SIGTERM else KeyboardInterrupt()

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import typer
 
-from genmotion.errors import InputError, UsageError
+from genmotion.cli.checks import (
+    check_checkpoint_kind,
+    check_device_name,
+    check_file_input,
+    check_file_output,
+    check_folder_output,
+    check_number,
+)
+from genmotion.errors import UsageError
 
 __all__ = ["register"]
 
@@ -18,21 +26,19 @@ _KV = ("full", "scalekv", "hack")
 
 
 def _check_output(path: Path) -> None:
-    if path.suffix.lower() not in _IMAGE_SUFFIXES:
-        raise UsageError(f"cannot tell the image format of {path}", fix=f"end the name in one of {_IMAGE_SUFFIXES}")
-    if path.is_dir():
-        raise InputError(f"output {path} is a folder", fix="choose a file name such as out.png")
+    check_file_output(path, _IMAGE_SUFFIXES)
 
 
 def _check_file(path: Path | None, flag: str) -> None:
-    if path is not None and not path.is_file():
-        raise InputError(f"{flag} {path} does not exist", fix="check the path")
+    check_file_input(path, flag)
 
 
 def image(
     class_: list[str] = typer.Option(..., "--class", "-c", help="Class name or id; repeat for several."),
     num: int = typer.Option(1, "--num", "-n", help="Number of images (a grid when > 1)."),
-    cfg: float | None = typer.Option(None, "--cfg", help="Guidance scale (default: the checkpoint's)."),
+    guidance: float | None = typer.Option(
+        None, "--guidance", help="Classifier-free guidance scale, 1 = off (default: the checkpoint's)."
+    ),
     top_k: int | None = typer.Option(None, "--top-k", help="Keep the k most likely codes (0 = off)."),
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass (0 = off)."),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
@@ -52,10 +58,18 @@ def image(
     """Class-conditional images with VAR; with --inpaint/--mask, zero-shot in/out-painting and class editing."""
     if num < 1:
         raise UsageError(f"--num must be >= 1, got {num}", fix="ask for at least one image")
+    check_number("--num", num, low=1, high=1024)
     if kv not in _KV:
         raise UsageError(f"unknown --kv {kv!r}", fix=f"use one of {', '.join(_KV)}")
-    if not 0.0 < kv_budget <= 1.0:
-        raise UsageError(f"--kv-budget must be in (0, 1], got {kv_budget}")
+    check_number("--kv-budget", kv_budget, low=0, low_open=True, high=1)
+    check_number("--guidance", guidance, low=0)
+    check_number("--temperature", temperature, low=0)
+    check_number("--top-k", top_k, low=0)
+    check_number("--top-p", top_p, low=0, high=1)
+    check_number("--threads", threads, low=1)
+    check_device_name(device)
+    if any(not c.strip() for c in class_):
+        raise UsageError("--class is empty", fix="pass a class name or id, e.g. --class 207")
     if ckpt is not None and (var or vae):
         raise UsageError("pass either --ckpt or --var/--vae, not both")
     if vae is not None and var is None:
@@ -71,12 +85,14 @@ def image(
     ):
         _check_file(path, flag)
     _check_output(out)
-    _run_image(class_, num, cfg, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
+    if ckpt is not None:
+        check_checkpoint_kind(ckpt, ("var",), "image")
+    _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
                head_profile, device, threads, out)  # fmt: skip
 
 
 def _run_image(
-    classes: list[str], num: int, cfg: float | None, top_k: int | None, top_p: float | None,
+    classes: list[str], num: int, guidance: float | None, top_k: int | None, top_p: float | None,
     temperature: float | None, seed: int, ckpt: str | None, var: Path | None, vae: Path | None,
     inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
     device: str, threads: int | None, out: Path,
@@ -100,7 +116,7 @@ def _run_image(
         pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
     labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling
     stream = pipe.stream(
-        labels, num_images=num, seed=seed, guidance_scale=cfg, top_k=top_k, top_p=top_p, temperature=temperature,
+        labels, num_images=num, seed=seed, guidance_scale=guidance, top_k=top_k, top_p=top_p, temperature=temperature,
         kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask,
     )  # fmt: skip
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -140,21 +156,20 @@ def convert_var(
     var: Path = typer.Option(..., "--var", help="Official var_d16.pth ... var_d36.pth (or a VAR training ckpt)."),
     vae: Path | None = typer.Option(None, "--vae", help="Official vae_ch160v4096z32.pth."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+    force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
     bf16: bool = typer.Option(False, "--bf16", help="Store the weights as bf16 (half the size)."),
     norm_groups: int = typer.Option(32, "--norm-groups", help="Tokenizer GroupNorm groups (32 for the official)."),
 ) -> None:
     """Convert the official VAR checkpoints to a genmotion checkpoint directory (safetensors, kind var)."""
     _check_file(var, "--var")
     _check_file(vae, "--vae")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is a file", fix="choose a directory name")
+    check_number("--norm-groups", norm_groups, low=1)
+    check_folder_output(out, "checkpoint", force)
     import torch
 
     from genmotion.image_core.convert import convert_official
 
-    if norm_groups < 1:
-        raise UsageError(f"--norm-groups must be >= 1, got {norm_groups}")
-    path = convert_official(var, vae, out, norm_groups=norm_groups, dtype=torch.bfloat16 if bf16 else None)
+    path = convert_official(var, vae, out, norm_groups=norm_groups, dtype=torch.bfloat16 if bf16 else None, force=force)
     typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207)")
 
 
@@ -166,10 +181,10 @@ def bench_image(
     ckpt: str = typer.Option("var-toy", "--ckpt", help="Checkpoint for class accuracy and the KV policies."),
 ) -> None:
     """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR."""
-    if threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
-    if json_path.suffix.lower() != ".json":
-        raise UsageError(f"--json {json_path} should end in .json")
+    check_number("--threads", threads, low=1)
+    check_file_output(json_path, (".json",), "--json")
+    if plot is not None:
+        check_file_output(plot, (".png",), "--plot")
     from genmotion.image_core.bench import run_image_bench
 
     run_image_bench(json_path, plot, quick=quick, threads=threads, ckpt=ckpt)

@@ -253,13 +253,15 @@ def save_image_model(
     dtype: torch.dtype | None = None,
     class_names: Sequence[str] = (),
     sampling: VARSamplingConfig | None = None,
+    force: bool = False,
 ) -> Path:
     """Write `config.yaml` (kind: var) + `model.safetensors` (`vae.*`, `var.*`).
 
     `class_names` (index = label) and `sampling` (default sampling settings) are stored beside the
     architecture as metadata; `read_image_metadata` reads them back.
     """
-    return save_pretrained(directory, model, image_checkpoint_config(model.config, class_names, sampling), card, dtype)
+    config = image_checkpoint_config(model.config, class_names, sampling)
+    return save_pretrained(directory, model, config, card, dtype, force=force)
 
 
 def image_checkpoint_config(
@@ -311,9 +313,11 @@ def convert_official(
     *,
     norm_groups: int = 32,
     dtype: torch.dtype | None = None,
+    force: bool = False,
 ) -> Path:
-    """`genmotion convert var --var F --vae F -o DIR`: official files -> a safetensors checkpoint directory."""
+    """`genmotion convert var --var F --vae F -o DIR`: official files -> a safetensors checkpoint directory
+    (written under the suite's folder rule: `force` moves a folder genmotion did not write aside)."""
     model = load_official(var_source, vae_source, norm_groups=norm_groups)
     depth = model.config.var.depth
     card = f"# VAR-d{depth}\n\nConverted from the official VAR checkpoints (FoundationVision/VAR).\n"
-    return save_image_model(model, directory, card=card, dtype=dtype)
+    return save_image_model(model, directory, card=card, dtype=dtype, force=force)

@@ -7,21 +7,23 @@ so `genmotion --help` stays fast.
 
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
 from typing import Any, cast
 
 import typer
 
-from genmotion.errors import GenmotionError, InputError, UsageError
+from genmotion.cli.checks import (
+    check_checkpoint_kind,
+    check_device_name,
+    check_file_output,
+    check_number,
+    check_video_output,
+    warn_long_prompts,
+)
+from genmotion.errors import UsageError
 
-__all__ = ["Interrupted", "check_output_path", "parse_prompt_at", "register"]
-
-
-class Interrupted(GenmotionError):
-    """Ctrl-C during generation (exit 130); the message says where the partial video is."""
-
-    exit_code = 130
+__all__ = ["check_output_path", "parse_prompt_at", "register"]
 
 
 def parse_prompt_at(items: list[str]) -> list[tuple[int, str]]:
@@ -40,23 +42,9 @@ def parse_prompt_at(items: list[str]) -> list[tuple[int, str]]:
     return out
 
 
-def check_output_path(path: Path) -> None:
-    """Raise before any work when `path` cannot be written (format from the suffix, a writable folder)."""
-    from genmotion.io import video_format
-
-    video_format(path)  # unknown suffix: UsageError
-    if path.exists() and path.is_dir() and str(path).endswith((".mp4", ".gif")):
-        raise InputError(f"output {path} is a folder", fix="remove it or choose another file name")
-    folder = path if video_format(path) == "png" else path.parent
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(
-            f"cannot write {path}",
-            why=f"{existing} is not a writable folder",
-            fix="choose an output path in a folder you can write to",
-        )
+def check_output_path(path: str | Path, force: bool = False) -> None:
+    """Raise before any work when `path` cannot be written (see `genmotion.cli.checks.check_video_output`)."""
+    check_video_output(path, force)
 
 
 def video(
@@ -65,45 +53,82 @@ def video(
     fps: float = typer.Option(12.0, "--fps", help="Frames per second of the file."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
-    top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely codes (0 = off)."),
-    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling mass (0 = off)."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="VideoAR sampling temperature [1; 0 = greedy]."
+    ),
+    top_k: int | None = typer.Option(None, "--top-k", help="VideoAR: keep the k most likely codes [0 = off]."),
+    top_p: float | None = typer.Option(None, "--top-p", help="VideoAR: nucleus sampling mass [0 = off]."),
     prompt_at: list[str] = typer.Option([], "--prompt-at", help='Change the prompt from a frame on: 32="..."'),
-    model: str = typer.Option("videoar", "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
-    cache: str = typer.Option("shared", "--cache", help="ca2vdm cache policy, e.g. shared, flowcache+forcing-kv."),
+    cache: str | None = typer.Option(None, "--cache", help="ca2vdm cache policy [shared], e.g. flowcache+forcing-kv."),
     cache_param: list[str] = typer.Option(
         [],
         "--cache-param",
-        help="A cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
+        help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
     ),
-    steps: int = typer.Option(10, "--steps", help="ca2vdm denoising steps per chunk."),
+    steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),
-    out: Path = typer.Option(Path("video.mp4"), "--out", "-o", help="out.mp4, out.gif or a folder for PNGs."),
+    out: str = typer.Option("video.mp4", "--out", "-o", help="out.mp4, out.gif or out/ (PNG frames)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write a PNG folder over a folder genmotion did not write (moved aside)."
+    ),
 ) -> None:
     """Text to video with VideoAR (next-frame x next-scale) or the Ca2-VDM causal flow model, written as made."""
-    if model not in DEFAULT_CKPT:
+    if model is not None and model not in DEFAULT_CKPT:
         raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
-    check_cache_name(cache)
-    cache_params = parse_cache_params(cache, cache_param)
-    if steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {steps}")
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='pass --prompt "a red ball bouncing to the left"')
-    if frames < 1:
-        raise UsageError(f"--frames must be >= 1, got {frames}", fix="ask for at least one frame")
-    if fps <= 0:
-        raise UsageError(f"--fps must be positive, got {fps}")
+    check_number("--frames", frames, low=1)
+    check_number("--fps", fps, low=0, low_open=True, high=1000)
+    check_number("--guidance", guidance, low=0)
+    check_number("--temperature", temperature, low=0)
+    check_number("--top-k", top_k, low=0)
+    check_number("--top-p", top_p, low=0, high=1)
+    check_number("--steps", steps, low=1, high=1000)
+    check_number("--threads", threads, low=1)
+    check_device_name(device)
     schedule = parse_prompt_at(prompt_at)
-    check_output_path(out)
-    sampling: dict[str, object] = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_steps": steps}
-    sampling |= {"cache": cache, "cache_params": cache_params}
-    _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt or DEFAULT_CKPT[model], device, threads, out)
+    for frame, _ in schedule:
+        if frame >= frames:
+            raise UsageError(
+                f"--prompt-at {frame}=... starts after the last frame ({frames - 1})",
+                fix=f"use a frame below --frames {frames}, or ask for more frames",
+            )
+    check_output_path(out, force)
+    ckpt = ckpt or DEFAULT_CKPT[model or "videoar"]
+    kind = check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "video")
+    if model is not None and model != kind:
+        raise UsageError(f"--model {model} and --ckpt {ckpt} (a {kind} checkpoint) disagree", fix="drop one of them")
+    sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
+    warn_long_prompts([prompt, *(text for _, text in schedule)])
+    _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
+
+
+def _sampling_flags(
+    kind: str, temperature: float | None, top_k: int | None, top_p: float | None,
+    cache: str | None, cache_param: list[str], steps: int | None,
+) -> dict[str, object]:  # fmt: skip
+    """The sampling keywords of the chosen model; a flag of the other model is an error, not ignored."""
+    given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p}
+    flow_given = {"--cache": cache, "--cache-param": cache_param or None, "--steps": steps}
+    wrong = [f for f, v in (flow_given if kind == "videoar" else given).items() if v is not None]
+    if wrong:
+        other = "ca2vdm" if kind == "videoar" else "videoar"
+        raise UsageError(
+            f"{' and '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to {kind} checkpoints",
+            why=f"only {other} takes {'it' if len(wrong) == 1 else 'them'}",
+            fix=f"drop {'it' if len(wrong) == 1 else 'them'}, or pass --model {other}",
+        )
+    if kind == "videoar":
+        return {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k or 0, "top_p": top_p or 0.0}
+    name = cache or "shared"
+    check_cache_name(name)
+    return {"cache": name, "cache_params": parse_cache_params(name, cache_param), "num_steps": steps or 10}
 
 
 DEFAULT_CKPT = {"videoar": "videoar-toy", "ca2vdm": "ca2vdm-toy"}
-_FLOW_ONLY = ("cache", "cache_params", "num_steps")  # the keywords only the causal flow pipeline takes
 
 
 def check_cache_name(name: str) -> None:
@@ -133,36 +158,47 @@ def parse_cache_params(cache: str, items: list[str]) -> dict[str, object]:
             raise UsageError(
                 f"cache policy {cache!r} takes no parameter {key!r}", fix=f"use one of {', '.join(sorted(accepted))}"
             )
-        params[key] = _number_or_text(text.strip())
+        params[key] = _parse_param(key, text.strip())
     return params
 
 
-def _number_or_text(text: str) -> object:
+_TEXT_PARAMS = {"rule", "queries"}  # the cache parameters that take a word; every other one a finite number
+
+
+def _parse_param(key: str, text: str) -> object:
+    if key in _TEXT_PARAMS:
+        return text
     for kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            pass
-    return text
+            continue
+        if not math.isfinite(value):
+            break
+        return value
+    raise UsageError(f"--cache-param {key}={text} is not a number", fix=f"write e.g. --cache-param {key}=0.1")
 
 
 def _run(
     prompt: str, frames: int, fps: float, seed: int, guidance: float, sampling: dict[str, object],
-    schedule: list[tuple[int, str]], ckpt: str, device: str, threads: int, out: Path,
+    schedule: list[tuple[int, str]], ckpt: str, device: str, threads: int, out: Path, force: bool,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import genmotion
     from genmotion.io import open_video_writer
+    from genmotion.pipeline import FlowPolicyHost, FrameStreamer
     from genmotion.runtime import configure
     from genmotion.video.pipeline import check_prompt_schedule
 
     check_prompt_schedule(prompt, schedule)
     runtime = configure(device, "auto", threads)
-    pipe = genmotion.load(ckpt, device=runtime.device, dtype=runtime.dtype)
-    flow = hasattr(pipe, "frame_layout")  # the causal flow pipeline: cache policy and steps, no token sampling
-    kwargs = {k: v for k, v in sampling.items() if (k in _FLOW_ONLY) == flow}
-    if flow:
+    loaded = genmotion.load(ckpt, device=runtime.device, dtype=runtime.dtype)
+    if not isinstance(loaded, FrameStreamer):
+        raise UsageError(f"--ckpt {ckpt} does not make frames", fix="pick a videoar or ca2vdm checkpoint")
+    pipe: Any = loaded
+    kwargs = dict(sampling)
+    if isinstance(pipe, FlowPolicyHost):  # the causal flow pipeline builds its cache policy from the flags
         params = cast(dict[str, Any], kwargs.pop("cache_params"))
         kwargs["cache"] = pipe.policy(str(kwargs["cache"]), **params)
     stream = pipe.stream(
@@ -175,17 +211,12 @@ def _run(
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     ]
-    writer = open_video_writer(out, fps)
-    try:
-        with writer, Progress(*columns, transient=False) as progress:
-            task = progress.add_task("video", total=frames, rate="")
-            for chunk in stream:
-                writer.write(chunk.frames)
-                done = chunk.index + chunk.frames.shape[0]
-                progress.update(task, completed=done, rate=f"{done / max(chunk.seconds, 1e-9):.1f} frames/s")
-    except KeyboardInterrupt:
-        saved = f"the {writer.frames_written} frames made so far are at {writer.partial_path}"
-        raise Interrupted("interrupted", why=saved if writer.partial_path else "no frame was finished") from None
+    with open_video_writer(out, fps, force=force) as writer, Progress(*columns, transient=False) as progress:
+        task = progress.add_task("video", total=frames, rate="")
+        for chunk in stream:
+            writer.write(chunk.frames)
+            done = chunk.index + chunk.frames.shape[0]
+            progress.update(task, completed=done, rate=f"{done / max(chunk.seconds, 1e-9):.1f} frames/s")
     typer.echo(f"wrote {out} ({writer.frames_written} frames, {pipe.height}x{pipe.width}, {fps:g} fps)")
 
 
@@ -197,15 +228,20 @@ def bench_video(
     quick: bool = typer.Option(False, "--quick", help="A few prompts and short runs: a smoke test, not a measurement."),
 ) -> None:
     """Adherence on held-out paraphrases, flicker, drift over 256 frames, prompt switches, speed, cache bytes."""
+    check_file_output(json_path, (".json",), "--json")
+    if plot is not None:
+        check_file_output(plot, (".png",), "--plot")
+    check_number("--threads", threads, low=1)
+    check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "bench video")
     import genmotion
     from genmotion.bench.report import save_results, set_bench_threads
+    from genmotion.pipeline import FlowPolicyHost
     from genmotion.video.bench import BenchSettings, cli_cold_start, plot_video_bench, run_video_bench, summary_line
 
-    check_output_path(json_path.with_suffix(".mp4"))
     set_bench_threads(threads)
     pipe = genmotion.load(ckpt)
     results = run_video_bench(pipe, BenchSettings.quick() if quick else BenchSettings())
-    model = "ca2vdm" if hasattr(pipe, "frame_layout") else "videoar"
+    model = "ca2vdm" if isinstance(pipe, FlowPolicyHost) else "videoar"
     results["speed"].update(cli_cold_start(ckpt, model, frames=4 if quick else 16))
     save_results(results, json_path, plot, plot_video_bench)
     typer.echo(summary_line(results))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
@@ -46,60 +46,128 @@ def _root(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-_registered = False
+_loaded: set[str] = set()  # plugins (entry point names) registered so far; "" is the core
 
 
-def _register_commands() -> None:
-    global _registered  # one-time plugin discovery; nothing runs at import
-    if _registered:
+def _load_plugin(ep: EntryPoint) -> None:
+    if ep.name in _loaded:
         return
-    _registered = True
-    from genmotion.cli import core_commands
-
-    core_commands.register(app, bench_app)
-    for ep in entry_points(group="genmotion.commands"):
-        try:
-            register = ep.load()
-        except ImportError as e:  # a broken plugin must not take the other commands down with it
-            log.warning("command %r is unavailable: %s", ep.name, e)
-            continue
-        register(app, bench_app)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    if debug:
-        args.remove("--debug")
-    _register_commands()
+    _loaded.add(ep.name)
     try:
-        app(args=args, prog_name="genmotion", standalone_mode=False)
-        return 0
-    except typer.Exit as e:
-        return e.exit_code
-    except KeyboardInterrupt:
-        typer.echo("genmotion: interrupted", err=True)
-        return 130
-    except Exception as e:  # one line per error; --debug shows the traceback
-        from genmotion.errors import GenmotionError
+        register = ep.load()
+    except ImportError as e:  # a broken plugin must not take the other commands down with it
+        log.warning("command %r is unavailable: %s", ep.name, e)
+        return
+    register(app, bench_app)
 
+
+def _commands_of(typer_app: typer.Typer) -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in typer_app.registered_commands}
+    return names | {g.name for g in typer_app.registered_groups if g.name}
+
+
+def _is_known(path: list[str]) -> bool:
+    if not path:
+        return False
+    groups = {g.name: g.typer_instance for g in app.registered_groups if g.name and g.typer_instance}
+    if path[0] in groups and len(path) > 1:
+        return path[1] in _commands_of(groups[path[0]])
+    return path[0] in _commands_of(app) and path[0] not in groups
+
+
+def _register_commands(args: list[str] | None = None) -> None:
+    """Register the core commands and the plugins: the one named like the command first (so a command
+    does not wait for every other generator's imports), all of them when that does not find it."""
+    if "" not in _loaded:
+        _loaded.add("")
+        from genmotion.cli import core_commands
+
+        core_commands.register(app, bench_app)
+    path = [a for a in (args or []) if not a.startswith("-")][:2]
+    plugins = {ep.name: ep for ep in entry_points(group="genmotion.commands")}
+    for name in path:
+        if name in plugins:
+            _load_plugin(plugins[name])
+    if _is_known(path):
+        return
+    for ep in plugins.values():
+        _load_plugin(ep)
+
+
+def _usage_line(e: Exception) -> str:
+    """A click usage error as one line: the message and where the help is (the usage block is for --help)."""
+    ctx = getattr(e, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else " (see `genmotion --help`)"
+    message = e.format_message() if callable(getattr(e, "format_message", None)) else str(e)  # type: ignore[attr-defined]
+    return f"genmotion: error: {' '.join(message.split())}{where}"
+
+
+def _interrupt_code(e: BaseException) -> int:
+    from genmotion.runtime import Terminated
+
+    return 143 if isinstance(e, Terminated) else 130
+
+
+def _run(args: list[str], debug: bool) -> int:
+    from genmotion.errors import GenmotionError
+
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("genmotion", args) as ctx:
+            command.invoke(ctx)
+        return 0
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (runtime.Terminated); the command said where its output is
+        notes = [n for n in getattr(e, "__notes__", []) if n]
+        typer.echo(f"genmotion: interrupted{': ' + notes[-1] if notes else ''}", err=True)
+        return _interrupt_code(e)
+    except Exception as e:  # one line per error; --debug shows the traceback
         if debug:
             import traceback
 
             traceback.print_exc()
-        # typer ships its own copy of click; its usage errors carry `show()` and `exit_code`
-        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()  # type: ignore[attr-defined]
-            return int(e.exit_code)  # type: ignore[attr-defined]
-        if isinstance(e, typer.Abort):
-            typer.echo("genmotion: aborted", err=True)
-            return 130
         if isinstance(e, GenmotionError):
             typer.echo(f"genmotion: error: {e}", err=True)
             return e.exit_code
+        exit_code = getattr(e, "exit_code", None)
+        if type(e).__name__ == "Exit" and isinstance(exit_code, int):  # typer.Exit / ctx.exit(): a plain return
+            return exit_code
+        if type(e).__name__ == "Abort":
+            typer.echo("genmotion: aborted", err=True)
+            return 130
+        if type(e).__name__ == "NoArgsIsHelpError" and callable(getattr(e, "show", None)):
+            e.show()  # type: ignore[attr-defined]  # `genmotion` alone: the help, as asked
+            return int(exit_code or 0)
+        # typer ships its own copy of click: its usage errors carry `format_message()` and `exit_code`
+        if callable(getattr(e, "format_message", None)) and isinstance(exit_code, int):
+            typer.echo(_usage_line(e), err=True)
+            return exit_code
         typer.echo(f"genmotion: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code.
+
+    SIGTERM is turned into a KeyboardInterrupt (`runtime.Terminated`) for the duration of the call, so
+    `timeout`, container stops and schedulers stop a generation as Ctrl-C does: the partial output is
+    finished and the exit code is 130 (SIGINT) or 143 (SIGTERM). The previous handlers are restored after.
+    """
+    from genmotion.runtime import interrupt_handlers, raise_if_interrupted
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    with interrupt_handlers():
+        try:
+            _register_commands(args)
+            code = _run(args, debug)
+            if code == 0:
+                raise_if_interrupted()  # a signal whose KeyboardInterrupt some library swallowed
+        except KeyboardInterrupt as e:
+            typer.echo("genmotion: interrupted", err=True)
+            code = _interrupt_code(e)
+    return code
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from genmotion.cli.checks import check_file_output, check_number
+
 __all__ = ["register"]
 
 
@@ -20,6 +22,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
     ) -> None:
         """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
+        check_file_output(json_path, (".json",), "--json")
+        if plot is not None:
+            check_file_output(plot, (".png",), "--plot")
+        check_number("--threads", threads, low=1)
         from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench
         from genmotion.bench.report import save_results, set_bench_threads
 

@@ -7,14 +7,16 @@ from typing import Any
 
 import typer
 
+from genmotion.cli.checks import check_file_output, check_number
+
 __all__ = ["register"]
 
 
 def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
     """(model, FrameLayout) for `--model`: "tiny" (built-in, from `seed`) or a registry name / checkpoint dir.
 
-    A checkpoint's pipeline must expose the flow model as `flow_model` (or `model`; the `FlowModel` protocol,
-    built from genmotion.nn attention) and its token layout as `frame_layout` (a `genmotion.cache.FrameLayout`).
+    A checkpoint's pipeline must be a `genmotion.pipeline.FlowPolicyHost` exposing the flow model as
+    `flow_model` (the `FlowModel` protocol) and its token layout as `frame_layout` (a `FrameLayout`).
     """
     from genmotion.cache import FrameLayout
     from genmotion.errors import UsageError
@@ -24,11 +26,13 @@ def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
 
         cfg = CacheBenchConfig()
         return seeded_tiny_flow_model(cfg.model_config, seed), cfg.layout
+    from genmotion.pipeline import FlowPolicyHost
     from genmotion.registry import load_pipeline
 
     pipe = load_pipeline(name)
-    model = getattr(pipe, "flow_model", None) or getattr(pipe, "model", None)
-    layout = getattr(pipe, "frame_layout", None)
+    host: Any = pipe if isinstance(pipe, FlowPolicyHost) else None
+    layout = host.frame_layout if host is not None else None
+    model = host.flow_model if host is not None else None
     if model is None or not isinstance(layout, FrameLayout):
         raise UsageError(
             f"model {name!r} ({type(pipe).__name__}) is not a chunked causal flow model",
@@ -50,16 +54,21 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Noise seed (and the weights of --model tiny)."),
     ) -> None:
         """Classify attention heads as static (>= 80 % of history attention on the last 4 frames) or dynamic."""
+        check_number("--chunks", chunks, low=1, high=10_000)
+        check_number("--steps", steps, low=1, high=1000)
+        check_number("--seed", seed, low=0)
+        check_file_output(out, (".json",))
         import torch
 
         from genmotion.cache import profile_heads as run_profile
         from genmotion.cache import save_head_profile
 
         if model != "tiny":  # a pipeline with its own head profiler (e.g. VAR's next-scale HACK/ScaleKV profile)
+            from genmotion.pipeline import HeadProfiler
             from genmotion.registry import load_pipeline
 
             pipe = load_pipeline(model)
-            if hasattr(pipe, "profile_heads"):
+            if isinstance(pipe, HeadProfiler):
                 typer.echo(pipe.profile_heads(out, seed=seed))
                 return
         flow, layout = _flow_model(model, seed)
@@ -92,16 +101,24 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
     ) -> None:
         """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
-        from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
-        from genmotion.bench.report import save_results, set_bench_threads
         from genmotion.errors import UsageError
 
+        check_file_output(json_path, (".json",), "--json")
+        if plot is not None:
+            check_file_output(plot, (".png",), "--plot")
+        check_number("--guidance", guidance, low=0)
+        check_number("--threads", threads, low=1)
+        if prompt is not None and not prompt.strip():
+            raise UsageError("--prompt is empty", fix="describe the video in a few words")
         try:
             sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
         except ValueError:
             raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
         if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
             raise UsageError("--lengths, --steps and --repeats must be >= 1")
+        from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
+        from genmotion.bench.report import save_results, set_bench_threads
+
         set_bench_threads(threads)
         cfg = CacheBenchConfig.for_model(
             model,

@@ -3,8 +3,6 @@ commands of the core modules. Command bodies import torch lazily, so `genmotion 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 __all__ = ["register"]
@@ -29,13 +27,16 @@ def models() -> None:
 
 
 def train(
-    config: Path = typer.Argument(..., help="Training YAML (configs/...)."),
+    config: str = typer.Argument(..., help="Training YAML (configs/...) or a packaged recipe name (videoar-toy)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set trainer.devices=2"),
 ) -> None:
     """Train a model from a YAML recipe on Lightning (devices, ddp/fsdp, nodes, precision, resume)."""
+    from genmotion.train.recipes import resolve_recipe
+
+    path = resolve_recipe(config)
     from genmotion.train.run import train as run_train
 
-    result = run_train(config, set_)
+    result = run_train(path, set_)
     if result.checkpoint is not None:
         typer.echo(f"exported {result.checkpoint} ({result.steps} steps, {result.seconds:.1f} s)")
 

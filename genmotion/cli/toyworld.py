@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import typer
 
+from genmotion.cli.checks import check_file_output, check_folder_output, check_number, check_video_output
 from genmotion.errors import UsageError
 
 if TYPE_CHECKING:  # torch is imported by the command bodies only
     from genmotion.data.toyworld.spec import ClipSpec
 
 __all__ = ["bench_toyworld", "register", "toyworld"]
+
+SHARD_KIND = "toyworld-shard"  # the output kind recorded in a shard folder's marker
 
 
 def _describe(spec: ClipSpec) -> str:
@@ -31,8 +34,8 @@ def _describe(spec: ClipSpec) -> str:
 
 
 def toyworld(
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Clip file (.mp4, .gif, or a folder for PNGs), or the shard folder."
+    out_text: str = typer.Option(
+        ..., "--out", "-o", help="Clip file (.mp4, .gif, or a folder/ for PNGs), or the shard folder."
     ),
     prompt: str | None = typer.Option(None, "--prompt", help="What the clip shows, e.g. 'a blue square moving up'."),
     dataset: int | None = typer.Option(None, "--dataset", help="Write a shard of N captioned clips instead."),
@@ -42,39 +45,51 @@ def toyworld(
     split: str = typer.Option("train", "--split", help="Dataset captions: train, or eval (held-out templates)."),
     fmt: str = typer.Option("mp4", "--format", help="Dataset clip format: mp4 or npz (frames + masks)."),
     fps: int = typer.Option(8, "--fps", help="Frames per second of written videos."),
+    force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
 ) -> None:
     """Render a toy-world clip matching a prompt, or write a captioned dataset shard (--dataset N)."""
+    out = Path(out_text)
     if (prompt is None) == (dataset is None):
         raise UsageError("give either --prompt TEXT or --dataset N", fix="e.g. --prompt 'a red ball moving left'")
     if frames < 1 or fps < 1:
         raise UsageError(f"--frames and --fps must be >= 1, got {frames} and {fps}")
+    check_number("--frames", frames, high=100_000)
+    check_number("--size", size, high=4096)
+    check_number("--seed", seed, low=0)
     if size < 16 or size % 2:
         raise UsageError(f"--size must be an even number >= 16, got {size}", why="H.264 yuv420p needs even sizes")
     if prompt is not None:
-        _render_prompt(prompt, out, frames, size, seed, fps)
+        if not prompt.strip():
+            raise UsageError("the prompt is empty", fix="e.g. --prompt 'a red ball moving left'")
+        check_video_output(out_text, force)
+        _render_prompt(prompt, out, frames, size, seed, fps, force)
         return
     assert dataset is not None
     if dataset < 1:
         raise UsageError(f"--dataset must be >= 1, got {dataset}")
     if split not in ("train", "eval") or fmt not in ("mp4", "npz"):
         raise UsageError(f"bad --split {split!r} or --format {fmt!r}", fix="use --split train|eval, --format mp4|npz")
+    check_folder_output(out, SHARD_KIND, force)
     from genmotion.data.toyworld.dataset import write_shard
+    from genmotion.io.atomic import atomic_folder
 
-    index = write_shard(
-        dataset,
-        out,
-        num_frames=frames,
-        height=size,
-        width=size,
-        split=cast("Literal['train', 'eval']", split),
-        seed=seed,
-        fmt=cast("Literal['mp4', 'npz']", fmt),
-        fps=fps,
-    )
-    typer.echo(f"wrote {dataset} clips ({frames} frames, {size}x{size}, {split} captions) and {index}")
+    with atomic_folder(out, SHARD_KIND, force) as tmp:
+        index = write_shard(
+            dataset,
+            tmp,
+            num_frames=frames,
+            height=size,
+            width=size,
+            split=cast("Literal['train', 'eval']", split),
+            seed=seed,
+            fmt=cast("Literal['mp4', 'npz']", fmt),
+            fps=fps,
+        )
+    shown = out / Path(index).name
+    typer.echo(f"wrote {dataset} clips ({frames} frames, {size}x{size}, {split} captions) and {shown}")
 
 
-def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fps: int) -> None:
+def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fps: int, force: bool) -> None:
     import torch
 
     from genmotion.data.toyworld.captions import spec_from_prompt
@@ -83,7 +98,7 @@ def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fp
 
     spec = spec_from_prompt(prompt, torch.Generator().manual_seed(seed))
     clip, _ = render_clips([spec], frames, size, size)
-    with open_video_writer(out, fps) as writer:
+    with open_video_writer(out, fps, force=force) as writer:
         writer.write(clip[0])
     typer.echo(f"wrote {out}: {frames} frames of {size}x{size} ({_describe(spec)})")
 
@@ -95,6 +110,10 @@ def bench_toyworld(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
 ) -> None:
     """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
+    check_file_output(json_path, (".json",), "--json")
+    if plot is not None:
+        check_file_output(plot, (".png",), "--plot")
+    check_number("--threads", threads, low=1)
     from genmotion.bench.report import save_results, set_bench_threads
     from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
 
@@ -102,8 +121,19 @@ def bench_toyworld(
     results = run_toyworld_bench(ToyworldBenchConfig.quick() if quick else ToyworldBenchConfig())
     save_results(results, json_path, plot, plot_toyworld_bench)
     speed = ", ".join(f"{k} {v:.1f}" for k, v in results["speed_ms"].items())
-    worst = {k: min(v.values()) if isinstance(v, dict) else v for k, v in results["accuracy"].items()}
-    typer.echo(f"{speed}; accuracy (worst attribute): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
+    typer.echo(
+        f"{speed}; accuracy (worst attribute): " + ", ".join(_worst(k, v) for k, v in results["accuracy"].items())
+    )
+
+
+def _worst(name: str, value: object) -> str:
+    """`clean_32px 0.950 (shape)`; an attribute with no samples (None or NaN) is reported n/a, never 0."""
+    scores = value if isinstance(value, dict) else {"": value}
+    known = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
+    if not known:
+        return f"{name} n/a"
+    attr = min(known, key=lambda k: known[k])
+    return f"{name} {known[attr]:.3f}" + (f" ({attr})" if attr else "")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

@@ -47,6 +47,8 @@ class PngSequenceWriter(VideoWriter):
     `compress_level` is zlib's 0–9 (lossless at every level; 1 is fast, 9 small).
     """
 
+    kind = "frames"
+
     def __init__(self, path: str | Path, fps: float | Fraction = 24, *, compress_level: int = 1) -> None:
         super().__init__(path, fps)
         self.compress_level = compress_level

@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from genmotion.errors import UsageError
+from genmotion.io.atomic import check_output_folder
 from genmotion.io.frames import OddSize
 from genmotion.io.image_writers import GifWriter, PngSequenceWriter
 from genmotion.io.mp4 import Mp4Writer
@@ -39,15 +40,23 @@ def open_video_writer(
     crf: int = 18,
     preset: str = "medium",
     odd_size: OddSize = "pad",
+    force: bool = False,
 ) -> VideoWriter:
     """Open a streaming writer for `path`, chosen by its suffix (see `video_format`).
 
     `crf`, `preset` and `odd_size` apply to MP4 only (see `Mp4Writer`); GIF and PNG take any size.
-    Use the result as a context manager so an interrupted run leaves `out.partial.mp4` behind.
+    Use the result as a context manager so an interrupted run leaves `out.partial.mp4` behind. A folder
+    output is checked here, before any frame is made (see `genmotion.io.atomic.check_output_folder`;
+    `force` moves a folder the suite did not write aside instead of refusing).
     """
     kind = video_format(path)
+    writer: VideoWriter
     if kind == "mp4":
-        return Mp4Writer(path, fps, crf=crf, preset=preset, odd_size=odd_size)
-    if kind == "gif":
-        return GifWriter(path, fps)
-    return PngSequenceWriter(path, fps)
+        writer = Mp4Writer(path, fps, crf=crf, preset=preset, odd_size=odd_size)
+    elif kind == "gif":
+        writer = GifWriter(path, fps)
+    else:
+        check_output_folder(path, PngSequenceWriter.kind, force)
+        writer = PngSequenceWriter(path, fps)
+    writer.force = force
+    return writer

@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 _State = Literal["open", "closed", "partial", "discarded"]
 
 
+def _raise_if_interrupted() -> None:
+    from genmotion.runtime import raise_if_interrupted
+
+    raise_if_interrupted()
+
+
 def as_fps(fps: float | Fraction) -> Fraction:
     """Frames per second as an exact fraction (29.97 -> 2997/100); a non-positive rate is a usage error."""
     if not fps or fps <= 0:
@@ -41,8 +47,12 @@ class VideoWriter(abc.ABC):
     Leaving the block normally calls `close()`: the file appears at `path` complete. Leaving it by an
     exception (KeyboardInterrupt included) finalises the frames written so far at `partial_path`
     (`out.partial.mp4`), logs a warning naming it, adds a note to the exception, and re-raises.
-    Nothing ever appears at `path` before `close()` returns.
+    Nothing ever appears at `path` before `close()` returns. A folder output (PNG frames) follows the
+    folder rule of `genmotion.io.atomic` (`kind` below; `force` moves a foreign folder aside).
     """
+
+    kind = "video"  # the kind recorded in a folder output's marker
+    force = False  # set by open_video_writer(force=True): a foreign folder at `path` is moved aside
 
     def __init__(self, path: str | Path, fps: float | Fraction) -> None:
         self.path = Path(path)
@@ -80,6 +90,7 @@ class VideoWriter(abc.ABC):
         """Append frames: uint8 (T, H, W, 3) or (H, W, 3), numpy or torch, all of one size."""
         if self._state != "open":
             raise UsageError(f"cannot write to {self.path}: the writer is already closed")
+        _raise_if_interrupted()  # a Ctrl-C / SIGTERM that a library swallowed stops here, at the next frame
         frames_THW3 = as_frames(frames)
         if frames_THW3.shape[0] == 0:
             return
@@ -134,7 +145,7 @@ class VideoWriter(abc.ABC):
     def _finalise_to(self, target: Path) -> None:
         try:
             self._finish()
-            replace_path(self._tmp, target)
+            replace_path(self._tmp, target, self.kind, self.force)
         except BaseException:
             self._release()
             remove_path(self._tmp)
@@ -157,13 +168,13 @@ class VideoWriter(abc.ABC):
         except Exception:
             log.exception("could not save the partial output of %s", self.path)
             return False
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
         if saved is None:
-            log.warning("interrupted before any frame was written; nothing was saved for %s", self.path)
-            return False
-        message = f"interrupted after {self.frames_written} frames; the partial video is at {saved}"
-        log.warning(message)
-        if hasattr(exc, "add_note"):  # Python >= 3.11
-            exc.add_note(message)
+            message = f"{stopped} before any frame was made; nothing was written to {self.path}"
+        else:
+            message = f"{stopped} after {self.frames_written} frames; the partial video is at {saved}"
+        log.info(message)
+        exc.add_note(message)  # the CLI prints the last note of an interrupt
         return False
 
     def __repr__(self) -> str:

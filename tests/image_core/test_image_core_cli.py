@@ -57,7 +57,7 @@ def test_image_inpainting_and_kv_policies_from_the_cli(tiny_ckpt, tmp_path):
         (["--class", "0", "--inpaint", "x.png"], 2),  # --mask missing
         (["--class", "0", "--var", "missing.pth"], 2),  # --ckpt and --var together
         (["--class", "0", "--kv", "hack"], 2),  # no head profile shipped with this checkpoint
-        (["--class", "0", "--cfg", "-1"], 2),
+        (["--class", "0", "--guidance", "-1"], 2),
     ],
 )
 def test_bad_image_arguments_exit_2_or_3(tiny_ckpt, tmp_path, args, code):

@@ -26,7 +26,7 @@ def test_cli_writes_mp4_with_exact_frame_count(ckpt, tmp_path):
 
 
 def test_cli_png_folder_and_gif(ckpt, tmp_path):
-    assert main(["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "-o", str(tmp_path / "frames")]) == 0
+    assert main(["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "-o", f"{tmp_path / 'frames'}/"]) == 0
     assert len(list((tmp_path / "frames").glob("*.png"))) == 3
     assert main(["video", "-p", "a blue box", "-n", "2", "--ckpt", str(ckpt), "-o", str(tmp_path / "a.gif")]) == 0
     assert probe(tmp_path / "a.gif").num_frames == 2
