@@ -58,7 +58,7 @@ def _run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import genmotion
-    from genmotion.io import read_video
+    from genmotion.io import partial_path_for, read_video
     from genmotion.world.pipeline import WorldChunk
 
     torch.set_num_threads(threads)
@@ -67,11 +67,18 @@ def _run(
     chunks: list[WorldChunk] = []
     stream = pipe.stream(frames, horizon=horizon, num_samples=samples, seed=seed, num_steps=steps)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("forecast frames", total=horizon)
-        for chunk in stream:
-            chunks.append(chunk)
-            progress.update(task, completed=chunk.index + 1)
+    try:
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task("forecast frames", total=horizon)
+            for chunk in stream:
+                chunks.append(chunk)
+                progress.update(task, completed=chunk.index + 1)
+    except KeyboardInterrupt as e:  # keep what was forecast, playable, beside the requested folder
+        if chunks:
+            partial = partial_path_for(out)
+            write_outputs(pipe, frames, pipe.collect(chunks, chunks[-1].seconds), partial, fps=fps, force=True)
+            e.add_note(f"the {len(chunks)} forecast frame(s) made so far are in {partial}/")
+        raise
     write_outputs(pipe, frames, pipe.collect(chunks, chunks[-1].seconds), out, fps=fps, force=force)
     typer.echo(f"wrote {out}/ ({samples} sample video(s) of {horizon} forecast frames, forecast.npz)")
 
