@@ -1,0 +1,177 @@
+"""`genmotion bench rig`: the rigger scored per body plan on fresh posed creatures (the held-out plans
+never seen in training): skeleton metrics of the sampled rig, skin metrics against the known skeleton,
+the vertex error after a random pose, and seconds per mesh end to end (load an OBJ, sample, skeleton,
+skin, write the GLB).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.bench.report import bar_chart, save_results, set_bench_threads
+from genmotion.rigging.creatures import BODY_PLANS, random_creature
+from genmotion.rigging.geometry import analytic_skin, capsule_mesh, linear_blend, normalisation
+from genmotion.rigging.meshio import vertex_normals
+from genmotion.rigging.metrics import skeleton_metrics, skin_metrics
+from genmotion.rigging.postprocess import postprocess_skin
+from genmotion.rigging.sampler import teacher_forced_skin
+from genmotion.rigging.skeleton import Skeleton, bfs_order, pose_skeleton, random_rotations, reorder
+
+__all__ = ["TARGETS", "evaluate_pipeline", "run_rig_bench"]
+
+log = logging.getLogger(__name__)
+TOLERANCE = 0.1  # joint match distance in normalised units (Anymate's evaluate_joint threshold)
+TARGETS = {"cd_j2j": 0.05, "skin_l1": 0.3, "seconds_per_mesh": 3.0}
+
+
+def _cpu() -> dict[str, Any]:
+    name, flags = platform.processor(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma") if f in have)
+                break
+    except OSError:
+        pass
+    return {"cpu": name, "flags": flags, "machine": platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _case(plan: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Skeleton, np.ndarray]:
+    """A posed creature mesh: vertices (V, 3), faces, its BFS skeleton and per-vertex skin (V, J)."""
+    creature = random_creature(plan, rng)
+    V, F = capsule_mesh(creature)
+    skin = analytic_skin(creature, V)
+    sk = creature.skeleton
+    joints, transforms = pose_skeleton(sk, random_rotations(sk.num_joints, 30.0, rng))
+    V, _ = linear_blend(V, skin, transforms)
+    order = bfs_order(Skeleton(joints, sk.parents))
+    return V, F, reorder(Skeleton(joints, sk.parents), order), skin[:, order]
+
+
+def _score(
+    pipe: Any,
+    V: np.ndarray,
+    F: np.ndarray,
+    gt: Skeleton,
+    skin: np.ndarray,
+    rng: np.random.Generator,
+    seed: int,
+    folder: Path,
+) -> dict[str, float]:
+    import trimesh
+
+    from genmotion.rigging.meshio import load_mesh
+
+    obj = folder / "mesh.obj"
+    trimesh.Trimesh(V, F, process=False).export(obj)
+    start = time.perf_counter()
+    result = pipe.rig(load_mesh(obj), seed=seed)
+    result.save(folder / "rig.glb")
+    seconds = time.perf_counter() - start
+    centre, scale = normalisation(V)
+    pred = Skeleton((result.joints - centre) / scale, result.parents)
+    gts = Skeleton((gt.joints - centre) / scale, gt.parents)
+    out = skeleton_metrics(pred, gts, TOLERANCE)
+    # skin against the known skeleton (teacher-forced), post-processed as released
+    points = torch.tensor(np.concatenate([(V - centre) / scale, vertex_normals(V, F)], 1), dtype=pipe.dtype)
+    sub = points[torch.from_numpy(rng.choice(len(V), size=min(len(V), pipe.config.num_points), replace=False))]
+    w = teacher_forced_skin(
+        pipe.model, sub, torch.tensor(gts.joints, dtype=pipe.dtype), torch.tensor(gts.parents), points
+    ).numpy()
+    w = postprocess_skin(w, F, pipe.sampling.skin)
+    out.update(skin_metrics(w, skin))
+    _, T = pose_skeleton(gts, random_rotations(gts.num_joints, 30.0, rng))
+    a, _ = linear_blend((V - centre) / scale, skin, T)
+    b, _ = linear_blend((V - centre) / scale, w, T)
+    out["deform_error"] = float(np.linalg.norm(a - b, axis=1).mean())
+    out["seconds"] = seconds
+    return out
+
+
+def evaluate_pipeline(pipe: Any, plans: list[str], meshes: int, seed: int = 7) -> dict[str, dict[str, float]]:
+    """Mean metrics per body plan over `meshes` fresh posed creatures each."""
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for plan in plans:
+            rng = np.random.default_rng([seed, sorted(BODY_PLANS).index(plan)])
+            rows = [_score(pipe, *_case(plan, rng), rng, i, Path(tmp)) for i in range(meshes)]
+            out[plan] = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+            out[plan]["seconds_median"] = float(np.median([r["seconds"] for r in rows]))
+            log.info("%s: %s", plan, {k: round(v, 3) for k, v in out[plan].items()})
+    return out
+
+
+def _pool(per_plan: dict[str, dict[str, float]], plans: list[str]) -> dict[str, float]:
+    keys = per_plan[plans[0]].keys()
+    return {k: float(np.mean([per_plan[p][k] for p in plans])) for k in keys}
+
+
+def run_rig_bench(
+    json_path: str | Path, plot: str | Path | None, *, ckpt: str, compare: str | None, meshes: int, threads: int
+) -> dict[str, Any]:
+    """Score `ckpt` (and `compare`) on every body plan; write JSON (+ a bar chart)."""
+    import genmotion
+    from genmotion.checkpoint import read_checkpoint_config
+    from genmotion.registry import resolve
+
+    set_bench_threads(threads)
+    results: dict[str, Any] = {
+        "setup": {
+            **_cpu(),
+            "meshes_per_plan": meshes,
+            "tolerance": TOLERANCE,
+            "bone_step": 0.005,
+            "influence_threshold": 0.068,
+            "pose_degrees": 30.0,
+        }
+    }
+    for name in [ckpt] + ([compare] if compare else []):
+        held = list(read_checkpoint_config(resolve(name)).get("held_out", []))
+        pipe = genmotion.load(name)
+        plans = sorted(BODY_PLANS)
+        per_plan = evaluate_pipeline(pipe, plans, meshes)
+        train_plans = [p for p in plans if p not in held]
+        entry = {
+            "position_head": pipe.config.position_head,
+            "held_out_plans": held,
+            "per_plan": per_plan,
+            "held_out": _pool(per_plan, held) if held else {},
+            "in_distribution": _pool(per_plan, train_plans),
+        }
+        results[name] = entry
+    main = results[ckpt]["held_out"] or results[ckpt]["in_distribution"]
+    seconds = max(v["seconds_median"] for v in results[ckpt]["per_plan"].values())
+    results["targets"] = {
+        "cd_j2j_held_out": {"target": TARGETS["cd_j2j"], "value": main["cd_j2j"], "met": main["cd_j2j"] <= 0.05},
+        "skin_l1_held_out": {"target": TARGETS["skin_l1"], "value": main["skin_l1"], "met": main["skin_l1"] <= 0.3},
+        "seconds_per_mesh_worst_plan_median": {"target": 3.0, "value": seconds, "met": seconds <= 3.0},
+    }
+    if compare:
+        a, b = results[ckpt]["held_out"], results[compare]["held_out"]
+        if a and b:
+            results["targets"]["diffusion_beats_regression_cd_j2j"] = {
+                "value": {ckpt: a["cd_j2j"], compare: b["cd_j2j"]},
+                "met": a["cd_j2j"] < b["cd_j2j"],
+            }
+    save_results(results, json_path, plot, _plot)
+    return results
+
+
+def _plot(results: dict[str, Any], path: str | Path) -> None:
+    names = [k for k in results if k not in ("setup", "targets")]
+    panels = []
+    for metric in ("cd_j2j", "cd_b2b", "recall", "parent_accuracy", "skin_l1", "seconds_median"):
+        bars = {f"{n} {p}": v[metric] for n in names for p, v in results[n]["per_plan"].items()}
+        panels.append((f"{metric} per body plan (held out: {', '.join(results[names[0]]['held_out_plans'])})", bars))
+    bar_chart(panels, path, label_width=280)

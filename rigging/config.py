@@ -1,0 +1,83 @@
+"""Configs of the RigAnything rigger (Liu et al., 2025): the architecture, the training data and the
+sampling / skin post-processing settings (the released constants are the defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["RigDataConfig", "RigModelConfig", "RigSamplingConfig", "SkinPostConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigModelConfig:
+    """Hybrid-attention transformer over shape tokens and BFS-ordered joint tokens."""
+
+    num_points: int = 1024  # surface samples (xyz + normal) per mesh
+    shape_tokens: int = 256  # points that become shape tokens (each pools its `group_size` nearest samples)
+    group_size: int = 16
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    max_joints: int = 64  # joints per skeleton the model can emit (the stop step is extra)
+    position_head: Literal["diffusion", "regression"] = "diffusion"
+    head_width: int = 128  # diffusion / regression MLP width
+    head_depth: int = 3  # residual blocks of the diffusion MLP
+    diffusion_steps: int = 1000  # training noise schedule (cosine)
+    skin_width: int = 64
+    fourier_bands: int = 8  # sin/cos frequencies of every xyz embedding
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+        if not 1 <= self.shape_tokens <= self.num_points:
+            raise ValueError(f"shape_tokens must be in [1, num_points], got {self.shape_tokens}")
+        if not 1 <= self.group_size <= self.num_points:
+            raise ValueError(f"group_size must be in [1, num_points], got {self.group_size}")
+        if not 2 <= self.max_joints <= 256:
+            raise ValueError(f"max_joints must be in [2, 256], got {self.max_joints}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkinPostConfig:
+    """Released skin post-processing: top-k influences, drop small weights, renormalise, smooth over mesh
+    neighbours, then transfer to every vertex."""
+
+    top_k: int = 5
+    threshold: float = 0.068
+    smooth_iterations: int = 10
+    smooth_factor: float = 0.35
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigSamplingConfig:
+    """Joint sampling: diffusion steps (respaced DDPM), temperature, and how many skeletons to draw."""
+
+    sample_steps: int = 50  # the released model uses 300; 50 keeps a mesh under a second here
+    temperature: float = 1.0
+    num_samples: int = 1
+    skin: SkinPostConfig = field(default_factory=SkinPostConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigDataConfig:
+    """Procedural creatures (or RigNet rig_info folders) for training."""
+
+    source: Literal["creatures", "rignet"] = "creatures"
+    root: str | None = None  # rignet: a folder of <id>.obj + <id>.txt (rig_info) pairs
+    plans: tuple[str, ...] = ("biped", "dino", "quadruped", "snake", "bird", "spider")
+    held_out: tuple[str, ...] = ("hexapod", "centaur")
+    num_points: int = 1024
+    skin_points: int = 128  # points per mesh that the skin loss is computed on
+    max_joints: int = 64
+    pose_degrees: float = 30.0  # max random local joint rotation of the pose augmentation
+    pose_probability: float = 0.8
+    shuffle_siblings: bool = True
+    eval_meshes: int = 48  # held-out creatures scored after training
+
+    def __post_init__(self) -> None:
+        if self.source == "rignet" and not self.root:
+            raise ValueError("data.root must name a folder of <id>.obj + <id>.txt pairs when source is rignet")
+        if not 1 <= self.skin_points <= self.num_points:
+            raise ValueError("data.skin_points must be in [1, num_points]")

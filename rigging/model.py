@@ -1,0 +1,203 @@
+"""The RigAnything network (Liu et al., 2025): shape tokens from surface points, BFS joint tokens, one
+hybrid-attention transformer (shape tokens see each other; joint tokens see the shape and earlier joints),
+and heads for the next joint's position (diffusion or regression), its parent (self = stop) and the skin.
+
+Axes: B batch, N surface points, S shape tokens, J joints, K joint steps (J + 1: the last one is the stop),
+G points per shape-token group, C width, I parent candidates. Sequence positions: every shape token sits
+at 0, the begin token at 1 and joint i's token at i + 2, so "a key is visible when its position is at most
+the query's" is exactly the hybrid mask (with a KV cache too).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from genmotion.nn.blocks import PreNormBlock
+from genmotion.nn.rope import Rotary
+from genmotion.rigging.config import RigModelConfig
+
+__all__ = ["Denoiser", "RigAnything", "fourier", "sequence_positions"]
+
+
+_SKIN_BANDS = 3  # sin/cos frequencies of the point - joint offset seen by the skin head
+
+
+def fourier(x: torch.Tensor, bands: int) -> torch.Tensor:
+    """(..., 3) -> (..., 3 + 6 bands): x and sin/cos of x at frequencies 2^k pi."""
+    freqs = (2.0 ** torch.arange(bands, device=x.device, dtype=x.dtype)) * math.pi
+    xf = x[..., None] * freqs  # (..., 3, bands)
+    return torch.cat([x, xf.sin().flatten(-2), xf.cos().flatten(-2)], dim=-1)
+
+
+def sequence_positions(num_shape: int, num_joint_tokens: int, device: torch.device | None = None) -> torch.Tensor:
+    """(S + 1 + J,) positions: shape tokens 0, the begin token 1, joint i's token i + 2."""
+    return torch.cat(
+        [torch.zeros(num_shape, dtype=torch.long), torch.arange(1, num_joint_tokens + 2, dtype=torch.long)]
+    ).to(device)
+
+
+def _rows(x_BNC: torch.Tensor, idx_BMG: torch.Tensor) -> torch.Tensor:
+    """Rows of x (B, N, C) at indices (B, M, G) -> (B, M, G, C), without materialising (B, M, N, C)."""
+    B, N, C = x_BNC.shape
+    flat = idx_BMG + torch.arange(B, device=idx_BMG.device).view(B, 1, 1) * N
+    return x_BNC.reshape(B * N, C)[flat]
+
+
+def _mlp(dims: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class _ResBlock(nn.Module):
+    """x + MLP(AdaLN(x; cond)): the MAR denoiser block."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.mod = nn.Linear(width, 3 * width)
+        self.mlp = _mlp([width, width, width])
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.mod(nn.functional.silu(cond)).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
+
+
+class Denoiser(nn.Module):
+    """eps(x_t (..., 3), t (...,) in [0, T), context (..., C)) -> (..., 3): a small conditional MLP."""
+
+    def __init__(self, context: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.width = width
+        self.inp, self.cond = nn.Linear(3, width), nn.Linear(context, width)
+        self.time = _mlp([width, width, width])
+        self.blocks = nn.ModuleList(_ResBlock(width) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 3))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        half = self.width // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x_t.device, dtype=x_t.dtype) / half)
+        ang = t.to(x_t.dtype)[..., None] * freqs
+        cond = self.cond(context) + self.time(torch.cat([ang.cos(), ang.sin()], dim=-1))
+        x = self.inp(x_t)
+        for block in self.blocks:
+            x = block(x, cond)
+        return self.out(x)
+
+
+class RigAnything(nn.Module):
+    """The modules of the rigger; the training loss and the sampling loop live outside."""
+
+    def __init__(self, config: RigModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        fdim = 3 + 6 * c.fourier_bands
+        self.group_mlp = _mlp([fdim + 3, c.width, c.width])
+        self.centre_embed = _mlp([fdim + 3, c.width, c.width])
+        self.joint_embed = _mlp([2 * fdim, c.width, c.width])
+        self.index_embed = nn.Embedding(c.max_joints + 1, c.width)
+        self.parent_embed = nn.Embedding(c.max_joints + 1, c.width)
+        self.begin = nn.Parameter(torch.zeros(1, 1, c.width))
+        self.blocks = nn.ModuleList(PreNormBlock(c.width, c.heads, mlp_ratio=c.mlp_ratio) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.width)
+        self.rotary = Rotary(c.width // c.heads)
+        if c.position_head == "diffusion":
+            self.denoiser: Denoiser | None = Denoiser(c.width, c.head_width, c.head_depth)
+            self.regressor: nn.Module | None = None
+        else:
+            self.denoiser, self.regressor = None, _mlp([c.width, c.head_width, c.head_width, 3])
+        self.query = _mlp([c.width + fdim, c.width, c.width])
+        self.candidate = nn.Linear(c.width, c.width)
+        self.pair_score = nn.Sequential(nn.GELU(), nn.Linear(c.width, 1))
+        self.self_score = _mlp([c.width, c.width, 1])
+        self.point_mlp = _mlp([fdim + 3, c.width, c.width])
+        self.skin_point, self.skin_joint = nn.Linear(c.width, c.skin_width), nn.Linear(c.width, c.skin_width)
+        self.skin_geometry = nn.Linear(3 + 6 * _SKIN_BANDS + 1, c.skin_width)
+        self.skin_score = nn.Sequential(
+            nn.GELU(), nn.Linear(c.skin_width, c.skin_width), nn.GELU(), nn.Linear(c.skin_width, 1)
+        )
+
+    # ------------------------------------------------------------------------------------------- tokens
+    def _feat(self, xyz: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fourier(xyz, self.config.fourier_bands), normals], dim=-1)
+
+    def shape_tokens(self, points_BN6: torch.Tensor) -> torch.Tensor:
+        """(B, N, 6) -> (B, S, C): the first S points are centres; each max-pools its G nearest samples."""
+        c = self.config
+        xyz, nrm = points_BN6[..., :3], points_BN6[..., 3:]
+        centres = xyz[:, : c.shape_tokens]  # (B, S, 3)
+        idx = torch.cdist(centres, xyz).topk(c.group_size, dim=-1, largest=False).indices  # (B, S, G)
+        gather = _rows(points_BN6, idx)  # (B, S, G, 6)
+        rel = self._feat(gather[..., :3] - centres[:, :, None], gather[..., 3:])
+        pooled = self.group_mlp(rel).amax(dim=2)
+        return pooled + self.centre_embed(self._feat(centres, nrm[:, : c.shape_tokens]))
+
+    def joint_tokens(self, joints_BJ3: torch.Tensor, parents_BJ: torch.Tensor) -> torch.Tensor:
+        """(B, J, 3) positions and (B, J) parent indices (root: 0) -> (B, J, C) joint tokens."""
+        parent_xyz = torch.gather(joints_BJ3, 1, parents_BJ[..., None].expand(-1, -1, 3))
+        index = torch.arange(joints_BJ3.shape[1], device=joints_BJ3.device)
+        return self.joint_embedding(joints_BJ3, parent_xyz, index[None], parents_BJ)
+
+    def joint_embedding(
+        self, xyz_BJ3: torch.Tensor, parent_xyz_BJ3: torch.Tensor, index_BJ: torch.Tensor, parent_BJ: torch.Tensor
+    ) -> torch.Tensor:
+        """Token (B, J, C) of joints at `index` with positions, their parents' positions and parent indices."""
+        bands = self.config.fourier_bands
+        x = self.joint_embed(torch.cat([fourier(xyz_BJ3, bands), fourier(parent_xyz_BJ3, bands)], dim=-1))
+        return x + self.index_embed(index_BJ) + self.parent_embed(parent_BJ)
+
+    def backbone(self, x_BLC: torch.Tensor, positions_L: torch.Tensor, cache: object | None = None) -> torch.Tensor:
+        """Tokens (B, L, C) at sequence positions (L,) -> contextual features (B, L, C); `cache` a LayeredKVCache."""
+        for i, block in enumerate(self.blocks):
+            layer = None if cache is None else cache[i]  # type: ignore[index]
+            x_BLC = block(x_BLC, positions_L, self.rotary, cache=layer)
+        return self.norm(x_BLC)
+
+    def prompt(self, points_BN6: torch.Tensor) -> torch.Tensor:
+        """(B, N, 6) -> (B, S + 1, C): the shape tokens and the begin token."""
+        shape = self.shape_tokens(points_BN6)
+        return torch.cat([shape, self.begin.expand(shape.shape[0], -1, -1)], dim=1)
+
+    # -------------------------------------------------------------------------------------------- heads
+    def regress(self, context: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., 3) joint position (regression head)."""
+        assert self.regressor is not None, "this model has a diffusion position head"
+        return self.regressor(context)
+
+    def parent_scores(
+        self, h_BKC: torch.Tensor, xyz_BK3: torch.Tensor, cand_BIC: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step contexts (B, K, C) with their joint positions (B, K, 3), earlier joints' features (B, I, C) ->
+        pair scores (B, K, I) and the stop (self) score (B, K)."""
+        q = self.query(torch.cat([h_BKC, fourier(xyz_BK3, self.config.fourier_bands)], dim=-1))
+        pair = self.pair_score(q[:, :, None] + self.candidate(cand_BIC)[:, None]).squeeze(-1)
+        return pair, self.self_score(q).squeeze(-1)
+
+    def point_features(
+        self, query_BP6: torch.Tensor, points_BN6: torch.Tensor, shape_out_BSC: torch.Tensor
+    ) -> torch.Tensor:
+        """Features (B, P, C) of query points (B, P, 6) on the shape `points` (B, N, 6): an MLP of the point plus
+        the inverse-distance mix of its 3 nearest contextual shape tokens (B, S, C)."""
+        xyz = query_BP6[..., :3]
+        centres = points_BN6[:, : self.config.shape_tokens, :3]
+        d, idx = torch.cdist(xyz, centres).topk(3, dim=-1, largest=False)  # (B, P, 3)
+        w = 1.0 / (d + 1e-3)
+        w = w / w.sum(-1, keepdim=True)
+        near = _rows(shape_out_BSC, idx)  # (B, P, 3, C)
+        return self.point_mlp(self._feat(xyz, query_BP6[..., 3:])) + (w[..., None] * near).sum(2)
+
+    def skin_logits(
+        self, point_BNC: torch.Tensor, joint_BJC: torch.Tensor, point_xyz_BN3: torch.Tensor, joint_xyz_BJ3: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, N, C) point features x (B, J, C) joint features, with the points' and joints' positions ->
+        (B, N, J) logits (softmax over joints). The pair also sees the offset point - joint and its length."""
+        offset = point_xyz_BN3[:, :, None] - joint_xyz_BJ3[:, None]  # (B, N, J, 3)
+        geometry = torch.cat([fourier(offset, _SKIN_BANDS), offset.norm(dim=-1, keepdim=True)], dim=-1)
+        pair = self.skin_point(point_BNC)[:, :, None] + self.skin_joint(joint_BJC)[:, None]
+        return self.skin_score(pair + self.skin_geometry(geometry)).squeeze(-1)

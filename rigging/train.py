@@ -1,0 +1,142 @@
+"""The `riganything` training task: teacher-forced joint positions (diffusion or regression), parent /
+stop cross-entropy and soft skin cross-entropy on procedural creatures (RigAnything, Liu et al., 2025).
+
+Axes: B batch, S shape tokens, J joints (padded), K = J + 1 joint steps, P skin points, C width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmotion.config import to_dict
+from genmotion.rigging.config import RigDataConfig, RigModelConfig, RigSamplingConfig
+from genmotion.rigging.creatures import random_creature
+from genmotion.rigging.data import RigBatches, collate, creature_sample
+from genmotion.rigging.diffusion import cosine_alphas_cumprod, noise
+from genmotion.rigging.model import RigAnything, sequence_positions
+
+__all__ = ["RIG_KIND", "RigTrainModel", "RigAnythingTask", "rig_losses"]
+
+RIG_KIND = "riganything"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigTrainModel:
+    """The `model:` section: the architecture, the sampling defaults saved with it, and loss weights."""
+
+    net: RigModelConfig = field(default_factory=RigModelConfig)
+    sampling: RigSamplingConfig = field(default_factory=RigSamplingConfig)
+    noise_samples: int = 4  # noise draws per joint step (MAR's diffusion batch multiplier)
+    parent_weight: float = 1.0
+    skin_weight: float = 1.0
+
+
+def parent_logits(pair_BKI: torch.Tensor, stop_BK: torch.Tensor) -> torch.Tensor:
+    """(B, K, I) pair scores and (B, K) stop scores -> (B, K, I + 1) logits where step k may pick an earlier
+    joint i < k or itself (column k = stop); other columns are -inf."""
+    B, K, n_cand = pair_BKI.shape
+    logits = torch.cat([pair_BKI, pair_BKI.new_zeros(B, K, 1)], dim=-1)
+    col = torch.arange(n_cand + 1, device=logits.device)
+    step = torch.arange(K, device=logits.device)[:, None]
+    logits = torch.where(col[None] == step, stop_BK[..., None], logits)
+    return logits.masked_fill(col[None] > step, float("-inf"))
+
+
+def rig_losses(
+    model: RigAnything,
+    batch: dict[str, torch.Tensor],
+    cfg: RigTrainModel,
+    alphas: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Teacher-forced losses of one batch: `position`, `parent`, `skin` (scalars) and `parent_acc`."""
+    points, joints, parents, n = batch["points"], batch["joints"], batch["parents"], batch["num_joints"]
+    B, J, _ = joints.shape
+    S = model.config.shape_tokens
+    x = torch.cat([model.prompt(points), model.joint_tokens(joints, parents)], dim=1)
+    out = model.backbone(x, sequence_positions(S, J, points.device))
+    h, cand = out[:, S : S + J + 1], out[:, S + 1 :]  # (B, K, C) step contexts, (B, J, C) joint features
+    K = J + 1
+    steps = torch.arange(K, device=points.device)
+    valid = steps[None] <= n[:, None]  # (B, K): real joints and the stop step
+    target = torch.cat([joints, joints[:, :1]], dim=1)  # the stop step's position is the root's
+    target = torch.where((steps[None] == n[:, None])[..., None], joints[:, :1], target)
+    if model.denoiser is not None:
+        m = cfg.noise_samples
+        t = torch.randint(0, len(alphas), (B, K, m), device=points.device, generator=generator)
+        eps = torch.randn(B, K, m, 3, device=points.device, generator=generator)
+        x0 = target[:, :, None].expand(-1, -1, m, -1)
+        pred = model.denoiser(noise(x0, t, eps, alphas), t, h[:, :, None].expand(-1, -1, m, -1))
+        per = ((pred - eps) ** 2).mean(dim=(-1, -2))
+    else:
+        per = ((model.regress(h) - target) ** 2).sum(-1)
+    position = (per * valid).sum() / valid.sum()
+    pair, stop = model.parent_scores(h, target, cand)
+    logits = parent_logits(pair, stop)  # (B, K, J + 1)
+    goal = torch.cat([parents, parents.new_zeros(B, 1)], dim=1)
+    goal = torch.where(steps[None] == n[:, None], steps[None].expand(B, -1), goal)
+    use = valid & (steps[None] >= 1)
+    ce = F.cross_entropy(logits[use], goal[use])
+    acc = (logits[use].argmax(-1) == goal[use]).float().mean()
+    query = torch.gather(points, 1, batch["skin_index"][..., None].expand(-1, -1, 6))
+    pf = model.point_features(query, points, out[:, :S])
+    skin_logits = model.skin_logits(pf, cand, query[..., :3], joints).masked_fill(
+        ~(steps[None, :J] < n[:, None])[:, None], float("-inf")
+    )
+    logp = torch.log_softmax(skin_logits, dim=-1).clamp(min=-1e4)
+    skin = -(batch["skin"] * logp).sum(-1).mean()
+    return {"position": position, "parent": ce, "skin": skin, "parent_acc": acc}
+
+
+class RigAnythingTask:
+    """`task: riganything` for `genmotion train`."""
+
+    model_config = RigTrainModel
+    data_config = RigDataConfig
+
+    def __init__(self) -> None:
+        self._cfg: RigTrainModel | None = None
+        self._alphas: torch.Tensor | None = None
+
+    def build_model(self, model_cfg: RigTrainModel) -> nn.Module:
+        self._cfg = model_cfg
+        self._alphas = cosine_alphas_cumprod(model_cfg.net.diffusion_steps).float()
+        return RigAnything(model_cfg.net)
+
+    def dataloader(self, data_cfg: RigDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
+        return torch.utils.data.DataLoader(RigBatches(data_cfg, batch_size, seed), batch_size=None)
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(model, RigAnything) and self._cfg is not None and self._alphas is not None
+        parts = rig_losses(model, batch, self._cfg, self._alphas)
+        cfg = self._cfg
+        loss = parts["position"] + cfg.parent_weight * parts["parent"] + cfg.skin_weight * parts["skin"]
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    def checkpoint_config(self, model_cfg: RigTrainModel, data_cfg: RigDataConfig) -> dict[str, Any]:
+        return {
+            "kind": RIG_KIND,
+            "net": to_dict(model_cfg.net),
+            "sampling": to_dict(model_cfg.sampling),
+            "held_out": list(data_cfg.held_out),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, model_cfg: RigTrainModel, data_cfg: RigDataConfig) -> dict[str, float]:
+        """Teacher-forced losses and parent accuracy on creatures of the held-out body plans."""
+        assert isinstance(model, RigAnything)
+        rng = np.random.default_rng(1234)
+        gen = torch.Generator().manual_seed(0)
+        alphas = cosine_alphas_cumprod(model_cfg.net.diffusion_steps).float()
+        out: dict[str, float] = {}
+        for plan in data_cfg.held_out:
+            samples = [creature_sample(random_creature(plan, rng), data_cfg, rng) for _ in range(16)]
+            parts = rig_losses(model, collate(samples, data_cfg.skin_points, rng), model_cfg, alphas, gen)
+            out.update({f"heldout_{plan}_{k}": float(v) for k, v in parts.items()})
+        return out
