@@ -1,9 +1,13 @@
 """genmotion.panorama: CubeComposer (Li et al., CVPR 2026), a 360-degree equirect video from a perspective
-video and its camera path, generated one cube face x one time window per call, exported for VR players."""
+video and its camera path, generated one cube face x one time window per call, exported for VR players.
 
-from genmotion.panorama.config import OUTPUT_SIZES, CubeComposerConfig, SampleConfig
-from genmotion.panorama.data import Trajectory
-from genmotion.panorama.pipeline import CubeComposerPipeline, PanoramaChunk, PanoramaResult
+Names are imported on first use, so `genmotion --help` (which imports the CLI module) does not load torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "OUTPUT_SIZES",
@@ -14,3 +18,19 @@ __all__ = [
     "SampleConfig",
     "Trajectory",
 ]
+
+_HOME = {
+    "OUTPUT_SIZES": "config",
+    "CubeComposerConfig": "config",
+    "SampleConfig": "config",
+    "Trajectory": "data",
+    "CubeComposerPipeline": "pipeline",
+    "PanoramaChunk": "pipeline",
+    "PanoramaResult": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'genmotion.panorama' has no attribute {name!r}")
+    return getattr(import_module(f"genmotion.panorama.{_HOME[name]}"), name)

@@ -56,8 +56,7 @@ def panorama(
     force: bool = typer.Option(False, "--force", help="Write a PNG folder over a folder genmotion did not write."),
 ) -> None:
     """A 360-degree video (CubeComposer) from a perspective video, with Google spherical metadata for VR."""
-    from genmotion.panorama.config import output_size
-    from genmotion.panorama.trajectory import check_fov, load_trajectory
+    from genmotion.panorama.config import check_fov, output_size
 
     if format not in _FORMATS:
         raise UsageError(f"unknown --format {format!r}", fix=f"use one of {', '.join(_FORMATS)}")
@@ -68,6 +67,8 @@ def panorama(
     check_device_name(device)
     _check_output(out, format, force)
     info = _probe_input(input)
+    from genmotion.panorama.trajectory import load_trajectory  # torch: only once the flags are known to be good
+
     traj = load_trajectory(trajectory, info.num_frames, fov) if trajectory is not None else None
     check_checkpoint_kind(ckpt, ("cubecomposer",), "panorama")
     _run(input, out, info, traj, fov, size, dims, format, seed, steps, ckpt, device, threads, force)

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from genmotion.errors import UsageError
 
-__all__ = ["OUTPUT_SIZES", "CubeComposerConfig", "SampleConfig", "output_size"]
+__all__ = ["FOV_RANGE", "OUTPUT_SIZES", "CubeComposerConfig", "SampleConfig", "check_fov", "output_size"]
 
 # equirect (width, height) of each --size; the face size of the cube behind it is width / 4
 OUTPUT_SIZES: dict[str, tuple[int, int]] = {"1k": (1024, 512), "2k": (2048, 1024), "4k": (3840, 1920)}
@@ -20,6 +21,18 @@ def output_size(name: str) -> tuple[int, int]:
     if key not in OUTPUT_SIZES:
         raise UsageError(f"unknown size {name!r}", fix=f"use one of {', '.join(OUTPUT_SIZES)}")
     return OUTPUT_SIZES[key]
+
+
+FOV_RANGE = (10.0, 170.0)
+
+
+def check_fov(fov: float, where: str = "--fov") -> float:
+    """A horizontal field of view strictly inside (10, 170) degrees, else a usage error."""
+    if not isinstance(fov, int | float) or not math.isfinite(fov) or not FOV_RANGE[0] < fov < FOV_RANGE[1]:
+        raise UsageError(
+            f"{where} {fov} is outside (10, 170) degrees", fix="give the horizontal field of view, e.g. 90"
+        )
+    return float(fov)
 
 
 @dataclass(frozen=True, kw_only=True)

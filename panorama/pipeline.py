@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import InputError, UsageError
-from genmotion.panorama.config import CubeComposerConfig, SampleConfig, output_size
+from genmotion.panorama.config import CubeComposerConfig, SampleConfig, check_fov, output_size
 from genmotion.panorama.data import Trajectory, project_input
 from genmotion.panorama.export import OutputFormat
 from genmotion.panorama.model import CubeComposerModel
 from genmotion.panorama.render import PanoramaRenderer
 from genmotion.panorama.sampler import CubeComposerSampler
-from genmotion.panorama.trajectory import check_fov, parse_trajectory
+from genmotion.panorama.trajectory import parse_trajectory
 from genmotion.pipeline import Chunk, Pipeline, Result, check_weights_file
 
 __all__ = ["KIND", "CubeComposerPipeline", "PanoramaChunk", "PanoramaResult"]

@@ -10,28 +10,18 @@ out (0), `fov` (horizontal, degrees, in (10, 170)) is a number or one per frame 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genmotion.errors import InputError, UsageError
+from genmotion.errors import InputError
+from genmotion.panorama.config import FOV_RANGE, check_fov
 from genmotion.panorama.data import Trajectory
 
 __all__ = ["FOV_RANGE", "check_fov", "load_trajectory", "parse_trajectory"]
 
-FOV_RANGE = (10.0, 170.0)
 _FIELDS = ("yaw", "pitch", "roll", "fov")
-
-
-def check_fov(fov: float, where: str = "--fov") -> float:
-    """A horizontal field of view strictly inside (10, 170) degrees, else a usage error."""
-    if not isinstance(fov, int | float) or not math.isfinite(fov) or not FOV_RANGE[0] < fov < FOV_RANGE[1]:
-        raise UsageError(
-            f"{where} {fov} is outside (10, 170) degrees", fix="give the horizontal field of view, e.g. 90"
-        )
-    return float(fov)
 
 
 def _series(data: dict[str, Any], name: str, frames: int, default: float | None, source: str) -> torch.Tensor:

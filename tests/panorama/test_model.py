@@ -78,3 +78,15 @@ def test_training_loss_backpropagates() -> None:
     loss.backward()
     assert torch.isfinite(loss) and logs["ctx_tokens"] > 0
     assert model.out.weight.grad is not None and model.out.weight.grad.abs().sum() > 0
+
+
+def test_training_on_a_folder_of_equirect_videos(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from genmotion.io import open_video_writer
+
+    with open_video_writer(tmp_path / "clips" / "a.mp4", 8, preset="ultrafast") as w:
+        w.write(np.random.default_rng(0).integers(0, 256, (6, 32, 64, 3), dtype=np.uint8))
+    data = PanoDataConfig(source=str(tmp_path / "clips"), frames=4, input_size=(12, 16), pool_clips=1)
+    batch = next(iter(PanoBatches(data, TINY, 2, seed=0)))
+    assert batch["target"].shape[0] == 2 and bool(batch["ctx_valid"].any())

@@ -99,3 +99,12 @@ def test_ablation_switches_run() -> None:
     for sample in (SampleConfig(attention="full"), SampleConfig(independent=True), SampleConfig(padding=False)):
         other = cube_of(pipe, video, traj, 0, sample)
         assert other.shape == base.shape and not torch.equal(other, base)
+
+
+def test_documented_trajectory_example_parses() -> None:
+    import json
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "trajectory_example.json"
+    data = json.loads(path.read_text())
+    traj = parse_trajectory(data, len(data["yaw"]))
+    assert len(traj) == 48 and float(traj.fov[0]) == 90.0 and float(traj.yaw[-1]) == 90.0
