@@ -162,7 +162,7 @@ class FullKV(_Recorder):
     """Keep everything: the exact reference the other policies are measured against."""
 
     def allocate(self, var: VAR, batch: int, *, dtype: torch.dtype, device: torch.device) -> LayeredKVCache:
-        return self._begin(var, var.allocate_cache(batch, dtype=dtype, device=device))
+        return self._begin(var, var.new_cache(batch, dtype=dtype, device=device))
 
     def observation_rows(self, scale_index: int) -> torch.Tensor | None:
         return None

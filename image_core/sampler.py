@@ -152,7 +152,7 @@ def _cache_for(
         if cache is not None:
             raise UsageError("pass a cache policy or a cache, not both", fix="the policy allocates its own cache")
         return policy.allocate(var, rows, dtype=like.dtype, device=like.device)
-    cache = var.allocate_cache(rows, dtype=like.dtype, device=like.device) if cache is None else cache
+    cache = var.new_cache(rows, dtype=like.dtype, device=like.device) if cache is None else cache
     if cache[0].batch != rows:
         raise UsageError(f"cache holds {cache[0].batch} rows but this run needs {rows}")
     return cache

@@ -177,12 +177,19 @@ class VAR(nn.Module):
             )
         return self.head(self.head_nm.forward_modulated(x_BlC.float(), conditions.head)).float()  # B, l, V
 
-    def allocate_cache(
-        self, batch: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    def new_cache(
+        self,
+        batch: int,
+        capacity: int | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> LayeredKVCache:
-        """A cache holding all L tokens of every block for `batch` sequences."""
+        """A cache of `capacity` tokens (all L of every scale by default) per block for `batch` sequences: the
+        signature every model's `new_cache` shares."""
+        size = self.L if capacity is None else capacity
         return LayeredKVCache.allocate(
-            len(self.blocks), batch, self.config.num_heads, self.L, self.config.head_dim, dtype=dtype, device=device
+            len(self.blocks), batch, self.config.num_heads, size, self.config.head_dim, dtype=dtype, device=device
         )
 
     # ---- initialisation (official recipe) ---------------------------------------------------------

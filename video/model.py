@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genmotion.errors import UsageError
 from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
@@ -308,9 +309,21 @@ class VideoARTransformer(nn.Module):
         moved = torch.where(t < c.sink_frames, t.clamp(min=now - c.max_sink_distance), t)
         return torch.cat([moved[:, None], pos[:, 1:]], dim=1)
 
-    def new_cache(self, batch: int, *, dtype: torch.dtype, device: torch.device | str | None = None) -> VideoARCache:
-        """Static buffers: sink + window frames of clean tokens (a ring) and one frame of scale tokens."""
+    def new_cache(
+        self,
+        batch: int,
+        capacity: int | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> VideoARCache:
+        """Static buffers: sink + window frames of clean tokens (a ring) and one frame of scale tokens. The shared
+        `new_cache` signature; `capacity`, if given, must be the ring's size (it is fixed by the architecture)."""
         c, n = self.config, self.layout.clean_tokens
+        if capacity is not None and capacity != (c.sink_frames + c.window_frames) * n:
+            raise UsageError(
+                f"VideoAR's frame cache holds {(c.sink_frames + c.window_frames) * n} tokens, not {capacity}"
+            )
         kw = {"dtype": dtype, "device": device, "position_axes": 3, "position_dtype": torch.float32}
         frames = LayeredKVCache.allocate(
             c.depth,

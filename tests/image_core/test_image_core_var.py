@@ -79,14 +79,12 @@ def test_model_and_sampler_leave_global_rng_alone_and_repeat_with_the_same_seed(
 def test_no_doubled_batch_without_guidance():
     var, q = seeded(VAR, TINY_VAR), seeded(MultiScaleQuantizer, TINY_VAE)
     labels = torch.tensor([1, 2])
-    cache = var.allocate_cache(2)
+    cache = var.new_cache(2)
     steps = list(stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=1.0, cache=cache))
     assert cache.length == TINY_VAR.num_tokens and len(steps) == K
     assert steps[-1].f_hat.shape == (2, 4, 4, 4)
     with pytest.raises(UsageError, match="rows"):
-        next(
-            stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=2.0, cache=var.allocate_cache(2))
-        )
+        next(stream_scales(var, q, labels, generator=torch.Generator(), guidance_scale=2.0, cache=var.new_cache(2)))
     with pytest.raises(UsageError, match="null"):
         next(stream_scales(var, q, torch.tensor([6]), generator=torch.Generator()))
 
