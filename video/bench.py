@@ -1,7 +1,11 @@
 """`genmotion bench video`: quality and speed of a video pipeline (VideoAR or Ca2-VDM), side by side in one process.
 
 Quality (toy-world detector): adherence on held-out paraphrases x seeds, two-object prompts, flicker,
-drift (first vs last 16 frames of 256-frame runs), prompt-switch adherence. Speed: time to first frame,
+drift (first vs last 16 frames of 256-frame runs), prompt-switch adherence. How the clips look (`quality`):
+the toy-world FVD and object statistics against ground truth of the same prompts, with the floor (ground truth
+of other seeds) and ceilings (shuffled, frozen frames), the diagnosis rows (tokenizer alone, teacher-forced,
+first frame vs later, sampling settings) and a frame strip (ground truth above generated, 8 fixed prompts;
+drawn beside the chart as `<plot>_strip.png`). Speed: time to first frame,
 frames/s with and without decoding, cache bytes against frame count, achieved GFLOP/s of the frame
 loop against the machine's matmul peak. Threads are fixed by the caller.
 """
@@ -33,6 +37,7 @@ from genmotion.video.evaluate import (
     text_ceiling,
     train_template_prompts,
 )
+from genmotion.video.quality_bench import plot_strip, quality_line, quality_panels, run_quality
 from genmotion.video.sampler import stream_latents
 
 __all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
@@ -55,12 +60,16 @@ class BenchSettings:
     repeats: int = 5
     guidance_scale: float = 3.0
     probe_captions: int = 2000
+    fvd_clips: int = 256  # clips per set in the toy-world FVD (generated, reference and floor each)
+    diagnosis_clips: int = 128  # the first of those prompts, for every diagnosis row
+    sweep: bool = True  # the sampling-settings rows of the diagnosis
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(
             prompts=2, seeds=(0,), num_frames=8, two_object_prompts=1, drift_prompts=1, drift_frames=24,
             switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1, probe_captions=64,
+            fvd_clips=6, diagnosis_clips=4, sweep=False,
         )  # fmt: skip
 
 
@@ -218,7 +227,7 @@ def cli_cold_start(ckpt: str, model: str, frames: int = 16) -> dict[str, float]:
         out = Path(tmp) / "frames"
         args = ["video", "-p", "a red ball moving left", "-n", str(frames), "--model", model, "--ckpt", ckpt]
         start = time.perf_counter()
-        proc = subprocess.Popen([*cmd, *args, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([*cmd, *args, "-o", f"{out}/"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         first = None
         while proc.poll() is None and first is None:
             if any(Path(tmp).glob("**/*.png")):
@@ -277,6 +286,7 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
         **_text_side(pipe, s),
         "drift": _drift(pipe, s),
         "prompt_switch": _switch(pipe, s),
+        "quality": run_quality(pipe, s),
         "speed": _speed(pipe, s),
         "cache": _cache_curve(pipe, s),
     }
@@ -296,6 +306,7 @@ def summary_line(r: dict[str, Any]) -> str:
         f"same specs in training words: colour {100 * tt['adherence_colour']:.0f}% motion "
         f"{100 * tt['adherence_motion']:.0f}%; text ceiling (probe): colour {100 * tc['probe_colour']:.0f}% "
         f"shape {100 * tc['probe_shape']:.0f}% motion {100 * tc['probe_motion']:.0f}%"
+        + (f"; {quality_line(r['quality'])}" if "quality" in r else "")
     )
 
 
@@ -323,4 +334,7 @@ def plot_video_bench(r: dict[str, Any], path: str | Path) -> Path:
             {f"frame {f}": float(b) for f, b in zip(r["cache"]["frames"], r["cache"]["bytes"], strict=True)},
         ),
     ]
+    if "quality" in r:
+        panels[1:1] = quality_panels(r["quality"])
+        plot_strip(r["quality"], Path(path).with_name(Path(path).stem + "_strip.png"))
     return bar_chart(panels, path)
