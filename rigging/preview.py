@@ -117,7 +117,8 @@ def render_preview(
     for i, (panel, (name, _, _)) in enumerate(zip(panels, _VIEWS, strict=True)):
         out.paste(panel, (i * size, 24))  # type: ignore[arg-type]
         draw.text((i * size + 8, 6), name, fill="black")
-    draw.text((size + 60, 6), title or f"{skeleton.num_joints} joints", fill="black")
+    label = f"{title}  ({skeleton.num_joints} joints)" if title else f"{skeleton.num_joints} joints"
+    draw.text((70, 6), label, fill="black")
     with atomic_path(path) as tmp:
         out.save(tmp, format="PNG")
     return Path(path)

@@ -163,3 +163,24 @@ def test_checkpoint_round_trip(tmp_path, creature_mesh):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     ra, rb = a.rig((V, F), seed=1), b.rig((V, F), seed=1)
     np.testing.assert_array_equal(ra.joints, rb.joints)
+
+
+def test_uvs_and_texture_survive_the_glb(tmp_path):
+    from PIL import Image
+
+    box = trimesh.creation.box()
+    box = trimesh.Trimesh(box.vertices[box.faces].reshape(-1, 3), np.arange(36).reshape(12, 3), process=False)
+    uv = np.random.default_rng(0).random((36, 2))
+    tex = Image.new("RGB", (8, 8), (200, 40, 40))
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=tex)
+    src = tmp_path / "box.glb"
+    box.export(src)
+    rig = tiny_pipeline().rig(str(src), seed=0)
+    rig.save(tmp_path / "rig.glb")
+    gl = pygltflib.GLTF2().load(str(tmp_path / "rig.glb"))
+    assert gl.meshes[0].primitives[0].attributes.TEXCOORD_0 is not None
+    assert len(gl.images) == 1 and gl.materials[0].pbrMetallicRoughness.baseColorTexture.index == 0
+    back = trimesh.load(str(tmp_path / "rig.glb"), force="mesh")
+    np.testing.assert_allclose(
+        np.asarray(back.visual.uv), np.asarray(trimesh.load(str(src), force="mesh").visual.uv), atol=1e-6
+    )
