@@ -3,7 +3,7 @@
 A policy allocates the cache, names the query rows it wants to observe while a scale is decoded, and
 after each scale (but the last) evicts entries with the core `KVCache.keep` per-head gather. Budgets
 are fractions of the full context C = L - (tokens of the last scale): everything the last scale reads.
-What a policy reports is the context carried from scale to scale (`ScaleCacheStats`).
+What a policy reports is the context carried from scale to scale (the suite's `PolicyStats`).
 
 * ScaleKV (Li et al., 2025): per scale, layers are drafters (attention dispersed over earlier scales,
   found online from the observation queries or from a head profile) or refiners; drafters get
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -34,13 +34,13 @@ from genmotion.cache import KVCache, LayeredKVCache
 from genmotion.errors import UsageError
 from genmotion.image_core.head_cache import HeadGroupCache
 from genmotion.image_core.var_model import VAR
+from genmotion.kv.protocol import PolicyStats
 
 __all__ = [
     "HACK",
     "FullKV",
     "HACKConfig",
     "head_groups",
-    "ScaleCacheStats",
     "ScaleKV",
     "ScaleKVConfig",
     "ScalePolicy",
@@ -53,25 +53,10 @@ __all__ = [
 ]
 
 
-@dataclass
-class ScaleCacheStats:
-    """context_bytes[k]: bytes of the entries carried from scale k to scale k + 1 (after eviction);
-    peak_bytes: most bytes held at once (carried context + the scale being decoded);
-    allocated_bytes: the preallocated buffers."""
-
-    context_bytes: list[int] = field(default_factory=list)
-    peak_bytes: int = 0
-    allocated_bytes: int = 0
-
-    @property
-    def max_context_bytes(self) -> int:
-        return max(self.context_bytes, default=0)
-
-
 class ScalePolicy(Protocol):
     """What `stream_scales` asks of a cache policy."""
 
-    stats: ScaleCacheStats
+    stats: PolicyStats
 
     def allocate(self, var: VAR, batch: int, *, dtype: torch.dtype, device: torch.device) -> LayeredKVCache: ...
 
@@ -142,11 +127,11 @@ class _Recorder:
     """Byte accounting shared by the policies."""
 
     def __init__(self) -> None:
-        self.stats = ScaleCacheStats()
+        self.stats = PolicyStats()
         self.num_scales = 0
 
     def _begin(self, var: VAR, cache: LayeredKVCache) -> LayeredKVCache:
-        self.stats = ScaleCacheStats(allocated_bytes=cache.nbytes())
+        self.stats = PolicyStats(allocated_bytes=cache.nbytes())
         self.num_scales = len(var.patch_nums)
         return cache
 

@@ -23,9 +23,10 @@ from genmotion.image_core.config import VARSamplingConfig
 from genmotion.image_core.convert import load_image_model, read_image_metadata, save_image_model
 from genmotion.image_core.data import parse_class
 from genmotion.image_core.editing import inpaint_forcing, prepare_inpaint
-from genmotion.image_core.kv_policies import ScaleCacheStats, ScalePolicy, make_policy
+from genmotion.image_core.kv_policies import ScalePolicy, make_policy
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import stream_scales
+from genmotion.kv.protocol import PolicyStats
 from genmotion.pipeline import Chunk, Pipeline, Result, to_uint8
 from genmotion.sampling.logits import LogitsProcessor
 
@@ -62,7 +63,7 @@ class ImageResult(Result):
     labels: tuple[int, ...]
     class_names: tuple[str, ...]
     tokens: tuple[torch.Tensor, ...]
-    cache: ScaleCacheStats
+    cache: PolicyStats
 
 
 class VARPipeline(Pipeline):
@@ -252,6 +253,6 @@ class VARPipeline(Pipeline):
             labels=tuple(labels),
             class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
             tokens=tuple(c.tokens for c in scales),
-            cache=getattr(options.get("kv"), "stats", None) or ScaleCacheStats(),
+            cache=getattr(options.get("kv"), "stats", None) or PolicyStats(),
             seconds=seconds,
         )

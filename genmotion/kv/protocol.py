@@ -8,7 +8,7 @@ L tokens (whole frames of `tokens_per_frame`), C latent channels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -64,11 +64,20 @@ class FrameLayout:
 
 @dataclass(kw_only=True)
 class PolicyStats:
-    """Work counters: model calls made and avoided, and tokens pushed through the model (the compute proxy)."""
+    """What every cache policy reports, flow or next-scale: work counters (model calls made and avoided, tokens
+    pushed through the model, the compute proxy) and memory (bytes of the preallocated buffers, the most held
+    at once, and per step the bytes carried to the next one, after eviction)."""
 
     forwards_run: int = 0
     forwards_skipped: int = 0
     tokens_processed: int = 0
+    allocated_bytes: int = 0
+    peak_bytes: int = 0
+    context_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def max_context_bytes(self) -> int:
+        return max(self.context_bytes, default=0)
 
 
 @runtime_checkable
