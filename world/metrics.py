@@ -1,6 +1,7 @@
 """Per-frame scores of decoded world-model outputs against the toy world's ground truth: mean IoU of the
 semantic classes, depth AbsRel and delta1 (off the sky, within the decoders' depth range), normal angle
-accuracy at 11.25 / 22.5 / 30 degrees (off the sky) and RGB PSNR.
+accuracy at 11.25 / 22.5 / 30 degrees (off the sky), RGB PSNR and sharpness (mean image gradient of the
+prediction over the truth's: below 1 is blur).
 
 Axes: B frames, H x W pixels.
 """
@@ -13,7 +14,7 @@ __all__ = ["HIGHER_IS_BETTER", "frame_scores"]
 
 HIGHER_IS_BETTER = {
     "miou": True, "abs_rel": False, "delta1": True, "normal_11": True, "normal_22": True, "normal_30": True,
-    "psnr": True,
+    "psnr": True, "sharpness": True,
 }  # fmt: skip
 
 
@@ -53,4 +54,11 @@ def frame_scores(
         scores[name] = ((angle < limit) & solid).sum((1, 2)) / solid_count
     mse = ((pred["rgb"].astype(np.float64) - gt["rgb"].astype(np.float64)) ** 2).mean((1, 2, 3))
     scores["psnr"] = 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+    scores["sharpness"] = _gradient(pred["rgb"]) / np.maximum(_gradient(gt["rgb"]), 1e-6)
     return scores
+
+
+def _gradient(rgb_BHW3: np.ndarray) -> np.ndarray:
+    """(B,) mean absolute horizontal + vertical difference of the images (a blur measure)."""
+    x = rgb_BHW3.astype(np.float64)
+    return np.abs(np.diff(x, axis=1)).mean((1, 2, 3)) + np.abs(np.diff(x, axis=2)).mean((1, 2, 3))

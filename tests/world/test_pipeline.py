@@ -77,3 +77,22 @@ def test_short_or_malformed_context_is_an_input_error(tiny_pipe):
         tiny_pipe.stream(tiny_clip(1), horizon=1)
     with pytest.raises(InputError, match="shaped"):
         tiny_pipe.stream(np.zeros((3, 16, 16)), horizon=1)
+
+
+def test_scores_of_a_perfect_and_a_blurred_prediction():
+    from genmotion.world.metrics import frame_scores
+
+    clip = tiny_clip(2, size=32)
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(2, 32, 32, 3))
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    classes = rng.integers(0, 4, size=(2, 32, 32))
+    depth = rng.uniform(1, 30, size=(2, 32, 32))
+    gt = {"rgb": clip, "classes": classes, "depth": depth, "normals": normals}
+    pred = {"rgb": clip, "segmentation": classes, "depth": depth, "normals": normals}
+    s = frame_scores(pred, gt)
+    assert np.allclose(s["miou"], 1) and np.allclose(s["abs_rel"], 0) and np.allclose(s["delta1"], 1)
+    assert np.allclose(s["normal_11"], 1) and np.allclose(s["sharpness"], 1) and (s["psnr"] > 90).all()
+    flat = np.broadcast_to(clip.mean((1, 2), keepdims=True).astype(np.uint8), clip.shape)
+    blurred = frame_scores({**pred, "rgb": flat, "depth": depth * 2}, gt)
+    assert (blurred["sharpness"] < 0.1).all() and np.allclose(blurred["abs_rel"], 1) and np.allclose(blurred["delta1"], 0)
