@@ -194,16 +194,20 @@ def plot_world_bench(results: dict[str, Any], path: str | Path) -> None:
     bar_chart(panels, path)
 
 
-def render_strip(ckpt: str, path: str | Path, *, scene: int = 0, samples: int = 2) -> Path:
-    """A frame strip of one held-out scene: truth, VFMF samples, the baselines (RGB, then segmentation and
-    depth rows), context then 8 forecast frames, written as PNG."""
+def render_strip(ckpt: str, path: str | Path, *, scene: int | None = None, samples: int = 2) -> Path:
+    """A frame strip of one held-out scene (default: of the first 8, the one showing most object pixels):
+    truth, VFMF samples, the baselines (RGB, then segmentation and depth rows), context then 8 forecast
+    frames, written as PNG."""
     from genmotion.io.atomic import atomic_path
     from genmotion.world.visual import colour_depth, colour_segmentation, labelled_grid
 
     pipe = genmotion.load(ckpt)
     root = resolve(ckpt)
-    spec = ClipSpec(num_scenes=scene + 1, num_frames=CONTEXT + max(HORIZONS), size=pipe.height, seed=BENCH_SEED)
+    spec = ClipSpec(num_scenes=8 if scene is None else scene + 1, num_frames=CONTEXT + max(HORIZONS),
+                    size=pipe.height, seed=BENCH_SEED)  # fmt: skip
     clips = render_clips(spec)
+    if scene is None:
+        scene = int((clips.classes >= 2).sum((1, 2, 3)).argmax())
     clip = clips.rgb[scene]
     ctx = slice(0, CONTEXT)
     vfmf = _forecast(pipe, clip, samples, seed=scene)
