@@ -136,13 +136,20 @@ def _nanmean(values: list[float]) -> float:
 
 def _pool(per_plan: dict[str, dict[str, float]], plans: list[str]) -> dict[str, float]:
     keys = per_plan[plans[0]].keys()
-    return {k: float(np.mean([per_plan[p][k] for p in plans])) for k in keys}
+    return {k: _nanmean([per_plan[p][k] for p in plans]) for k in keys}
 
 
 def run_rig_bench(
-    json_path: str | Path, plot: str | Path | None, *, ckpt: str, compare: str | None, meshes: int, threads: int
+    json_path: str | Path,
+    plot: str | Path | None,
+    *,
+    ckpt: str,
+    compare: str | None,
+    meshes: int,
+    threads: int,
+    plans: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score `ckpt` (and `compare`) on every body plan; write JSON (+ a bar chart)."""
+    """Score `ckpt` on every body plan (or `plans`) and `compare` on the held-out ones; write JSON (+ a chart)."""
     import genmotion
     from genmotion.checkpoint import read_checkpoint_config
     from genmotion.registry import resolve
@@ -158,18 +165,21 @@ def run_rig_bench(
             "pose_degrees": 30.0,
         }
     }
+    every = plans or sorted(BODY_PLANS)
     for name in [ckpt] + ([compare] if compare else []):
         held = list(read_checkpoint_config(resolve(name)).get("held_out", []))
         pipe = genmotion.load(name)
-        plans = sorted(BODY_PLANS)
-        per_plan = evaluate_pipeline(pipe, plans, meshes)
-        train_plans = [p for p in plans if p not in held]
+        # the comparison (e.g. a regression head) is scored on the main model's held-out plans only
+        chosen = every if name == ckpt else results[ckpt]["held_out_plans"] or every
+        per_plan = evaluate_pipeline(pipe, chosen, meshes)
+        held = [p for p in held if p in chosen]
+        train_plans = [p for p in chosen if p not in held]
         entry = {
             "position_head": pipe.config.position_head,
             "held_out_plans": held,
             "per_plan": per_plan,
             "held_out": _pool(per_plan, held) if held else {},
-            "in_distribution": _pool(per_plan, train_plans),
+            "in_distribution": _pool(per_plan, train_plans) if train_plans else {},
         }
         results[name] = entry
     main = results[ckpt]["held_out"] or results[ckpt]["in_distribution"]
@@ -194,6 +204,10 @@ def _plot(results: dict[str, Any], path: str | Path) -> None:
     names = [k for k in results if k not in ("setup", "targets")]
     panels = []
     for metric in ("cd_j2j", "cd_b2b", "recall", "parent_accuracy", "skin_l1", "seconds_median"):
-        bars = {f"{n} {p}": v[metric] for n in names for p, v in results[n]["per_plan"].items()}
+        bars = {
+            f"{results[n]['position_head']} {p}": float(np.nan_to_num(v.get(metric, np.nan)))
+            for n in names
+            for p, v in results[n]["per_plan"].items()
+        }
         panels.append((f"{metric} per body plan (held out: {', '.join(results[names[0]]['held_out_plans'])})", bars))
     bar_chart(panels, path, label_width=280)

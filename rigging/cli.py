@@ -105,16 +105,25 @@ def bench_rig(
     threads: int = typer.Option(1, "--threads", help="torch intra-op threads."),
     ckpt: str = typer.Option("riganything-toy", "--ckpt", help="Checkpoint to score."),
     compare: str | None = typer.Option(None, "--compare", help="A second checkpoint (e.g. a regression head)."),
-    meshes: int = typer.Option(24, "--meshes", help="Creatures per body plan."),
+    meshes: int = typer.Option(10, "--meshes", help="Creatures per body plan."),
+    plans: str | None = typer.Option(None, "--plans", help="Comma-separated body plans (default: all)."),
 ) -> None:
     """CD-J2J / J2B / B2B, joint precision and recall, parent accuracy, skin L1, seconds per mesh per body plan."""
     if json_path.suffix.lower() != ".json":
         raise UsageError(f"--json {json_path} should end in .json")
     if meshes < 1:
         raise UsageError(f"--meshes must be >= 1, got {meshes}")
+    from genmotion.rigging.creatures import BODY_PLANS
+
+    chosen = sorted(BODY_PLANS) if plans is None else [p.strip() for p in plans.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in BODY_PLANS]
+    if unknown or not chosen:
+        raise UsageError(f"unknown body plans {unknown}", fix=f"use some of {', '.join(sorted(BODY_PLANS))}")
     from genmotion.rigging.bench import run_rig_bench
 
-    run_rig_bench(json_path, plot, ckpt=ckpt, compare=compare, meshes=2 if quick else meshes, threads=threads)
+    run_rig_bench(
+        json_path, plot, ckpt=ckpt, compare=compare, meshes=2 if quick else meshes, threads=threads, plans=chosen
+    )
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
