@@ -111,6 +111,17 @@ def resolve(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if is_checkpoint_dir(p):
         return p
+    name = str(name_or_path)
+    for root in (embedded_dir(), home_dir()):  # the folder of that name, read alone (no scan of the others)
+        d = root / name
+        if name and "/" not in name and name not in (".", "..") and is_checkpoint_dir(d):
+            try:
+                read_checkpoint_config(d)
+            except (GenmotionError, OSError) as e:
+                raise InputError(
+                    f"the checkpoint {name!r} ({d}) cannot be read", why=str(e), fix="re-install it"
+                ) from e
+            return d
     entries, broken = _scan()
     for entry in entries:
         if entry.name == str(name_or_path):

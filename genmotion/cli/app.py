@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import typer
 
@@ -94,6 +95,20 @@ def _register_commands(args: list[str] | None = None) -> None:
         _load_plugin(ep)
 
 
+_built: tuple[tuple[int, ...], Any] | None = None  # the click command of the app, rebuilt when a command is added
+
+
+def _click_command() -> Any:
+    """typer's click command for the app, built once per set of registered commands (building it costs
+    tens of milliseconds, which every main() call in a process would pay again)."""
+    global _built
+    groups = [g.typer_instance for g in app.registered_groups if g.typer_instance is not None]
+    key = (len(app.registered_commands), *(len(g.registered_commands) + len(g.registered_groups) for g in groups))
+    if _built is None or _built[0] != key:
+        _built = (key, typer.main.get_command(app))
+    return _built[1]
+
+
 def _usage_line(e: Exception) -> str:
     """A click usage error as one line: the message and where the help is (the usage block is for --help)."""
     ctx = getattr(e, "ctx", None)
@@ -111,7 +126,7 @@ def _interrupt_code(e: BaseException) -> int:
 def _run(args: list[str], debug: bool) -> int:
     from genmotion.errors import GenmotionError
 
-    command = typer.main.get_command(app)
+    command = _click_command()
     try:
         with command.make_context("genmotion", args) as ctx:
             command.invoke(ctx)

@@ -64,3 +64,66 @@ def test_registry_errors_list_the_names(tmp_path):
         resolve("nope")
     with pytest.raises(InputError, match="not a genmotion checkpoint"):
         read_checkpoint_config(tmp_path)
+
+
+@pytest.mark.parametrize(("umask", "folder", "file"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_exported_checkpoints_follow_the_umask(tmp_path, umask, folder, file):
+    import os
+
+    old = os.umask(umask)
+    try:
+        d = save_pretrained(tmp_path / "ck", _model(), {"kind": "test"}, card="# c")
+    finally:
+        os.umask(old)
+    assert d.stat().st_mode & 0o777 == folder
+    assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {
+        n: file for n in ("model.safetensors", "config.yaml", "card.md", ".genmotion-output")
+    }
+
+
+def test_save_pretrained_never_deletes_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / "ck"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already exists"):
+        save_pretrained(out, _model(), {"kind": "test"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"] and (out / "notes.txt").read_text() == "mine"
+    save_pretrained(out, _model(), {"kind": "test"}, force=True)
+    assert (tmp_path / "ck.old-1" / "notes.txt").read_text() == "mine" and is_checkpoint_dir(out)
+
+
+def test_save_pretrained_replaces_a_previous_checkpoint_even_without_the_marker(tmp_path):
+    d = save_pretrained(tmp_path / "ck", _model(), {"kind": "test"}, card="# old")
+    (d / ".genmotion-output").unlink()  # written by an older version
+    save_pretrained(d, _model(), {"kind": "test"}, card="# new")
+    assert (d / "card.md").read_text() == "# new" and sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_failed_save_leaves_nothing(tmp_path):
+    class Broken(torch.nn.Linear):
+        def state_dict(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_pretrained(tmp_path / "ck", Broken(2, 2), {"kind": "test"})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("data", [b"", b"\x08\x00\x00\x00\x00\x00\x00\x00{}", b"\xff" * 64])
+def test_unreadable_weights_are_input_errors(tmp_path, data):
+    from genmotion.checkpoint import check_weights
+
+    d = save_pretrained(tmp_path / "ck", _model(), {"kind": "test"})
+    (d / "model.safetensors").write_bytes(data)
+    with pytest.raises(InputError, match="cannot read"):
+        check_weights(d)
+    with pytest.raises(InputError, match="cannot read"):
+        load_weights(_model(), d)
+
+
+def test_wrong_shapes_are_input_errors(tmp_path):
+    d = save_pretrained(
+        tmp_path / "ck", torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.LayerNorm(5)), {"kind": "t"}
+    )
+    with pytest.raises(InputError, match="shape"):
+        load_weights(_model(), d)
