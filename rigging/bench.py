@@ -19,7 +19,7 @@ import torch
 from genmotion.bench.report import bar_chart, save_results, set_bench_threads
 from genmotion.rigging.creatures import BODY_PLANS, random_creature
 from genmotion.rigging.geometry import analytic_skin, capsule_mesh, linear_blend, normalisation
-from genmotion.rigging.meshio import vertex_normals
+from genmotion.rigging.meshio import sample_surface, vertex_normals
 from genmotion.rigging.metrics import skeleton_metrics, skin_metrics
 from genmotion.rigging.postprocess import postprocess_skin
 from genmotion.rigging.sampler import teacher_forced_skin
@@ -102,9 +102,10 @@ def _skin_scores(
     """Skin metrics against the known skeleton (teacher-forced), post-processed as released, and the vertex
     error after a random pose deformed with the predicted vs the true weights."""
     points = torch.tensor(np.concatenate([(V - centre) / scale, vertex_normals(V, F)], 1), dtype=pipe.dtype)
-    sub = points[torch.from_numpy(rng.choice(len(V), size=min(len(V), pipe.config.num_points), replace=False))]
+    pts, nrm = sample_surface(V, F, pipe.config.num_points, rng)  # the shape input, as the pipeline samples it
+    shape = torch.tensor(np.concatenate([(pts - centre) / scale, nrm], 1), dtype=pipe.dtype)
     w = teacher_forced_skin(
-        pipe.model, sub, torch.tensor(gts.joints, dtype=pipe.dtype), torch.tensor(gts.parents), points
+        pipe.model, shape, torch.tensor(gts.joints, dtype=pipe.dtype), torch.tensor(gts.parents), points
     ).numpy()
     w = postprocess_skin(w, F, pipe.sampling.skin)
     out = skin_metrics(w, skin)
