@@ -41,7 +41,7 @@ VARIANTS: dict[str, SampleConfig] = {
 
 @dataclass(frozen=True, kw_only=True)
 class BenchSettings:
-    clips: int = 4
+    clips: int = 3
     frames: int = 16
     input_size: tuple[int, int] = (144, 192)
     sizes: tuple[str, ...] = ("1k", "2k", "4k")
@@ -211,7 +211,7 @@ def render_preview(ckpt: str, path: str | Path, *, seed: int = 9000, frames: int
     rows = []
     for t in (0, frames // 2, frames - 1):
         gt = render_equirect(scene, t, 256, 512).rgb[0].numpy()
-        pano = np.asarray(Image.fromarray(out[t]).resize((512, 256), Image.BILINEAR))
+        pano = np.asarray(Image.fromarray(out[t]).resize((512, 256), Image.Resampling.BILINEAR))
         view = np.asarray(Image.fromarray(_uint8_video(clip)[t]).resize((192, 144)))
         view = np.pad(view, ((56, 56), (8, 8), (0, 0)), constant_values=255)
         rows.append(np.concatenate([view, gt, np.full((256, 8, 3), 255, np.uint8), pano], axis=1))
