@@ -1,0 +1,26 @@
+"""The shipped `cubecomposer-toy`: loads by name, and its seeded output is pinned (golden slice)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import genmotion
+from genmotion.panorama.config import SampleConfig
+from genmotion.panorama.data import Trajectory
+from genmotion.panorama.pipeline import CubeComposerPipeline
+from genmotion.panorama.sampler import CubeComposerSampler
+
+
+def test_cubecomposer_toy_golden_slice() -> None:
+    pipe = genmotion.load("cubecomposer-toy")
+    assert isinstance(pipe, CubeComposerPipeline) and pipe.config.face_size == 16
+    frames = np.random.default_rng(0).integers(0, 256, (4, 36, 48, 3), dtype=np.uint8)
+    video = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    cond, mask = pipe.condition(video, Trajectory.front(4, 90))
+    sampler = CubeComposerSampler(pipe.model, SampleConfig(num_steps=4))
+    cube = torch.cat([w.cube for w in sampler.stream(cond, mask, torch.Generator().manual_seed(0))])
+    back = torch.tensor([-0.0736, -0.0153, -0.2473, 0.146, 0.1831, 0.2288])  # frame 3, face B, red, row 8
+    up = torch.tensor([0.6133, 0.6454, 0.6865, 0.6404])  # frame 1, face U, blue, row 3: the sky
+    torch.testing.assert_close(cube[3, 2, 0, 8, :6], back, atol=2e-4, rtol=0)
+    torch.testing.assert_close(cube[1, 4, 2, 3, :4], up, atol=2e-4, rtol=0)
