@@ -63,13 +63,14 @@ class BenchSettings:
     fvd_clips: int = 256  # clips per set in the toy-world FVD (generated, reference and floor each)
     diagnosis_clips: int = 128  # the first of those prompts, for every diagnosis row
     sweep: bool = True  # the sampling-settings rows of the diagnosis
+    held_out_clips: int = 128  # the same specs in held-out paraphrases: their own FVD
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(
             prompts=2, seeds=(0,), num_frames=8, two_object_prompts=1, drift_prompts=1, drift_frames=24,
             switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1, probe_captions=64,
-            fvd_clips=6, diagnosis_clips=4, sweep=False,
+            fvd_clips=6, diagnosis_clips=4, sweep=False, held_out_clips=4,
         )  # fmt: skip
 
 

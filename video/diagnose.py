@@ -16,7 +16,7 @@ import torch
 from genmotion.pipeline import to_uint8
 from genmotion.video.fvd import Yardstick, frozen
 
-__all__ = ["diagnose", "generate_set", "reconstruct", "teacher_forced"]
+__all__ = ["context_rows", "diagnose", "generate_set", "reconstruct", "teacher_forced", "teacher_forced_codes"]
 
 
 def _is_flow(pipe: Any) -> bool:
@@ -153,18 +153,26 @@ def _frozen_frame(yardstick: Yardstick, free: np.ndarray, t: int) -> dict[str, f
     return out
 
 
+def context_rows(pipe: Any, yardstick: Yardstick, count: int) -> dict[str, dict[str, float]]:
+    """The tokenizer alone and teacher-forced prediction, both made from the floor's ground truth (seed 2), so
+    that, like the floor, they are scored against a reference they share nothing with but the prompts."""
+    prompts, truth = yardstick.prompts[:count], yardstick.floor_clips[:count]
+    return {
+        "tokenizer_reconstruction": yardstick.score(reconstruct(pipe, truth)),
+        "teacher_forced": yardstick.score(teacher_forced(pipe, prompts, truth, guidance_scale=3.0)),
+    }
+
+
 def diagnose(pipe: Any, yardstick: Yardstick, free: np.ndarray, count: int, *, sweep: bool = True) -> dict[str, Any]:
     """Every diagnosis row on the first `count` prompts of the yardstick, with the ground-truth floor beside it.
 
     `free`: the free-running clips already made for those prompts (seed 0, guidance 3)."""
     prompts, frames = yardstick.prompts[:count], free.shape[1]
-    truth = yardstick.reference[:count]
     rows: dict[str, Any] = {
         "clips": count,
         "ground_truth_floor": yardstick.score(yardstick.floor_clips[:count]),
         "free_running": yardstick.score(free[:count]),
-        "tokenizer_reconstruction": yardstick.score(reconstruct(pipe, truth)),
-        "teacher_forced": yardstick.score(teacher_forced(pipe, prompts, truth, guidance_scale=3.0)),
+        **context_rows(pipe, yardstick, count),
     }
     rows["frames"] = {t: _frozen_frame(yardstick, free[:count], t) for t in sorted({0, 1, frames // 2, frames - 1})}
     if sweep:

@@ -81,6 +81,7 @@ def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
     made = generate_set(pipe, train_words, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
     anchors = stick.anchors()
     generated = stick.score(made)
+    held_out = held_out[: s.held_out_clips]
     paraphrases = Yardstick([p.text for p in held_out], num_frames=s.num_frames, size=pipe.height, net=stick.net)
     made_held_out = generate_set(pipe, paraphrases.prompts, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
     truth, strip_made = strip_clips(pipe, s.num_frames, s.guidance_scale)
@@ -94,12 +95,74 @@ def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
         "generated": generated,
         "generated_over_ground_truth": _ratios(generated, anchors["ground_truth"]),
         "held_out_paraphrases": {
+            "clips": len(held_out),
             "generated": paraphrases.score(made_held_out),
             "ground_truth_fvd": paraphrases.fvd(paraphrases.floor_clips),
         },
         "diagnosis": diagnose(pipe, stick, made, min(s.diagnosis_clips, s.fvd_clips), sweep=s.sweep),
         "strip": _encode_strip(truth, strip_made),
     }
+
+
+def _redo_context_rows(pipe: Any, quality: dict[str, Any], s: Any, command: str) -> None:
+    """Recompute the diagnosis's tokenizer and teacher-forced rows of an existing `quality` section in place."""
+    from genmotion.video.diagnose import context_rows
+
+    held_out = balanced_prompts(s.fvd_clips, seed=2025)
+    stick = Yardstick([p.text for p in train_template_prompts(held_out)], num_frames=s.num_frames, size=pipe.height)
+    quality["diagnosis"].update(context_rows(pipe, stick, quality["diagnosis"]["clips"]))
+    quality.setdefault("setup", {})["context_rows_redone"] = "python -m genmotion.video.quality_bench " + command
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m genmotion.video.quality_bench --ckpt NAME --json F [--plot P]`: run only the `quality` section
+    and merge it into the bench JSON at F (its other sections are kept as they were; a missing F is created),
+    then redraw the chart and strip. For a busy host where the whole bench does not fit."""
+    import argparse
+    import json
+    import platform
+    import sys
+    import time
+    from dataclasses import asdict
+
+    import torch
+
+    import genmotion
+    from genmotion.bench.report import write_json
+    from genmotion.video.bench import BenchSettings, plot_video_bench
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--json", required=True, type=Path)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--diagnosis-clips", type=int, default=BenchSettings.diagnosis_clips)
+    parser.add_argument("--held-out-clips", type=int, default=BenchSettings.held_out_clips)
+    parser.add_argument("--context-rows-only", action="store_true", help="redo the tokenizer/teacher-forced rows")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = BenchSettings(diagnosis_clips=args.diagnosis_clips, held_out_clips=args.held_out_clips)
+    start = time.perf_counter()
+    results = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    if args.context_rows_only:
+        _redo_context_rows(genmotion.load(args.ckpt), results["quality"], settings, " ".join(argv or sys.argv[1:]))
+        write_json(results, args.json)
+        return
+    quality = run_quality(genmotion.load(args.ckpt), settings)
+    quality["setup"] = {
+        "command": "python -m genmotion.video.quality_bench " + " ".join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "threads": args.threads,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "seconds": time.perf_counter() - start,
+        "settings": {k: v for k, v in asdict(settings).items() if k in ("fvd_clips", "diagnosis_clips",
+                     "held_out_clips", "sweep", "num_frames", "guidance_scale")},
+    }  # fmt: skip
+    results["quality"] = quality
+    write_json(results, args.json)
+    if args.plot is not None:
+        plot_video_bench(results, args.plot) if "adherence" in results else plot_strip(quality, args.plot)
 
 
 def quality_line(q: dict[str, Any]) -> str:
@@ -133,3 +196,7 @@ def quality_panels(q: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
         ("diagnosis: pieces per frame", {k: v["pieces"] for k, v in rows.items()}),
         ("diagnosis: background change per frame", {k: v["background_change"] for k, v in rows.items()}),
     ]
+
+
+if __name__ == "__main__":
+    main()
