@@ -35,7 +35,9 @@ def colour_normals(normals_THW3: np.ndarray) -> np.ndarray:
 
 
 def panel(rgb: np.ndarray, seg: np.ndarray, depth: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """(T, H, W, ...) outputs -> (T, H, 4 W, 3) RGB | segmentation | depth | normals."""
+    """(T, H, W, ...) outputs -> (T, H, 4 W, 3) RGB | segmentation | depth | normals (black where the
+    segmentation says sky, as in the ground truth)."""
+    normals = np.where((seg == 0)[..., None], 0.0, normals)
     return np.concatenate([rgb, colour_segmentation(seg), colour_depth(depth), colour_normals(normals)], axis=2)
 
 
