@@ -64,16 +64,18 @@ def context_inputs(ctx: Context, config: CubeComposerConfig, rope: str = "cube")
     (absent faces invalid). Returns features (Lc, K + p^2), role (Lc,), positions (Lc, 3), valid (Lc,) with
     Lc = frames x 6 c^2; sparse attention keeps each slot to itself."""
     p, n = config.patch, config.cells**2
-    times = torch.unique(ctx.time)
-    slot = torch.searchsorted(times, ctx.time)
-    G = int(times.shape[0])
     items = torch.cat([patchify(ctx.pixels, p), patchify(ctx.mask, p)], dim=-1)  # (N, n, K + p^2)
+    dev = items.device
+    time, face = ctx.time.to(dev), ctx.face.to(dev)
+    times = torch.unique(time)
+    slot = torch.searchsorted(times, time)
+    G = int(times.shape[0])
     feats = items.new_zeros(G, 6, n, items.shape[-1])
-    feats[slot, ctx.face] = items
-    role = torch.zeros(G, 6, n, dtype=torch.long, device=items.device)
-    role[slot, ctx.face] = ctx.role[:, None].expand(-1, n)
-    valid = torch.zeros(G, 6, n, dtype=torch.bool, device=items.device)
-    valid[slot, ctx.face] = True
+    feats[slot, face] = items
+    role = torch.zeros(G, 6, n, dtype=torch.long, device=dev)
+    role[slot, face] = ctx.role.to(dev)[:, None].expand(-1, n)
+    valid = torch.zeros(G, 6, n, dtype=torch.bool, device=dev)
+    valid[slot, face] = True
     rc = face_positions(config, rope).to(items).flatten(2).transpose(1, 2)  # (6, n, 2)
     t = times.to(items)[:, None, None, None].expand(G, 6, n, 1)
     pos = torch.cat([t, rc[None].expand(G, -1, -1, -1)], dim=-1)
