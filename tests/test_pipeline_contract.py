@@ -21,11 +21,31 @@ from genmotion.registry import list_models
 
 Call = Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]
 
+
 # kind -> (args, kwargs) of a small call to stream()/generate()
+def _clip(frames: int, height: int, width: int) -> np.ndarray:
+    """A small fixed uint8 video (frames, height, width, 3): a bright square drifting over a gradient."""
+    y, x = np.mgrid[0:height, 0:width]
+    video = np.repeat(((x + y) * 255 // (height + width))[None, ..., None], frames, 0).repeat(3, -1)
+    for t in range(frames):
+        video[t, height // 3 : height // 3 + 8, 4 + 2 * t : 12 + 2 * t] = (230, 40, 40)
+    return video.astype(np.uint8)
+
+
+def _creature() -> tuple[Any, Any]:
+    from genmotion.rigging.creatures import random_creature
+    from genmotion.rigging.geometry import capsule_mesh
+
+    return capsule_mesh(random_creature("biped", np.random.default_rng(0)), sections=6)
+
+
 CALLS: dict[str, Call] = {
     "videoar": lambda: (("a red ball moving left",), {"num_frames": 2}),
     "ca2vdm": lambda: (("a blue square moving up",), {"num_frames": 2, "num_steps": 2}),
     "var": lambda: (("red circle",), {"num_images": 1}),
+    "cubecomposer": lambda: ((_clip(2, 36, 48),), {}),
+    "riganything": lambda: ((_creature(),), {"max_joints": 6, "sample_steps": 4}),
+    "vfmf": lambda: ((), {"context": _clip(3, 64, 64), "horizon": 1, "num_steps": 2}),
 }
 
 
