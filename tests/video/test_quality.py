@@ -150,3 +150,18 @@ def test_bench_video_quick_has_the_quality_section_and_strip(tmp_path):
     assert set(q["diagnosis"]) >= {"tokenizer_reconstruction", "teacher_forced", "free_running", "frames"}
     strip = tmp_path / "bench_strip.png"
     assert png.is_file() and strip.is_file()
+
+
+def test_quality_section_on_a_tiny_causal_flow_model(tmp_path):
+    """The Ca2-VDM paths: autoencoder reconstruction, teacher-forced chunks after a clean prefix, the strip."""
+    from genmotion.video.bench import BenchSettings
+    from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+    from genmotion.video.quality_bench import plot_strip, run_quality
+    from tests.video.video_tiny import tiny_ca2vdm
+
+    pipe = Ca2VDMPipeline(tiny_ca2vdm())
+    q = run_quality(pipe, BenchSettings.quick())
+    d = q["diagnosis"]
+    assert d["clips"] == 4 and d["teacher_forced"]["clips"] == 4.0 and d["tokenizer_reconstruction"]["fvd"] > 0
+    assert q["ground_truth"]["pieces"] == pytest.approx(1.0, abs=0.1)
+    assert plot_strip(q, tmp_path / "strip.png").stat().st_size > 0
