@@ -62,7 +62,7 @@ def _run(
     from genmotion.world.pipeline import WorldChunk
 
     torch.set_num_threads(threads)
-    frames = read_video(context)
+    frames = read_video(context, backend="pyav")  # short clips; PyAV fails quietly where decord prints to stderr
     pipe = genmotion.load(ckpt, device=device)
     chunks: list[WorldChunk] = []
     stream = pipe.stream(frames, horizon=horizon, num_samples=samples, seed=seed, num_steps=steps)
