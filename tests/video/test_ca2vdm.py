@@ -230,8 +230,9 @@ def test_cli_bad_cache_param_is_a_usage_error(tmp_path, capsys, param):
     assert "cache" in capsys.readouterr().err
 
 
-def test_cli_unknown_cache_lists_valid_ones(tmp_path, capsys):
-    code = main(["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "lru", "--ckpt", str(tmp_path / "none")])
+def test_cli_unknown_cache_lists_valid_ones(ckpt, tmp_path, capsys):
+    out = str(tmp_path / "x.mp4")
+    code = main(["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "lru", "--ckpt", str(ckpt), "-o", out])
     assert code == 2
     err = capsys.readouterr().err
     assert "lru" in err and "flowcache-kv" in err and "forcing-kv" in err
