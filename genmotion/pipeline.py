@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from genmotion.errors import InputError, UsageError
+from genmotion.checkpoint import check_weights as check_weights_file
+from genmotion.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -166,20 +167,6 @@ def resolve_device_dtype(device: Any, dtype: Any) -> tuple[torch.device, torch.d
     if dt == torch.float16 and dev.type == "cpu":
         raise UsageError("float16 on the CPU is refused", why="it runs ~500x slower than fp32 here", fix="use bf16")
     return dev, dt
-
-
-def check_weights_file(directory: Path) -> None:
-    """Raise `InputError` (exit 3) when a checkpoint's weights file is not readable safetensors."""
-    from genmotion.checkpoint import WEIGHTS_NAME
-
-    path = Path(directory) / WEIGHTS_NAME
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            f.keys()
-    except Exception as e:  # safetensors raises several types for truncated / random files
-        raise InputError(f"cannot read {path}", why=f"{type(e).__name__}: {e}", fix="re-export the checkpoint") from e
 
 
 # ------------------------------------------------------------------------------------ capability protocols
