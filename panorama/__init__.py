@@ -6,8 +6,7 @@ Names are imported on first use, so `genmotion --help` (which imports the CLI mo
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from genmotion.lazy import lazy_attributes
 
 __all__ = [
     "OUTPUT_SIZES",
@@ -30,7 +29,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'genmotion.panorama' has no attribute {name!r}")
-    return getattr(import_module(f"genmotion.panorama.{_HOME[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOME)

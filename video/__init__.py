@@ -6,8 +6,7 @@ Names are resolved lazily so `import genmotion.video` stays free of torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from genmotion.lazy import lazy_attributes
 
 __all__ = [
     "SamplingConfig",
@@ -40,7 +39,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -5,22 +5,17 @@ Importing this package loads nothing heavy; the names below are imported on firs
 
 from __future__ import annotations
 
-from typing import Any
+from genmotion.lazy import lazy_attributes
 
 __all__ = ["VFMFConfig", "VFMFModel", "VFMFPipeline", "WorldChunk", "WorldResult"]
 
 _WHERE = {
-    "VFMFConfig": "genmotion.world.config",
-    "VFMFModel": "genmotion.world.model",
-    "VFMFPipeline": "genmotion.world.pipeline",
-    "WorldChunk": "genmotion.world.pipeline",
-    "WorldResult": "genmotion.world.pipeline",
+    "VFMFConfig": "config",
+    "VFMFModel": "model",
+    "VFMFPipeline": "pipeline",
+    "WorldChunk": "pipeline",
+    "WorldResult": "pipeline",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'genmotion.world' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
