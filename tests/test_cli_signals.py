@@ -18,9 +18,23 @@ GENMOTION = str(Path(sys.executable).with_name("genmotion"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def _start(folder: Path) -> subprocess.Popen:
-    args = [GENMOTION, "video", "-p", "a red ball bouncing to the left", "-n", "100000", "-o", "v.mp4"]
-    return subprocess.Popen(args, cwd=folder, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def started():
+    """Start `genmotion video` for a very long video; the process is killed after the test whatever happens."""
+    procs: list[subprocess.Popen] = []
+
+    def start(folder: Path) -> subprocess.Popen:
+        args = [GENMOTION, "video", "-p", "a red ball bouncing to the left", "-n", "100000", "-o", "v.mp4"]
+        procs.append(
+            subprocess.Popen(args, cwd=folder, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _wait_for(ready, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
@@ -35,7 +49,7 @@ def _wait_for(ready, proc: subprocess.Popen, what: str, timeout: float = 60.0) -
 
 def _wait_for_frames(folder: Path, proc: subprocess.Popen) -> None:
     """Until the writer has opened its hidden temporary MP4 (the first frames exist), and a little more."""
-    _wait_for(lambda: any(folder.glob(".v.mp4.*.tmp")), proc, "the first frame")
+    _wait_for(lambda: any(folder.glob(".v.mp4.*.tmp")), proc, "the first frame", timeout=120.0)
     time.sleep(1.0)
 
 
@@ -48,8 +62,8 @@ def _handles_sigterm(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_generation_leaves_a_playable_partial(tmp_path, sig, code):
-    proc = _start(tmp_path)
+def test_signal_during_generation_leaves_a_playable_partial(started, tmp_path, sig, code):
+    proc = started(tmp_path)
     _wait_for_frames(tmp_path, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -60,8 +74,8 @@ def test_signal_during_generation_leaves_a_playable_partial(tmp_path, sig, code)
     assert frames > 0 and len(lines) == 1 and f"after {frames} frames" in lines[0] and "v.partial.mp4" in lines[0]
 
 
-def test_sigterm_before_any_frame_removes_everything(tmp_path):
-    proc = _start(tmp_path)
+def test_sigterm_before_any_frame_removes_everything(started, tmp_path):
+    proc = started(tmp_path)
     _wait_for(lambda: _handles_sigterm(proc.pid), proc, "main() installing its handlers")
     time.sleep(0.1)  # inside the imports / model load, before the first frame
     assert not any(tmp_path.iterdir())

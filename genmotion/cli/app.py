@@ -132,8 +132,12 @@ def _run(args: list[str], debug: bool) -> int:
             command.invoke(ctx)
         return 0
     except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (runtime.Terminated); the command said where its output is
-        notes = [n for n in getattr(e, "__notes__", []) if n]
-        typer.echo(f"genmotion: interrupted{': ' + notes[-1] if notes else ''}", err=True)
+        notes = [str(n) for n in getattr(e, "__notes__", []) if n]
+        note = notes[-1] if notes else ""
+        typer.echo(
+            f"genmotion: {note}" if note.startswith("interrupted") else f"genmotion: interrupted{note and ': ' + note}",
+            err=True,
+        )
         return _interrupt_code(e)
     except Exception as e:  # one line per error; --debug shows the traceback
         if debug:
