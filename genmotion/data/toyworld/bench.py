@@ -52,10 +52,11 @@ def degrade_frames(frames: torch.Tensor, generator: torch.Generator, *, noise: f
     return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).reshape(frames.shape)
 
 
-def detector_accuracy(specs: Sequence[ClipSpec], frames: torch.Tensor) -> dict[str, float]:
+def detector_accuracy(specs: Sequence[ClipSpec], frames: torch.Tensor) -> dict[str, float | None]:
     """Share of one-object clips (B, T, H, W, 3) whose colour, shape, size, motion, bounce heading,
-    background and object count the detector reads right. Size is not scored for grow/shrink: it
-    depends on the window and captions never state it."""
+    background and object count the detector reads right (None for an attribute no clip shows, e.g. heading
+    without a bouncing clip). Size is not scored for grow/shrink: it depends on the window and captions never
+    state it."""
     hits = dict.fromkeys((*_ATTRIBUTES, "heading", "background", "count"), 0)
     totals = dict.fromkeys(hits, 0)
     for spec, clip in zip(specs, frames, strict=True):
@@ -72,7 +73,7 @@ def detector_accuracy(specs: Sequence[ClipSpec], frames: torch.Tensor) -> dict[s
         hits["background"] += found.background == spec.background
         totals["count"] += 1
         hits["count"] += len(found.objects) == 1
-    return {name: hits[name] / max(totals[name], 1) for name in hits}
+    return {name: hits[name] / totals[name] if totals[name] else None for name in hits}  # None: no such clip
 
 
 def _speeds(cfg: ToyworldBenchConfig, generator: torch.Generator) -> dict[str, Any]:
@@ -120,6 +121,9 @@ def run_toyworld_bench(cfg: ToyworldBenchConfig | None = None) -> dict[str, Any]
 
 def plot_toyworld_bench(results: dict[str, Any], path: str | Path) -> None:
     """Speed (ms) and accuracy (min over attributes) bars as a PNG, drawn with PIL."""
-    accuracy = {k: min(v.values()) if isinstance(v, dict) else v for k, v in results["accuracy"].items()}
+    accuracy = {
+        k: min(x for x in v.values() if x is not None) if isinstance(v, dict) else v
+        for k, v in results["accuracy"].items()
+    }
     panels = [("speed (ms, lower is better)", results["speed_ms"]), ("detector accuracy (worst attribute)", accuracy)]
     bar_chart(panels, path)
