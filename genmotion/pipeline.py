@@ -74,6 +74,8 @@ class Pipeline(ABC):
     implement `_from_checkpoint`, `save_pretrained`, `stream` and `collect`."""
 
     kind: ClassVar[str]
+    #: every top-level key this kind's config.yaml may hold (`kind` included); others are refused (exit 3)
+    config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
@@ -85,7 +87,7 @@ class Pipeline(ABC):
     ) -> Any:
         """Load a checkpoint directory or registry name; weights on `device` (cpu) cast to `dtype` (fp32)."""
         from genmotion.checkpoint import read_checkpoint_config
-        from genmotion.registry import resolve
+        from genmotion.registry import check_config_keys, resolve
 
         directory = resolve(path_or_name)
         config = read_checkpoint_config(directory)
@@ -94,6 +96,7 @@ class Pipeline(ABC):
                 f"{directory} is a {config['kind']!r} checkpoint, not {cls.kind!r}",
                 fix=f"load it with genmotion.load({str(path_or_name)!r}) or pick a {cls.kind} checkpoint",
             )
+        check_config_keys(Path(directory), config, cls)
         device, dtype = resolve_device_dtype(device, dtype)
         pipe = cls._from_checkpoint(Path(directory), config)
         return pipe.to(device=device, dtype=dtype)

@@ -64,6 +64,7 @@ class CubeComposerPipeline(Pipeline):
     """`genmotion.load("cubecomposer-toy").stream(video=..., trajectory=..., size="1k")`."""
 
     kind = KIND
+    config_keys = frozenset({"kind", "model", "fps", "input_size"})
 
     def __init__(self, model: CubeComposerModel, *, fps: float = 8.0, input_size: tuple[int, int] = (36, 48)):
         super().__init__(model)

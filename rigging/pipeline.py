@@ -96,6 +96,7 @@ class RigAnythingPipeline(Pipeline):
     """Skeleton + skin for any mesh; `rig(mesh)` is `generate(mesh)`."""
 
     kind = RIG_KIND
+    config_keys = frozenset({"kind", "net", "sampling", "held_out"})
 
     def __init__(self, model: RigAnything, sampling: RigSamplingConfig | None = None) -> None:
         super().__init__(model)

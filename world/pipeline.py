@@ -65,6 +65,7 @@ class VFMFPipeline(Pipeline):
     """Feature forecasting world model; `stream(context=frames, horizon=, num_samples=)`."""
 
     kind: ClassVar[str] = "vfmf"
+    config_keys = frozenset({"kind", "model"})
     fps: float = 8.0
 
     def __init__(self, model: VFMFModel) -> None:
