@@ -42,97 +42,99 @@ def _flow_model(name: str, seed: int) -> tuple[Any, Any]:
     return model, layout
 
 
+def profile_heads(
+    model: str = typer.Option(..., "--model", help="'tiny', a registry name or a checkpoint directory."),
+    out: Path = typer.Option(..., "-o", "--out", help="Write the head profile here (JSON)."),
+    chunks: int = typer.Option(8, "--chunks", help="Chunks generated while profiling."),
+    steps: int = typer.Option(4, "--steps", help="Denoising steps per chunk while profiling."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed (and the weights of --model tiny)."),
+) -> None:
+    """Classify attention heads as static (>= 80 % of history attention on the last 4 frames) or dynamic."""
+    check_number("--chunks", chunks, low=1, high=10_000)
+    check_number("--steps", steps, low=1, high=1000)
+    check_number("--seed", seed, low=0)
+    check_file_output(out, (".json",))
+    import torch
+
+    from genmotion.cache import profile_heads as run_profile
+    from genmotion.cache import save_head_profile
+
+    if model != "tiny":  # a pipeline with its own head profiler (e.g. VAR's next-scale HACK/ScaleKV profile)
+        from genmotion.pipeline import HeadProfiler
+        from genmotion.registry import load_pipeline
+
+        pipe = load_pipeline(model)
+        if isinstance(pipe, HeadProfiler):
+            typer.echo(pipe.profile_heads(out, seed=seed))
+            return
+    flow, layout = _flow_model(model, seed)
+    profile = run_profile(
+        flow,
+        layout,
+        generator=torch.Generator().manual_seed(seed),
+        num_chunks=chunks,
+        num_steps=steps,
+        model_name=model,
+    )
+    save_head_profile(profile, out)
+    static = sum(s for row in profile.static for s in row)
+    total = profile.num_layers * profile.num_heads
+    typer.echo(f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static")
+
+
+def cache(
+    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+    model: str = typer.Option(
+        "tiny", "--model", help="'tiny' (a seeded toy flow model) or a causal flow checkpoint (e.g. ca2vdm-toy)."
+    ),
+    prompt: str | None = typer.Option(None, "--prompt", help="Text prompt of a checkpoint's videos."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance of a checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", help="Denoising steps per chunk (default 24, quick 12)."),
+    lengths: str | None = typer.Option(None, "--lengths", help="Video lengths in chunks, e.g. '4,8,16,32'."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Timed passes per policy (median)."),
+    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
+) -> None:
+    """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
+    from genmotion.errors import UsageError
+
+    check_file_output(json_path, (".json",), "--json")
+    if plot is not None:
+        check_file_output(plot, (".png",), "--plot")
+    check_number("--guidance", guidance, low=0)
+    check_number("--threads", threads, low=1)
+    if prompt is not None and not prompt.strip():
+        raise UsageError("--prompt is empty", fix="describe the video in a few words")
+    try:
+        sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
+    except ValueError:
+        raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
+    if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
+        raise UsageError("--lengths, --steps and --repeats must be >= 1")
+    from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
+    from genmotion.bench.report import save_results, set_bench_threads
+
+    set_bench_threads(threads)
+    cfg = CacheBenchConfig.for_model(
+        model,
+        quick=quick,
+        prompt=prompt,
+        guidance_scale=guidance,
+        num_steps=steps,
+        lengths=sizes,
+        repeats=repeats,
+    )
+    results = run_cache_bench(cfg)
+    save_results(results, json_path, plot, plot_cache_bench)
+    targets = results["targets"]
+    met = sum(bool(t["met"]) for t in targets.values())  # met is None without a targets file
+    typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")
+    for name, t in targets.items():
+        typer.echo(f"  {'met ' if t['met'] else 'MISS'} {name}: {t['value']} (target {t['target']})")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add `profile-heads` to `app` and `cache` to `bench_app` (torch is imported only when they run)."""
-
-    @app.command("profile-heads")
-    def profile_heads(
-        model: str = typer.Option(..., "--model", help="'tiny', a registry name or a checkpoint directory."),
-        out: Path = typer.Option(..., "-o", "--out", help="Write the head profile here (JSON)."),
-        chunks: int = typer.Option(8, "--chunks", help="Chunks generated while profiling."),
-        steps: int = typer.Option(4, "--steps", help="Denoising steps per chunk while profiling."),
-        seed: int = typer.Option(0, "--seed", help="Noise seed (and the weights of --model tiny)."),
-    ) -> None:
-        """Classify attention heads as static (>= 80 % of history attention on the last 4 frames) or dynamic."""
-        check_number("--chunks", chunks, low=1, high=10_000)
-        check_number("--steps", steps, low=1, high=1000)
-        check_number("--seed", seed, low=0)
-        check_file_output(out, (".json",))
-        import torch
-
-        from genmotion.cache import profile_heads as run_profile
-        from genmotion.cache import save_head_profile
-
-        if model != "tiny":  # a pipeline with its own head profiler (e.g. VAR's next-scale HACK/ScaleKV profile)
-            from genmotion.pipeline import HeadProfiler
-            from genmotion.registry import load_pipeline
-
-            pipe = load_pipeline(model)
-            if isinstance(pipe, HeadProfiler):
-                typer.echo(pipe.profile_heads(out, seed=seed))
-                return
-        flow, layout = _flow_model(model, seed)
-        profile = run_profile(
-            flow,
-            layout,
-            generator=torch.Generator().manual_seed(seed),
-            num_chunks=chunks,
-            num_steps=steps,
-            model_name=model,
-        )
-        save_head_profile(profile, out)
-        static = sum(s for row in profile.static for s in row)
-        total = profile.num_layers * profile.num_heads
-        typer.echo(f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static")
-
-    @bench_app.command("cache")
-    def cache(
-        json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-        plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
-        model: str = typer.Option(
-            "tiny", "--model", help="'tiny' (a seeded toy flow model) or a causal flow checkpoint (e.g. ca2vdm-toy)."
-        ),
-        prompt: str | None = typer.Option(None, "--prompt", help="Text prompt of a checkpoint's videos."),
-        guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance of a checkpoint."),
-        steps: int | None = typer.Option(None, "--steps", help="Denoising steps per chunk (default 24, quick 12)."),
-        lengths: str | None = typer.Option(None, "--lengths", help="Video lengths in chunks, e.g. '4,8,16,32'."),
-        repeats: int | None = typer.Option(None, "--repeats", help="Timed passes per policy (median)."),
-        threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
-        quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
-    ) -> None:
-        """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
-        from genmotion.errors import UsageError
-
-        check_file_output(json_path, (".json",), "--json")
-        if plot is not None:
-            check_file_output(plot, (".png",), "--plot")
-        check_number("--guidance", guidance, low=0)
-        check_number("--threads", threads, low=1)
-        if prompt is not None and not prompt.strip():
-            raise UsageError("--prompt is empty", fix="describe the video in a few words")
-        try:
-            sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
-        except ValueError:
-            raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
-        if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
-            raise UsageError("--lengths, --steps and --repeats must be >= 1")
-        from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
-        from genmotion.bench.report import save_results, set_bench_threads
-
-        set_bench_threads(threads)
-        cfg = CacheBenchConfig.for_model(
-            model,
-            quick=quick,
-            prompt=prompt,
-            guidance_scale=guidance,
-            num_steps=steps,
-            lengths=sizes,
-            repeats=repeats,
-        )
-        results = run_cache_bench(cfg)
-        save_results(results, json_path, plot, plot_cache_bench)
-        targets = results["targets"]
-        met = sum(t["met"] for t in targets.values())
-        typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")
-        for name, t in targets.items():
-            typer.echo(f"  {'met ' if t['met'] else 'MISS'} {name}: {t['value']} (target {t['target']})")
+    app.command("profile-heads")(profile_heads)
+    bench_app.command("cache")(cache)
