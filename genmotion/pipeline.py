@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from genmotion.checkpoint import check_weights as check_weights_file
 from genmotion.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ __all__ = [
     "HeadProfiler",
     "Pipeline",
     "Result",
-    "check_weights_file",
     "resolve_device_dtype",
     "to_uint8",
 ]
@@ -86,7 +84,7 @@ class Pipeline(ABC):
         cls, path_or_name: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> Any:
         """Load a checkpoint directory or registry name; weights on `device` (cpu) cast to `dtype` (fp32)."""
-        from genmotion.checkpoint import read_checkpoint_config
+        from genmotion.checkpoint import check_weights, read_checkpoint_config
         from genmotion.registry import check_config_keys, resolve
 
         directory = resolve(path_or_name)
@@ -97,6 +95,7 @@ class Pipeline(ABC):
                 fix=f"load it with genmotion.load({str(path_or_name)!r}) or pick a {cls.kind} checkpoint",
             )
         check_config_keys(Path(directory), config, cls)
+        check_weights(directory)  # truncated, empty or foreign weights: exit 3, before any tensor is built
         device, dtype = resolve_device_dtype(device, dtype)
         pipe = cls._from_checkpoint(Path(directory), config)
         return pipe.to(device=device, dtype=dtype)
@@ -156,10 +155,9 @@ def resolve_device_dtype(device: Any, dtype: Any) -> tuple[torch.device, torch.d
     is not floating point is a `UsageError`."""
     import torch
 
-    try:
-        dev = torch.device(device or "cpu")
-    except (RuntimeError, TypeError) as e:
-        raise UsageError(f"unknown device {device!r}", fix="use cpu, cuda or cuda:N") from e
+    from genmotion.runtime import resolve_device
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device or "cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} is not available here", why="torch sees no CUDA device", fix="use cpu")
     if dev.type not in ("cpu", "cuda"):

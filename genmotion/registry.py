@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from genmotion.checkpoint import CARD_NAME, WEIGHTS_NAME, check_weights, is_checkpoint_dir, read_checkpoint_config
+from genmotion.checkpoint import CARD_NAME, WEIGHTS_NAME, is_checkpoint_dir, read_checkpoint_config
 from genmotion.errors import GenmotionError, InputError, UsageError
 
 __all__ = [
@@ -163,8 +163,5 @@ def pipeline_class(kind: str) -> Any:
 def load_pipeline(name_or_path: str | Path, device: Any = None, dtype: Any = None) -> Any:
     """Registry name or directory -> the pipeline of its kind, loaded."""
     d = resolve(name_or_path)
-    config = read_checkpoint_config(d)
-    cls = pipeline_class(str(config["kind"]))
-    check_config_keys(d, config, cls)
-    check_weights(d)  # truncated, empty or foreign weights: exit 3, before any tensor is built
-    return cls.from_pretrained(d, device=device, dtype=dtype)
+    cls = pipeline_class(str(read_checkpoint_config(d)["kind"]))
+    return cls.from_pretrained(d, device=device, dtype=dtype)  # checks the config keys and the weights file

@@ -24,7 +24,7 @@ from genmotion.panorama.model import CubeComposerModel
 from genmotion.panorama.render import PanoramaRenderer
 from genmotion.panorama.sampler import CubeComposerSampler
 from genmotion.panorama.trajectory import parse_trajectory
-from genmotion.pipeline import Chunk, Pipeline, Result, check_weights_file
+from genmotion.pipeline import Chunk, Pipeline, Result
 
 __all__ = ["KIND", "CubeComposerPipeline", "PanoramaChunk", "PanoramaResult"]
 
@@ -73,7 +73,6 @@ class CubeComposerPipeline(Pipeline):
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> CubeComposerPipeline:
-        check_weights_file(directory)
         model_cfg = from_dict(CubeComposerConfig, config.get("model", {}), prefix="model")
         model = load_weights(CubeComposerModel(model_cfg), directory, dtype=torch.float32)
         size = config.get("input_size", [36, 48])

@@ -16,7 +16,7 @@ import torch
 from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import UsageError
-from genmotion.pipeline import Chunk, Pipeline, Result, check_weights_file
+from genmotion.pipeline import Chunk, Pipeline, Result
 from genmotion.rigging.config import RigModelConfig, RigSamplingConfig
 from genmotion.rigging.export import MeshVisual, format_for, visual_of, write_rig
 from genmotion.rigging.geometry import normalisation
@@ -108,7 +108,6 @@ class RigAnythingPipeline(Pipeline):
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> RigAnythingPipeline:
-        check_weights_file(directory)
         model = RigAnything(from_dict(RigModelConfig, config["net"], prefix="net"))
         load_weights(model, directory)
         return cls(model, from_dict(RigSamplingConfig, config.get("sampling", {}), prefix="sampling"))

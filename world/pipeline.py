@@ -18,7 +18,7 @@ import torch
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import InputError, UsageError
-from genmotion.pipeline import Chunk, Pipeline, Result, check_weights_file, to_uint8
+from genmotion.pipeline import Chunk, Pipeline, Result, to_uint8
 from genmotion.world.config import ForecasterConfig, VFMFConfig
 from genmotion.world.data import frames_to_tensor
 from genmotion.world.forecaster import SpaceTimeForecaster
@@ -82,7 +82,6 @@ class VFMFPipeline(Pipeline):
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VFMFPipeline:
-        check_weights_file(directory)
         model = VFMFModel(from_dict(VFMFConfig, config["model"], prefix="model"))
         load_weights(model, directory)
         return cls(model)
