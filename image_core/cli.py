@@ -124,7 +124,7 @@ def _run_image(
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("scales", total=len(pipe.config.var.patch_nums))
         for chunk in stream:
-            progress.update(task, completed=chunk.scale_index + 1)
+            progress.update(task, completed=chunk.index + 1)
             images = chunk.images if chunk.is_last else images
     assert images is not None
     _write_grid(images, out)

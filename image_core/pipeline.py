@@ -47,10 +47,6 @@ class ScaleChunk(Chunk):
     cache_bytes: int
 
     @property
-    def scale_index(self) -> int:
-        return self.index
-
-    @property
     def is_last(self) -> bool:
         return self.index == self.num_scales - 1
 

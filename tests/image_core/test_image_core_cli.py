@@ -86,7 +86,7 @@ def test_convert_var_from_official_files(tmp_path):
 def test_stream_equals_generate_and_seeds_repeat(tiny_ckpt):
     pipe = VARPipeline.from_pretrained(tiny_ckpt)
     chunks = list(pipe.stream(["red circle", 3], num_images=2, seed=5, preview=True))
-    assert [c.scale_index for c in chunks] == list(range(len(PATCH_NUMS))) and chunks[-1].is_last
+    assert [c.index for c in chunks] == list(range(len(PATCH_NUMS))) and chunks[-1].is_last
     assert all(c.images is not None and c.images.shape == (2, 8, 8, 3) for c in chunks)
     result = pipe.generate(["red circle", 3], num_images=2, seed=5)
     assert np.array_equal(result.images, chunks[-1].images) and result.class_names == ("red circle", "blue square")
