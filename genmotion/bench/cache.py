@@ -358,14 +358,22 @@ def _exactness(bench: _Bench, exact: torch.Tensor, positions: int = 4) -> dict[s
     }
 
 
+def _shown_psnr(row: dict[str, Any]) -> float | None:
+    """The PSNR a report shows: of frames when decoded, else of latents; None when identical to exact."""
+    return row.get("frame_psnr_db", row["psnr_db"])
+
+
+def _lengths(results: dict[str, Any], cfg: CacheBenchConfig) -> tuple[dict[str, Any], str, str]:
+    """Rows by video length, the longest length and the one the FLOP-ideal target is read at (16 if run)."""
+    return results["lengths"], str(max(cfg.lengths)), str(16 if 16 in cfg.lengths else max(cfg.lengths))
+
+
 def _targets(results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
     """The measured value behind every cache target this model can answer, checked against
     `benchmarks/targets.yaml` (`cache:`). PSNR is that of decoded frames when the model decodes, else of latents
     (see `_psnr`); where a target compares two figures the pair is shown beside its verdict."""
-    by_len, top = results["lengths"], str(max(cfg.lengths))
-    mid = str(16 if 16 in cfg.lengths else max(cfg.lengths))
+    by_len, top, mid = _lengths(results, cfg)
     rows = by_len[top]
-    shown_psnr = lambda r: r.get("frame_psnr_db", r["psnr_db"])  # None: identical to the exact output
     good = [c for c in results["threshold_curve"] if _psnr(c) >= 30.0]
     ir_bytes = sorted({r["flowcache-kv"]["peak_cache_bytes"] for r in by_len.values()})
     fkv, shared, eq = rows["forcing-kv"], rows["shared"], rows["rolling@forcing-kv-bytes"]
@@ -389,22 +397,22 @@ def _targets(results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
     shown = {
         "flowcache_kv_bytes_flat": ir_bytes,
         "flowcache_kv_psnr_vs_rolling_equal_bytes": {
-            n: [shown_psnr(r["flowcache-kv"]), shown_psnr(r["rolling"])] for n, r in by_len.items()
+            n: [_shown_psnr(r["flowcache-kv"]), _shown_psnr(r["rolling"])] for n, r in by_len.items()
         },
-        "forcing_kv_psnr": shown_psnr(fkv),
+        "forcing_kv_psnr": _shown_psnr(fkv),
         "forcing_kv_discontinuity_vs_rolling": disc,
         "composition_vs_product": [combo, product],
     }
-    return _annotate(check_targets("cache", measured, shown), results, cfg)
+    return _annotate(check_targets("cache", measured, shown), results, cfg, good)
 
 
-def _annotate(out: dict[str, Any], results: dict[str, Any], cfg: CacheBenchConfig) -> dict[str, Any]:
-    """Details beside the verdicts: at which length each was measured, per-variant and per-query figures."""
-    by_len, top = results["lengths"], str(max(cfg.lengths))
-    mid = str(16 if 16 in cfg.lengths else max(cfg.lengths))
+def _annotate(
+    out: dict[str, Any], results: dict[str, Any], cfg: CacheBenchConfig, good: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Details beside the verdicts: at which length each was measured, per-variant and per-query figures;
+    `good` are the threshold-curve points at >= 30 dB."""
+    by_len, top, mid = _lengths(results, cfg)
     rows = by_len[top]
-    shown_psnr = lambda r: r.get("frame_psnr_db", r["psnr_db"])
-    good = [c for c in results["threshold_curve"] if _psnr(c) >= 30.0]
     fkv, shared, eq = rows["forcing-kv"], rows["shared"], rows["rolling@forcing-kv-bytes"]
     for name in ("shared_speedup_of_flop_ideal",):
         if name in out:
@@ -424,7 +432,7 @@ def _annotate(out: dict[str, Any], results: dict[str, Any], cfg: CacheBenchConfi
         }
     if "flowcache_kv_psnr_vs_rolling_equal_bytes" in out:
         out["flowcache_kv_psnr_vs_rolling_equal_bytes"]["queries=denoising"] = {
-            n: shown_psnr(r["flowcache-kv@denoising"]) for n, r in by_len.items() if "flowcache-kv@denoising" in r
+            n: _shown_psnr(r["flowcache-kv@denoising"]) for n, r in by_len.items() if "flowcache-kv@denoising" in r
         }
     if "frame_discontinuity_ratio" in fkv and "forcing_kv_discontinuity_vs_rolling" in out:
         frames = [
