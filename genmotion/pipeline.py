@@ -57,14 +57,10 @@ class Result:
 
 def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
     """Images in [-1, 1], channel-first (..., 3, H, W) -> uint8 channel-last (..., H, W, 3) on the CPU."""
-    x = images_B3HW.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(dtype=_uint8())
-    return x.movedim(-3, -1).cpu().numpy()
-
-
-def _uint8() -> torch.dtype:
     import torch
 
-    return torch.uint8
+    x = images_B3HW.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
 
 
 class Pipeline(ABC):
