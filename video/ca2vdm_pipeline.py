@@ -104,9 +104,7 @@ class Ca2VDMPipeline(VideoStreamer):
             self.flow_model, self.frame_layout, generator=generator, num_chunks=num_samples, num_steps=num_steps
         )
         save_head_profile(profile, out)
-        static = sum(s for row in profile.static for s in row)
-        total = profile.num_layers * profile.num_heads
-        return f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static"
+        return f"wrote {out}: {profile.summary()}"
 
     def policy(self, name: str = "shared", **params: Any) -> CachePolicy:
         """A fresh cache policy by name, with this model's trained context window as its default window:

@@ -126,6 +126,11 @@ class HeadProfile:
         static = tuple(tuple(m >= threshold for m in row) for row in mass)
         return cls(recent_mass=mass, static=static, last_frames=last_frames, threshold=threshold, **kw)
 
+    def summary(self) -> str:
+        """One line: "4 layers x 4 heads, 15/16 static"."""
+        static = sum(s for row in self.static for s in row)
+        return f"{self.num_layers} layers x {self.num_heads} heads, {static}/{self.num_layers * self.num_heads} static"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": PROFILE_FORMAT,

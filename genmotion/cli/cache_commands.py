@@ -77,9 +77,7 @@ def profile_heads(
         model_name=model,
     )
     save_head_profile(profile, out)
-    static = sum(s for row in profile.static for s in row)
-    total = profile.num_layers * profile.num_heads
-    typer.echo(f"wrote {out}: {profile.num_layers} layers x {profile.num_heads} heads, {static}/{total} static")
+    typer.echo(f"wrote {out}: {profile.summary()}")
 
 
 def cache(
