@@ -67,6 +67,7 @@ def _sample_frame(
     prev = tr.previous_tokens(prev_tokens, B, device)  # (B, N_s): the last frame's codes per scale token
     prev = torch.cat([prev, prev]) if guided else prev
     scale_of_call = iter(range(layout.num_scales))
+    state = cache  # the whole VideoAR cache (frame ring + this frame's scales); the loop sees only cache.scales
 
     def scale_logits(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
         # the loop's positions count tokens; VideoAR places them (frame, row, column) and reads both caches
@@ -76,13 +77,10 @@ def _sample_frame(
 
     def embed_next(idx_BL: torch.Tensor, si: int) -> torch.Tensor:
         nonlocal fhat
-        pn = layout.patch_nums[si - 1]
-        code = q.embedding(idx_BL[:B]).transpose(1, 2).reshape(B, Cv, pn, pn)
-        fhat, nxt = q.next_autoregressive_input(si - 1, fhat, code)
+        fhat, nxt = _add_scale(q, fhat, idx_BL[:B], si - 1, layout.patch_nums[si - 1])
         inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
         return tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, layout.scale_slice(si)], si)
 
-    state = cache
     loop = TokenLoopConfig(
         block_sizes=layout.scale_sizes, guidance_scale=settings.guidance_scale, guidance=settings.guidance_schedule
     )
@@ -93,11 +91,16 @@ def _sample_frame(
         processors=processors,
     )  # fmt: skip
     tokens = [chunk.tokens for chunk in chunks]
-    pn = layout.patch_nums[-1]
-    code = q.embedding(tokens[-1]).transpose(1, 2).reshape(B, Cv, pn, pn)
-    fhat, _ = q.next_autoregressive_input(layout.num_scales - 1, fhat, code)
+    fhat, _ = _add_scale(q, fhat, tokens[-1], layout.num_scales - 1, layout.patch_nums[-1])
     _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
+
+
+def _add_scale(q: Any, fhat: torch.Tensor, idx_BL: torch.Tensor, si: int, pn: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale `si`'s sampled codes (B, pn^2) added to f_hat; returns (f_hat, the next scale's input map)."""
+    B, Cv = idx_BL.shape[0], fhat.shape[1]
+    code = q.embedding(idx_BL).transpose(1, 2).reshape(B, Cv, pn, pn)
+    return q.next_autoregressive_input(si, fhat, code)
 
 
 def _commit(model: VideoAR, frame: int, fhat: torch.Tensor, mod: Modulation, cache: VideoARCache, guided: bool) -> None:
