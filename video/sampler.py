@@ -17,6 +17,7 @@ from functools import partial
 import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
+from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.kv.layered import LayeredKVCache
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.config import SamplingConfig
@@ -96,7 +97,9 @@ def _sample_frame(
     return fhat, tokens
 
 
-def _add_scale(q: Any, fhat: torch.Tensor, idx_BL: torch.Tensor, si: int, pn: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _add_scale(
+    q: MultiScaleQuantizer, fhat: torch.Tensor, idx_BL: torch.Tensor, si: int, pn: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale `si`'s sampled codes (B, pn^2) added to f_hat; returns (f_hat, the next scale's input map)."""
     B, Cv = idx_BL.shape[0], fhat.shape[1]
     code = q.embedding(idx_BL).transpose(1, 2).reshape(B, Cv, pn, pn)
