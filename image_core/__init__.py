@@ -1,5 +1,7 @@
-"""genmotion.image_core: the VAR family (multi-scale VQ tokenizer, next-scale transformer, sampler, converters,
-KV policies ScaleKV/HACK, in/out-painting, training tasks, the `var` pipeline).
+"""genmotion.image_core: the VAR family (next-scale transformer, sampler, converters, KV policies ScaleKV/HACK,
+in/out-painting, training tasks, the `var` pipeline). Its multi-scale VQ tokenizer is shared with VideoAR and
+lives in the core: `genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer` (`MultiScaleQuantizer`) and
+`genmotion.nn.vqvae_config` (`VQVAEConfig`).
 
 Names are resolved lazily so `import genmotion.image_core` stays free of torch.
 """
@@ -14,7 +16,6 @@ __all__ = [
     "HACKConfig",
     "ImageDataConfig",
     "ImageResult",
-    "MultiScaleQuantizer",
     "ScaleChunk",
     "ScaleKV",
     "ScaleKVConfig",
@@ -27,8 +28,6 @@ __all__ = [
     "VARImageModel",
     "VARPipeline",
     "VARSamplingConfig",
-    "VQVAE",
-    "VQVAEConfig",
     "convert_official",
     "inpaint_forcing",
     "load_head_profile",
@@ -52,7 +51,6 @@ _WHERE = {
     "HACKConfig": "kv_policies",
     "ImageDataConfig": "data",
     "ImageResult": "pipeline",
-    "MultiScaleQuantizer": "quantizer",
     "ScaleChunk": "pipeline",
     "ScaleKV": "kv_policies",
     "ScaleKVConfig": "kv_policies",
@@ -65,8 +63,6 @@ _WHERE = {
     "VARImageModel": "model",
     "VARPipeline": "pipeline",
     "VARSamplingConfig": "config",
-    "VQVAE": "tokenizer",
-    "VQVAEConfig": "config",
     "convert_official": "convert",
     "inpaint_forcing": "editing",
     "load_head_profile": "profile",

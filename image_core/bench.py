@@ -25,13 +25,14 @@ import torch
 
 from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart, time_median, write_json
-from genmotion.image_core.config import VQVAEConfig, official_var_config, official_vqvae_config
+from genmotion.image_core.config import official_var_config, official_vqvae_config
 from genmotion.image_core.kv_policies import HACK, FullKV, HACKConfig, ScaleKV, ScaleKVConfig, ScalePolicy
-from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import sample_indices
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
 from genmotion.metrics import psnr
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.pipeline import to_uint8
 from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import sample_logits

@@ -20,14 +20,7 @@ from torch import nn
 from genmotion.checkpoint import load_foreign, load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import InputError
-from genmotion.image_core.config import (
-    PATCH_NUMS_256,
-    PATCH_NUMS_512,
-    PATCH_NUMS_1024,
-    VARConfig,
-    VARImageConfig,
-    VARSamplingConfig,
-)
+from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig
 from genmotion.image_core.convert_checks import (
     check_var_buffers,
     detect_vqvae_config,
@@ -35,8 +28,9 @@ from genmotion.image_core.convert_checks import (
     rebuilt_var_buffers,
 )
 from genmotion.image_core.model import VARImageModel
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.vqvae_config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024
 
 __all__ = [
     "CHECKPOINT_KIND",

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 import torch
 
 from genmotion.errors import InputError
-from genmotion.image_core.config import VARConfig, VQVAEConfig
+from genmotion.image_core.config import VARConfig
 from genmotion.image_core.var_model import block_causal_bias, level_ids
+from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = ["check_var_buffers", "detect_vqvae_config", "match_state_dict", "rebuilt_var_buffers"]
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genmotion.errors import InputError, UsageError
-from genmotion.image_core.tokenizer import VQVAE
+from genmotion.nn.vqvae import VQVAE
 
 __all__ = ["TokenForcing", "inpaint_forcing", "prepare_inpaint", "scale_keep_masks"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 from genmotion.image_core.config import VARImageConfig
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.vqvae import VQVAE
 
 __all__ = ["VARImageModel"]
 

@@ -31,9 +31,9 @@ import torch
 from genmotion.cache.profile import PROFILE_FORMAT, PROFILE_VERSION, check_profile, write_profile_json
 from genmotion.errors import InputError
 from genmotion.image_core.kv_policies import FullKV
-from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import stream_scales
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.quantizer import MultiScaleQuantizer
 
 __all__ = ["NEXT_SCALE", "load_head_profile", "profile_var_heads", "write_head_profile"]
 

@@ -24,9 +24,9 @@ from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.errors import UsageError
 from genmotion.image_core.head_cache import QueryProbe
 from genmotion.image_core.kv_policies import ScalePolicy
-from genmotion.image_core.quantizer import MultiScaleQuantizer
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae import VQVAE
 from genmotion.sampling.logits import LogitsProcessor, Sampler, gumbel_softmax, top_k_filter, top_p_filter
 
 __all__ = ["ScaleOutput", "sample_images", "sample_indices", "stream_scales"]

@@ -22,14 +22,15 @@ from torch import nn
 from genmotion.checkpoint import load_weights, read_checkpoint_config
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import InputError, UsageError
-from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig, VQVAEConfig
+from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig
 from genmotion.image_core.convert import image_checkpoint_config, load_image_model, load_official_vqvae
 from genmotion.image_core.data import ImageDataConfig, class_names, image_batches, toy_class_accuracy
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import sample_images
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import drop_labels
 from genmotion.metrics import psnr
+from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.pipeline import to_uint8
 
 __all__ = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from genmotion.image_core.config import VARConfig, VARImageConfig, VQVAEConfig
+from genmotion.image_core.config import VARConfig, VARImageConfig
+from genmotion.nn.vqvae_config import VQVAEConfig
 
 PATCH_NUMS = (1, 2, 3, 4)
 TINY_VAE = VQVAEConfig(

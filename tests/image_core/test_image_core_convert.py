@@ -17,12 +17,7 @@ from image_core_official_layout import (
 from image_core_tiny import PATCH_NUMS, TINY_VAR
 
 from genmotion.errors import InputError
-from genmotion.image_core.config import (
-    PATCH_NUMS_256,
-    PATCH_NUMS_512,
-    official_var_config,
-    official_vqvae_config,
-)
+from genmotion.image_core.config import official_var_config, official_vqvae_config
 from genmotion.image_core.convert import (
     convert_official,
     detect_var_config,
@@ -30,8 +25,9 @@ from genmotion.image_core.convert import (
     load_official,
     load_official_var,
 )
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.vqvae_config import PATCH_NUMS_256, PATCH_NUMS_512
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:

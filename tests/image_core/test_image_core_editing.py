@@ -9,8 +9,8 @@ from image_core_tiny import PATCH_NUMS, TINY_VAE, TINY_VAR, seeded
 from genmotion.errors import InputError
 from genmotion.image_core.editing import TokenForcing, inpaint_forcing, prepare_inpaint, scale_keep_masks
 from genmotion.image_core.sampler import stream_scales
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.vqvae import VQVAE
 
 
 def _image(seed: int = 0) -> torch.Tensor:

@@ -24,9 +24,9 @@ from genmotion.image_core.kv_policies import (
     top_entries,
 )
 from genmotion.image_core.profile import load_head_profile, profile_var_heads, write_head_profile
-from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import stream_scales
 from genmotion.image_core.var_model import VAR
+from genmotion.nn.quantizer import MultiScaleQuantizer
 
 LABELS = torch.tensor([0, 3])
 CONTEXT = TINY_VAR.num_tokens - PATCH_NUMS[-1] ** 2  # what the last scale reads: 14 entries

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from image_core_tiny import PATCH_NUMS, TINY_VAE, seeded
 
 from genmotion.errors import InputError
-from genmotion.image_core.config import PATCH_NUMS_256
-from genmotion.image_core.quantizer import MultiScaleQuantizer
-from genmotion.image_core.tokenizer import VQVAE
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.vqvae_config import PATCH_NUMS_256
 
 
 def _random_indices(patch_nums, batch, vocab, seed=0):
@@ -91,7 +91,7 @@ def test_wrong_image_size_names_the_needed_size():
 
 
 def test_tokenizer_attention_matches_the_official_math():
-    from genmotion.image_core.tokenizer_nets import AttnBlock
+    from genmotion.nn.vqvae_nets import AttnBlock
 
     block = seeded(lambda: AttnBlock(8, groups=4))
     x = torch.randn(2, 8, 3, 3, generator=torch.Generator().manual_seed(0))

@@ -9,10 +9,10 @@ import torch
 from image_core_tiny import PATCH_NUMS, TINY_VAE, TINY_VAR, seeded
 
 from genmotion.errors import UsageError
-from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.image_core.sampler import sample_images, sample_indices, stream_scales
-from genmotion.image_core.tokenizer import VQVAE
 from genmotion.image_core.var_model import VAR, drop_labels
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae import VQVAE
 
 K = len(PATCH_NUMS)
 SLICES = TINY_VAR.scale_slices

@@ -1,4 +1,4 @@
-"""Multi-scale residual vector quantiser of VAR (official `VectorQuantizer2`).
+"""Multi-scale residual vector quantiser of VAR (official `VectorQuantizer2`), shared by VAR and VideoAR.
 
 Per scale k of K (coarse to fine): area-downsample the residual to pn x pn, pick the nearest code,
 bicubic-upsample the code map to full size, apply phi_k (a shared 3x3 conv blend picked by the
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmotion.image_core.config import VQVAEConfig
+from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = ["MultiScaleQuantizer", "Phi", "PhiNonShared", "PhiPartiallyShared", "PhiShared", "phi_ticks"]
 

@@ -1,4 +1,5 @@
-"""The VAR image tokenizer: encoder -> quant_conv -> multi-scale residual VQ -> post_quant_conv -> decoder.
+"""The multi-scale VQ tokenizer of VAR, shared by the image generator (image_core) and VideoAR (per frame):
+encoder -> quant_conv -> multi-scale residual VQ -> post_quant_conv -> decoder.
 
 Follows VAR (Tian et al., 2024); attribute names match the official `VQVAE` so its state dicts
 (`vae_ch160v4096z32.pth`) load key for key.
@@ -15,9 +16,9 @@ import torch
 from torch import nn
 
 from genmotion.errors import InputError
-from genmotion.image_core.config import VQVAEConfig
-from genmotion.image_core.quantizer import MultiScaleQuantizer
-from genmotion.image_core.tokenizer_nets import Decoder, Encoder
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae_config import VQVAEConfig
+from genmotion.nn.vqvae_nets import Decoder, Encoder
 
 __all__ = ["VQVAE"]
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmotion.image_core.config import VQVAEConfig
+from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = ["AttnBlock", "Decoder", "Downsample2x", "Encoder", "ResnetBlock", "Upsample2x"]
 
