@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.errors import InputError
-from genmotion.image_core.config import VQVAEConfig
-from genmotion.image_core.quantizer import MultiScaleQuantizer
+from genmotion.nn.quantizer import MultiScaleQuantizer
+from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.video.config import VideoTokenizerConfig
 
 __all__ = ["CausalTemporalMix", "FrameDecoder", "FrameEncoder", "VideoTokenizer"]
