@@ -5,29 +5,30 @@ policy `flowcache`, which then runs on top of it:
 
 | name | policy |
 |---|---|
-| `recompute` | `Recompute(sink=0, window=None)`: no cache |
-| `shared` | `SharedClean(context_frames=None)` (Ca2-VDM) |
-| `rolling` | `RollingWindow(sink=1, window=4)` |
-| `flowcache-kv` | `FlowCacheKV(budget, lam=0.07, pool=7, queries="clean")`: `budget` is required |
-| `forcing-kv` | `ForcingKV(profile, sink=1, recent=1, ...)`: `profile` (a HeadProfile or JSON path) is required |
-| `flowcache` | `FlowCache(thresh=0.01, warmup=5, order=0, rule="input")` over `shared` or the joined KV policy |
+| `recompute` | `Recompute` (no cache) |
+| `shared` | `SharedClean` (Ca2-VDM) |
+| `rolling` | `RollingWindow`, with sink=1, window=4 unless given |
+| `flowcache-kv` | `FlowCacheKV`: `budget` is required |
+| `forcing-kv` | `ForcingKV`: `profile` (a HeadProfile or JSON path) is required |
+| `flowcache` | `FlowCache` over `shared` or the joined KV policy |
 
-Keyword parameters go to whichever part accepts them (e.g. `thresh` to `flowcache`, `budget` to
-`flowcache-kv`); a parameter no part accepts, an unknown name, or two KV policies are usage errors.
+Each is built from its class: the parameters a name accepts and their defaults are the class's own (read from
+its signature), so they are written once. Keyword parameters go to whichever part accepts them (e.g. `thresh`
+to `flowcache`, `budget` to `flowcache-kv`); a parameter no part accepts, an unknown name, a missing required
+parameter, or two KV policies are usage errors.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from genmotion.cache.flowcache import FlowCache
 from genmotion.cache.flowcache_kv import FlowCacheKV
 from genmotion.cache.forcing_kv import ForcingKV
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
-from genmotion.cache.profile import HeadProfile
 from genmotion.errors import UsageError
 from genmotion.kv.protocol import CachePolicy
 
@@ -43,72 +44,52 @@ __all__ = [
 ]
 
 
-def _recompute(sink: int = 0, window: int | None = None) -> CachePolicy:
-    return Recompute(sink=sink, window=window)
+@dataclass(frozen=True)
+class _Entry:
+    """A policy class by name: keyword defaults the CLI name adds to the class's own, and for each required
+    parameter the hint shown when it is missing."""
+
+    cls: Callable[..., CachePolicy]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    hints: Mapping[str, str] = field(default_factory=dict)
+
+    def parameters(self) -> set[str]:
+        return set(inspect.signature(self.cls).parameters)
+
+    def build(self, name: str, params: Mapping[str, Any]) -> CachePolicy:
+        kwargs = {**self.defaults, **params}
+        for param, hint in self.hints.items():
+            if kwargs.get(param) is None:
+                raise UsageError(f"{name} needs {param}", fix=hint)
+        return self.cls(**kwargs)
 
 
-def _shared(context_frames: int | None = None) -> CachePolicy:
-    return SharedClean(context_frames=context_frames)
-
-
-def _rolling(sink: int = 1, window: int = 4) -> CachePolicy:
-    return RollingWindow(sink=sink, window=window)
-
-
-def _flowcache_kv(budget: int | None = None, lam: float = 0.07, pool: int = 7, queries: str = "clean") -> CachePolicy:
-    if budget is None:
-        raise UsageError(
-            "flowcache-kv needs a budget (cached tokens kept per head)",
-            fix="pass budget=..., e.g. the tokens of the frames a rolling window of the same bytes would hold",
-        )
-    return FlowCacheKV(budget, lam=lam, pool=pool, queries=queries)
-
-
-def _forcing_kv(
-    profile: HeadProfile | str | Path | None = None,
-    sink: int = 1,
-    recent: int = 1,
-    window: int | None = None,
-    segments: int = 6,
-    keep_ratio: float = 1 / 3,
-    selection_layer: int = 1,
-) -> CachePolicy:
-    if profile is None:
-        raise UsageError(
-            "forcing-kv needs a head profile",
-            fix="write one with `genmotion profile-heads --model M -o heads.json`, then pass profile=heads.json",
-        )
-    return ForcingKV(
-        profile,
-        sink=sink,
-        recent=recent,
-        window=window,
-        segments=segments,
-        keep_ratio=keep_ratio,
-        selection_layer=selection_layer,
-    )
-
-
-KV_POLICIES: dict[str, Callable[..., CachePolicy]] = {
-    "recompute": _recompute,
-    "shared": _shared,
-    "rolling": _rolling,
-    "flowcache-kv": _flowcache_kv,
-    "forcing-kv": _forcing_kv,
+KV_POLICIES: dict[str, _Entry] = {
+    "recompute": _Entry(Recompute),
+    "shared": _Entry(SharedClean),
+    "rolling": _Entry(RollingWindow, {"sink": 1, "window": 4}),
+    "flowcache-kv": _Entry(
+        FlowCacheKV,
+        hints={
+            "budget": "pass budget=... (cached tokens kept per head), e.g. the tokens of the frames a rolling "
+            "window of the same bytes would hold"
+        },
+    ),
+    "forcing-kv": _Entry(
+        ForcingKV,
+        hints={
+            "profile": "write a head profile with `genmotion profile-heads --model M -o heads.json`, then pass "
+            "profile=heads.json"
+        },
+    ),
 }
 STEP_POLICIES: tuple[str, ...] = ("flowcache",)
+_FLOWCACHE_PARAMS = set(inspect.signature(FlowCache).parameters) - {"context"}
 
 
 def policy_names() -> tuple[str, ...]:
     """Every single name `parse_policy` accepts (join a KV policy and `flowcache` with `+`)."""
     return (*KV_POLICIES, *STEP_POLICIES)
-
-
-def _accepted(factory: Callable[..., Any]) -> set[str]:
-    return set(inspect.signature(factory).parameters)
-
-
-_FLOWCACHE_PARAMS = {"thresh", "warmup", "order", "rule", "embed"}
 
 
 def policy_parts(name: str) -> list[str]:
@@ -129,7 +110,7 @@ def uses_steps(name: str) -> bool:
 
 def policy_parameters(name: str) -> set[str]:
     """The keyword parameters `parse_policy(name, ...)` accepts (name already valid)."""
-    accepted = _accepted(KV_POLICIES[kv_part(name)])
+    accepted = KV_POLICIES[kv_part(name)].parameters()
     return accepted | (_FLOWCACHE_PARAMS if uses_steps(name) else set())
 
 
@@ -151,12 +132,12 @@ def parse_policy(name: str, **params: Any) -> CachePolicy:
             why="one KV policy owns the cache, and flowcache can be applied once",
             fix="join at most one of recompute | shared | rolling | flowcache-kv | forcing-kv with flowcache",
         )
-    factory = KV_POLICIES[kv_part(name)]
-    kv_params = {k: v for k, v in params.items() if k in _accepted(factory)}
+    entry = KV_POLICIES[kv_part(name)]
+    kv_params = {k: v for k, v in params.items() if k in entry.parameters()}
     step_params = {k: v for k, v in params.items() if k in _FLOWCACHE_PARAMS}
     extra = sorted(set(params) - set(kv_params) - (set(step_params) if steps else set()))
     if extra:
         accepted = sorted(policy_parameters(name))
         raise UsageError(f"cache policy {name!r} takes no parameter {extra[0]!r}", fix=f"use one of {accepted}")
-    policy = factory(**kv_params)
+    policy = entry.build(kv_part(name), kv_params)
     return FlowCache(**step_params, context=policy) if steps else policy
