@@ -3,7 +3,8 @@
 A policy allocates the cache, names the query rows it wants to observe while a scale is decoded, and
 after each scale (but the last) evicts entries with the core `KVCache.keep` per-head gather. Budgets
 are fractions of the full context C = L - (tokens of the last scale): everything the last scale reads.
-What a policy reports is the context carried from scale to scale (the suite's `PolicyStats`).
+Every policy derives from `ScalePolicy`, itself a `genmotion.kv.PolicyBase` like the flow policies, and reports
+the suite's one `PolicyStats` (context carried from scale to scale, peak and allocated bytes).
 
 * ScaleKV (Li et al., 2025): per scale, layers are drafters (attention dispersed over earlier scales,
   found online from the observation queries or from a head profile) or refiners; drafters get
@@ -25,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ from genmotion.cache import KVCache, LayeredKVCache
 from genmotion.errors import UsageError
 from genmotion.image_core.head_cache import HeadGroupCache
 from genmotion.image_core.var_model import VAR
-from genmotion.kv.protocol import PolicyStats
+from genmotion.kv.protocol import PolicyBase
 
 __all__ = [
     "HACK",
@@ -53,18 +54,38 @@ __all__ = [
 ]
 
 
-class ScalePolicy(Protocol):
-    """What `stream_scales` asks of a cache policy."""
+class ScalePolicy(PolicyBase):
+    """The next-scale loop's cache policy, on the base every cache policy shares (`genmotion.kv.PolicyBase`, the
+    flow policies' too): it allocates the cache, names the query rows of the scale being decoded it wants to
+    observe, and after each scale but the last evicts (`evict`); the stats record the bytes held and carried."""
 
-    stats: PolicyStats
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_scales = 0
 
-    def allocate(self, var: VAR, batch: int, *, dtype: torch.dtype, device: torch.device) -> LayeredKVCache: ...
+    def allocate(self, var: VAR, batch: int, *, dtype: torch.dtype, device: torch.device) -> LayeredKVCache:
+        """A fresh cache for `batch` rows (call `_begin` with it)."""
+        raise NotImplementedError
 
     def observation_rows(self, scale_index: int) -> torch.Tensor | None:
         """Rows of scale `scale_index` whose queries the policy reads (None: none)."""
+        return None
+
+    def evict(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
+        """Drop entries after scale `scale_index` (not the last); `queries` per layer (B, H, R, D), scaled."""
+        return None
 
     def after_scale(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
-        """Scale `scale_index` has been decoded (its entries are in `cache`); `queries` per layer (B, H, R, D)."""
+        """Scale `scale_index` has been decoded (its entries are in `cache`): record, evict, record."""
+        self._held(cache.valid_nbytes())
+        if scale_index < self.num_scales - 1:
+            self.evict(cache, scale_index, queries)
+            self._carried(cache.valid_nbytes())
+
+    def _begin(self, var: VAR, cache: LayeredKVCache) -> LayeredKVCache:
+        self._allocated(cache.nbytes())
+        self.num_scales = len(var.patch_nums)
+        return cache
 
 
 # ---- shared pieces ----------------------------------------------------------------------------------
@@ -123,38 +144,11 @@ def _fraction(name: str, value: float) -> None:
         raise UsageError(f"{name} must be in (0, 1], got {value}", fix="e.g. 0.25 keeps a quarter of the context")
 
 
-class _Recorder:
-    """Byte accounting shared by the policies."""
-
-    def __init__(self) -> None:
-        self.stats = PolicyStats()
-        self.num_scales = 0
-
-    def _begin(self, var: VAR, cache: LayeredKVCache) -> LayeredKVCache:
-        self.stats = PolicyStats(allocated_bytes=cache.nbytes())
-        self.num_scales = len(var.patch_nums)
-        return cache
-
-    def _record_peak(self, cache: LayeredKVCache) -> None:
-        self.stats.peak_bytes = max(self.stats.peak_bytes, cache.valid_nbytes())
-
-    def _record_context(self, cache: LayeredKVCache, scale_index: int) -> None:
-        if scale_index < self.num_scales - 1:
-            self.stats.context_bytes.append(cache.valid_nbytes())
-
-
-class FullKV(_Recorder):
+class FullKV(ScalePolicy):
     """Keep everything: the exact reference the other policies are measured against."""
 
     def allocate(self, var: VAR, batch: int, *, dtype: torch.dtype, device: torch.device) -> LayeredKVCache:
         return self._begin(var, var.new_cache(batch, dtype=dtype, device=device))
-
-    def observation_rows(self, scale_index: int) -> torch.Tensor | None:
-        return None
-
-    def after_scale(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
-        self._record_peak(cache)
-        self._record_context(cache, scale_index)
 
 
 # ---- ScaleKV ------------------------------------------------------------------------------------------
@@ -173,7 +167,7 @@ class ScaleKVConfig:
             raise UsageError("ScaleKV needs drafter_weight >= 1, grid >= 1 and an odd pool width")
 
 
-class ScaleKV(_Recorder):
+class ScaleKV(ScalePolicy):
     """Scale-aware KV compression: drafter/refiner budgets per layer and scale, observation-query scores."""
 
     def __init__(self, config: ScaleKVConfig | None = None, profile: dict[str, Any] | None = None) -> None:
@@ -221,18 +215,15 @@ class ScaleKV(_Recorder):
         )
         return set(dispersed.topk(count).indices.tolist())
 
-    def after_scale(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
-        self._record_peak(cache)
+    def evict(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
         var = self._var
         assert var is not None
-        if scale_index < self.num_scales - 1:
-            raw = [key_scores(q, layer.keys) for q, layer in zip(queries, cache, strict=True)]
-            drafters = self._drafters(var, cache, scale_index, raw)
-            drafter, refiner, _ = self.budgets(var)
-            for i, (scores, layer) in enumerate(zip(raw, cache, strict=True)):
-                pooled = pool_scores(scores, self.config.pool)
-                layer.keep(top_entries(pooled, drafter if i in drafters else refiner))
-        self._record_context(cache, scale_index)
+        raw = [key_scores(q, layer.keys) for q, layer in zip(queries, cache, strict=True)]
+        drafters = self._drafters(var, cache, scale_index, raw)
+        drafter, refiner, _ = self.budgets(var)
+        for i, (scores, layer) in enumerate(zip(raw, cache, strict=True)):
+            pooled = pool_scores(scores, self.config.pool)
+            layer.keep(top_entries(pooled, drafter if i in drafters else refiner))
 
 
 # ---- HACK --------------------------------------------------------------------------------------------
@@ -262,7 +253,7 @@ def head_groups(profile: dict[str, Any], depth: int, heads: int) -> list[tuple[l
     ]
 
 
-class HACK(_Recorder):
+class HACK(ScalePolicy):
     """Head-aware compression: asymmetric budgets and pattern-specific retention per head type."""
 
     def __init__(self, profile: dict[str, Any], config: HACKConfig | None = None) -> None:
@@ -309,21 +300,18 @@ class HACK(_Recorder):
         within = torch.cat([spread_order(p) for p in var.patch_nums]).to(positions.device)
         return (level * var.L + (var.L - within[positions])).float()
 
-    def after_scale(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
-        self._record_peak(cache)
+    def evict(self, cache: LayeredKVCache, scale_index: int, queries: Sequence[torch.Tensor]) -> None:
         var = self._var
         assert var is not None
-        if scale_index < self.num_scales - 1:
-            for layer, q, (contextual, structural) in zip(cache, queries, self._groups, strict=True):
-                c_budget, s_budget = self.budgets(var, len(contextual), len(structural))
-                assert isinstance(layer, HeadGroupCache)
-                for heads, group in zip(layer.heads, layer.groups, strict=True):
-                    if heads.tolist() == structural:
-                        group.keep(top_entries(self._aligned_scores(var, group.positions), s_budget))
-                    else:
-                        salience = key_scores(q.index_select(1, heads.to(q.device)), group.keys)
-                        group.keep(top_entries(salience, c_budget))
-        self._record_context(cache, scale_index)
+        for layer, q, (contextual, structural) in zip(cache, queries, self._groups, strict=True):
+            c_budget, s_budget = self.budgets(var, len(contextual), len(structural))
+            assert isinstance(layer, HeadGroupCache)
+            for heads, group in zip(layer.heads, layer.groups, strict=True):
+                if heads.tolist() == structural:
+                    group.keep(top_entries(self._aligned_scores(var, group.positions), s_budget))
+                else:
+                    salience = key_scores(q.index_select(1, heads.to(q.device)), group.keys)
+                    group.keep(top_entries(salience, c_budget))
 
 
 def make_policy(name: str, *, budget: float = 0.25, profile: dict[str, Any] | None = None) -> ScalePolicy:

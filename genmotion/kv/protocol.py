@@ -1,4 +1,5 @@
-"""The cache-policy protocol of the chunked causal flow loop, and what a flow model must offer it.
+"""The cache-policy protocol of the chunked causal flow loop, what a flow model must offer it, and the one base
+class and stats type of every cache policy (the next-scale loop's `ScalePolicy`s derive from it too).
 
 A policy decides how each denoising evaluation of the current chunk runs the model (over all context,
 or against a KV cache) and what happens once a chunk is clean. Every policy counts its work in
@@ -106,7 +107,9 @@ class CachePolicy(Protocol):
 
 
 class PolicyBase:
-    """Shared bookkeeping: stats, geometry checks and the counted model call."""
+    """The one base of every cache policy, flow or next-scale: its `PolicyStats`, the counted model call of the
+    flow loop (`_call`, with the frame layout set by `start`), and the memory records of a policy that holds a
+    preallocated cache (`_allocated`, `_held`, `_carried`)."""
 
     def __init__(self) -> None:
         self.stats = PolicyStats()
@@ -130,3 +133,16 @@ class PolicyBase:
         self.stats.forwards_run += 1
         self.stats.tokens_processed += x_BLC.shape[0] * x_BLC.shape[1]
         return model(x_BLC, t_BL, positions_L, **kw)
+
+    # ---- memory records ------------------------------------------------------------------------
+    def _allocated(self, nbytes: int) -> None:
+        """A new run starts with `nbytes` of preallocated cache: fresh stats."""
+        self.stats = PolicyStats(allocated_bytes=nbytes)
+
+    def _held(self, nbytes: int) -> None:
+        """The cache now holds `nbytes` of valid entries (the peak is kept)."""
+        self.stats.peak_bytes = max(self.stats.peak_bytes, nbytes)
+
+    def _carried(self, nbytes: int) -> None:
+        """`nbytes` are carried to the next step, after eviction."""
+        self.stats.context_bytes.append(nbytes)
