@@ -30,6 +30,7 @@ class TrainerConfig:
     log_every: int = 10
     ckpt_every: int = 0  # steps between training checkpoints; 0 = only at the end
     resume: str | None = None  # "last" or a path to a training checkpoint
+    init_from: str | None = None  # an exported checkpoint directory whose weights start a fresh run (fine-tuning)
     seed: int = 0
     out_dir: str = "runs/default"
     progress: bool = True

@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genmotion.checkpoint import save_pretrained
+from genmotion.checkpoint import WEIGHTS_NAME, save_pretrained
 from genmotion.config import apply_overrides, from_dict, load_yaml, save_config
-from genmotion.errors import UsageError
+from genmotion.errors import InputError, UsageError
 from genmotion.train.card import write_card
 from genmotion.train.config import RunConfig, TrainerConfig
-from genmotion.train.task import get_task
+from genmotion.train.task import Task, get_task
 
 if TYPE_CHECKING:
-    pass
+    import lightning as L
+    import torch
 
 __all__ = ["TrainResult", "train"]
 
@@ -62,41 +63,53 @@ def _check_precision(cfg: TrainerConfig) -> None:
         )
 
 
-def train(config_path: str | Path, overrides: Sequence[str] = (), command: str | None = None) -> TrainResult:
-    """Run the training file `config_path` (+ `a.b=c` overrides); export `<out_dir>/model/`."""
+def _parse(config_path: str | Path, overrides: Sequence[str]) -> tuple[RunConfig, Task, Any, Any]:
+    """The run file + overrides, strictly parsed: the run, its task and the task's model and data configs."""
     raw = apply_overrides(load_yaml(config_path), overrides)
     run = from_dict(RunConfig, raw)
     _check_precision(run.trainer)  # before torch and the task are imported: a bad setting answers at once
     task = get_task(run.task)
     model_cfg: Any = from_dict(task.model_config, run.model, prefix="model")
     data_cfg: Any = from_dict(task.data_config, run.data, prefix="data")
-    cfg = run.trainer
-    # Lightning costs seconds to import: only after the recipe is known to be valid.
-    import lightning as L
+    return run, task, model_cfg, data_cfg
+
+
+def _build_model(task: Task, model_cfg: Any, cfg: TrainerConfig) -> torch.nn.Module:
+    """The task's model, initialised under `trainer.seed` without touching the global RNG, then loaded from
+    `trainer.init_from` (an exported checkpoint directory) when set."""
     import torch
 
-    from genmotion.train.ckpt_io import SafetensorsCheckpointIO
-    from genmotion.train.module import SafetensorsModelCheckpoint, TaskModule
+    from genmotion.checkpoint import load_weights
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    ckpt_dir = out / "checkpoints"
-    with torch.random.fork_rng(devices=[]):  # deterministic init without touching the global RNG
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = task.build_model(model_cfg)
-    module = TaskModule(task, model, cfg)
-    callbacks: list[Any] = [
-        SafetensorsModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="step{step}",
-            auto_insert_metric_name=False,
-            save_last=True,
-            every_n_train_steps=cfg.ckpt_every or None,
-            save_top_k=-1,
-        )
-    ]
-    trainer = L.Trainer(
+    if cfg.init_from:
+        if not Path(cfg.init_from, WEIGHTS_NAME).is_file():
+            raise InputError(
+                f"cannot initialise from {cfg.init_from}: it holds no {WEIGHTS_NAME}",
+                fix="name an exported checkpoint directory (e.g. <out_dir>/model), or drop trainer.init_from",
+            )
+        load_weights(model, cfg.init_from)
+    return model
+
+
+def _trainer(cfg: TrainerConfig, out: Path) -> L.Trainer:
+    """The Lightning trainer of the run: safetensors checkpoints under `<out>/checkpoints/`, CSV logs."""
+    import lightning as L
+
+    from genmotion.train.ckpt_io import SafetensorsCheckpointIO
+    from genmotion.train.module import SafetensorsModelCheckpoint
+
+    checkpoints = SafetensorsModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="step{step}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        every_n_train_steps=cfg.ckpt_every or None,
+        save_top_k=-1,
+    )
+    return L.Trainer(
         max_steps=cfg.max_steps,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -104,7 +117,7 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
         strategy=cfg.strategy,
         precision=cfg.precision,
         plugins=[SafetensorsCheckpointIO()],
-        callbacks=callbacks,
+        callbacks=[checkpoints],
         logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
         log_every_n_steps=cfg.log_every,
         enable_progress_bar=cfg.progress,
@@ -114,18 +127,22 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
-    rank, world = trainer.global_rank, trainer.world_size
-    data = task.dataloader(data_cfg, cfg.batch_size, seed=cfg.seed * 1000 + rank, rank=rank, world_size=world)
-    resume = _resume_path(cfg, ckpt_dir)
-    start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=data, ckpt_path=resume)
-    seconds = time.perf_counter() - start
-    trainer.save_checkpoint(ckpt_dir / "last.safetensors")  # resumable, whether finished or interrupted
-    if trainer.interrupted:
-        log.warning("interrupted at step %d; resume with --set trainer.resume=last", trainer.global_step)
-        raise KeyboardInterrupt
-    if not trainer.is_global_zero:
-        return TrainResult(None, trainer.global_step, seconds, {})
+
+
+def _export(
+    run: RunConfig,
+    task: Task,
+    model: torch.nn.Module,
+    configs: tuple[Any, Any],
+    trainer: L.Trainer,
+    seconds: float,
+    command: str | None,
+) -> TrainResult:
+    """Evaluate the trained model, write `run.yaml` and `<out_dir>/model/` (bf16 weights + card)."""
+    import torch
+
+    model_cfg, data_cfg = configs
+    out = Path(run.trainer.out_dir)
     model.eval()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(task.evaluate(model, model_cfg, data_cfg))
@@ -134,7 +151,47 @@ def train(config_path: str | Path, overrides: Sequence[str] = (), command: str |
     command = command or "genmotion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     export = save_pretrained(out / "model", model, task.checkpoint_config(model_cfg, data_cfg), dtype=torch.bfloat16)
     write_card(
-        export, run=run, command=command, steps=trainer.global_step, seconds=seconds, metrics=metrics, world_size=world
+        export,
+        run=run,
+        command=command,
+        steps=trainer.global_step,
+        seconds=seconds,
+        metrics=metrics,
+        world_size=trainer.world_size,
     )
     log.info("exported %s after %d steps in %.1f s", export, trainer.global_step, seconds)
     return TrainResult(export, trainer.global_step, seconds, metrics)
+
+
+def train(config_path: str | Path, overrides: Sequence[str] = (), command: str | None = None) -> TrainResult:
+    """Run the training file `config_path` (+ `a.b=c` overrides); export `<out_dir>/model/`."""
+    run, task, model_cfg, data_cfg = _parse(config_path, overrides)
+    cfg = run.trainer
+    # Lightning costs seconds to import: only after the recipe is known to be valid.
+    import torch
+
+    from genmotion.train.module import TaskModule
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    model = _build_model(task, model_cfg, cfg)
+    trainer = _trainer(cfg, out)
+    data = task.dataloader(
+        data_cfg,
+        cfg.batch_size,
+        seed=cfg.seed * 1000 + trainer.global_rank,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+    )
+    resume = _resume_path(cfg, out / "checkpoints")
+    start = time.perf_counter()
+    trainer.fit(TaskModule(task, model, cfg), train_dataloaders=data, ckpt_path=resume)
+    seconds = time.perf_counter() - start
+    trainer.save_checkpoint(out / "checkpoints" / "last.safetensors")  # resumable, whether finished or interrupted
+    if trainer.interrupted:
+        log.warning("interrupted at step %d; resume with --set trainer.resume=last", trainer.global_step)
+        raise KeyboardInterrupt
+    if not trainer.is_global_zero:
+        return TrainResult(None, trainer.global_step, seconds, {})
+    return _export(run, task, model, (model_cfg, data_cfg), trainer, seconds, command)

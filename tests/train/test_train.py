@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from genmotion.checkpoint import load_weights, read_checkpoint_config
-from genmotion.errors import UsageError
+from genmotion.errors import InputError, UsageError
 from genmotion.train.caption_lm import VOCAB, decode, encode
 from genmotion.train.run import train
 
@@ -57,6 +57,27 @@ def test_bad_recipe_names_the_key(tmp_path):
         train(CONFIG, ["model.transformer.widht=3"])
     with pytest.raises(UsageError, match="cannot resume"):
         train(CONFIG, [*TINY, f"trainer.out_dir={tmp_path}", "trainer.resume=last"])
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+        return {k: f.get_tensor(k).float() for k in f.keys()}
+
+
+def test_init_from_starts_a_fresh_run_from_exported_weights(tmp_path):
+    first = train(CONFIG, [*TINY, "trainer.max_steps=3", f"trainer.out_dir={tmp_path / 'a'}", "trainer.lr=0.01"])
+    assert first.checkpoint is not None
+    a = _weights(first.checkpoint)
+    common = [*TINY, "trainer.max_steps=1", "trainer.lr=1e-12", "trainer.warmup_steps=0"]
+    tuned = train(CONFIG, [*common, f"trainer.out_dir={tmp_path / 'b'}", f"trainer.init_from={first.checkpoint}"])
+    fresh = train(CONFIG, [*common, f"trainer.out_dir={tmp_path / 'c'}"])
+    assert tuned.checkpoint is not None and fresh.checkpoint is not None
+    b, c = _weights(tuned.checkpoint), _weights(fresh.checkpoint)
+    assert tuned.steps == 1  # a new run (step 0), not a resume of the first one's 3 steps
+    assert all(torch.equal(a[k], b[k]) for k in a)  # a 1e-12 step leaves the loaded bf16 weights as they were
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(InputError, match="cannot initialise from"):
+        train(CONFIG, [*common, f"trainer.out_dir={tmp_path / 'd'}", f"trainer.init_from={tmp_path / 'nowhere'}"])
 
 
 def test_two_process_cpu_ddp(tmp_path):
