@@ -78,74 +78,97 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    """The first member of the union `tp` that accepts `value` (None only where the union allows it)."""
+    for arg in get_args(tp):
+        if arg is type(None):
+            if value is None:
+                return None
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except UsageError:
+            pass
+    raise UsageError(f"config key {key!r} has value {value!r}, which is not a {_type_name(tp)}")
+
+
+def _coerce_literal(value: Any, tp: Any, key: str) -> Any:
+    """One of the Literal's choices; a number given for a text choice (`--set trainer.precision=32`) is its text."""
+    choices = get_args(tp)
+    if value not in choices and not isinstance(value, bool) and str(value) in choices:
+        value = str(value)
+    if value not in choices:
+        raise UsageError(f"config key {key!r} is {value!r}", fix=f"use one of {list(choices)}")
+    return value
+
+
+def _coerce_sequence(value: Any, tp: Any, key: str) -> Any:
+    """A list or tuple annotation (`tuple[X, ...]`, `tuple[X, Y]`, `list[X]`, `Sequence[X]`), item by item."""
+    origin = get_origin(tp)
+    if not isinstance(value, (list, tuple)):
+        raise UsageError(f"config key {key!r} must be a list, not {value!r}")
+    args = get_args(tp)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is tuple and args:
+        if len(args) != len(value):
+            raise UsageError(f"config key {key!r} needs {len(args)} items, got {len(value)}")
+        items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True))]
+    else:
+        a = args[0] if args else Any
+        items = [_coerce(v, a, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else list(items)
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string: accept what float() reads
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"config key {key!r} must be a number, not {value!r}")
+    return float(value)
+
+
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {  # annotation -> (accepted types, what the error says)
+    int: ((int,), "an integer"),
+    bool: ((bool,), "true or false"),
+    str: ((str,), "a string"),
+}
+
+
+def _coerce_scalar(value: Any, tp: type, key: str) -> Any:
+    """int, bool and str exactly (a bool is not an int here), any other class by isinstance."""
+    accepted, what = _SCALARS.get(tp, ((tp,), f"a {tp.__name__}"))
+    if not isinstance(value, accepted) or (tp is int and isinstance(value, bool)):
+        raise UsageError(f"config key {key!r} must be {what}, not {value!r}")
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp` and convert lists to tuples where asked."""
     origin = get_origin(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
-        for arg in get_args(tp):
-            if arg is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except UsageError as e:
-                errors.append(str(e))
-        raise UsageError(f"config key {key!r} has value {value!r}, which is not a {_type_name(tp)}")
+        return _coerce_union(value, tp, key)
     if origin is typing.Literal:
-        if value not in get_args(tp) and not isinstance(value, bool) and str(value) in get_args(tp):
-            value = str(value)  # `--set trainer.precision=32` reads 32 as a number; the choice is the text "32"
-        if value not in get_args(tp):
-            raise UsageError(f"config key {key!r} is {value!r}", fix=f"use one of {list(get_args(tp))}")
-        return value
+        return _coerce_literal(value, tp, key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise UsageError(f"config key {key!r} must be a section (mapping), not {value!r}")
         return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
     if origin in (tuple, list, Sequence):
-        if not isinstance(value, (list, tuple)):
-            raise UsageError(f"config key {key!r} must be a list, not {value!r}")
-        args = get_args(tp)
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-        elif origin is tuple and args:
-            if len(args) != len(value):
-                raise UsageError(f"config key {key!r} needs {len(args)} items, got {len(value)}")
-            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True))]
-        else:
-            a = args[0] if args else Any
-            items = [_coerce(v, a, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else list(items)
+        return _coerce_sequence(value, tp, key)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise UsageError(f"config key {key!r} must be a mapping, not {value!r}")
         return dict(value)
     if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string: accept what float() reads
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"config key {key!r} must be a number, not {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"config key {key!r} must be an integer, not {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise UsageError(f"config key {key!r} must be true or false, not {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise UsageError(f"config key {key!r} must be a string, not {value!r}")
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise UsageError(f"config key {key!r} must be a {tp.__name__}, not {value!r}")
+        return _coerce_float(value, key)
+    if isinstance(tp, type):
+        return _coerce_scalar(value, tp, key)
     return value
 
 
