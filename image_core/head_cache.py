@@ -1,12 +1,12 @@
-"""Cache data that next-scale KV policies pass to the VAR transformer: a query probe and head-grouped caches.
+"""Cache data that next-scale KV policies pass to the VAR transformer: head-grouped caches.
 
-* `QueryProbe`: which query rows of the scale being decoded to record, per layer (ScaleKV's observation
-  queries, HACK's column salience, head profiling). The model appends; the policy reads.
+(The queries the policies read come from `genmotion.cache.AttentionProbe`, the probe of every cache policy.)
+
 * `HeadGroupCache`: one layer's cache split into groups of heads, each a core `KVCache` with its own
   capacity, so heads of one layer can hold different numbers of entries (HACK's asymmetric budgets) and
   memory is really saved. Attention runs per group, so it is exact over what each group holds.
 
-Axes: B batch, H heads, T new entries, N cached + new entries, D head dim, R probed rows.
+Axes: B batch, H heads, T new entries, N cached + new entries, D head dim.
 """
 
 from __future__ import annotations
@@ -19,19 +19,7 @@ import torch.nn.functional as F
 from genmotion.cache import KVCache
 from genmotion.errors import UsageError
 
-__all__ = ["HeadGroupCache", "QueryProbe", "attend_cached"]
-
-
-class QueryProbe:
-    """Records, for every layer in order, the attention queries (B, H, R, D) of rows `rows` (R,) of the
-    tokens being decoded, already multiplied by the attention scale (so softmax(q @ k^T) is the attention)."""
-
-    def __init__(self, rows: torch.Tensor) -> None:
-        self.rows = rows
-        self.queries: list[torch.Tensor] = []
-
-    def record(self, q_BHTD: torch.Tensor, scale: float) -> None:
-        self.queries.append(q_BHTD.index_select(2, self.rows.to(q_BHTD.device)) * scale)
+__all__ = ["HeadGroupCache", "attend_cached"]
 
 
 class HeadGroupCache:

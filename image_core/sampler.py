@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from genmotion.cache import LayeredKVCache
+from genmotion.cache import AttentionProbe, LayeredKVCache
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.errors import UsageError
-from genmotion.image_core.head_cache import QueryProbe
 from genmotion.image_core.kv_policies import ScalePolicy
 from genmotion.image_core.var_model import VAR
 from genmotion.nn.quantizer import MultiScaleQuantizer
@@ -126,10 +125,15 @@ class _ScaleCalls:
     def model(self, inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
         si, policy = next(self.scale_of_call), self.policy
         rows = policy.observation_rows(si) if policy is not None else None
-        probe = QueryProbe(rows) if rows is not None else None
-        logits = self.var.forward_scale(inputs, self.conditions, cache, positions_l=positions, probe=probe)  # B,l,V
+        if rows is None:
+            logits = self.var.forward_scale(inputs, self.conditions, cache, positions_l=positions)  # B, l, V
+            queries: list[torch.Tensor] = []
+        else:  # the policy's observation queries, per layer (B, H, R, D), read from outside the model
+            with AttentionProbe(self.var, rows=rows, snapshot=False) as probe:
+                logits = self.var.forward_scale(inputs, self.conditions, cache, positions_l=positions)
+            queries = [call.scaled_queries() for call in probe.calls]
         if policy is not None:
-            policy.after_scale(cache, si, probe.queries if probe is not None else [])
+            policy.after_scale(cache, si, queries)
         return logits
 
     def embed_next(self, tokens: torch.Tensor, si: int) -> torch.Tensor:

@@ -11,13 +11,15 @@ C width, D condition width (= C), H heads, c head dim, V vocabulary.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genmotion.cache import KVCache
-from genmotion.image_core.head_cache import HeadGroupCache, QueryProbe, attend_cached
+from genmotion.cache.probe import AttentionCall, history
+from genmotion.image_core.head_cache import HeadGroupCache, attend_cached
 
 __all__ = ["FFN", "AdaLNBeforeHead", "AdaLNSelfAttn", "DropPath", "SelfAttention", "SharedAdaLin"]
 
@@ -94,15 +96,11 @@ class SelfAttention(nn.Module):
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
-        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         """x (B, L, C) -> (B, L, C). With `cache`, the L new tokens attend to every cached token and to
-        each other (one scale is a block of the block-causal mask), and are appended when `commit`.
-        `probe` records the queries of its rows (for cache policies)."""
+        each other (one scale is a block of the block-causal mask), and are appended when `commit`."""
         B, L, C = x_BLC.shape
         q, k, v = self.qkv(x_BLC)
-        if probe is not None:
-            probe.record(q, self.scale)
         if cache is not None:
             out = attend_cached(cache, q, k, v, positions_L, scale=self.scale, commit=commit)
         else:
@@ -110,6 +108,22 @@ class SelfAttention(nn.Module):
             dropout_p = self.attn_drop if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, bias, dropout_p, scale=self.scale)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, C)))
+
+    def probe_call(
+        self, layer: int, args: tuple[Any, ...], kwargs: dict[str, Any], *, rows: torch.Tensor | None, snapshot: bool
+    ) -> AttentionCall:
+        """What a call `forward(x, attn_bias, cache, positions_L=...)` computes, for `genmotion.cache.AttentionProbe`
+        (no RoPE: positions are token indices, those of the call's tokens when it is given none)."""
+        bound = {"cache": None, **dict(zip(("x_BLC", "attn_bias", "cache"), args, strict=False)), **kwargs}
+        x_BLC, cache, positions = bound["x_BLC"], bound["cache"], bound.get("positions_L")
+        if positions is None:
+            positions = torch.arange(x_BLC.shape[1], device=x_BLC.device)
+        if rows is not None:
+            x_BLC = x_BLC.index_select(1, rows.to(x_BLC.device))
+            positions = positions.index_select(0, rows.to(positions.device))
+        q, k, v = self.qkv(x_BLC)
+        hist_k, hist_pos = history(cache, k, (), snapshot)
+        return AttentionCall(layer, cache, q, k, v, positions, None, hist_k, hist_pos, self.scale)
 
 
 class SharedAdaLin(nn.Linear):
@@ -164,10 +178,9 @@ class AdaLNSelfAttn(nn.Module):
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
-        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         return self.forward_modulated(
-            x_BLC, self.modulation(cond), attn_bias, cache, positions_L=positions_L, commit=commit, probe=probe
+            x_BLC, self.modulation(cond), attn_bias, cache, positions_L=positions_L, commit=commit
         )
 
     def forward_modulated(
@@ -179,12 +192,11 @@ class AdaLNSelfAttn(nn.Module):
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
-        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         """The block with its six vectors given (computed once per sample when decoding scale by scale)."""
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation
         h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add(shift1)
-        attn = self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit, probe=probe)
+        attn = self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit)
         x_BLC = x_BLC + self.drop_path(attn.mul(gamma1))
         h = self.ln_wo_grad(x_BLC).mul(scale2.add(1)).add(shift2)
         return x_BLC + self.drop_path(self.ffn(h).mul(gamma2))

@@ -20,7 +20,6 @@ from torch import nn
 
 from genmotion.cache import LayeredKVCache
 from genmotion.image_core.config import VARConfig
-from genmotion.image_core.head_cache import QueryProbe
 from genmotion.image_core.var_blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 
 __all__ = ["VAR", "ClassConditions", "block_causal_bias", "drop_labels", "level_ids"]
@@ -161,19 +160,18 @@ class VAR(nn.Module):
         cache: LayeredKVCache,
         *,
         positions_l: torch.Tensor | None = None,
-        probe: QueryProbe | None = None,
     ) -> torch.Tensor:
         """One scale against the cache: x (B, l, C) embedded tokens -> logits (B, l, V).
 
         The l tokens attend to every cached token of earlier scales and to each other; their keys and
         values are appended to `cache` (one `KVCache` or `HeadGroupCache` per block) unless it is
-        read-only. `probe` collects each block's queries of its rows, in block order.
+        read-only. (Cache policies read the queries with `genmotion.cache.AttentionProbe`.)
         """
         if len(cache) != len(self.blocks):
             raise ValueError(f"cache has {len(cache)} layers but the model has {len(self.blocks)} blocks")
         for block, modulation, layer_cache in zip(self.typed_blocks(), conditions.blocks, cache, strict=True):
             x_BlC = block.forward_modulated(
-                x_BlC, modulation, None, layer_cache, positions_L=positions_l, commit=cache.commit, probe=probe
+                x_BlC, modulation, None, layer_cache, positions_L=positions_l, commit=cache.commit
             )
         return self.head(self.head_nm.forward_modulated(x_BlC.float(), conditions.head)).float()  # B, l, V
 

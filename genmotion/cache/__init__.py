@@ -12,7 +12,7 @@ from genmotion.cache.flowcache import FlowCache
 from genmotion.cache.flowcache_kv import FlowCacheKV, importance_redundancy_scores
 from genmotion.cache.forcing_kv import ForcingKV
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
-from genmotion.cache.probe import AttentionCall, AttentionProbe, attention_probabilities
+from genmotion.cache.probe import AttentionCall, AttentionProbe, ProbedAttention, attention_probabilities
 from genmotion.cache.profile import HeadProfile, load_head_profile, profile_heads, save_head_profile
 from genmotion.kv.buffers import KVCache
 from genmotion.kv.layered import FeatureCache, LayeredKVCache
@@ -33,6 +33,7 @@ __all__ = [
     "LayeredKVCache",
     "PolicyBase",
     "PolicyStats",
+    "ProbedAttention",
     "Recompute",
     "RollingWindow",
     "SharedClean",

@@ -144,7 +144,7 @@ class FlowCacheKV(_CleanContextPolicy):
         """Append the chunk's entries while they fit; else keep the top-`budget` of cache + chunk (returned)."""
         S = layer.length
         if S + call.k.shape[2] <= self.budget:
-            shared = call.positions.dim() == (1 if call.rotary.num_axes == 1 else 2)  # (L[, A]): one row for all
+            shared = call.positions.dim() == (1 if call.position_axes == 1 else 2)  # (L[, A]): one row for all
             layer.append(call.k, call.v, call.positions if shared else call.key_positions()[:, :, S:])
             return None
         keys, values = torch.cat([layer.keys, call.k], dim=2), torch.cat([layer.values, call.v], dim=2)

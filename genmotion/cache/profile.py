@@ -210,7 +210,7 @@ class _MassCounter(SharedClean):
         for call in probe.calls:
             S = call.history_k.shape[2]
             probs = attention_probabilities(call)[..., :S]  # (B, H, L, S): mass on committed frames only
-            frames = call.history_positions if call.rotary.num_axes == 1 else call.history_positions[..., 0]
+            frames = call.history_positions if call.position_axes == 1 else call.history_positions[..., 0]
             sums.append(
                 recent_mass_sums(probs, frames, start_frame, last_frames=self.last_frames, skip_first=self.skip_first)
             )

@@ -7,7 +7,7 @@ import pytest
 import torch
 from image_core_tiny import PATCH_NUMS, TINY_VAE, TINY_VAR, seeded
 
-from genmotion.cache import KVCache
+from genmotion.cache import AttentionProbe, KVCache
 from genmotion.errors import InputError, UsageError
 from genmotion.image_core.head_cache import HeadGroupCache
 from genmotion.image_core.kv_policies import (
@@ -164,3 +164,33 @@ def test_head_profile_round_trip(tmp_path):
     other = seeded(VAR, TINY_VAR.__class__(**{**TINY_VAR.__dict__, "depth": 3}))
     with pytest.raises(InputError, match="not this model"):
         load_head_profile(path, other)
+
+
+def test_the_attention_probe_reads_the_exact_attention_of_a_var_scale():
+    """The one probe (genmotion.cache.AttentionProbe) on VAR: softmax(scaled q @ [history, new] keys) @ values,
+    projected, is what the attention layer returned; probing only some rows gives those rows' queries."""
+    var, _ = _models()
+    conditions = var.class_conditions(LABELS)
+    cache = var.new_cache(2)
+    outputs = []
+    hooks = [b.attn.register_forward_hook(lambda m, a, out: outputs.append(out)) for b in var.typed_blocks()]
+    x0 = var.start_tokens(conditions.cond_BD)
+    x1 = var.scale_tokens(1, torch.randn(2, 4, TINY_VAR.latent_channels, generator=torch.Generator().manual_seed(1)))
+    rows = torch.tensor([0, 3])
+    with torch.no_grad():
+        var.forward_scale(x0, conditions, cache, positions_l=torch.arange(1))
+        outputs.clear()
+        with AttentionProbe(var) as full, AttentionProbe(var, rows=rows, snapshot=False) as some:
+            var.forward_scale(x1, conditions, cache, positions_l=torch.arange(1, 5))
+    for hook in hooks:
+        hook.remove()
+    assert len(full.calls) == len(some.calls) == len(var.blocks) == len(outputs)
+    for call, part, block, out in zip(full.calls, some.calls, var.typed_blocks(), outputs, strict=True):
+        assert call.history_k.shape[2] == 1 and part.history_k.shape[2] == 0 and call.cache is part.cache
+        keys, values = call.keys(), torch.cat([call.cache.values[:, :, :1], call.v], dim=2)
+        attention = torch.softmax(call.scaled_queries() @ keys.transpose(-1, -2), dim=-1)
+        B, H, L, D = call.q.shape
+        expected = block.attn.proj((attention @ values).transpose(1, 2).reshape(B, L, H * D))
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(part.scaled_queries(), call.scaled_queries()[:, :, rows], rtol=0, atol=1e-6)
+        assert torch.equal(part.positions, torch.tensor([1, 4]))
