@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import check_file_output, check_number
 
 __all__ = ["register"]
@@ -16,10 +15,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @bench_app.command("core")
     def core(
-        json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-        plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
-        threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
-        quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
+        json_path: BenchJson,
+        plot: BenchPlot = None,
+        threads: BenchThreads = 2,
+        quick: BenchQuick = False,
     ) -> None:
         """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
         check_file_output(json_path, (".json",), "--json")

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import check_file_output, check_number
 
 __all__ = ["register"]
@@ -81,8 +82,8 @@ def profile_heads(
 
 
 def cache(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
     model: str = typer.Option(
         "tiny", "--model", help="'tiny' (a seeded toy flow model) or a causal flow checkpoint (e.g. ca2vdm-toy)."
     ),
@@ -91,8 +92,8 @@ def cache(
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps per chunk (default 24, quick 12)."),
     lengths: str | None = typer.Option(None, "--lengths", help="Video lengths in chunks, e.g. '4,8,16,32'."),
     repeats: int | None = typer.Option(None, "--repeats", help="Timed passes per policy (median)."),
-    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer steps, one run each: a smoke test (< 2 min)."),
+    threads: BenchThreads = 2,
+    quick: BenchQuick = False,
 ) -> None:
     """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
     from genmotion.errors import UsageError

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import typer
 
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import check_file_output, check_folder_output, check_number, check_video_output
 from genmotion.errors import UsageError
 
@@ -104,10 +105,10 @@ def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fp
 
 
 def bench_toyworld(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG bar chart here."),
-    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat: a smoke test, not a measurement."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    threads: BenchThreads = 2,
+    quick: BenchQuick = False,
 ) -> None:
     """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
     check_file_output(json_path, (".json",), "--json")

@@ -1,0 +1,24 @@
+"""The options every `genmotion bench ...` command shares, declared once.
+
+Each is an `Annotated` type for a typer parameter; the command gives the default in its signature
+(`threads: BenchThreads = 1`), so a bench keeps its own defaults while the flag names and help texts
+are the same everywhere:
+
+    def bench_x(json_path: BenchJson, plot: BenchPlot = None, ckpt: BenchCkpt = "x-toy",
+                threads: BenchThreads = 1, quick: BenchQuick = False) -> None: ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["BenchCkpt", "BenchJson", "BenchPlot", "BenchQuick", "BenchThreads"]
+
+BenchJson = Annotated[Path, typer.Option("--json", help="Write the results here (JSON).")]
+BenchPlot = Annotated[Path | None, typer.Option("--plot", help="Also draw a PNG chart here.")]
+BenchCkpt = Annotated[str, typer.Option("--ckpt", help="Registry name or checkpoint directory to score.")]
+BenchThreads = Annotated[int, typer.Option("--threads", help="torch intra-op threads for every measurement.")]
+BenchQuick = Annotated[bool, typer.Option("--quick", help="Small, few runs: a smoke test, not a measurement.")]
