@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.errors import InputError, UsageError
 
 __all__ = ["register"]
@@ -99,11 +100,11 @@ def _run(
 
 
 def bench_rig(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
-    quick: bool = typer.Option(False, "--quick", help="A few meshes only: a smoke test."),
-    threads: int = typer.Option(1, "--threads", help="torch intra-op threads."),
-    ckpt: str = typer.Option("riganything-toy", "--ckpt", help="Checkpoint to score."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    quick: BenchQuick = False,
+    threads: BenchThreads = 1,
+    ckpt: BenchCkpt = "riganything-toy",
     compare: str | None = typer.Option(None, "--compare", help="A second checkpoint (e.g. a regression head)."),
     meshes: int = typer.Option(10, "--meshes", help="Creatures per body plan."),
     plans: str | None = typer.Option(None, "--plans", help="Comma-separated body plans (default: all)."),

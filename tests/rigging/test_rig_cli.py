@@ -86,3 +86,17 @@ def test_several_parts_are_rigged_together(tmp_path, tiny_ckpt, capsys):
     assert code == 0, io.err
     n = len(a.vertices) + len(b.vertices)
     assert f"{n} vertices" in io.out
+
+
+def test_bench_rig_through_the_cli(tmp_path, tiny_ckpt, capsys):
+    import json
+
+    out, png = tmp_path / "rig.json", tmp_path / "rig.png"
+    args = ["--ckpt", str(tiny_ckpt), "--quick", "--plans", "snake", "--threads", "1", "--json", str(out)]
+    assert main(["bench", "rig", *args, "--plot", str(png)]) == 0, capsys.readouterr().err
+    results = json.loads(out.read_text())
+    assert results["setup"]["meshes_per_plan"] == 2 and results["setup"]["threads"] == 1
+    snake = results[str(tiny_ckpt)]["per_plan"]["snake"]
+    assert 0 <= snake["precision"] <= 1 and snake["cd_j2j"] > 0 and png.stat().st_size > 0
+    assert main(["bench", "rig", *args[:-1], str(tmp_path / "x.json"), "--plans", "dragon"]) == 2
+    assert "unknown body plans" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
