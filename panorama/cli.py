@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import check_checkpoint_kind, check_device_name, check_file_input, check_video_output
 from genmotion.errors import InputError, UsageError
 
@@ -105,11 +106,11 @@ def _run(
 
 
 def bench_panorama(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
-    ckpt: str = typer.Option(DEFAULT_CKPT, "--ckpt", help="Registry name or checkpoint directory."),
-    threads: int = typer.Option(1, "--threads", help="torch intra-op threads for every measurement."),
-    quick: bool = typer.Option(False, "--quick", help="One clip, 1k only: a smoke test, not a measurement."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    ckpt: BenchCkpt = DEFAULT_CKPT,
+    threads: BenchThreads = 1,
+    quick: BenchQuick = False,
 ) -> None:
     """Held-out toy 360 scenes: covered/uncovered PSNR, seams, flicker, ablations, speed and memory per size."""
     from genmotion.bench.report import save_results, set_bench_threads
