@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_file_input,
@@ -113,13 +114,13 @@ def write_outputs(pipe: Any, frames: Any, result: Any, out: Path, *, fps: float 
 
 
 def bench_world(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
-    ckpt: str = typer.Option("vfmf-toy", "--ckpt", help="Registry name or checkpoint directory."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    ckpt: BenchCkpt = "vfmf-toy",
     samples: int = typer.Option(4, "--samples", help="K for mean-of-K / best-of-K."),
     scenes: int = typer.Option(48, "--scenes", help="Held-out toy-world scenes."),
-    threads: int = typer.Option(1, "--threads", help="torch intra-op threads."),
-    quick: bool = typer.Option(False, "--quick", help="A few scenes: a smoke test, not a measurement."),
+    threads: BenchThreads = 1,
+    quick: BenchQuick = False,
     strip: Path | None = typer.Option(None, "--strip", help="Also draw a frame strip of one held-out scene (PNG)."),
 ) -> None:
     """mIoU, depth AbsRel / delta1, normal accuracy and PSNR at horizons 1/4/8 (VFMF vs baselines), speed."""
