@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import typer
 
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_device_name,
@@ -221,11 +222,11 @@ def _run(
 
 
 def bench_video(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
-    ckpt: str = typer.Option("videoar-toy", "--ckpt", help="Registry name or checkpoint directory."),
-    threads: int = typer.Option(1, "--threads", help="torch intra-op threads for every measurement."),
-    quick: bool = typer.Option(False, "--quick", help="A few prompts and short runs: a smoke test, not a measurement."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    ckpt: BenchCkpt = "videoar-toy",
+    threads: BenchThreads = 1,
+    quick: BenchQuick = False,
 ) -> None:
     """Adherence on held-out paraphrases, flicker, drift over 256 frames, prompt switches, speed, cache bytes."""
     check_file_output(json_path, (".json",), "--json")
