@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_device_name,
@@ -174,11 +175,11 @@ def convert_var(
 
 
 def bench_image(
-    json_path: Path = typer.Option(..., "--json", help="Write the results here (JSON)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw a PNG chart here."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny sizes and one repeat: a smoke test (~1 min)."),
-    threads: int = typer.Option(2, "--threads", help="torch intra-op threads for every measurement."),
-    ckpt: str = typer.Option("var-toy", "--ckpt", help="Checkpoint for class accuracy and the KV policies."),
+    json_path: BenchJson,
+    plot: BenchPlot = None,
+    quick: BenchQuick = False,
+    threads: BenchThreads = 2,
+    ckpt: BenchCkpt = "var-toy",
 ) -> None:
     """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR."""
     check_number("--threads", threads, low=1)
