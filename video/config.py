@@ -29,6 +29,9 @@ class VideoTokenizerConfig:
     latents, VAR's residual quantiser per frame (`genmotion.image_core`).
 
     `widths` are the level widths at H/2, H/4, ... (finest first); downsampling is 2 ** len(widths).
+    `temporal_residual`: frames after the first code only their change from the previous frame's quantised
+    latent (`genmotion.video.residual`), with code 0 = no change for residuals below `deadzone` (mean square
+    per channel); needs `quant_resi: 0`.
     """
 
     image_size: int = 32
@@ -39,9 +42,15 @@ class VideoTokenizerConfig:
     quant_resi: float = 0.5
     share_quant_resi: int = 4
     beta: float = 0.25
+    temporal_residual: bool = False
+    deadzone: float = 0.0
 
     def __post_init__(self) -> None:
         _check_scales(self.patch_nums)
+        if self.temporal_residual and self.quant_resi != 0:
+            raise ValueError("temporal_residual needs quant_resi: 0 (phi = identity, so code 0 adds nothing)")
+        if self.deadzone < 0:
+            raise ValueError(f"deadzone must be >= 0, got {self.deadzone}")
         if not self.widths or min(self.widths) < 1:
             raise ValueError(f"widths must be positive, got {self.widths}")
         if self.image_size != self.patch_nums[-1] * self.downsample:

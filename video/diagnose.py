@@ -60,17 +60,19 @@ def teacher_forced_codes(
     from genmotion.video.sampler import _commit, _sample_frame
 
     model, tok = pipe.model, pipe.model.tokenizer
-    tr, q = model.transformer, tok.quantize
+    tr = model.transformer
     settings = SamplingConfig(**{"guidance_scale": 3.0, **sampling})
     guided = settings.guidance_scale != 1.0
-    truth = q.indices_to_fhat([i.flatten(0, 1) for i in indices]).to(pipe.dtype)  # (T, Cv, h, w)
+    truth = tok.indices_to_fhat(indices)[0].to(pipe.dtype)  # (T, Cv, h, w)
+    temporal = tok.config.temporal_residual
     cond = pipe._condition(prompt)
     rows = torch.cat([cond, tr.null_condition(1).to(cond.dtype)]) if guided else cond
     cache = tr.new_cache(rows.shape[0], dtype=pipe.dtype, device=pipe.device)
     generator, frames, codes = torch.Generator().manual_seed(seed), [], []
     for t in range(indices[0].shape[1]):
         prev = None if t == 0 else [i[:, t - 1] for i in indices]
-        fhat, tokens = _sample_frame(model, t, rows, prev, copy.deepcopy(cache), settings, generator, ())
+        base = truth[t - 1 : t] if temporal and t > 0 else None
+        fhat, tokens = _sample_frame(model, t, rows, prev, base, copy.deepcopy(cache), settings, generator, ())
         frames.append(tok.decode_frame(fhat.to(pipe.dtype), None if t == 0 else truth[t - 1 : t]))
         codes.append(tokens)
         _commit(model, t, truth[t : t + 1], tr.modulation(rows), cache, guided)
@@ -82,7 +84,7 @@ def _teacher_forced_videoar(pipe: Any, prompt: str, clip: np.ndarray, seed: int,
     tok = pipe.model.tokenizer
     indices = tok.encode(_as_unit(clip[None], pipe))  # per scale (1, T, l)
     frames = teacher_forced_codes(pipe, prompt, indices, seed, **sampling)[0]
-    first = tok.quantize.indices_to_fhat([i[:, 0] for i in indices]).to(pipe.dtype)  # (1, Cv, h, w)
+    first = tok.indices_to_fhat([i[:, :1] for i in indices])[:, 0].to(pipe.dtype)  # (1, Cv, h, w)
     frames[0] = tok.decode_frame(first, None)[0]
     return to_uint8(frames)
 

@@ -17,8 +17,8 @@ from functools import partial
 import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
-from genmotion.image_core.quantizer import MultiScaleQuantizer
 from genmotion.kv.layered import LayeredKVCache
+from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.config import SamplingConfig
 from genmotion.video.model import Modulation, VideoAR, VideoARCache
@@ -47,6 +47,7 @@ def _sample_frame(
     frame: int,
     cond_BW: torch.Tensor,
     prev_tokens: list[torch.Tensor] | None,
+    base: torch.Tensor | None,
     cache: VideoARCache,
     settings: SamplingConfig,
     generator: torch.Generator | None,
@@ -54,7 +55,8 @@ def _sample_frame(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """All scales of one frame on the core discrete loop, then the frame's commit to the frame cache; returns
     (f_hat (B, Cv, h, w), per-scale tokens (B, p^2)). Scale 0 (the start token) is the loop's prefill, every
-    finer scale a decode step whose input is built from the sampled codes by `embed_next`."""
+    finer scale a decode step whose input is built from the sampled codes by `embed_next`. `base` (B, Cv, h, w):
+    the previous frame's f_hat under temporal residual coding (the codes add to it), else None."""
     tr, q = model.transformer, model.tokenizer.quantize
     layout = tr.layout
     guided = settings.guidance_scale != 1.0
@@ -62,7 +64,7 @@ def _sample_frame(
     B = rows // 2 if guided else rows
     dtype, device = cond_BW.dtype, cond_BW.device
     P, Cv = layout.patch_nums[-1], q.Cvae
-    fhat = torch.zeros(B, Cv, P, P, device=device)
+    fhat = torch.zeros(B, Cv, P, P, device=device) if base is None else base.float().clone()
     cache.scales.reset()
     mod = tr.modulation(cond_BW)  # AdaLN vectors of every block, once per frame
     prev = tr.previous_tokens(prev_tokens, B, device)  # (B, N_s): the last frame's codes per scale token
@@ -130,16 +132,19 @@ def stream_latents(
     guided = settings.guidance_scale != 1.0
     cache = model.transformer.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
     null = model.transformer.null_condition(batch).to(p.dtype)
+    temporal = model.tokenizer.config.temporal_residual
     frame, tokens = 0, None
+    fhat: torch.Tensor | None = None
     while num_frames is None or frame < num_frames:
         cond = condition(frame).to(p.dtype)
         rows = torch.cat([cond, null]) if guided else cond
-        fhat, tokens = _sample_frame(model, frame, rows, tokens, cache, settings, generator, processors)
+        base = fhat if temporal else None
+        new_fhat, tokens = _sample_frame(model, frame, rows, tokens, base, cache, settings, generator, processors)
         yield FrameLatent(
             index=frame,
-            fhat=fhat,
+            fhat=new_fhat,
             tokens=tuple(tokens),
             cache_bytes=cache.nbytes(),
             cache_valid_bytes=cache.valid_nbytes(),
         )
-        frame += 1
+        fhat, frame = new_fhat, frame + 1

@@ -38,6 +38,8 @@ class VideoARModelConfig:
     Exactly one of: `tokenizer_checkpoint` (a `video-tokenizer` or `videoar` checkpoint, directory or
     registry name), `init_from` (a `videoar` checkpoint to fine-tune: tokenizer and transformer weights and
     configs come from it), or `tokenizer` (a fresh, untrained tokenizer: only for smoke tests).
+    `transformer_init` (with `tokenizer_checkpoint`): start the transformer from another `videoar` checkpoint's
+    transformer (same architecture, e.g. a new tokenizer of the same latent and vocabulary sizes).
     """
 
     tokenizer_checkpoint: str | None = None
@@ -48,6 +50,7 @@ class VideoARModelConfig:
     error_correction_rate: float = 0.3
     frame_mask_rate: float = 0.1
     change_weight: float = 1.0  # > 1: tokens whose code changes from the previous frame weigh more
+    transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
 
     def __post_init__(self) -> None:
         given = [n for n in ("tokenizer_checkpoint", "init_from", "tokenizer") if getattr(self, n) is not None]
@@ -137,13 +140,29 @@ class VideoARTask:
             tokenizer = load_tokenizer(model_cfg.tokenizer_checkpoint)
             model = VideoAR(VideoARConfig(tokenizer=tokenizer.config, transformer=model_cfg.transformer))
             model.tokenizer.load_state_dict(tokenizer.state_dict())
+            if model_cfg.transformer_init is not None:
+                self._init_transformer(model, model_cfg.transformer_init)
         else:
             assert model_cfg.tokenizer is not None
             model = VideoAR(VideoARConfig(tokenizer=model_cfg.tokenizer, transformer=model_cfg.transformer))
         model.tokenizer.requires_grad_(False)  # frozen: the optimiser only sees the transformer
         self._config = model.config
-        self._needs_text_statistics = None if model_cfg.init_from is not None else model
+        started = model_cfg.init_from is not None or model_cfg.transformer_init is not None
+        self._needs_text_statistics = None if started else model
         return model
+
+    @staticmethod
+    def _init_transformer(model: VideoAR, name: str) -> None:
+        directory = resolve(name)
+        source = read_videoar_config(directory)
+        if source.transformer != model.config.transformer:
+            raise UsageError(
+                f"model.transformer_init {name} has another transformer architecture",
+                fix="leave model.transformer at the architecture of that checkpoint",
+            )
+        donor = VideoAR(source)
+        load_weights(donor, directory)
+        model.transformer.load_state_dict(donor.transformer.state_dict())
 
     def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
         from genmotion.text import PromptEncoder

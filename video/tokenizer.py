@@ -1,6 +1,6 @@
 """The causal-in-time multi-scale video tokenizer of VideoAR: a light per-frame conv encoder/decoder,
 causal temporal mixing of the latents (frame t sees frames <= t), and VAR's multi-scale residual
-quantiser per frame (reused from `genmotion.image_core`).
+quantiser per frame (`genmotion.nn.quantizer`, shared with VAR).
 
 Axes: B clips, T frames, C latent channels, H/W pixels, h/w latent cells, l tokens of one scale.
 Frames are float (B, T, 3, H, W) in [-1, 1]; token maps are per scale (B, T, l).
@@ -18,6 +18,7 @@ from genmotion.errors import InputError
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.residual import ClipCodes, pinned_codebook, quantize_clip
 
 __all__ = ["CausalTemporalMix", "FrameDecoder", "FrameEncoder", "VideoTokenizer"]
 
@@ -107,6 +108,25 @@ class VideoTokenizer(nn.Module):
         self.quantize = MultiScaleQuantizer(self.quantizer_config(c))
         self.decoder_mix = CausalTemporalMix(c.latent_channels)
         self.decoder = FrameDecoder(c.widths, c.latent_channels)
+        if c.temporal_residual:
+            with torch.no_grad():
+                self.quantize.embedding.weight[0].zero_()  # code 0 = "no change" (pinned in every use)
+
+    def codebook(self) -> torch.Tensor:
+        """The code vectors (V, C) as every coding and decoding path reads them (code 0 pinned to zero under
+        temporal residual coding)."""
+        w = self.quantize.embedding.weight
+        return pinned_codebook(w) if self.config.temporal_residual else w
+
+    def quantize_clip(self, f_BTChw: torch.Tensor, *, straight_through: bool = False) -> ClipCodes:
+        """Temporal residual coding of latents (B, T, C, h, w) (`genmotion.video.residual`); only for
+        tokenizers with `temporal_residual`."""
+        c = self.config
+        if not c.temporal_residual:
+            raise ValueError("quantize_clip is the temporal residual path; this tokenizer codes frames on their own")
+        return quantize_clip(
+            self.codebook(), c.patch_nums, f_BTChw, deadzone=c.deadzone, straight_through=straight_through, beta=c.beta
+        )
 
     @staticmethod
     def quantizer_config(c: VideoTokenizerConfig) -> VQVAEConfig:
@@ -144,6 +164,8 @@ class VideoTokenizer(nn.Module):
     def encode(self, video_BT3HW: torch.Tensor) -> list[torch.Tensor]:
         """Per-scale token indices, each (B, T, pn*pn), coarse to fine."""
         f = self.latents(video_BT3HW)
+        if self.config.temporal_residual:
+            return self.quantize_clip(f).indices
         B, T = f.shape[:2]
         return [idx.view(B, T, -1) for idx in self.quantize.f_to_indices(f.flatten(0, 1).float())]
 
@@ -159,9 +181,15 @@ class VideoTokenizer(nn.Module):
 
     def decode_indices(self, indices: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-scale indices (B, T, l) -> frames (B, T, 3, H, W)."""
+        return self.decode_fhat(self.indices_to_fhat(indices))
+
+    def indices_to_fhat(self, indices: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-scale indices (B, T, l) -> f_hat (B, T, C, h, w); under temporal residual coding each frame's
+        codes add to the frame before."""
         B, T = indices[0].shape[:2]
         fhat = self.quantize.indices_to_fhat([i.flatten(0, 1) for i in indices])
-        return self.decode_fhat(fhat.view(B, T, *fhat.shape[1:]))
+        fhat = fhat.view(B, T, *fhat.shape[1:])
+        return fhat.cumsum(dim=1) if self.config.temporal_residual else fhat
 
     def _pixels(self) -> tuple[int, int]:
         return self.config.image_size, self.config.image_size
@@ -174,6 +202,9 @@ class VideoTokenizer(nn.Module):
     def forward(self, video_BT3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: (reconstruction (B, T, 3, H, W) unclamped, VQ loss); straight-through to the encoder."""
         f = self.latents(video_BT3HW)
+        if self.config.temporal_residual:
+            codes = self.quantize_clip(f, straight_through=True)
+            return self.decode_train(codes.fhat), codes.vq_loss
         B, T = f.shape[:2]
         fhat, vq_loss = self.quantize(f.flatten(0, 1))
         return self.decode_train(fhat.view(B, T, *fhat.shape[1:])), vq_loss

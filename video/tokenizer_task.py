@@ -91,23 +91,33 @@ class VideoTokenizerTask:
         f = f_NChw.detach().float()
         fhats = q.f_to_fhats(f)
         indices = q.f_to_indices(f)
-        hits = torch.bincount(torch.cat([i.flatten() for i in indices]), minlength=q.vocab_size)
-        self._hits = hits if self._hits is None else self._hits + hits
-        self._steps += 1
-        if self._steps % self._cfg.restart_every:
-            return 0
-        dead = (self._hits == 0).nonzero().flatten()
-        self._hits = None
-        if dead.numel() == 0:
-            return 0
         residuals = []
         for si, pn in enumerate(q.patch_nums):
             rest = f if si == 0 else f - fhats[si - 1]
             rest = F.adaptive_avg_pool2d(rest, pn)
             residuals.append(rest.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
-        pool = torch.cat(residuals)
-        pick = torch.randint(pool.shape[0], (dead.numel(),), device=pool.device)
-        q.embedding.weight.data[dead] = pool[pick].to(q.embedding.weight.dtype)
+        return self._restart(model, torch.cat([i.flatten() for i in indices]), torch.cat(residuals))
+
+    @torch.no_grad()
+    def _restart(
+        self, model: VideoTokenizer, used: torch.Tensor, pool_NC: torch.Tensor, keep_zero: bool = False
+    ) -> int:
+        """Count the hits of codes `used`; every `restart_every` steps re-seed the codes nobody used with random
+        rows of the residual pool (N, C). `keep_zero`: code 0 is the pinned "no change" code, never re-seeded."""
+        q = model.quantize
+        hits = torch.bincount(used, minlength=q.vocab_size)
+        self._hits = hits if self._hits is None else self._hits + hits
+        self._steps += 1
+        if self._steps % self._cfg.restart_every:
+            return 0
+        dead = (self._hits == 0).nonzero().flatten()
+        if keep_zero:
+            dead = dead[dead != 0]
+        self._hits = None
+        if dead.numel() == 0:
+            return 0
+        pick = torch.randint(pool_NC.shape[0], (dead.numel(),), device=pool_NC.device)
+        q.embedding.weight.data[dead] = pool_NC[pick].to(q.embedding.weight.dtype)
         return int(dead.numel())
 
     def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
@@ -123,8 +133,14 @@ class VideoTokenizerTask:
             )
         f = model.latents(video)
         B, T = f.shape[:2]
-        fhat, vq_loss = model.quantize(f.flatten(0, 1))
-        recon = model.decode_train(fhat.view(B, T, *fhat.shape[1:]))
+        codes = None
+        if model.config.temporal_residual:
+            codes = model.quantize_clip(f, straight_through=True)
+            fhat, vq_loss = codes.fhat, codes.vq_loss
+        else:
+            fhat, vq_loss = model.quantize(f.flatten(0, 1))
+            fhat = fhat.view(B, T, *fhat.shape[1:])
+        recon = model.decode_train(fhat)
         l1 = (recon.float() - video).abs().mean()
         mse = F.mse_loss(recon.float(), video)
         loss = l1 + self._cfg.mse_weight * mse + vq_loss
@@ -134,7 +150,16 @@ class VideoTokenizerTask:
             "psnr": 10 * math.log10(4.0 / max(float(mse.detach()), 1e-10)),
         }
         if self._cfg.restart_every and self._cfg.train == "all" and model.training:
-            logs["restarted_codes"] = float(self._restart_dead_codes(model, f.flatten(0, 1)))
+            if codes is not None:
+                used = torch.cat([i.flatten() for i in codes.indices])
+                restarted = self._restart(model, used, torch.cat(codes.residuals).detach(), keep_zero=True)
+            else:
+                restarted = self._restart_dead_codes(model, f.flatten(0, 1))
+            logs["restarted_codes"] = float(restarted)
+        if codes is not None and T > 1:
+            logs["unchanged_tokens"] = float(
+                torch.cat([i[:, 1:].flatten() for i in codes.indices]).eq(0).float().mean()
+            )
         return loss, logs
 
     def checkpoint_config(self, model_cfg: VideoTokenizerModelConfig, data_cfg: VideoDataConfig) -> dict[str, Any]:
@@ -152,6 +177,16 @@ class VideoTokenizerTask:
         video = batch["video"]
         f = model.latents(video)
         B, T = f.shape[:2]
+        if model.config.temporal_residual:
+            codes = model.quantize_clip(f)
+            out = {"eval_psnr": psnr(model.decode_fhat(codes.fhat), video)}
+            if T > 1:
+                out["eval_unchanged_tokens"] = float(
+                    torch.cat([i[:, 1:].flatten() for i in codes.indices]).eq(0).float().mean()
+                )
+            indices = [i.flatten() for i in codes.indices]
+            out["eval_codebook_usage"] = torch.unique(torch.cat(indices)).numel() / model.config.vocab_size
+            return out
         fhats = model.quantize.f_to_fhats(f.flatten(0, 1).float())
         out = {"eval_psnr": psnr(model.decode_fhat(fhats[-1].view(B, T, *f.shape[2:])), video)}
         if len(fhats) > 1:

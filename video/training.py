@@ -22,9 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genmotion.image_core.quantizer import MultiScaleQuantizer
+from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.video.layout import clip_attention
 from genmotion.video.model import VideoAR
+from genmotion.video.residual import teacher_forcing
 
 __all__ = [
     "TrainingSettings",
@@ -107,12 +108,20 @@ def videoar_loss(
     tr, q = model.transformer, model.tokenizer.quantize
     layout, cfg = tr.layout, tr.config
     B, T = video_BT3HW.shape[:2]
+    tok = model.tokenizer
     with torch.no_grad(), torch.autocast(video_BT3HW.device.type, enabled=False):
-        f = model.tokenizer.latents(video_BT3HW.float()).flatten(0, 1)  # (B*T, Cv, h, w)
-        gt = q.f_to_indices(f)  # K x (B*T, p^2)
-        inputs = q.idxBl_to_var_input(gt)  # (B*T, N_s - 1, Cv)
         rate = torch.rand(B, generator=generator) * settings.error_correction_rate
-        context, context_codes = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
+        if tok.config.temporal_residual:  # later frames code their change from the (error-injected) frame before
+            f_clip = tok.latents(video_BT3HW.float())  # (B, T, Cv, h, w)
+            tf = teacher_forcing(
+                tok.codebook(), q.patch_nums, f_clip, deadzone=tok.config.deadzone, rate_B=rate, generator=generator
+            )
+            gt, inputs, context, context_codes = tf.targets, tf.inputs, tf.context, tf.context_codes
+        else:
+            f = tok.latents(video_BT3HW.float()).flatten(0, 1)  # (B*T, Cv, h, w)
+            gt = q.f_to_indices(f)  # K x (B*T, p^2)
+            inputs = q.idxBl_to_var_input(gt)  # (B*T, N_s - 1, Cv)
+            context, context_codes = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
     context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
     keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
     prev = previous_codes(tr, torch.cat(context_codes, dim=1).view(B, T, -1), keep)  # (B, T, N_s)
