@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class Ca2VDMModelConfig:
     """`tokenizer_checkpoint` (a trained `video-tokenizer`/`videoar` checkpoint: its encoder and decoder are the
-    autoencoder) or `init_from` (a `ca2vdm` checkpoint to fine-tune); the flow transformer; regularisers."""
+    autoencoder) or `init_from` (a `ca2vdm` checkpoint to fine-tune); the flow transformer; regularisers.
+    `flow_init` (with `tokenizer_checkpoint`): start the flow transformer from another `ca2vdm` checkpoint's
+    (same architecture) on a new autoencoder; the latent statistics are measured on the new one."""
 
     tokenizer_checkpoint: str | None = None
     init_from: str | None = None
@@ -48,12 +50,31 @@ class Ca2VDMModelConfig:
     sink_probability: float = 0.5
     context_noise: float = 0.05  # clean context tokens get N(0, s^2) noise, s ~ U(0, context_noise)
     context_frames: int | None = None  # with init_from: fine-tune to this clean window instead of the checkpoint's
+    flow_init: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tokenizer_checkpoint is None) == (self.init_from is None):
             raise ValueError("set exactly one of model.tokenizer_checkpoint and model.init_from")
         if self.context_frames is not None and (self.init_from is None or self.context_frames < 1):
             raise ValueError("model.context_frames (>= 1) only re-sizes the window of an init_from checkpoint")
+
+
+def _init_flow(model: Ca2VDM, name: str) -> None:
+    """Copy the flow transformer's weights (everything but the autoencoder and the latent statistics) of the
+    `ca2vdm` checkpoint `name` into `model`."""
+    directory = resolve(name)
+    source = read_ca2vdm_config(directory)
+    if source.flow != model.config.flow:
+        raise UsageError(
+            f"model.flow_init {name} has another flow architecture", fix="leave model.flow at that checkpoint's"
+        )
+    donor = Ca2VDM(source)
+    load_weights(donor, directory)
+    skip = ("tokenizer.", "latent_mean", "latent_std")
+    state = {k: v for k, v in donor.state_dict().items() if not k.startswith(skip)}
+    missing = [k for k in model.load_state_dict(state, strict=False).missing_keys if not k.startswith(skip)]
+    if missing:
+        raise UsageError(f"model.flow_init {name} lacks weights {missing[:3]}", fix="give a ca2vdm checkpoint")
 
 
 def training_mask(frames: int, tokens_per_frame: int, frames_per_chunk: int, *, sink: int, window: int) -> torch.Tensor:
@@ -126,6 +147,8 @@ class Ca2VDMTask:
             tokenizer = load_tokenizer(model_cfg.tokenizer_checkpoint)
             model = Ca2VDM(Ca2VDMConfig(tokenizer=tokenizer.config, flow=model_cfg.flow))
             model.tokenizer.load_state_dict(tokenizer.state_dict())
+            if model_cfg.flow_init is not None:
+                _init_flow(model, model_cfg.flow_init)
             self._fresh = model
         model.tokenizer.requires_grad_(False)  # frozen: the optimiser only sees the flow transformer
         self._config = model.config

@@ -69,6 +69,12 @@ def video(
         help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
+    height: int | None = typer.Option(
+        None, "--height", help="Frame height; only the model's own size (64 for the defaults)."
+    ),
+    width: int | None = typer.Option(
+        None, "--width", help="Frame width; only the model's own size (64 for the defaults)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),
     out: str = typer.Option("video.mp4", "--out", "-o", help="out.mp4, out.gif or out/ (PNG frames)."),
@@ -102,6 +108,7 @@ def video(
     kind = check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "video")
     if model is not None and model != kind:
         raise UsageError(f"--model {model} and --ckpt {ckpt} (a {kind} checkpoint) disagree", fix="drop one of them")
+    check_frame_size(ckpt, height, width)
     sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
     warn_long_prompts([prompt, *(text for _, text in schedule)])
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
@@ -130,6 +137,24 @@ def _sampling_flags(
 
 
 DEFAULT_CKPT = {"videoar": "videoar-toy", "ca2vdm": "ca2vdm-toy"}
+
+
+def check_frame_size(ckpt: str, height: int | None, width: int | None) -> None:
+    """UsageError (exit 2) when --height/--width ask for a size the checkpoint's model does not make (both video
+    models make square frames of their tokenizer's size; nothing is resized behind the user's back)."""
+    if height is None and width is None:
+        return
+    from genmotion.checkpoint import read_checkpoint_config
+    from genmotion.registry import resolve
+
+    size = int(read_checkpoint_config(resolve(ckpt))["model"]["tokenizer"]["image_size"])
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and value != size:
+            raise UsageError(
+                f"{flag} {value}: {ckpt} makes {size}x{size} frames only",
+                why="the model generates at its tokenizer's resolution; other sizes would be resized, not generated",
+                fix=f"drop {flag} or pass {flag} {size}; resize the video afterwards if you need another size",
+            )
 
 
 def check_cache_name(name: str) -> None:

@@ -78,3 +78,12 @@ def test_bench_video_quick_through_the_cli(ckpt, tmp_path):
     assert r["speed"]["cli_cold_start_to_first_frame_s"] > 0
     assert {"adherence_colour", "adherence_motion"} <= set(r["adherence_train_templates"])
     assert set(r["text_ceiling"]) == {"probe_colour", "probe_shape", "probe_motion"}
+
+
+def test_a_size_the_model_cannot_make_is_refused(ckpt, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    assert main(["video", "-p", "a red ball", "-n", "2", "--ckpt", str(ckpt), "--height", "48", "-o", str(out)]) == 2
+    assert "makes 16x16 frames only" in capsys.readouterr().err and not out.exists()
+    assert main(["video", "-p", "a red ball", "-n", "2", "--ckpt", str(ckpt), "--height", "16", "--width", "16",
+                 "-o", str(out)]) == 0  # fmt: skip
+    assert probe(out).num_frames == 2
