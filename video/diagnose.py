@@ -62,7 +62,7 @@ def teacher_forced_codes(
     model, tok = pipe.model, pipe.model.tokenizer
     tr = model.transformer
     settings = SamplingConfig(**{"guidance_scale": 3.0, **sampling})
-    guided = settings.guidance_scale != 1.0
+    guided = settings.guided
     truth = tok.indices_to_fhat(indices)[0].to(pipe.dtype)  # (T, Cv, h, w)
     temporal = tok.config.temporal_residual
     cond = pipe._condition(prompt)

@@ -163,8 +163,9 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"top_p={settings.top_p}",
             fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
         )
-    if settings.guidance_scale < 0:
-        raise UsageError(f"guidance_scale must be >= 0, got {settings.guidance_scale}", fix="1 means no guidance")
+    for name, value in (("guidance_scale", settings.guidance_scale), ("residual_guidance", settings.residual_guidance)):
+        if value is not None and value < 0:
+            raise UsageError(f"{name} must be >= 0, got {value}", fix="1 means no guidance")
 
 
 class VideoARPipeline(VideoStreamer):
@@ -218,12 +219,15 @@ class VideoARPipeline(VideoStreamer):
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 0.0,
+        residual_guidance: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
 
         `prompt_schedule` lists (frame, prompt): from that frame on, the new prompt conditions what
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
+        `residual_guidance`: the guidance of the frames after the first on a temporal-residual model (they code
+        changes; see `SamplingConfig`); None = guidance_scale.
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         settings = SamplingConfig(
@@ -232,6 +236,7 @@ class VideoARPipeline(VideoStreamer):
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
+            residual_guidance=residual_guidance,
         )
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))

@@ -59,7 +59,7 @@ def _sample_frame(
     the previous frame's f_hat under temporal residual coding (the codes add to it), else None."""
     tr, q = model.transformer, model.tokenizer.quantize
     layout = tr.layout
-    guided = settings.guidance_scale != 1.0
+    guided = settings.guided
     rows = cond_BW.shape[0]
     B = rows // 2 if guided else rows
     dtype, device = cond_BW.dtype, cond_BW.device
@@ -84,8 +84,11 @@ def _sample_frame(
         inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
         return tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, layout.scale_slice(si)], si)
 
+    scale = settings.guidance_scale
+    if base is not None and settings.residual_guidance is not None:
+        scale = settings.residual_guidance
     loop = TokenLoopConfig(
-        block_sizes=layout.scale_sizes, guidance_scale=settings.guidance_scale, guidance=settings.guidance_schedule
+        block_sizes=layout.scale_sizes, guidance_scale=scale, guidance=settings.guidance_schedule, paired=guided
     )
     start = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token (rows, 1, W)
     draw = partial(sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
@@ -129,7 +132,7 @@ def stream_latents(
     """Yield frames 0, 1, ... (forever when num_frames is None). `condition(f)` gives the (B, W) condition
     of frame f's prompt; under guidance the null condition is stacked below it."""
     p = next(model.parameters())
-    guided = settings.guidance_scale != 1.0
+    guided = settings.guided
     cache = model.transformer.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
     null = model.transformer.null_condition(batch).to(p.dtype)
     temporal = model.tokenizer.config.temporal_residual

@@ -55,6 +55,8 @@ class TokenLoopConfig:
     block_sizes: tuple[int, ...]
     guidance_scale: float = 1.0  # 1 = off; uncond + s (cond - uncond), per step by the schedule
     guidance: Literal["constant", "linear"] = "constant"
+    paired: bool = False  # rows are (conditional, unconditional) pairs even at guidance_scale 1 (a caller that
+    # guides only some calls on one cache, e.g. VideoAR's frames after the first)
 
     def __post_init__(self) -> None:
         if not self.block_sizes or min(self.block_sizes) < 1:
@@ -124,7 +126,7 @@ def token_stream(
     `block_sizes[k]` rows along dim 1; step k's input sits at positions T + sum(block_sizes[1:k]) onward.
     """
     sizes = config.block_sizes
-    guided = config.guidance_scale != 1.0
+    guided = config.guidance_scale != 1.0 or config.paired
     schedule = guidance_schedule(config.guidance, config.guidance_scale)
     device = prompt.device
     logits, start = prefill(model, prompt, cache, keep_last=sizes[0])

@@ -115,3 +115,27 @@ def test_sampler_reproduces_the_training_coding():
         )
     for t, frame in enumerate(frames):
         torch.testing.assert_close(frame.fhat, codes.fhat[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_residual_guidance_changes_only_the_later_frames():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VideoAR(VideoARConfig(tokenizer=TEMPORAL, transformer=TINY_TRANSFORMER)).eval()
+        for p in model.parameters():
+            p.data.add_(torch.randn_like(p) * 0.3)  # a model whose conditional and unconditional draws differ
+    cond = model.transformer.condition(torch.randn(1, 384, generator=torch.Generator().manual_seed(5)))
+
+    def frames(**kw):
+        settings = SamplingConfig(guidance_scale=3.0, **kw)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return [f.tokens for f in stream_latents(model, lambda f: cond, 3, settings, generator=g)]
+
+    same, plain, other = frames(), frames(residual_guidance=3.0), frames(residual_guidance=1.0)
+    assert all(torch.equal(a, b) for fa, fb in zip(same, plain, strict=True) for a, b in zip(fa, fb, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(same[0], other[0], strict=True))  # frame 0: the same draw
+    assert any(
+        not torch.equal(a, b)
+        for f_a, f_b in zip(same[1:], other[1:], strict=True)
+        for a, b in zip(f_a, f_b, strict=True)
+    )
