@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # The top-level keys of each shipped kind's config.yaml, for pipelines that do not declare `config_keys`
 # (a frozenset class attribute naming every top-level key their checkpoints may hold, `kind` included).
 _TOP_LEVEL_KEYS = {
-    "videoar": frozenset({"kind", "model", "data"}),
+    "videoar": frozenset({"kind", "model", "data", "sampling"}),
     "ca2vdm": frozenset({"kind", "model", "data"}),
     "var": frozenset({"kind", "vae", "var", "classes", "sampling"}),
 }

@@ -53,7 +53,9 @@ def video(
     frames: int = typer.Option(48, "--frames", "-n", help="Number of frames."),
     fps: float = typer.Option(12.0, "--fps", help="Frames per second of the file."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
+    guidance: float | None = typer.Option(
+        None, "--guidance", help="Classifier-free guidance scale (1 = off) [the model's: 3, videoar-toy 1.5]."
+    ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="VideoAR sampling temperature [1; 0 = greedy]."
     ),
@@ -206,7 +208,7 @@ def _parse_param(key: str, text: str) -> object:
 
 
 def _run(
-    prompt: str, frames: int, fps: float, seed: int, guidance: float, sampling: dict[str, object],
+    prompt: str, frames: int, fps: float, seed: int, guidance: float | None, sampling: dict[str, object],
     schedule: list[tuple[int, str]], ckpt: str, device: str, threads: int, out: Path, force: bool,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -227,9 +229,9 @@ def _run(
     if isinstance(pipe, FlowPolicyHost):  # the causal flow pipeline builds its cache policy from the flags
         params = cast(dict[str, Any], kwargs.pop("cache_params"))
         kwargs["cache"] = pipe.policy(str(kwargs["cache"]), **params)
-    stream = pipe.stream(
-        prompt, num_frames=frames, seed=seed, guidance_scale=guidance, prompt_schedule=schedule, **kwargs
-    )
+    if guidance is not None:
+        kwargs["guidance_scale"] = guidance
+    stream = pipe.stream(prompt, num_frames=frames, seed=seed, prompt_schedule=schedule, **kwargs)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

@@ -174,20 +174,23 @@ class VideoARPipeline(VideoStreamer):
     kind = "videoar"
     model: VideoAR
 
-    def __init__(self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS) -> None:
+    def __init__(
+        self, model: VideoAR, *, encoder: Any = None, fps: float = DEFAULT_FPS, sampling: SamplingConfig | None = None
+    ) -> None:
         super().__init__(model, encoder=encoder, fps=fps)
         self.config: VideoARConfig = model.config
+        #: the sampling a checkpoint recommends (its config.yaml's `sampling:`); `stream` falls back to it
+        self.default_sampling = sampling or SamplingConfig()
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VideoARPipeline:
         model = VideoAR(from_dict(VideoARConfig, config["model"], prefix="model"))
         load_weights(model, directory)
-        return cls(model)
+        return cls(model, sampling=from_dict(SamplingConfig, config.get("sampling") or {}, prefix="sampling"))
 
     def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
-        return save_pretrained(
-            directory, self.model, {"kind": "videoar", "model": to_dict(self.config)}, card, torch.bfloat16
-        )
+        config = {"kind": "videoar", "model": to_dict(self.config), "sampling": to_dict(self.default_sampling)}
+        return save_pretrained(directory, self.model, config, card, torch.bfloat16)
 
     @property
     def height(self) -> int:
@@ -214,7 +217,7 @@ class VideoARPipeline(VideoStreamer):
         num_frames: int | None = 16,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        guidance_scale: float = 3.0,
+        guidance_scale: float | None = None,
         guidance_schedule: str = "constant",
         temperature: float = 1.0,
         top_k: int = 0,
@@ -226,17 +229,19 @@ class VideoARPipeline(VideoStreamer):
 
         `prompt_schedule` lists (frame, prompt): from that frame on, the new prompt conditions what
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
-        `residual_guidance`: the guidance of the frames after the first on a temporal-residual model (they code
-        changes; see `SamplingConfig`); None = guidance_scale.
+        `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
+        model, which code changes; see `SamplingConfig`): None = what the checkpoint recommends
+        (`default_sampling`, 3 and the same when it says nothing).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
+        default = self.default_sampling
         settings = SamplingConfig(
-            guidance_scale=guidance_scale,
+            guidance_scale=default.guidance_scale if guidance_scale is None else guidance_scale,
             guidance_schedule=guidance_schedule,  # type: ignore[arg-type]
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
-            residual_guidance=residual_guidance,
+            residual_guidance=default.residual_guidance if residual_guidance is None else residual_guidance,
         )
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))
