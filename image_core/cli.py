@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_device_name,
@@ -182,10 +182,7 @@ def bench_image(
     ckpt: BenchCkpt = "var-toy",
 ) -> None:
     """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR."""
-    check_number("--threads", threads, low=1)
-    check_file_output(json_path, (".json",), "--json")
-    if plot is not None:
-        check_file_output(plot, (".png",), "--plot")
+    check_bench_flags(json_path, plot, threads)
     from genmotion.image_core.bench import run_image_bench
 
     run_image_bench(json_path, plot, quick=quick, threads=threads, ckpt=ckpt)

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.cli.checks import check_checkpoint_kind, check_device_name, check_file_input, check_video_output
 from genmotion.errors import InputError, UsageError
 
@@ -113,6 +113,7 @@ def bench_panorama(
     quick: BenchQuick = False,
 ) -> None:
     """Held-out toy 360 scenes: covered/uncovered PSNR, seams, flicker, ablations, speed and memory per size."""
+    check_bench_flags(json_path, plot, threads)
     from genmotion.bench.report import save_results, set_bench_threads
     from genmotion.panorama.bench import BenchSettings, plot_panorama_bench, run_panorama_bench
 

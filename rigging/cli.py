@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.errors import InputError, UsageError
 
 __all__ = ["register"]
@@ -110,8 +110,7 @@ def bench_rig(
     plans: str | None = typer.Option(None, "--plans", help="Comma-separated body plans (default: all)."),
 ) -> None:
     """CD-J2J / J2B / B2B, joint precision and recall, parent accuracy, skin L1, seconds per mesh per body plan."""
-    if json_path.suffix.lower() != ".json":
-        raise UsageError(f"--json {json_path} should end in .json")
+    check_bench_flags(json_path, plot, threads)
     if meshes < 1:
         raise UsageError(f"--meshes must be >= 1, got {meshes}")
     from genmotion.rigging.creatures import BODY_PLANS

@@ -13,11 +13,10 @@ from typing import Any, cast
 
 import typer
 
-from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_device_name,
-    check_file_output,
     check_number,
     check_video_output,
     warn_long_prompts,
@@ -256,10 +255,7 @@ def bench_video(
     quick: BenchQuick = False,
 ) -> None:
     """Adherence on held-out paraphrases, flicker, drift over 256 frames, prompt switches, speed, cache bytes."""
-    check_file_output(json_path, (".json",), "--json")
-    if plot is not None:
-        check_file_output(plot, (".png",), "--plot")
-    check_number("--threads", threads, low=1)
+    check_bench_flags(json_path, plot, threads)
     check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "bench video")
     import genmotion
     from genmotion.bench.report import save_results, set_bench_threads

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchCkpt, BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.cli.checks import (
     check_checkpoint_kind,
     check_file_input,
@@ -124,9 +124,7 @@ def bench_world(
     strip: Path | None = typer.Option(None, "--strip", help="Also draw a frame strip of one held-out scene (PNG)."),
 ) -> None:
     """mIoU, depth AbsRel / delta1, normal accuracy and PSNR at horizons 1/4/8 (VFMF vs baselines), speed."""
-    check_file_output(json_path, (".json",), "--json")
-    if plot is not None:
-        check_file_output(plot, (".png",), "--plot")
+    check_bench_flags(json_path, plot)
     check_number("--samples", samples, low=1, high=16)
     check_number("--scenes", scenes, low=1)
     check_number("--threads", threads, low=1)

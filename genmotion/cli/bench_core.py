@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
-from genmotion.cli.checks import check_file_output, check_number
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 
 __all__ = ["register"]
 
@@ -21,10 +20,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         quick: BenchQuick = False,
     ) -> None:
         """Decode with cache vs full recompute at 1k tokens, SDPA vs math attention, GFLOP/s vs matmul peak."""
-        check_file_output(json_path, (".json",), "--json")
-        if plot is not None:
-            check_file_output(plot, (".png",), "--plot")
-        check_number("--threads", threads, low=1)
+        check_bench_flags(json_path, plot, threads)
         from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench
         from genmotion.bench.report import save_results, set_bench_threads
 

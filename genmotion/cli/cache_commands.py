@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
 from genmotion.cli.checks import check_file_output, check_number
 
 __all__ = ["register"]
@@ -98,11 +98,8 @@ def cache(
     """Recompute, SharedClean, RollingWindow, FlowCache, FlowCache-KV, Forcing-KV and compositions vs exact."""
     from genmotion.errors import UsageError
 
-    check_file_output(json_path, (".json",), "--json")
-    if plot is not None:
-        check_file_output(plot, (".png",), "--plot")
+    check_bench_flags(json_path, plot, threads)
     check_number("--guidance", guidance, low=0)
-    check_number("--threads", threads, low=1)
     if prompt is not None and not prompt.strip():
         raise UsageError("--prompt is empty", fix="describe the video in a few words")
     try:

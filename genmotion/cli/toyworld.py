@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import typer
 
-from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads
-from genmotion.cli.checks import check_file_output, check_folder_output, check_number, check_video_output
+from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
+from genmotion.cli.checks import check_folder_output, check_number, check_video_output
 from genmotion.errors import UsageError
 
 if TYPE_CHECKING:  # torch is imported by the command bodies only
@@ -111,10 +111,7 @@ def bench_toyworld(
     quick: BenchQuick = False,
 ) -> None:
     """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
-    check_file_output(json_path, (".json",), "--json")
-    if plot is not None:
-        check_file_output(plot, (".png",), "--plot")
-    check_number("--threads", threads, low=1)
+    check_bench_flags(json_path, plot, threads)
     from genmotion.bench.report import save_results, set_bench_threads
     from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
 
