@@ -36,7 +36,7 @@ def pinned_codebook(weight_VC: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(weight_VC[:1]), weight_VC[1:]])
 
 
-def _nearest(codebook_VC: torch.Tensor, z_NC: torch.Tensor, deadzone: float) -> torch.Tensor:
+def nearest_codes(codebook_VC: torch.Tensor, z_NC: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
     """Nearest code (L2) per row (N, C) -> (N,); rows with mean square below `deadzone` get code 0."""
     dist = z_NC.square().sum(1, keepdim=True) + codebook_VC.square().sum(1) - 2 * z_NC @ codebook_VC.T
     idx = dist.argmin(1)
@@ -86,7 +86,7 @@ def code_residual(
     for pn in patch_nums:
         down = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode="area")
         rows = down.permute(0, 2, 3, 1).reshape(-1, C)
-        idx = _nearest(codebook_VC.detach().float(), rows, deadzone).view(B, pn * pn)
+        idx = nearest_codes(codebook_VC.detach().float(), rows, deadzone).view(B, pn * pn)
         if flip_rate_B is not None:
             flip = torch.rand(idx.shape, generator=generator) < flip_rate_B[:, None].cpu()
             random = torch.randint(1, codebook_VC.shape[0], idx.shape, generator=generator)
@@ -208,8 +208,10 @@ def teacher_forcing(
     for t in range(T):
         r = f_BTCHW[:, t].float() - base
         clean = code_residual(codebook, patch_nums, r, deadzone=deadzone)
-        err = code_residual(codebook, patch_nums, r, deadzone=deadzone, flip_rate_B=rate_B, generator=generator)
-        err = err if noisy else clean
+        if noisy:
+            err = code_residual(codebook, patch_nums, r, deadzone=deadzone, flip_rate_B=rate_B, generator=generator)
+        else:
+            err = clean
         inputs.append(scale_inputs(codebook, patch_nums, clean.indices, base))
         for si in range(len(patch_nums)):
             targets[si].append(clean.indices[si])

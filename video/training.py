@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.video.layout import clip_attention
 from genmotion.video.model import VideoAR
-from genmotion.video.residual import teacher_forcing
+from genmotion.video.residual import nearest_codes, teacher_forcing
 
 __all__ = [
     "TrainingSettings",
@@ -47,12 +47,6 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if self.change_weight < 1.0:
             raise ValueError(f"change_weight must be >= 1 (1 = plain mean cross-entropy), got {self.change_weight}")
-
-
-def nearest_codes(codebook_VC: torch.Tensor, z_NC: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest code (L2) for each row: (N, C) -> (N,)."""
-    dist = z_NC.square().sum(1, keepdim=True) + codebook_VC.square().sum(1) - 2 * z_NC @ codebook_VC.T
-    return dist.argmin(1)
 
 
 @torch.no_grad()
