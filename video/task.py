@@ -50,6 +50,7 @@ class VideoARModelConfig:
     error_correction_rate: float = 0.3
     frame_mask_rate: float = 0.1
     change_weight: float = 1.0  # > 1: tokens whose code changes from the previous frame weigh more
+    first_frame_weight: float = 1.0  # frame 0's tokens (drawn from text alone) weigh this much in the loss
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
 
     def __post_init__(self) -> None:
@@ -67,6 +68,7 @@ class VideoARModelConfig:
             error_correction_rate=self.error_correction_rate,
             frame_mask_rate=self.frame_mask_rate,
             change_weight=self.change_weight,
+            first_frame_weight=self.first_frame_weight,
         )
 
 

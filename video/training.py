@@ -43,10 +43,13 @@ class TrainingSettings:
     error_correction_rate: float = 0.3
     frame_mask_rate: float = 0.1
     change_weight: float = 1.0
+    first_frame_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.change_weight < 1.0:
             raise ValueError(f"change_weight must be >= 1 (1 = plain mean cross-entropy), got {self.change_weight}")
+        if self.first_frame_weight <= 0.0:
+            raise ValueError(f"first_frame_weight must be > 0 (1 = plain mean), got {self.first_frame_weight}")
 
 
 @torch.no_grad()
@@ -129,7 +132,9 @@ def videoar_loss(
     h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]
     logits = tr.logits(h.flatten(1, 2), cond).float()  # (B, T * N_s, V)
     target = torch.cat(gt, dim=1).view(B, T * layout.scale_tokens)
-    loss, changed = change_weighted_loss(logits, target.view(B, T, -1), settings.change_weight)
+    loss, changed = change_weighted_loss(
+        logits, target.view(B, T, -1), settings.change_weight, first_frame_weight=settings.first_frame_weight
+    )
     with torch.no_grad():
         correct = (logits.argmax(-1) == target).view(B, T, -1)
         last = layout.scale_slice(layout.num_scales - 1)
@@ -144,17 +149,20 @@ def videoar_loss(
 
 
 def change_weighted_loss(
-    logits_BLV: torch.Tensor, target_BTN: torch.Tensor, change_weight: float
+    logits_BLV: torch.Tensor, target_BTN: torch.Tensor, change_weight: float, *, first_frame_weight: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of logits (B, T * N_s, V) against codes (B, T, N_s), averaged with weight
-    `change_weight` on tokens whose code differs from the previous frame's at the same place and 1 on the
-    rest (frame 0 has no previous frame: weight 1). Returns (loss, changed (B, T, N_s) bool)."""
+    `change_weight` on tokens whose code differs from the previous frame's at the same place, weight
+    `first_frame_weight` on frame 0's tokens (no previous frame; the one frame drawn from text alone) and 1
+    on the rest. Returns (loss, changed (B, T, N_s) bool)."""
     changed = torch.zeros_like(target_BTN, dtype=torch.bool)
     changed[:, 1:] = target_BTN[:, 1:] != target_BTN[:, :-1]
-    if change_weight == 1.0:
+    if change_weight == 1.0 and first_frame_weight == 1.0:
         return F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten()), changed
     ce = F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten(), reduction="none")
-    weight = 1.0 + (change_weight - 1.0) * changed.flatten().to(ce.dtype)
+    weight = 1.0 + (change_weight - 1.0) * changed.to(ce.dtype)  # (B, T, N_s)
+    weight[:, 0] = first_frame_weight
+    weight = weight.flatten()
     return (ce * weight).sum() / weight.sum(), changed
 
 

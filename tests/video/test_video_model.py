@@ -105,6 +105,25 @@ def test_change_weighted_loss_matches_a_loop_over_tokens():
     assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten()))
 
 
+def test_first_frame_weight_matches_a_loop_over_tokens():
+    g = torch.Generator().manual_seed(2)
+    B, T, N, V = 2, 3, 4, 6
+    target = torch.randint(V, (B, T, N), generator=g)
+    target[:, 2] = target[:, 1]  # frame 2 keeps every code of frame 1
+    logits = torch.randn(B, T * N, V, generator=g)
+    loss, _ = change_weighted_loss(logits, target, 2.0, first_frame_weight=5.0)
+    total = weights = 0.0
+    for b in range(B):
+        for t in range(T):
+            for n in range(N):
+                w = 5.0 if t == 0 else (2.0 if target[b, t, n] != target[b, t - 1, n] else 1.0)
+                ce = -torch.log_softmax(logits[b, t * N + n], -1)[target[b, t, n]].item()
+                total, weights = total + w * ce, weights + w
+    assert math.isclose(loss.item(), total / weights, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="first_frame_weight"):
+        TrainingSettings(first_frame_weight=0.0)
+
+
 def test_change_weight_has_no_effect_on_a_clip_that_never_changes():
     g = torch.Generator().manual_seed(1)
     target = torch.randint(7, (2, 1, 5), generator=g).expand(2, 4, 5)
