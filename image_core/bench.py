@@ -26,7 +26,7 @@ import torch
 from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart, time_median, write_json
 from genmotion.image_core.config import official_var_config, official_vqvae_config
-from genmotion.image_core.kv_policies import HACK, FullKV, HACKConfig, ScaleKV, ScaleKVConfig, ScalePolicy
+from genmotion.image_core.kv_policies import ScalePolicy, parse_policy
 from genmotion.image_core.sampler import sample_indices
 from genmotion.image_core.var_model import VAR
 from genmotion.metrics import psnr
@@ -252,9 +252,9 @@ def kv_policies(pipe: Any, samples: int, budget: float) -> dict[str, Any]:
     )
     labels = [i % pipe.num_classes for i in range(samples)]
     policies: dict[str, ScalePolicy] = {
-        "full": FullKV(),
-        "scalekv": ScaleKV(ScaleKVConfig(budget=budget), profile),
-        "hack": HACK(profile, HACKConfig(budget=budget)),
+        "full": parse_policy("full"),
+        "scalekv": parse_policy("scalekv", budget=budget, profile=profile),
+        "hack": parse_policy("hack", budget=budget, profile=profile),
     }
     runs = {name: pipe.generate(labels, num_images=samples, seed=0, kv=policy) for name, policy in policies.items()}
     full = runs["full"]

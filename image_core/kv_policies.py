@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -35,6 +35,7 @@ from genmotion.cache import KVCache, LayeredKVCache
 from genmotion.errors import UsageError
 from genmotion.image_core.head_cache import HeadGroupCache
 from genmotion.image_core.var_model import VAR
+from genmotion.kv.naming import PolicyEntry, build_named, normalise, unknown_policy
 from genmotion.kv.protocol import PolicyBase
 
 __all__ = [
@@ -45,9 +46,11 @@ __all__ = [
     "ScaleKV",
     "ScaleKVConfig",
     "ScalePolicy",
+    "POLICIES",
     "key_scores",
-    "make_policy",
     "observation_rows",
+    "parse_policy",
+    "policy_parameters",
     "pool_scores",
     "spread_order",
     "top_entries",
@@ -314,16 +317,47 @@ class HACK(ScalePolicy):
                     group.keep(top_entries(salience, c_budget))
 
 
-def make_policy(name: str, *, budget: float = 0.25, profile: dict[str, Any] | None = None) -> ScalePolicy:
-    """A policy by CLI name: full, scalekv or hack (hack needs a head profile)."""
-    if name == "full":
-        return FullKV()
-    if name == "scalekv":
-        return ScaleKV(ScaleKVConfig(budget=budget), profile)
-    if name == "hack":
-        if profile is None:
-            raise UsageError(
-                "--kv hack needs a head profile", fix="pass --head-profile FILE from `genmotion profile-heads`"
-            )
-        return HACK(profile, HACKConfig(budget=budget))
-    raise UsageError(f"unknown KV policy {name!r}", fix="use full, scalekv or hack")
+def _scalekv(profile: dict[str, Any] | None = None, **config: Any) -> ScaleKV:
+    return ScaleKV(ScaleKVConfig(**config), profile)
+
+
+def _hack(profile: dict[str, Any], **config: Any) -> HACK:
+    return HACK(profile, HACKConfig(**config))
+
+
+def _config_fields(config: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(config))
+
+
+POLICIES: dict[str, PolicyEntry[ScalePolicy]] = {
+    "full": PolicyEntry(FullKV),
+    "scalekv": PolicyEntry(_scalekv, accepts=_config_fields(ScaleKVConfig) | {"profile"}),
+    "hack": PolicyEntry(
+        _hack,
+        required={
+            "profile": ("--kv hack needs a head profile", "pass --head-profile FILE from `genmotion profile-heads`")
+        },
+        accepts=_config_fields(HACKConfig) | {"profile"},
+    ),
+}
+
+
+def policy_parameters(name: str) -> set[str]:
+    """The keyword parameters `parse_policy(name, ...)` takes; an unknown name is a UsageError."""
+    key = normalise(name)
+    if key not in POLICIES:
+        raise unknown_policy(key, POLICIES)
+    return POLICIES[key].parameters()
+
+
+def parse_policy(name: str, **params: Any) -> ScalePolicy:
+    """A fresh policy by name, in the shape and name convention of every cache policy (`genmotion.kv.naming`):
+
+    * `full`: `FullKV`, no parameters;
+    * `scalekv`: `ScaleKV`; `profile` (a head profile with "drafters", optional) and `ScaleKVConfig`'s fields
+      (`budget`, `drafter_fraction`, `drafter_weight`, `grid`, `pool`);
+    * `hack`: `HACK`; `profile` (required) and `HACKConfig`'s fields (`budget`, `structural_weight`, `grid`).
+
+    e.g. `parse_policy("scalekv", budget=0.5)`. An unknown name or parameter is a UsageError.
+    """
+    return build_named(POLICIES, name, params)

@@ -23,7 +23,7 @@ from genmotion.image_core.config import VARSamplingConfig
 from genmotion.image_core.convert import load_image_model, read_image_metadata, save_image_model
 from genmotion.image_core.data import parse_class
 from genmotion.image_core.editing import inpaint_forcing, prepare_inpaint
-from genmotion.image_core.kv_policies import ScalePolicy, make_policy
+from genmotion.image_core.kv_policies import ScalePolicy, parse_policy, policy_parameters
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import stream_scales
 from genmotion.kv.protocol import PolicyStats
@@ -155,6 +155,12 @@ class VARPipeline(Pipeline):
         image_B3HW, keep_BHW = prepare_inpaint(image, mask, self.height, batch, self.device)
         return inpaint_forcing(self.model.vae, image_B3HW, keep_BHW)
 
+    def kv_policy(self, name: str, budget: float = 0.25) -> ScalePolicy:
+        """`parse_policy(name, ...)` given what of `budget` and this pipeline's head profile the policy takes
+        (`full` takes neither; `hack` needs the profile)."""
+        given = {"budget": budget, "profile": self.head_profile}
+        return parse_policy(name, **{k: v for k, v in given.items() if k in policy_parameters(name)})
+
     def stream(
         self,
         class_label: int | str | Sequence[int | str],
@@ -194,7 +200,7 @@ class VARPipeline(Pipeline):
         if (image is None) != (mask is None):
             raise UsageError("in-painting needs both an image and a mask", fix="pass image=... and mask=... together")
         processors = [self._forcing(image, mask, num_images)] if image is not None else []
-        policy = make_policy(kv, budget=kv_budget, profile=self.head_profile) if isinstance(kv, str) else kv
+        policy = self.kv_policy(kv, kv_budget) if isinstance(kv, str) else kv
         generator = self.make_generator(seed, generator)
         return self._scales(labels, settings, generator, more_smooth, processors, policy, preview)
 
@@ -236,7 +242,7 @@ class VARPipeline(Pipeline):
         """`stream()` collected: the finished images and what made them; options as in `stream()`."""
         kv = options.pop("kv", "full")
         if isinstance(kv, str):  # made here so the result can report the policy's cache statistics
-            kv = make_policy(kv, budget=options.pop("kv_budget", 0.25), profile=self.head_profile)
+            kv = self.kv_policy(kv, options.pop("kv_budget", 0.25))
         return super().generate(class_label, kv=kv, **options)  # type: ignore[return-value]
 
     def collect(self, chunks: Iterable[Chunk], seconds: float, class_label: Any = None, **options: Any) -> ImageResult:

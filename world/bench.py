@@ -23,7 +23,7 @@ from genmotion.registry import resolve
 from genmotion.world.data import ClipSpec, frames_to_tensor, render_clips
 from genmotion.world.metrics import HIGHER_IS_BETTER, frame_scores
 from genmotion.world.pipeline import VFMFPipeline
-from genmotion.world.sampler import forecast_stream, make_policy
+from genmotion.world.sampler import forecast_stream, parse_policy
 
 __all__ = ["plot_world_bench", "run_world_bench", "summary_line"]
 
@@ -121,7 +121,7 @@ def _speed(pipe: VFMFPipeline, clip_rgb: np.ndarray, quick: bool) -> dict[str, A
             "frames_per_cpu_s": round(1 / max(cpu, 1e-9), 2),
         }
     latents = pipe.encode_context(clip_rgb[:CONTEXT])[None]
-    policy, held = make_policy(True, pipe.model.config.forecaster.max_context), []
+    policy, held = parse_policy("window-kv", window=pipe.model.config.forecaster.max_context), []
     frames = 16 if quick else 64
     stream = forecast_stream(pipe.model.forecaster, latents, frames, generator=torch.Generator().manual_seed(0),
                              policy=policy)  # fmt: skip

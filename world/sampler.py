@@ -1,9 +1,10 @@
 """VFMF's autoregressive rollout on the core's chunked flow loop: one latent frame per chunk, denoised by
 Euler steps of the forecaster's velocity against a sliding window of the last `window` clean frames, the
-new frame then committed to the window (the oldest dropped, so memory stays flat). Two cache policies:
-`WindowRecompute` runs the whole window at every evaluation; `WindowKV` computes the window's temporal
-keys and values once per frame and runs only the noisy frame against them (equal up to float rounding,
-since temporal attention is causal). The deterministic baseline rolls out with the same window.
+new frame then committed to the window (the oldest dropped, so memory stays flat). Two cache policies, by
+name through `parse_policy`: `recompute` (`WindowRecompute`) runs the whole window at every evaluation;
+`window-kv` (`WindowKV`) computes the window's temporal keys and values once per frame and runs only the noisy
+frame against them (equal up to float rounding, since temporal attention is causal). The deterministic baseline
+rolls out with the same window.
 
 Axes: B samples, W window frames, N tokens per frame, K latent channels, L = N tokens of one chunk.
 """
@@ -17,10 +18,11 @@ import torch
 
 from genmotion.engine.flow import FlowLoopConfig, flow_stream
 from genmotion.errors import UsageError
+from genmotion.kv.naming import PolicyEntry, build_named
 from genmotion.kv.protocol import FrameLayout, PolicyBase
 from genmotion.world.forecaster import KV, SpaceTimeForecaster
 
-__all__ = ["WindowKV", "WindowPolicy", "WindowRecompute", "forecast_stream", "make_policy"]
+__all__ = ["POLICIES", "WindowKV", "WindowPolicy", "WindowRecompute", "forecast_stream", "parse_policy"]
 
 
 class WindowPolicy(PolicyBase):
@@ -101,8 +103,18 @@ class WindowKV(WindowPolicy):
         return super().bytes_held() + kv
 
 
-def make_policy(cache: bool, window: int) -> WindowPolicy:
-    return WindowKV(window) if cache else WindowRecompute(window)
+_WINDOW = ("the world model's cache policies need window", "pass window=... (frames held, the max_context)")
+POLICIES: dict[str, PolicyEntry[WindowPolicy]] = {
+    "window-kv": PolicyEntry(WindowKV, required={"window": _WINDOW}),
+    "recompute": PolicyEntry(WindowRecompute, required={"window": _WINDOW}),
+}
+
+
+def parse_policy(name: str, **params: Any) -> WindowPolicy:
+    """A fresh policy by name, in the shape and name convention of every cache policy (`genmotion.kv.naming`):
+    `window-kv` (`WindowKV`) or `recompute` (`WindowRecompute`), each taking `window` (frames held, required);
+    e.g. `parse_policy("window-kv", window=4)`. An unknown name or parameter is a UsageError."""
+    return build_named(POLICIES, name, params)
 
 
 @torch.no_grad()
@@ -120,7 +132,7 @@ def forecast_stream(
     `flow_stream` (noise from `generator`); regression models predict the frame directly."""
     B, T, N, K = context_BTNK.shape
     window = model.config.max_context
-    policy = policy or make_policy(cache, window)
+    policy = policy or parse_policy("window-kv" if cache else "recompute", window=window)
     if model.config.objective == "regression":
         yield from _regression_stream(model, policy, context_BTNK, horizon)
         return

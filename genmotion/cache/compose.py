@@ -15,14 +15,14 @@ policy `flowcache`, which then runs on top of it:
 Each is built from its class: the parameters a name accepts and their defaults are the class's own (read from
 its signature), so they are written once. Keyword parameters go to whichever part accepts them (e.g. `thresh`
 to `flowcache`, `budget` to `flowcache-kv`); a parameter no part accepts, an unknown name, a missing required
-parameter, or two KV policies are usage errors.
+parameter, or two KV policies are usage errors. The constructor shape, the name convention (lower-case, words
+joined by `-`, blanks and case ignored) and those errors are the ones every generator's policies share
+(`genmotion.kv.naming`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from genmotion.cache.flowcache import FlowCache
@@ -30,6 +30,7 @@ from genmotion.cache.flowcache_kv import FlowCacheKV
 from genmotion.cache.forcing_kv import ForcingKV
 from genmotion.cache.policies import Recompute, RollingWindow, SharedClean
 from genmotion.errors import UsageError
+from genmotion.kv.naming import PolicyEntry, check_parameters, normalise, unknown_policy
 from genmotion.kv.protocol import CachePolicy
 
 __all__ = [
@@ -44,42 +45,28 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """A policy class by name: keyword defaults the CLI name adds to the class's own, and for each required
-    parameter the hint shown when it is missing."""
-
-    cls: Callable[..., CachePolicy]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    hints: Mapping[str, str] = field(default_factory=dict)
-
-    def parameters(self) -> set[str]:
-        return set(inspect.signature(self.cls).parameters)
-
-    def build(self, name: str, params: Mapping[str, Any]) -> CachePolicy:
-        kwargs = {**self.defaults, **params}
-        for param, hint in self.hints.items():
-            if kwargs.get(param) is None:
-                raise UsageError(f"{name} needs {param}", fix=hint)
-        return self.cls(**kwargs)
-
-
-KV_POLICIES: dict[str, _Entry] = {
-    "recompute": _Entry(Recompute),
-    "shared": _Entry(SharedClean),
-    "rolling": _Entry(RollingWindow, {"sink": 1, "window": 4}),
-    "flowcache-kv": _Entry(
+KV_POLICIES: dict[str, PolicyEntry[CachePolicy]] = {
+    "recompute": PolicyEntry(Recompute),
+    "shared": PolicyEntry(SharedClean),
+    "rolling": PolicyEntry(RollingWindow, {"sink": 1, "window": 4}),
+    "flowcache-kv": PolicyEntry(
         FlowCacheKV,
-        hints={
-            "budget": "pass budget=... (cached tokens kept per head), e.g. the tokens of the frames a rolling "
-            "window of the same bytes would hold"
+        required={
+            "budget": (
+                "flowcache-kv needs budget",
+                "pass budget=... (cached tokens kept per head), e.g. the tokens of the frames a rolling "
+                "window of the same bytes would hold",
+            )
         },
     ),
-    "forcing-kv": _Entry(
+    "forcing-kv": PolicyEntry(
         ForcingKV,
-        hints={
-            "profile": "write a head profile with `genmotion profile-heads --model M -o heads.json`, then pass "
-            "profile=heads.json"
+        required={
+            "profile": (
+                "forcing-kv needs profile",
+                "write a head profile with `genmotion profile-heads --model M -o heads.json`, then pass "
+                "profile=heads.json",
+            )
         },
     ),
 }
@@ -94,7 +81,7 @@ def policy_names() -> tuple[str, ...]:
 
 def policy_parts(name: str) -> list[str]:
     """The parts of a policy name, normalised: "FlowCache + forcing-kv" -> ["flowcache", "forcing-kv"]."""
-    return [p.strip().lower() for p in name.split("+")]
+    return [normalise(p) for p in name.split("+")]
 
 
 def kv_part(name: str) -> str:
@@ -117,13 +104,10 @@ def policy_parameters(name: str) -> set[str]:
 def parse_policy(name: str, **params: Any) -> CachePolicy:
     """A fresh policy for `name` (see the module doc); e.g. `parse_policy("flowcache+rolling", window=8)`."""
     parts = policy_parts(name)
-    valid = " | ".join(policy_names())
     unknown = [p for p in parts if p not in policy_names()]
     if unknown or not parts:
-        raise UsageError(
-            f"unknown cache policy {unknown[0] if unknown else name!r}",
-            fix=f"use one of {valid}, or a KV policy joined with flowcache by '+' (e.g. flowcache+forcing-kv)",
-        )
+        joined = "or a KV policy joined with flowcache by '+' (e.g. flowcache+forcing-kv)"
+        raise unknown_policy(unknown[0] if unknown else name, policy_names(), extra=joined)
     kv = [p for p in parts if p in KV_POLICIES]
     steps = [p for p in parts if p in STEP_POLICIES]
     if len(kv) > 1 or len(steps) > 1:
@@ -135,9 +119,6 @@ def parse_policy(name: str, **params: Any) -> CachePolicy:
     entry = KV_POLICIES[kv_part(name)]
     kv_params = {k: v for k, v in params.items() if k in entry.parameters()}
     step_params = {k: v for k, v in params.items() if k in _FLOWCACHE_PARAMS}
-    extra = sorted(set(params) - set(kv_params) - (set(step_params) if steps else set()))
-    if extra:
-        accepted = sorted(policy_parameters(name))
-        raise UsageError(f"cache policy {name!r} takes no parameter {extra[0]!r}", fix=f"use one of {accepted}")
-    policy = entry.build(kv_part(name), kv_params)
+    check_parameters(name, params, policy_parameters(name))
+    policy = entry.build(kv_params)
     return FlowCache(**step_params, context=policy) if steps else policy

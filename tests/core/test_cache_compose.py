@@ -17,6 +17,7 @@ from genmotion.cache import (
 )
 from genmotion.cli.cache_commands import register
 from genmotion.errors import UsageError
+from genmotion.kv.naming import PolicyEntry, build_named
 
 PROFILE = HeadProfile(recent_mass=((0.9, 0.1),), static=((True, False),))
 
@@ -53,8 +54,25 @@ def test_unknown_names_and_bad_combinations_are_usage_errors():
         parse_policy("forcing-kv")
     with pytest.raises(UsageError, match="budget"):
         parse_policy("flowcache+flowcache-kv")
-    with pytest.raises(UsageError, match="takes no parameter 'thresh'"):
+    with pytest.raises(UsageError, match="cache policy 'shared' takes no parameter 'thresh'") as err:
         parse_policy("shared", thresh=0.1)
+    assert err.value.exit_code == 2 and err.value.fix == "use one of ['context_frames']"
+    with pytest.raises(UsageError, match="unknown cache policy 'teacache'") as err:
+        parse_policy("flowcache+teacache")
+    assert "flowcache+forcing-kv" in err.value.fix
+
+
+def test_named_tables_share_one_shape():
+    """`genmotion.kv.naming`: the lookup every generator's `parse_policy` is built on."""
+    table = {"plain": PolicyEntry(Recompute), "needy": PolicyEntry(RollingWindow, required={"window": ("w", "f")})}
+    assert isinstance(build_named(table, " Plain ", {}), Recompute)
+    with pytest.raises(UsageError, match="unknown cache policy 'other'") as err:
+        build_named(table, "other", {})
+    assert err.value.fix == "use one of plain | needy"
+    with pytest.raises(UsageError, match="cache policy 'plain' takes no parameter 'x'"):
+        build_named(table, "plain", {"x": 1})
+    with pytest.raises(UsageError, match="^w. f.$"):
+        build_named(table, "needy", {"window": None})
 
 
 def test_profile_heads_command_writes_a_profile(tmp_path):

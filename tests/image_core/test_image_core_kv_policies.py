@@ -17,8 +17,8 @@ from genmotion.image_core.kv_policies import (
     ScaleKV,
     ScaleKVConfig,
     key_scores,
-    make_policy,
     observation_rows,
+    parse_policy,
     pool_scores,
     spread_order,
     top_entries,
@@ -143,13 +143,30 @@ def test_observation_grid_and_spread_order():
     assert {(int(y) // 2, int(x) // 2) for y, x in first} == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
-def test_make_policy_names():
-    assert isinstance(make_policy("full"), FullKV)
-    assert isinstance(make_policy("scalekv", budget=0.5), ScaleKV)
-    with pytest.raises(UsageError, match="profile"):
-        make_policy("hack")
-    with pytest.raises(UsageError, match="unknown"):
-        make_policy("lru")
+def test_parse_policy_names():
+    assert isinstance(parse_policy("full"), FullKV)
+    scalekv = parse_policy(" ScaleKV ", budget=0.5, pool=3)
+    assert isinstance(scalekv, ScaleKV) and scalekv.config == ScaleKVConfig(budget=0.5, pool=3)
+    profile = {"head_types": [["contextual", "structural"]]}
+    hack = parse_policy("hack", profile=profile, structural_weight=2.0)
+    assert isinstance(hack, HACK) and hack.profile is profile and hack.config == HACKConfig(structural_weight=2.0)
+    with pytest.raises(UsageError, match="--kv hack needs a head profile") as err:
+        parse_policy("hack")
+    assert "--head-profile" in err.value.fix
+    with pytest.raises(UsageError, match="budget must be in"):
+        parse_policy("scalekv", budget=2.0)
+
+
+def test_parse_policy_refuses_unknown_names_and_parameters():
+    with pytest.raises(UsageError, match="unknown cache policy 'lru'") as err:
+        parse_policy("lru")
+    assert err.value.exit_code == 2 and err.value.fix == "use one of full | scalekv | hack"
+    with pytest.raises(UsageError, match="cache policy 'full' takes no parameter 'budget'") as err:
+        parse_policy("full", budget=0.5)
+    assert err.value.fix == "full takes no parameters: pass none"
+    with pytest.raises(UsageError, match="cache policy 'hack' takes no parameter 'pool'") as err:
+        parse_policy("hack", profile={}, pool=3)
+    assert "'structural_weight'" in err.value.fix
 
 
 def test_head_profile_round_trip(tmp_path):

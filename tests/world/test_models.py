@@ -7,12 +7,12 @@ import pytest
 import torch
 from world_tiny import tiny_model
 
-from genmotion.errors import InputError
+from genmotion.errors import InputError, UsageError
 from genmotion.world.config import DINOV2_VITB14_REG
 from genmotion.world.encoder import PatchEncoder, load_dinov2, maskfeat_targets
 from genmotion.world.forecaster import forecast_loss
 from genmotion.world.latent import PCALatent, fit_pca
-from genmotion.world.sampler import WindowKV, WindowRecompute, forecast_stream
+from genmotion.world.sampler import WindowKV, WindowRecompute, forecast_stream, parse_policy
 
 
 def _images(seed: int = 0, batch: int = 2, size: int = 16) -> torch.Tensor:
@@ -86,12 +86,26 @@ def test_flow_loss_trains_towards_the_target():
 def test_kv_rollout_equals_recompute_and_memory_is_flat():
     model = tiny_model().forecaster
     context = torch.randn(3, 4, 4, 4, generator=torch.Generator().manual_seed(2))
-    kv, full = WindowKV(4), WindowRecompute(4)
+    kv, full = parse_policy("window-kv", window=4), parse_policy(" Recompute ", window=4)
+    assert isinstance(kv, WindowKV) and isinstance(full, WindowRecompute) and (kv.window, full.window) == (4, 4)
     a = torch.stack(list(forecast_stream(model, context, 12, generator=torch.Generator().manual_seed(5), policy=kv)))
     b = torch.stack(list(forecast_stream(model, context, 12, generator=torch.Generator().manual_seed(5), policy=full)))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert kv.stats.tokens_processed < full.stats.tokens_processed
     assert len(kv.frames) == 4 and full.bytes_held() == 3 * 4 * 4 * 4 * 4  # B W N K float32
+
+
+def test_parse_policy_refuses_unknown_names_and_parameters():
+    with pytest.raises(UsageError, match="unknown cache policy 'kv'") as err:
+        parse_policy("kv", window=4)
+    assert err.value.exit_code == 2 and err.value.fix == "use one of window-kv | recompute"
+    with pytest.raises(UsageError, match="cache policy 'window-kv' takes no parameter 'budget'") as err:
+        parse_policy("window-kv", window=4, budget=8)
+    assert err.value.fix == "use one of ['window']"
+    with pytest.raises(UsageError, match="need window"):
+        parse_policy("recompute")
+    with pytest.raises(UsageError, match=">= 1 frame"):
+        parse_policy("window-kv", window=0)
 
 
 def test_samples_differ_and_seed_repeats():
