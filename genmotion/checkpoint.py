@@ -132,9 +132,21 @@ def check_weights(directory: str | Path) -> None:
 
 
 def load_weights(
-    model: nn.Module, directory: str | Path, strict: bool = True, dtype: torch.dtype | None = None
+    model: nn.Module,
+    directory: str | Path,
+    strict: bool = True,
+    dtype: torch.dtype | None = None,
+    *,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
 ) -> nn.Module:
-    """Load `model.safetensors` into `model` (cast to the model's dtype, or `dtype`), key for key."""
+    """Load `model.safetensors` into `model` (cast to the model's dtype, or `dtype`), key for key.
+
+    The one way a run starts from another checkpoint's weights, whole or in part:
+    `prefix` (e.g. "tokenizer."): only the part of a larger checkpoint under it, the prefix stripped (a whole
+    model's weights into one of its parts, e.g. a `videoar` checkpoint's tokenizer or transformer);
+    `skip` (key prefixes, e.g. ("tokenizer.",)): keys left as the model has them, neither read nor required
+    (a flow transformer taken from a checkpoint whose autoencoder is another)."""
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_NAME
@@ -142,6 +154,10 @@ def load_weights(
         state = load_file(str(path))
     except Exception as e:  # safetensors raises several types for truncated, empty or foreign files
         raise InputError(f"cannot read {path}", why=f"{type(e).__name__}: {e}", fix="re-export the checkpoint") from e
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if skip:
+        state = {k: v for k, v in state.items() if not k.startswith(skip)}
     ref = model.state_dict()
     for k, v in state.items():
         if k in ref and v.is_floating_point():
@@ -158,6 +174,7 @@ def load_weights(
             fix="the config.yaml and model.safetensors must come from the same run",
         )
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(skip)] if skip else missing
     if strict and (missing or unexpected):
         raise InputError(
             f"weights in {directory} do not match the model",

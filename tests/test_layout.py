@@ -91,8 +91,11 @@ def test_importing_packages_has_no_heavy_side_effects():
 # The generator-package contract: the files every generator package has, its recipes and its tests.
 CONTRACT_FILES = ("config.py", "model.py", "sampler.py", "pipeline.py", "train.py", "cli.py", "bench.py")
 RECIPES = {"video": "video", "image_core": "image", "panorama": "panorama", "rigging": "rigging", "world": "world"}
-# video/ hosts two generators (VideoAR, Ca2-VDM) and trains them through task.py / ca2vdm_train.py
-KNOWN_DEVIATIONS = {"video": {"train.py"}}
+# video/ is a family: two generator packages (videoar/, ca2vdm/) on the contract, and what both use (the tokenizer,
+# data, the streaming pipeline base, the `genmotion video` command and its bench) at the family level.
+FAMILIES = {"video": ("videoar", "ca2vdm")}
+FAMILY_FILES = ("config.py", "cli.py", "bench.py")
+MEMBER_FILES = ("config.py", "model.py", "sampler.py", "pipeline.py", "train.py")
 PIPELINE_BASES = {"Pipeline", "VideoStreamer"}
 
 
@@ -106,14 +109,29 @@ def test_generator_packages_follow_the_contract():
     for folder in sorted(GENERATORS):
         if not _built(folder):
             continue
-        missing = [f for f in CONTRACT_FILES if not (ROOT / folder / f).is_file()]
-        missing = [f for f in missing if f not in KNOWN_DEVIATIONS.get(folder, set())]
-        if missing:
-            bad.append(f"{folder}/ lacks {missing}")
+        wanted = {folder: FAMILY_FILES} if folder in FAMILIES else {folder: CONTRACT_FILES}
+        wanted.update({f"{folder}/{m}": MEMBER_FILES for m in FAMILIES.get(folder, ())})
+        for where, files in wanted.items():
+            missing = [f for f in files if not (ROOT / where / f).is_file()]
+            if missing:
+                bad.append(f"{where}/ lacks {missing}")
         if not (ROOT / "configs" / RECIPES[folder]).is_dir():
             bad.append(f"{folder}/ has no recipes in configs/{RECIPES[folder]}/")
         if not (ROOT / "tests" / folder).is_dir():
             bad.append(f"{folder}/ has no tests/{folder}/")
+    assert not bad, "\n".join(bad)
+
+
+def test_generators_of_a_family_do_not_import_each_other():
+    """videoar/ and ca2vdm/ share only what sits at the family level (video/); neither imports the other."""
+    bad = []
+    for family, members in FAMILIES.items():
+        for member in members:
+            for path in (ROOT / family / member).rglob("*.py"):
+                others = [f"{FOLDERS[family]}.{m}" for m in members if m != member]
+                bad += [
+                    f"{path.relative_to(ROOT)} imports {mod}" for mod in _imports(path) if mod.startswith(tuple(others))
+                ]
     assert not bad, "\n".join(bad)
 
 
@@ -131,8 +149,8 @@ def test_every_registered_pipeline_derives_from_the_core_pipeline():
     bad = []
     for kind, target in eps.items():
         module, cls = target.split(":")
-        package = module.split(".")[1]
-        path = ROOT / {v: k for k, v in FOLDERS.items()}[f"genmotion.{package}"] / f"{module.split('.')[-1]}.py"
+        parts = module.split(".")
+        path = ROOT / {v: k for k, v in FOLDERS.items()}[".".join(parts[:2])] / Path(*parts[2:]).with_suffix(".py")
         bases = _class_bases(path).get(cls)
         if bases is None or not bases & PIPELINE_BASES:
             bad.append(f"{kind}: {target} does not derive from Pipeline (bases {bases})")

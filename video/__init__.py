@@ -1,5 +1,9 @@
-"""genmotion.video: VideoAR text-to-video (next-frame x next-scale prediction over a causal multi-scale
-tokenizer, sink + window frame cache, prompt schedules) and its training tasks.
+"""genmotion.video: the video family. Two text-to-video generators, each a package on the generator contract
+(config, model, sampler, pipeline, train): `videoar/` (next-frame x next-scale prediction over the causal
+multi-scale tokenizer, sink + window frame cache) and `ca2vdm/` (a causal flow model on the tokenizer's
+continuous latents, with the core cache policies). What both use lives here: the video tokenizer and its
+training task, clip data, the text condition, the shared streaming pipeline base, evaluation (adherence,
+quality, the toy-world FVD), export, the `genmotion video` command and `genmotion bench video`.
 
 Names are resolved lazily so `import genmotion.video` stays free of torch.
 """
@@ -9,6 +13,9 @@ from __future__ import annotations
 from genmotion.lazy import lazy_attributes
 
 __all__ = [
+    "Ca2VDM",
+    "Ca2VDMConfig",
+    "Ca2VDMPipeline",
     "SamplingConfig",
     "VideoAR",
     "VideoARConfig",
@@ -18,24 +25,29 @@ __all__ = [
     "VideoChunk",
     "VideoDataConfig",
     "VideoResult",
+    "VideoStreamer",
     "VideoTokenizer",
     "VideoTokenizerConfig",
     "stream_latents",
 ]
 
 _WHERE = {
-    "SamplingConfig": "config",
-    "VideoAR": "model",
-    "VideoARConfig": "config",
-    "VideoARPipeline": "pipeline",
-    "VideoARTransformer": "model",
-    "VideoARTransformerConfig": "config",
-    "VideoChunk": "pipeline",
+    "Ca2VDM": "ca2vdm.model",
+    "Ca2VDMConfig": "ca2vdm.config",
+    "Ca2VDMPipeline": "ca2vdm.pipeline",
+    "SamplingConfig": "videoar.config",
+    "VideoAR": "videoar.model",
+    "VideoARConfig": "videoar.config",
+    "VideoARPipeline": "videoar.pipeline",
+    "VideoARTransformer": "videoar.model",
+    "VideoARTransformerConfig": "videoar.config",
+    "VideoChunk": "streamer",
     "VideoDataConfig": "config",
-    "VideoResult": "pipeline",
+    "VideoResult": "streamer",
+    "VideoStreamer": "streamer",
     "VideoTokenizer": "tokenizer",
     "VideoTokenizerConfig": "config",
-    "stream_latents": "sampler",
+    "stream_latents": "videoar.sampler",
 }
 
 

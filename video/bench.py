@@ -24,7 +24,6 @@ import torch
 
 from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart
-from genmotion.video.config import SamplingConfig
 from genmotion.video.evaluate import (
     ATTRIBUTES,
     CEILING_ATTRIBUTES,
@@ -38,7 +37,8 @@ from genmotion.video.evaluate import (
     train_template_prompts,
 )
 from genmotion.video.quality_bench import plot_strip, quality_line, quality_panels, run_quality
-from genmotion.video.sampler import stream_latents
+from genmotion.video.videoar.config import SamplingConfig
+from genmotion.video.videoar.sampler import stream_latents
 
 __all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
 

@@ -216,7 +216,7 @@ def _run(
     from genmotion.io import open_video_writer
     from genmotion.pipeline import FlowPolicyHost, FrameStreamer
     from genmotion.runtime import configure
-    from genmotion.video.pipeline import check_prompt_schedule
+    from genmotion.video.streamer import check_prompt_schedule
 
     check_prompt_schedule(prompt, schedule)
     runtime = configure(device, "auto", threads)

@@ -56,8 +56,8 @@ def teacher_forced_codes(
     """VideoAR: frame t sampled with the given codes of frames < t (per scale (1, T, l)) in the cache, as the
     previous frame's codes and as the decoder's previous latent; the given frame, not the sample, is committed
     before frame t + 1. -> frames (T, 3, H, W) in [-1, 1] and each frame's sampled codes per scale (1, l)."""
-    from genmotion.video.config import SamplingConfig
-    from genmotion.video.sampler import _commit, _sample_frame
+    from genmotion.video.videoar.config import SamplingConfig
+    from genmotion.video.videoar.sampler import _commit, _sample_frame
 
     model, tok = pipe.model, pipe.model.tokenizer
     tr = model.transformer

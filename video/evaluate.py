@@ -104,7 +104,7 @@ def text_ceiling(
     rule, `text_statistics`) fitted on `train_captions` training-split captions, accuracy on the prompts.
     A generator that sees the prompt only through this embedding cannot do much better on held-out words."""
     from genmotion.data.toyworld import caption, sample_clip_spec
-    from genmotion.video.model import text_statistics
+    from genmotion.video.text import text_statistics
 
     g = torch.Generator().manual_seed(seed)
     specs = [sample_clip_spec(g, num_objects=1) for _ in range(train_captions)]

@@ -22,8 +22,9 @@ import torch
 
 from genmotion.checkpoint import CARD_NAME, load_weights, read_checkpoint_config, save_pretrained
 from genmotion.errors import InputError
-from genmotion.video.model import VideoAR
-from genmotion.video.task import load_tokenizer, read_videoar_config
+from genmotion.video.tokenizer_task import load_tokenizer
+from genmotion.video.videoar.model import VideoAR
+from genmotion.video.videoar.train import read_videoar_config
 
 __all__ = ["export_ca2vdm", "export_videoar", "main"]
 
@@ -106,8 +107,8 @@ def export_ca2vdm(
     """Write `out`: the `ca2vdm` checkpoint at `run`, one card with the autoencoder's story, and the head
     profile `forcing-kv` reads (`genmotion profile-heads` on this model: 8 chunks, 4 steps, seed 0)."""
     from genmotion.cache import profile_heads, save_head_profile
-    from genmotion.video.ca2vdm import Ca2VDM
-    from genmotion.video.ca2vdm_pipeline import PROFILE_NAME, Ca2VDMPipeline, read_ca2vdm_config
+    from genmotion.video.ca2vdm.model import Ca2VDM
+    from genmotion.video.ca2vdm.pipeline import PROFILE_NAME, Ca2VDMPipeline, read_ca2vdm_config
 
     run, out = Path(run), Path(out)
     model = Ca2VDM(read_ca2vdm_config(run))

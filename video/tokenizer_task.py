@@ -15,13 +15,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion import metrics
-from genmotion.config import to_dict
+from genmotion.checkpoint import load_weights, read_checkpoint_config
+from genmotion.config import from_dict, to_dict
 from genmotion.errors import UsageError
+from genmotion.registry import resolve
 from genmotion.video.config import VideoDataConfig, VideoTokenizerConfig
 from genmotion.video.data import clip_source
 from genmotion.video.tokenizer import VideoTokenizer
 
-__all__ = ["VideoTokenizerModelConfig", "VideoTokenizerTask", "psnr"]
+__all__ = ["VideoTokenizerModelConfig", "VideoTokenizerTask", "load_tokenizer", "psnr"]
+
+
+def load_tokenizer(name: str) -> VideoTokenizer:
+    """A trained tokenizer from a `video-tokenizer` checkpoint, or the tokenizer part of a `videoar` one."""
+    directory = resolve(name)
+    cfg = read_checkpoint_config(directory)
+    if cfg["kind"] == "videoar":
+        tokenizer = VideoTokenizer(from_dict(VideoTokenizerConfig, cfg["model"]["tokenizer"], prefix="model.tokenizer"))
+        return load_weights(tokenizer, directory, prefix="tokenizer.")  # type: ignore[return-value]
+    if cfg["kind"] != "video-tokenizer":
+        raise UsageError(f"{name} is a {cfg['kind']!r} checkpoint", fix="give a video-tokenizer or videoar checkpoint")
+    tokenizer = VideoTokenizer(from_dict(VideoTokenizerConfig, cfg["tokenizer"], prefix="tokenizer"))
+    return load_weights(tokenizer, directory)  # type: ignore[return-value]
+
 
 KIND = "video-tokenizer"
 
@@ -68,7 +84,6 @@ class VideoTokenizerTask:
         self._tokenizer_config: VideoTokenizerConfig | None = None
 
     def build_model(self, model_cfg: VideoTokenizerModelConfig) -> nn.Module:
-        from genmotion.video.task import load_tokenizer
 
         if model_cfg.train == "decoder" and model_cfg.init_from is None:
             raise UsageError("model.train=decoder needs model.init_from", fix="point it at a trained tokenizer")

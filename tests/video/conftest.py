@@ -3,7 +3,7 @@
 import pytest
 from video_tiny import tiny_model
 
-from genmotion.video.model import VideoAR
+from genmotion.video.videoar.model import VideoAR
 
 
 @pytest.fixture

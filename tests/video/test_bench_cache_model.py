@@ -11,7 +11,7 @@ from video_tiny import tiny_ca2vdm
 from genmotion.bench.cache import CacheBenchConfig, run_cache_bench
 from genmotion.cache import profile_heads, save_head_profile
 from genmotion.cli.app import main
-from genmotion.video.ca2vdm_pipeline import PROFILE_NAME, Ca2VDMPipeline
+from genmotion.video.ca2vdm.pipeline import PROFILE_NAME, Ca2VDMPipeline
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from genmotion.errors import UsageError
 from genmotion.io import probe
 from genmotion.metrics import psnr
 from genmotion.sampling.flow import CLEAN_TIME
-from genmotion.video.ca2vdm import GuidedFlow
-from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
-from genmotion.video.ca2vdm_train import training_mask
+from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
+from genmotion.video.ca2vdm.sampler import GuidedFlow
+from genmotion.video.ca2vdm.train import training_mask
 
 POLICIES = ["recompute", "shared", "rolling", "flowcache", "flowcache-kv", "forcing-kv", "flowcache+forcing-kv"]
 
@@ -263,7 +263,7 @@ def test_bench_video_quick_on_a_ca2vdm_checkpoint(ckpt, tmp_path):
 
 def test_fine_tuning_can_resize_the_context_window(pipe, tmp_path):
     """`model.context_frames` with `init_from` trains the same weights at another window (positions are relative)."""
-    from genmotion.video.ca2vdm_train import Ca2VDMModelConfig, Ca2VDMTask
+    from genmotion.video.ca2vdm.train import Ca2VDMModelConfig, Ca2VDMTask
 
     pipe.save_pretrained(tmp_path / "ck")
     model = Ca2VDMTask().build_model(Ca2VDMModelConfig(init_from=str(tmp_path / "ck"), context_frames=5))

@@ -11,8 +11,8 @@ from genmotion.cli.app import main
 from genmotion.data.toyworld import PALETTE, render_clips, spec_from_prompt
 from genmotion.data.toyworld.feature_net import FEATURE_DIM, ClipFeatureNet, clip_features, load_feature_net
 from genmotion.video.fvd import Yardstick, frozen, shuffled
-from genmotion.video.pipeline import VideoARPipeline
 from genmotion.video.quality import clip_statistics, frechet_distance, pieces, sharpness
+from genmotion.video.videoar.pipeline import VideoARPipeline
 from tests.video.video_tiny import tiny_model
 
 DARK, LIGHT = (24, 26, 36), (176, 174, 166)
@@ -125,9 +125,9 @@ def test_ground_truth_scores_far_below_shuffled_and_frozen_frames(net):
 
 def test_teacher_forced_codes_reproduce_a_greedy_free_run():
     """Fed the codes a greedy run drew, teacher forcing draws the same codes again: the context is the run's."""
-    from genmotion.video.config import SamplingConfig
+    from genmotion.video.videoar.config import SamplingConfig
     from genmotion.video.diagnose import teacher_forced_codes
-    from genmotion.video.sampler import stream_latents
+    from genmotion.video.videoar.sampler import stream_latents
 
     pipe = VideoARPipeline(tiny_model(), encoder=object())
     cond = torch.randn(1, pipe.model.transformer.config.width)
@@ -155,7 +155,7 @@ def test_bench_video_quick_has_the_quality_section_and_strip(tmp_path):
 def test_quality_section_on_a_tiny_causal_flow_model(tmp_path):
     """The Ca2-VDM paths: autoencoder reconstruction, teacher-forced chunks after a clean prefix, the strip."""
     from genmotion.video.bench import BenchSettings
-    from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+    from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
     from genmotion.video.quality_bench import plot_strip, run_quality
     from tests.video.video_tiny import tiny_ca2vdm
 

@@ -6,7 +6,7 @@ from video_tiny import tiny_model
 from genmotion.cli.app import main
 from genmotion.io import probe
 from genmotion.video.cli import parse_prompt_at
-from genmotion.video.pipeline import VideoARPipeline
+from genmotion.video.videoar.pipeline import VideoARPipeline
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from genmotion.checkpoint import save_pretrained
 from genmotion.config import to_dict
 from genmotion.errors import InputError
 from genmotion.video.export import export_videoar
-from genmotion.video.pipeline import VideoARPipeline
+from genmotion.video.videoar.pipeline import VideoARPipeline
 
 
 def test_export_replaces_only_the_decoder(tmp_path):
@@ -38,7 +38,7 @@ def test_export_ca2vdm_writes_weights_card_and_head_profile(tmp_path):
     from video_tiny import tiny_ca2vdm
 
     from genmotion.cache import load_head_profile
-    from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+    from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
     from genmotion.video.export import main
 
     Ca2VDMPipeline(tiny_ca2vdm(), encoder=object()).save_pretrained(tmp_path / "run", card="# ca2vdm checkpoint\nx\n")

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from genmotion.video.layout import ScaleLayout, clip_attention, context_frames
-from genmotion.video.training import TrainingSettings, change_weighted_loss, previous_codes, requantize_with_errors
+from genmotion.video.videoar.layout import ScaleLayout, clip_attention, context_frames
+from genmotion.video.videoar.loss import TrainingSettings, change_weighted_loss, previous_codes, requantize_with_errors
 
 
 def _teacher_forced(model, video, text):

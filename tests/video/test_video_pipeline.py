@@ -6,7 +6,8 @@ import torch
 from video_tiny import tiny_model
 
 from genmotion.errors import UsageError
-from genmotion.video.pipeline import VideoARPipeline, check_prompt_schedule
+from genmotion.video.streamer import check_prompt_schedule
+from genmotion.video.videoar.pipeline import VideoARPipeline
 
 
 class _FakeEncoder:
@@ -92,7 +93,7 @@ def test_fine_tuning_can_lengthen_the_sink_distance(pipe, tmp_path):
     any other architecture change is refused."""
     from dataclasses import replace
 
-    from genmotion.video.task import VideoARModelConfig, VideoARTask
+    from genmotion.video.videoar.train import VideoARModelConfig, VideoARTask
 
     pipe.save_pretrained(tmp_path / "ck", card="# tiny\n")
     base = pipe.model.config.transformer

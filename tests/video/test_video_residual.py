@@ -7,11 +7,12 @@ import pytest
 import torch
 from video_tiny import TINY_TOKENIZER, TINY_TRANSFORMER
 
-from genmotion.video.config import SamplingConfig, VideoARConfig, VideoTokenizerConfig
-from genmotion.video.model import VideoAR
+from genmotion.video.config import VideoTokenizerConfig
 from genmotion.video.residual import code_residual, quantize_clip, scale_inputs, teacher_forcing
-from genmotion.video.sampler import stream_latents
 from genmotion.video.tokenizer import VideoTokenizer
+from genmotion.video.videoar.config import SamplingConfig, VideoARConfig
+from genmotion.video.videoar.model import VideoAR
+from genmotion.video.videoar.sampler import stream_latents
 
 TEMPORAL = dataclasses.replace(TINY_TOKENIZER, quant_resi=0.0, temporal_residual=True, deadzone=0.01)
 

@@ -5,7 +5,7 @@ import torch
 
 from genmotion.errors import InputError
 from genmotion.video.tokenizer import VideoTokenizer
-from genmotion.video.training import requantize_with_errors
+from genmotion.video.videoar.loss import requantize_with_errors
 
 
 @pytest.fixture

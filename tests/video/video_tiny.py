@@ -2,8 +2,9 @@
 
 import torch
 
-from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoTokenizerConfig
-from genmotion.video.model import VideoAR
+from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
+from genmotion.video.videoar.model import VideoAR
 
 TINY_TOKENIZER = VideoTokenizerConfig(
     image_size=16, widths=(8, 8, 8), latent_channels=4, vocab_size=32, patch_nums=(1, 2)
@@ -26,7 +27,8 @@ def tiny_model(seed: int = 0) -> VideoAR:
 
 def tiny_ca2vdm(seed: int = 0):
     """A randomly initialised tiny causal flow video model (16x16 frames, 4 tokens per frame, chunks of 2)."""
-    from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, CausalFlowConfig
+    from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
+    from genmotion.video.ca2vdm.model import Ca2VDM
 
     flow = CausalFlowConfig(width=32, depth=2, heads=2, cond_dim=16, patch=1, frames_per_chunk=2, context_frames=2)
     with torch.random.fork_rng(devices=[]):

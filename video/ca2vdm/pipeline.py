@@ -23,8 +23,10 @@ from genmotion.engine.flow import FlowLoopConfig, flow_generate, flow_stream
 from genmotion.errors import UsageError
 from genmotion.kv.protocol import CachePolicy, FrameLayout
 from genmotion.pipeline import to_uint8
-from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, GuidedFlow
-from genmotion.video.pipeline import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
+from genmotion.video.ca2vdm.config import Ca2VDMConfig
+from genmotion.video.ca2vdm.model import Ca2VDM
+from genmotion.video.ca2vdm.sampler import GuidedFlow
+from genmotion.video.streamer import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
 
 __all__ = ["KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
 

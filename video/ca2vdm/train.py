@@ -25,11 +25,13 @@ from genmotion.errors import UsageError
 from genmotion.nn.masks import chunk_window_mask
 from genmotion.registry import resolve
 from genmotion.sampling.flow import CLEAN_TIME, flow_path, velocity_target
-from genmotion.video.ca2vdm import Ca2VDM, Ca2VDMConfig, CausalFlowConfig
-from genmotion.video.ca2vdm_pipeline import KIND, read_ca2vdm_config
+from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
+from genmotion.video.ca2vdm.model import Ca2VDM
+from genmotion.video.ca2vdm.pipeline import KIND, read_ca2vdm_config
 from genmotion.video.config import VideoDataConfig
 from genmotion.video.data import clip_source
-from genmotion.video.task import load_tokenizer, statistics_captions
+from genmotion.video.text import statistics_captions
+from genmotion.video.tokenizer_task import load_tokenizer
 
 __all__ = ["Ca2VDMModelConfig", "Ca2VDMTask", "ca2vdm_loss", "training_mask"]
 
@@ -68,13 +70,7 @@ def _init_flow(model: Ca2VDM, name: str) -> None:
         raise UsageError(
             f"model.flow_init {name} has another flow architecture", fix="leave model.flow at that checkpoint's"
         )
-    donor = Ca2VDM(source)
-    load_weights(donor, directory)
-    skip = ("tokenizer.", "latent_mean", "latent_std")
-    state = {k: v for k, v in donor.state_dict().items() if not k.startswith(skip)}
-    missing = [k for k in model.load_state_dict(state, strict=False).missing_keys if not k.startswith(skip)]
-    if missing:
-        raise UsageError(f"model.flow_init {name} lacks weights {missing[:3]}", fix="give a ca2vdm checkpoint")
+    load_weights(model, directory, skip=("tokenizer.", "latent_mean", "latent_std"))
 
 
 def training_mask(frames: int, tokens_per_frame: int, frames_per_chunk: int, *, sink: int, window: int) -> torch.Tensor:
@@ -185,7 +181,7 @@ class Ca2VDMTask:
 
     def evaluate(self, model: nn.Module, model_cfg: Ca2VDMModelConfig, data_cfg: VideoDataConfig) -> dict[str, float]:
         """Toy-world prompt adherence on held-out paraphrases (16 frames, guidance 3), for the model card."""
-        from genmotion.video.ca2vdm_pipeline import Ca2VDMPipeline
+        from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
         from genmotion.video.evaluate import adherence_summary, eval_prompts
 
         assert isinstance(model, Ca2VDM)

@@ -20,8 +20,8 @@ from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
-from genmotion.video.config import SamplingConfig
-from genmotion.video.model import Modulation, VideoAR, VideoARCache
+from genmotion.video.videoar.config import SamplingConfig
+from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache
 
 __all__ = ["FrameLatent", "stream_latents"]
 

@@ -12,70 +12,20 @@ Axes: B batch, T frames, L tokens (whole frames of N), D token channels, E text 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from genmotion.kv.layered import LayeredKVCache
-from genmotion.kv.protocol import FrameLayout
 from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs
-from genmotion.sampling.guidance import guide
-from genmotion.video.config import VideoTokenizerConfig
-from genmotion.video.model import text_statistics
+from genmotion.video.ca2vdm.config import Ca2VDMConfig
+from genmotion.video.text import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
 
-__all__ = ["Ca2VDM", "Ca2VDMConfig", "CausalFlowConfig", "GuidedFlow"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class CausalFlowConfig:
-    """The flow transformer. `context_frames`: the FIFO window of clean frames a chunk reads (training
-    shows exactly this window, so any video length stays in range); `patch`: latent pixels per token side."""
-
-    width: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    cond_dim: int = 128
-    text_dim: int = 384
-    patch: int = 2
-    frames_per_chunk: int = 2
-    context_frames: int = 4
-    rope_base: float = 100.0
-
-    def __post_init__(self) -> None:
-        if min(self.patch, self.frames_per_chunk, self.context_frames) < 1:
-            raise ValueError("patch, frames_per_chunk and context_frames must be >= 1")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Ca2VDMConfig:
-    tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
-    flow: CausalFlowConfig = field(default_factory=CausalFlowConfig)
-
-    def __post_init__(self) -> None:
-        if self.tokenizer.latent_size % self.flow.patch:
-            raise ValueError(f"latent size {self.tokenizer.latent_size} is not a multiple of patch {self.flow.patch}")
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return (self.tokenizer.latent_size // self.flow.patch) ** 2
-
-    @property
-    def token_channels(self) -> int:
-        return self.tokenizer.latent_channels * self.flow.patch**2
-
-    @property
-    def layout(self) -> FrameLayout:
-        return FrameLayout(
-            tokens_per_frame=self.tokens_per_frame,
-            channels=self.token_channels,
-            frames_per_chunk=self.flow.frames_per_chunk,
-        )
+__all__ = ["Ca2VDM"]
 
 
 class Ca2VDM(nn.Module):
@@ -193,51 +143,3 @@ class Ca2VDM(nn.Module):
             memo=memo,
         )
         return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))
-
-
-class GuidedFlow(nn.Module):
-    """`Ca2VDM` bound to a text condition, as the core `FlowModel` (velocity of x at t, positions, cache).
-
-    With `guidance != 1` every call runs the conditional and the null rows as one doubled batch (the cache
-    holds both) and returns null + guidance * (cond - null). `cond_BE` can be swapped between chunks
-    (prompt schedule); the cached clean frames keep the scene.
-    """
-
-    def __init__(self, model: Ca2VDM, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
-        super().__init__()
-        self.model, self.guidance = model, guidance  # a wrapper: its weights are the model's
-        self._source: torch.Tensor | None = None  # the condition last set
-        self.set_condition(cond_BE)
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance != 1.0
-
-    def set_condition(self, cond_BE: torch.Tensor) -> None:
-        """Condition the following calls on `cond_BE` (B, E). The same tensor again (a stream sets its prompt's
-        condition after every chunk) keeps the memoised AdaLN values; any other starts a new memo."""
-        if cond_BE is self._source:
-            return
-        self._source, self.batch = cond_BE, cond_BE.shape[0]
-        null = self.model.null_condition(self.batch).to(cond_BE.dtype)
-        self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
-        self.memo = ConditionMemo()  # per-time AdaLN values of this condition
-
-    def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
-        return self.model.new_cache(2 * batch if self.guided else batch, capacity, **kwargs)
-
-    def forward(
-        self,
-        x_BLD: torch.Tensor,
-        t_BL: torch.Tensor,
-        positions_L: torch.Tensor,
-        *,
-        cache: LayeredKVCache | None = None,
-        mask: MaskArg = "causal",
-    ) -> torch.Tensor:
-        if not self.guided:
-            return self.model(x_BLD, t_BL, positions_L, self.cond, cache=cache, mask=mask, memo=self.memo)
-        x, t = torch.cat([x_BLD, x_BLD]), torch.cat([t_BL, t_BL])
-        v = self.model(x, t, positions_L, self.cond, cache=cache, mask=mask, memo=self.memo)
-        cond, null = v.chunk(2)
-        return guide(cond, null, self.guidance)

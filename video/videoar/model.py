@@ -20,11 +20,13 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
 from genmotion.nn.rope import Rotary, rotate
-from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoTokenizerConfig
-from genmotion.video.layout import ClipAttention, ScaleLayout
+from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.text import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
+from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
+from genmotion.video.videoar.layout import ClipAttention, ScaleLayout
 
-__all__ = ["text_statistics", "Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
+__all__ = ["Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
 
 
 @dataclass
@@ -162,13 +164,6 @@ class VideoARBlock(nn.Module):
         """Only append this block's keys/values of x to the frame cache (the last block of a clean commit:
         its output is never read)."""
         self.attn.write_kv(self.norm1(x_BLW) * (1 + mod[1]) + mod[0], rope, frames, i)
-
-
-def text_statistics(text_NE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and spread (E,) of caption embeddings (N, E) that standardise a text condition; the
-    spread is floored at half its median so near-constant dimensions stay tame."""
-    std = text_NE.float().std(0)
-    return text_NE.float().mean(0), std.clamp_min(0.5 * float(std.median()))
 
 
 class VideoARTransformer(nn.Module):

@@ -18,13 +18,15 @@ from genmotion.checkpoint import load_weights, read_checkpoint_config
 from genmotion.config import from_dict, to_dict
 from genmotion.errors import UsageError
 from genmotion.registry import resolve
-from genmotion.video.config import VideoARConfig, VideoARTransformerConfig, VideoDataConfig, VideoTokenizerConfig
+from genmotion.video.config import VideoDataConfig, VideoTokenizerConfig
 from genmotion.video.data import clip_source
-from genmotion.video.model import VideoAR
-from genmotion.video.tokenizer import VideoTokenizer
-from genmotion.video.training import TrainingSettings, videoar_loss
+from genmotion.video.text import statistics_captions
+from genmotion.video.tokenizer_task import load_tokenizer
+from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
+from genmotion.video.videoar.loss import TrainingSettings, videoar_loss
+from genmotion.video.videoar.model import VideoAR
 
-__all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "load_tokenizer", "read_videoar_config", "statistics_captions"]
+__all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "read_videoar_config"]
 
 log = logging.getLogger(__name__)
 
@@ -82,34 +84,6 @@ def read_videoar_config(directory: Any) -> VideoARConfig:
     return from_dict(VideoARConfig, cfg["model"], prefix="model")
 
 
-def load_tokenizer(name: str) -> VideoTokenizer:
-    """A trained tokenizer from a `video-tokenizer` checkpoint or from the tokenizer part of a `videoar` one."""
-    directory = resolve(name)
-    cfg = read_checkpoint_config(directory)
-    if cfg["kind"] == KIND:
-        model = VideoAR(read_videoar_config(directory))
-        load_weights(model, directory)
-        return model.tokenizer
-    if cfg["kind"] != "video-tokenizer":
-        raise UsageError(f"{name} is a {cfg['kind']!r} checkpoint", fix="give a video-tokenizer or videoar checkpoint")
-    tokenizer = VideoTokenizer(from_dict(VideoTokenizerConfig, cfg["tokenizer"], prefix="tokenizer"))
-    return load_weights(tokenizer, directory)  # type: ignore[return-value]
-
-
-def statistics_captions(data_cfg: VideoDataConfig, count: int = 512) -> list[str]:
-    """Captions whose embeddings standardise the text condition: the sidecar's, or toy-world training captions."""
-    if data_cfg.source == "folder":
-        from genmotion.video.data import read_sidecar
-
-        assert data_cfg.folder is not None
-        return [e.caption for e in read_sidecar(data_cfg.folder, data_cfg.captions)]
-    from genmotion.data.toyworld import caption, sample_clip_specs
-
-    g = torch.Generator().manual_seed(31337)
-    specs = sample_clip_specs(count, g, two_object_probability=data_cfg.two_object_probability)
-    return [caption(s, g, "train") for s in specs]
-
-
 class VideoARTask:
     """Task protocol implementation (see `genmotion.train.task.Task`)."""
 
@@ -162,9 +136,7 @@ class VideoARTask:
                 f"model.transformer_init {name} has another transformer architecture",
                 fix="leave model.transformer at the architecture of that checkpoint",
             )
-        donor = VideoAR(source)
-        load_weights(donor, directory)
-        model.transformer.load_state_dict(donor.transformer.state_dict())
+        load_weights(model.transformer, directory, prefix="transformer.")
 
     def dataloader(self, data_cfg: VideoDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
         from genmotion.text import PromptEncoder
@@ -205,7 +177,7 @@ class VideoARTask:
     def evaluate(self, model: nn.Module, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, float]:
         """Toy-world prompt adherence on held-out paraphrases (16 frames, guidance 3), for the model card."""
         from genmotion.video.evaluate import adherence_summary, eval_prompts
-        from genmotion.video.pipeline import VideoARPipeline
+        from genmotion.video.videoar.pipeline import VideoARPipeline
 
         assert isinstance(model, VideoAR)
         if data_cfg.source != "toyworld":

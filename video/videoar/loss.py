@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from genmotion.nn.quantizer import MultiScaleQuantizer
-from genmotion.video.layout import clip_attention
-from genmotion.video.model import VideoAR
 from genmotion.video.residual import nearest_codes, teacher_forcing
+from genmotion.video.videoar.layout import clip_attention
+from genmotion.video.videoar.model import VideoAR
 
 __all__ = [
     "TrainingSettings",
