@@ -32,6 +32,7 @@ __all__ = [
     "FlowPolicyHost",
     "FrameStreamer",
     "HeadProfiler",
+    "HoldsModel",
     "Pipeline",
     "Result",
     "resolve_device_dtype",
@@ -63,7 +64,21 @@ def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
-class Pipeline(ABC):
+class HoldsModel:
+    """`device` and `dtype` of what holds a torch module as `self.model`: those of its parameters."""
+
+    model: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+class Pipeline(HoldsModel, ABC):
     """Base of every generator's public entry point. Subclasses set `kind` (the checkpoint `kind` they read),
     implement `_from_checkpoint`, `save_pretrained`, `stream` and `collect`."""
 
@@ -109,14 +124,6 @@ class Pipeline(ABC):
         """Move (and cast) the model; returns self."""
         self.model.to(device=device, dtype=dtype)
         return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     # ----------------------------------------------------------------------------------------- sampling
     def make_generator(self, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:

@@ -70,25 +70,6 @@ class HeadGroupCache:
         for c in self.groups:
             c.reset()
 
-    def attend(
-        self,
-        q_BHTD: torch.Tensor,
-        k_BHTD: torch.Tensor,
-        v_BHTD: torch.Tensor,
-        positions_T: torch.Tensor | None,
-        *,
-        scale: float,
-        commit: bool = True,
-    ) -> torch.Tensor:
-        """Attention of the T new queries over each group's entries followed by the new ones: (B, H, T, D)."""
-        out = torch.empty_like(q_BHTD)
-        for heads, cache in zip(self.heads, self.groups, strict=True):
-            h = heads.to(q_BHTD.device)
-            k, v, _ = cache.extend(k_BHTD.index_select(1, h), v_BHTD.index_select(1, h), positions_T, commit=commit)
-            q = q_BHTD.index_select(1, h)
-            out.index_copy_(1, h, F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), scale=scale))
-        return out
-
 
 def attend_cached(
     cache: KVCache | HeadGroupCache,
@@ -100,8 +81,14 @@ def attend_cached(
     scale: float,
     commit: bool = True,
 ) -> torch.Tensor:
-    """New queries over cached + new keys (one scale is one block of the block-causal mask): (B, H, T, D)."""
+    """New queries over cached + new keys (one scale is one block of the block-causal mask): (B, H, T, D). A
+    `HeadGroupCache` attends group by group, each group's heads over that group's entries."""
     if isinstance(cache, HeadGroupCache):
-        return cache.attend(q_BHTD, k_BHTD, v_BHTD, positions_T, scale=scale, commit=commit)
+        out = torch.empty_like(q_BHTD)
+        for heads, group in zip(cache.heads, cache.groups, strict=True):
+            h = heads.to(q_BHTD.device)
+            q, k, v = (x.index_select(1, h) for x in (q_BHTD, k_BHTD, v_BHTD))
+            out.index_copy_(1, h, attend_cached(group, q, k, v, positions_T, scale=scale, commit=commit))
+        return out
     k, v, _ = cache.extend(k_BHTD, v_BHTD, positions_T, commit=commit)  # B, H, N, D
     return F.scaled_dot_product_attention(q_BHTD, k.to(q_BHTD.dtype), v.to(q_BHTD.dtype), scale=scale)

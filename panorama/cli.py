@@ -114,13 +114,14 @@ def bench_panorama(
 ) -> None:
     """Held-out toy 360 scenes: covered/uncovered PSNR, seams, flicker, ablations, speed and memory per size."""
     check_bench_flags(json_path, plot, threads)
-    from genmotion.bench.report import save_results, set_bench_threads
+    from genmotion.bench.report import run_bench
     from genmotion.panorama.bench import BenchSettings, plot_panorama_bench, run_panorama_bench
 
     check_checkpoint_kind(ckpt, ("cubecomposer",), "bench panorama")
-    set_bench_threads(threads)
-    results = run_panorama_bench(ckpt, BenchSettings.quick() if quick else BenchSettings(), threads=threads)
-    save_results(results, json_path, plot, plot_panorama_bench)
+    settings = BenchSettings.quick() if quick else BenchSettings()
+    run_bench(
+        lambda: run_panorama_bench(ckpt, settings, threads=threads), threads, json_path, plot, plot_panorama_bench
+    )
     typer.echo(f"wrote {json_path}" + (f" and {plot}" if plot else ""))
 
 

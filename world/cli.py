@@ -131,12 +131,14 @@ def bench_world(
     if strip is not None:
         check_file_output(strip, (".png",), "--strip")
     check_checkpoint_kind(ckpt, ("vfmf",), "bench world")
-    from genmotion.bench.report import save_results, set_bench_threads
+    from genmotion.bench.report import run_bench
     from genmotion.world.bench import plot_world_bench, render_strip, run_world_bench, summary_line
 
-    set_bench_threads(threads)
-    results = run_world_bench(ckpt, samples=samples, scenes=min(scenes, 4) if quick else scenes, quick=quick)
-    save_results(results, json_path, plot, plot_world_bench)
+    scenes = min(scenes, 4) if quick else scenes
+    results = run_bench(
+        lambda: run_world_bench(ckpt, samples=samples, scenes=scenes, quick=quick), threads, json_path, plot,
+        plot_world_bench,
+    )  # fmt: skip
     if strip is not None:
         render_strip(ckpt, strip)
     typer.echo(summary_line(results))

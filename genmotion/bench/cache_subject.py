@@ -22,7 +22,7 @@ from genmotion.bench.cache_tiny import fit_flow_model, policy_flops, seeded_tiny
 from genmotion.cache import CachePolicy, FrameLayout, HeadProfile, load_head_profile, parse_policy, profile_heads
 from genmotion.cache.compose import kv_part
 from genmotion.errors import UsageError
-from genmotion.pipeline import FlowPolicyHost
+from genmotion.pipeline import FlowPolicyHost, HoldsModel
 
 if TYPE_CHECKING:
     from genmotion.bench.cache import CacheBenchConfig
@@ -31,7 +31,7 @@ __all__ = ["Subject", "describe_policy", "pipeline_subject", "tiny_subject"]
 
 
 @dataclass
-class Subject:
+class Subject(HoldsModel):
     """One model under test. `policy(name, **params)` makes a fresh policy with this model's defaults;
     `embed` is what FlowCache compares between steps; `decode` maps (1, T, N, C) latents to uint8 frames
     (None: no decoder); `formula_flops(chunks, shared)` counts FLOPs in closed form (None: count them by
@@ -46,14 +46,6 @@ class Subject:
     prefix: torch.Tensor | None = None
     decode: Callable[[torch.Tensor], np.ndarray] | None = None
     formula_flops: Callable[[int, bool], int] | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
 
 def describe_policy(policy: CachePolicy) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bar_chart", "save_results", "set_bench_threads", "time_median", "write_json"]
+__all__ = ["bar_chart", "run_bench", "save_results", "set_bench_threads", "time_median", "write_json"]
 
 Panel = tuple[str, Mapping[str, float]]
 
@@ -35,6 +35,21 @@ def save_results(
     write_json(results, json_path)
     if plot is not None and plot_fn is not None:
         plot_fn(results, plot)
+
+
+def run_bench(
+    run: Callable[[], Mapping[str, Any]],
+    threads: int,
+    json_path: str | Path,
+    plot: str | Path | None = None,
+    plot_fn: Callable[[Any, Any], object] | None = None,
+) -> Mapping[str, Any]:
+    """A bench command's work: its `--threads` applied (`set_bench_threads`), `run()`, the results saved
+    (`save_results`: JSON, and the chart when `plot` is given) and returned."""
+    set_bench_threads(threads)
+    results = run()
+    save_results(results, json_path, plot, plot_fn)
+    return results
 
 
 def time_median(fn: Callable[[], object], warmup: int = 1, repeats: int = 3) -> float:

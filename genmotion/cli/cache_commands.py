@@ -109,9 +109,8 @@ def cache(
     if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
         raise UsageError("--lengths, --steps and --repeats must be >= 1")
     from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
-    from genmotion.bench.report import save_results, set_bench_threads
+    from genmotion.bench.report import run_bench
 
-    set_bench_threads(threads)
     cfg = CacheBenchConfig.for_model(
         model,
         quick=quick,
@@ -121,8 +120,7 @@ def cache(
         lengths=sizes,
         repeats=repeats,
     )
-    results = run_cache_bench(cfg)
-    save_results(results, json_path, plot, plot_cache_bench)
+    results = run_bench(lambda: run_cache_bench(cfg), threads, json_path, plot, plot_cache_bench)
     targets = results["targets"]
     met = sum(bool(t["met"]) for t in targets.values())  # met is None without a targets file
     typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")

@@ -9,12 +9,13 @@ torch is imported inside the command only, so `genmotion --help` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import typer
 
-from genmotion.cli.bench_options import BenchJson, BenchPlot, BenchQuick, BenchThreads, check_bench_flags
+from genmotion.cli.bench_options import ConfigBench, config_bench_command
 from genmotion.cli.checks import check_folder_output, check_number, check_video_output
 from genmotion.errors import UsageError
 
@@ -104,24 +105,21 @@ def _render_prompt(prompt: str, out: Path, frames: int, size: int, seed: int, fp
     typer.echo(f"wrote {out}: {frames} frames of {size}x{size} ({_describe(spec)})")
 
 
-def bench_toyworld(
-    json_path: BenchJson,
-    plot: BenchPlot = None,
-    threads: BenchThreads = 2,
-    quick: BenchQuick = False,
-) -> None:
-    """Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects)."""
-    check_bench_flags(json_path, plot, threads)
-    from genmotion.bench.report import save_results, set_bench_threads
+def _toyworld_bench() -> ConfigBench:
     from genmotion.data.toyworld.bench import ToyworldBenchConfig, plot_toyworld_bench, run_toyworld_bench
 
-    set_bench_threads(threads)
-    results = run_toyworld_bench(ToyworldBenchConfig.quick() if quick else ToyworldBenchConfig())
-    save_results(results, json_path, plot, plot_toyworld_bench)
+    return ConfigBench(run_toyworld_bench, ToyworldBenchConfig, plot_toyworld_bench, _toyworld_summary)
+
+
+def _toyworld_summary(results: Mapping[str, Any]) -> str:
     speed = ", ".join(f"{k} {v:.1f}" for k, v in results["speed_ms"].items())
-    typer.echo(
-        f"{speed}; accuracy (worst attribute): " + ", ".join(_worst(k, v) for k, v in results["accuracy"].items())
-    )
+    return f"{speed}; accuracy (worst attribute): " + ", ".join(_worst(k, v) for k, v in results["accuracy"].items())
+
+
+bench_toyworld = config_bench_command(
+    "Toy-world render speed (2-D clips, 3-D views), detector speed and accuracy (clean, degraded, 2 objects).",
+    _toyworld_bench,
+)
 
 
 def _worst(name: str, value: object) -> str:

@@ -1,19 +1,9 @@
 """Transformer parts: attention behind a backend seam, masks, RoPE, blocks and a tiny reference model."""
 
+from genmotion.nn import masks
 from genmotion.nn.attention import AttentionBackend, attend, attention_backends, register_attention_backend
 from genmotion.nn.blocks import MLP, AdaLNBlock, Attention, PreNormBlock
-from genmotion.nn.masks import (
-    MaskArg,
-    bidirectional_mask,
-    block_causal_mask,
-    block_diagonal_mask,
-    can_use_is_causal,
-    causal_mask,
-    chunk_window_mask,
-    ids_from_lengths,
-    positional_causal_args,
-    sdpa_mask_args,
-)
+from genmotion.nn.masks import *  # noqa: F403 (every mask helper: masks.__all__, added to ours below)
 from genmotion.nn.rope import Rotary, apply_rope, grid_positions_2d, grid_positions_3d, multiscale_positions
 from genmotion.nn.tiny import (
     TinyFlowModel,
@@ -29,7 +19,6 @@ __all__ = [
     "AdaLNBlock",
     "Attention",
     "AttentionBackend",
-    "MaskArg",
     "PreNormBlock",
     "Rotary",
     "TinyFlowModel",
@@ -40,18 +29,10 @@ __all__ = [
     "apply_rope",
     "attend",
     "attention_backends",
-    "bidirectional_mask",
-    "block_causal_mask",
-    "block_diagonal_mask",
-    "can_use_is_causal",
-    "causal_mask",
-    "chunk_window_mask",
     "grid_positions_2d",
     "grid_positions_3d",
-    "ids_from_lengths",
     "multiscale_positions",
-    "positional_causal_args",
     "register_attention_backend",
-    "sdpa_mask_args",
     "timestep_embedding",
 ]
+__all__ += masks.__all__  # every mask helper, as the masks module lists them

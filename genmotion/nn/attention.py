@@ -37,17 +37,6 @@ class AttentionBackend(Protocol):
     ) -> torch.Tensor: ...
 
 
-def _sdpa(
-    q_BHLD: torch.Tensor,
-    k_BHSD: torch.Tensor,
-    v_BHSD: torch.Tensor,
-    mask: torch.Tensor | None,
-    is_causal: bool,
-    scale: float | None,
-) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q_BHLD, k_BHSD, v_BHSD, attn_mask=mask, is_causal=is_causal, scale=scale)
-
-
 def _math(
     q_BHLD: torch.Tensor,
     k_BHSD: torch.Tensor,
@@ -68,7 +57,13 @@ def _math(
     return torch.matmul(torch.softmax(scores_BHLS, dim=-1), v_BHSD)
 
 
-_BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"sdpa": _sdpa, "math": _math}
+_BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
+    # SDPA itself, its mask keyword renamed to the backend convention's
+    "sdpa": lambda q, k, v, mask, is_causal, scale: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
+    ),
+    "math": _math,
+}
 
 
 def register_attention_backend(name: str, kernel: AttentionBackend, *, replace: bool = False) -> None:
