@@ -65,6 +65,12 @@ def test_bad_image_arguments_exit_2_or_3(tiny_ckpt, tmp_path, args, code):
     assert main(["image", "--ckpt", str(tiny_ckpt), *args, *out]) == code
 
 
+def test_hack_without_a_profile_says_to_pass_one(tiny_ckpt, tmp_path, capsys):
+    assert main(["image", "--ckpt", str(tiny_ckpt), "--class", "0", "--kv", "hack", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--kv hack needs a head profile" in err and "--head-profile" in err
+
+
 def test_missing_checkpoint_and_hack_without_profile(tmp_path):
     assert main(["image", "--ckpt", str(tmp_path / "nowhere"), "--class", "0", "-o", str(tmp_path / "x.png")]) == 2
     assert main(["image", "--var", str(tmp_path / "var.pth"), "--class", "0", "-o", str(tmp_path / "x.png")]) == 3
