@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -23,18 +23,11 @@ __all__ = [
 ]
 
 
-class AttentionBackend(Protocol):
-    """A kernel: softmax(q k^T * scale, masked) v with SDPA's argument conventions."""
-
-    def __call__(
-        self,
-        q_BHLD: torch.Tensor,
-        k_BHSD: torch.Tensor,
-        v_BHSD: torch.Tensor,
-        mask: torch.Tensor | None,
-        is_causal: bool,
-        scale: float | None,
-    ) -> torch.Tensor: ...
+AttentionBackend: TypeAlias = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool, float | None], torch.Tensor
+]
+"""A kernel `(q_BHLD, k_BHSD, v_BHSD, mask, is_causal, scale) -> (B, H, L, D)`, called positionally:
+softmax(q k^T * scale, masked) v with SDPA's argument conventions (`_math` is the reference)."""
 
 
 def _math(
@@ -57,7 +50,7 @@ def _math(
     return torch.matmul(torch.softmax(scores_BHLS, dim=-1), v_BHSD)
 
 
-_BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
+_BACKENDS: dict[str, AttentionBackend] = {
     # SDPA itself, its mask keyword renamed to the backend convention's
     "sdpa": lambda q, k, v, mask, is_causal, scale: F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
