@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
+from core_cli import invoke
 
 import genmotion.bench.cache as bench_cache
 from genmotion.bench.cache import (
@@ -116,15 +115,8 @@ def test_micro_bench_reports_every_policy_and_target(tmp_path):
 
 def test_cli_bench_command_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_cache.CacheBenchConfig, "quick", classmethod(lambda cls: MICRO))
-    app, bench_app = typer.Typer(), typer.Typer()
-    app.add_typer(bench_app, name="bench")
-    register(app, bench_app)
     out = tmp_path / "cache.json"
-    threads = torch.get_num_threads()
-    try:
-        result = CliRunner().invoke(app, ["bench", "cache", "--json", str(out), "--quick", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+    result = invoke(register, ["bench", "cache", "--json", str(out), "--quick", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "targets met" in result.output and json.loads(out.read_text())["setting"]["threads"] == 1
 

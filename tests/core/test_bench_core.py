@@ -1,8 +1,6 @@
 import json
 
-import torch
-import typer
-from typer.testing import CliRunner
+from core_cli import invoke
 
 from genmotion.bench.core import CoreBenchConfig, plot_core_bench, run_core_bench, transformer_forward_flops
 from genmotion.cli.bench_core import register
@@ -30,14 +28,7 @@ def test_flop_count():
 
 
 def test_cli_command_writes_json(tmp_path):
-    app, bench_app = typer.Typer(), typer.Typer()
-    app.add_typer(bench_app, name="bench")
-    register(app, bench_app)
     out = tmp_path / "core.json"
-    threads = torch.get_num_threads()
-    try:
-        result = CliRunner().invoke(app, ["bench", "core", "--json", str(out), "--quick", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)  # the command fixes threads for its process; keep the test process as it was
+    result = invoke(register, ["bench", "core", "--json", str(out), "--quick", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "decode" in result.output and json.loads(out.read_text())["setting"]["threads"] == 1

@@ -1,8 +1,7 @@
 import json
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from core_cli import invoke
 
 from genmotion.cache import (
     FlowCache,
@@ -76,12 +75,8 @@ def test_named_tables_share_one_shape():
 
 
 def test_profile_heads_command_writes_a_profile(tmp_path):
-    app, bench_app = typer.Typer(), typer.Typer()
-    app.add_typer(bench_app, name="bench")
-    register(app, bench_app)
     out = tmp_path / "heads.json"
-    args = ["profile-heads", "--model", "tiny", "-o", str(out), "--chunks", "5", "--steps", "1"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(register, ["profile-heads", "--model", "tiny", "-o", str(out), "--chunks", "5", "--steps", "1"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["model"] == "tiny" and len(data["static"]) == data["num_layers"] and "static" in result.output
