@@ -18,11 +18,12 @@ import torch.nn.functional as F
 
 from genmotion.cache import KVCache
 from genmotion.errors import UsageError
+from genmotion.kv.layered import KVCacheParts
 
 __all__ = ["HeadGroupCache", "attend_cached"]
 
 
-class HeadGroupCache:
+class HeadGroupCache(KVCacheParts):
     """One layer's KV cache as disjoint head groups, each a `KVCache` over its own heads and capacity."""
 
     def __init__(self, heads: Sequence[Sequence[int]], caches: Sequence[KVCache]) -> None:
@@ -60,15 +61,8 @@ class HeadGroupCache:
     def num_heads(self) -> int:
         return sum(len(h) for h in self.heads)
 
-    def nbytes(self) -> int:
-        return sum(c.nbytes() for c in self.groups)
-
-    def valid_nbytes(self) -> int:
-        return sum(c.valid_nbytes() for c in self.groups)
-
-    def reset(self) -> None:
-        for c in self.groups:
-            c.reset()
+    def parts(self) -> Sequence[KVCache]:
+        return self.groups
 
 
 def attend_cached(

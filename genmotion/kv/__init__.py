@@ -2,7 +2,7 @@
 and the cache-policy protocol the engines drive. Policies themselves live in `genmotion.cache`."""
 
 from genmotion.kv.buffers import KVCache
-from genmotion.kv.layered import FeatureCache, LayeredKVCache
+from genmotion.kv.layered import FeatureCache, KVCacheParts, LayeredKVCache
 from genmotion.kv.protocol import CachePolicy, FlowModel, FrameLayout, PolicyBase, PolicyStats
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "FlowModel",
     "FrameLayout",
     "KVCache",
+    "KVCacheParts",
     "LayeredKVCache",
     "PolicyBase",
     "PolicyStats",

@@ -16,10 +16,30 @@ import torch
 from genmotion.errors import UsageError
 from genmotion.kv.buffers import KVCache
 
-__all__ = ["FeatureCache", "LayeredKVCache"]
+__all__ = ["FeatureCache", "KVCacheParts", "LayeredKVCache"]
 
 
-class LayeredKVCache:
+class KVCacheParts:
+    """A cache made of several `KVCache`s (a model's layers, one layer's head groups): its bytes and its reset are
+    those of its parts, `parts()`."""
+
+    def parts(self) -> Sequence[KVCache]:
+        raise NotImplementedError
+
+    def nbytes(self) -> int:
+        """Exact bytes held by every part's buffers."""
+        return sum(c.nbytes() for c in self.parts())
+
+    def valid_nbytes(self) -> int:
+        """Bytes of the valid entries of every part."""
+        return sum(c.valid_nbytes() for c in self.parts())
+
+    def reset(self) -> None:
+        for c in self.parts():
+            c.reset()
+
+
+class LayeredKVCache(KVCacheParts):
     """One `KVCache` per transformer layer; `cache[i]` is layer i's."""
 
     def __init__(self, layers: Sequence[KVCache], *, commit: bool = True) -> None:
@@ -59,16 +79,8 @@ class LayeredKVCache:
         """Valid entries in layer 0 (layers differ only under per-layer eviction)."""
         return self.layers[0].length
 
-    def nbytes(self) -> int:
-        """Exact bytes held by every layer's buffers."""
-        return sum(c.nbytes() for c in self.layers)
-
-    def valid_nbytes(self) -> int:
-        return sum(c.valid_nbytes() for c in self.layers)
-
-    def reset(self) -> None:
-        for c in self.layers:
-            c.reset()
+    def parts(self) -> Sequence[KVCache]:
+        return self.layers
 
     def keep(self, index: torch.Tensor) -> None:
         """Apply the same keep-index to every layer (see `KVCache.keep`); index layers one by one to differ."""
