@@ -53,7 +53,9 @@ def video(
     fps: float = typer.Option(12.0, "--fps", help="Frames per second of the file."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     guidance: float | None = typer.Option(
-        None, "--guidance", help="Classifier-free guidance scale (1 = off) [the model's: 3, videoar-toy 1.5]."
+        None,
+        "--guidance",
+        help="Classifier-free guidance scale (1 = off) [the checkpoint's recommended scale; 3 for the defaults].",
     ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="VideoAR sampling temperature [1; 0 = greedy]."
@@ -71,10 +73,10 @@ def video(
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
     height: int | None = typer.Option(
-        None, "--height", help="Frame height; only the model's own size (64 for the defaults)."
+        None, "--height", help="Frame height; only the model's own size (32 for the defaults)."
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Frame width; only the model's own size (64 for the defaults)."
+        None, "--width", help="Frame width; only the model's own size (32 for the defaults)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),
@@ -88,22 +90,19 @@ def video(
         raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='pass --prompt "a red ball bouncing to the left"')
-    check_number("--frames", frames, low=1)
-    check_number("--fps", fps, low=0, low_open=True, high=1000)
-    check_number("--guidance", guidance, low=0)
-    check_number("--temperature", temperature, low=0)
-    check_number("--top-k", top_k, low=0)
-    check_number("--top-p", top_p, low=0, high=1)
-    check_number("--steps", steps, low=1, high=1000)
-    check_number("--threads", threads, low=1)
+    for flag, value, bounds in (
+        ("--frames", frames, {"low": 1}),
+        ("--fps", fps, {"low": 0, "low_open": True, "high": 1000}),
+        ("--guidance", guidance, {"low": 0}),
+        ("--temperature", temperature, {"low": 0}),
+        ("--top-k", top_k, {"low": 0}),
+        ("--top-p", top_p, {"low": 0, "high": 1}),
+        ("--steps", steps, {"low": 1, "high": 1000}),
+        ("--threads", threads, {"low": 1}),
+    ):
+        check_number(flag, value, **bounds)  # type: ignore[arg-type]
     check_device_name(device)
-    schedule = parse_prompt_at(prompt_at)
-    for frame, _ in schedule:
-        if frame >= frames:
-            raise UsageError(
-                f"--prompt-at {frame}=... starts after the last frame ({frames - 1})",
-                fix=f"use a frame below --frames {frames}, or ask for more frames",
-            )
+    schedule = _prompt_schedule(prompt_at, frames)
     check_output_path(out, force)
     ckpt = ckpt or DEFAULT_CKPT[model or "videoar"]
     kind = check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "video")
@@ -113,6 +112,18 @@ def video(
     sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
     warn_long_prompts([prompt, *(text for _, text in schedule)])
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
+
+
+def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]:
+    """`--prompt-at F="..."` flags -> [(frame, prompt)], each starting inside the clip."""
+    schedule = parse_prompt_at(prompt_at)
+    for frame, _ in schedule:
+        if frame >= frames:
+            raise UsageError(
+                f"--prompt-at {frame}=... starts after the last frame ({frames - 1})",
+                fix=f"use a frame below --frames {frames}, or ask for more frames",
+            )
+    return schedule
 
 
 def _sampling_flags(
