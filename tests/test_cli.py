@@ -22,7 +22,10 @@ def test_version_and_help(capsys):
 
 def test_models_lists_a_table(capsys):
     assert main(["models"]) == 0
-    assert "genmotion models" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "genmotion models" in out
+    for name in ("videoar-toy", "ca2vdm-toy", "var-toy", "cubecomposer-toy", "riganything-toy", "vfmf-toy"):
+        assert name in out, f"{name} is not in the listing"
 
 
 def test_unknown_command_is_a_usage_error():

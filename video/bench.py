@@ -24,6 +24,7 @@ import torch
 
 from genmotion.bench.core import matmul_peak
 from genmotion.bench.report import bar_chart
+from genmotion.pipeline import FlowPolicyHost
 from genmotion.video.evaluate import (
     ATTRIBUTES,
     CEILING_ATTRIBUTES,
@@ -163,7 +164,8 @@ def _switch(pipe: Any, s: BenchSettings) -> dict[str, float]:
 
 def _latent_run(pipe: Any, prompt: str, frames: int, guidance: float) -> tuple[float, int]:
     """Seconds of `frames` frames of generation without decoding, and the matmul/attention FLOPs they take."""
-    if hasattr(pipe, "frame_layout"):  # causal flow: FLOPs counted by torch on a separate run
+    flow = isinstance(pipe, FlowPolicyHost)
+    if flow:  # causal flow: FLOPs counted by torch on a separate run
         from torch.utils.flop_counter import FlopCounterMode
 
         def run() -> None:
@@ -173,7 +175,7 @@ def _latent_run(pipe: Any, prompt: str, frames: int, guidance: float) -> tuple[f
             run()
         flops = counter.get_total_flops()
     else:
-        cond = pipe._condition(prompt)
+        cond = pipe.condition(prompt)
         settings = SamplingConfig(guidance_scale=guidance)
 
         def run() -> None:
@@ -243,10 +245,7 @@ def cli_cold_start(ckpt: str, model: str, frames: int = 16) -> dict[str, float]:
 
 def _window_frames(pipe: Any) -> int:
     """Frames of context after which the cache stops growing."""
-    if hasattr(pipe, "frame_layout"):
-        return int(pipe.config.flow.context_frames + pipe.config.flow.frames_per_chunk)
-    c = pipe.model.transformer.config
-    return int(c.sink_frames + c.window_frames)
+    return int(pipe.cache_window_frames)
 
 
 def _generator_parameters(pipe: Any) -> int:

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from genmotion.pipeline import to_uint8
+from genmotion.pipeline import FlowPolicyHost, to_uint8
 from genmotion.video.fvd import Yardstick, frozen
 
 __all__ = ["context_rows", "diagnose", "generate_set", "reconstruct", "teacher_forced", "teacher_forced_codes"]
 
 
 def _is_flow(pipe: Any) -> bool:
-    return hasattr(pipe, "frame_layout")
+    return isinstance(pipe, FlowPolicyHost)
 
 
 def _as_unit(clips_NTHW3: np.ndarray, pipe: Any) -> torch.Tensor:
@@ -65,7 +65,7 @@ def teacher_forced_codes(
     guided = settings.guided
     truth = tok.indices_to_fhat(indices)[0].to(pipe.dtype)  # (T, Cv, h, w)
     temporal = tok.config.temporal_residual
-    cond = pipe._condition(prompt)
+    cond = pipe.condition(prompt)
     rows = torch.cat([cond, tr.null_condition(1).to(cond.dtype)]) if guided else cond
     cache = tr.new_cache(rows.shape[0], dtype=pipe.dtype, device=pipe.device)
     generator, frames, codes = torch.Generator().manual_seed(seed), [], []

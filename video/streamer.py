@@ -116,6 +116,15 @@ class VideoStreamer(Pipeline):
             self._encoder = None  # re-made on the new device on first use
         return self
 
+    def condition(self, prompt: str) -> torch.Tensor:
+        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define condition()")
+
+    @property
+    def cache_window_frames(self) -> int:
+        """Frames of context after which the stream's cache stops growing."""
+        raise NotImplementedError(f"{type(self).__name__} does not define cache_window_frames")
+
     def generate(self, prompt: str | None = None, *, num_frames: int | None = 16, **kwargs: Any) -> VideoResult:
         """`stream()` collected into one `VideoResult` (same arguments); `num_frames` must be finite."""
         if num_frames is None:

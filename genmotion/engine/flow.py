@@ -8,7 +8,7 @@ chunk so later chunks see it at `CLEAN_TIME`. `flow_stream` yields each chunk as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,29 +92,33 @@ def flow_stream(
     prefix_BFNC: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    model_at: Callable[[int], FlowModel] | None = None,
 ) -> Iterator[FlowChunk]:
     """Yield `config.num_frames` new frames chunk by chunk, after the optional clean `prefix_BFNC` context.
 
     The model is a pure velocity function (see `FlowModel`); noise comes only from `generator`. The last
-    chunk is not committed, since nothing reads it.
+    chunk is not committed, since nothing reads it. `model_at(frame)`: the model of the chunk that starts at
+    `frame` and of the commit just before it (a prompt schedule: each prompt's condition bound once, the
+    committed frames then read as the next prompt sees them); default `model` throughout.
     """
+    bound = model_at or (lambda frame: model)
     prefix_frames = 0 if prefix_BFNC is None else prefix_BFNC.shape[1]
     if prefix_BFNC is not None:
         batch, device, dtype = prefix_BFNC.shape[0], prefix_BFNC.device, prefix_BFNC.dtype
     like = torch.empty(0, device=device, dtype=dtype)
     policy.start(model, layout, batch=batch, max_frames=prefix_frames + config.num_frames, like=like)
     if prefix_BFNC is not None:
-        _commit(model, policy, _as_tokens(prefix_BFNC, layout), 0)
+        _commit(bound(prefix_frames), policy, _as_tokens(prefix_BFNC, layout), 0)
     times = timesteps(config.num_steps, config.schedule, config.shift)
     N, C = layout.tokens_per_frame, layout.channels
     frame, end, index = prefix_frames, prefix_frames + config.num_frames, 0
     while frame < end:
         frames = min(layout.frames_per_chunk, end - frame)
         noise = torch.randn(batch, frames * N, C, generator=generator, device=like.device, dtype=dtype)
-        clean = _denoise(model, policy, noise, times, config, frame)
+        clean = _denoise(bound(frame), policy, noise, times, config, frame)
         yield FlowChunk(index=index, start_frame=frame, latents=clean.view(batch, frames, N, C))
         if frame + frames < end:
-            _commit(model, policy, clean, frame)
+            _commit(bound(frame + frames), policy, clean, frame)
         frame, index = frame + frames, index + 1
 
 

@@ -26,3 +26,23 @@ def test_commit_forwards_one_per_chunk_but_the_last():
     video = flow_generate(_model(), policy, LAYOUT, config, generator=torch.Generator().manual_seed(0))
     assert policy.stats.forwards_run == 3 * config.evaluations_per_chunk + 2
     assert not video.requires_grad and torch.is_grad_enabled()  # no_grad inside, not leaked to the caller
+
+
+def test_model_at_picks_the_model_of_each_chunk_and_of_the_commit_before_it():
+    """A prompt schedule: chunk k denoises with model_at(its start) and is committed with model_at(next start)."""
+    first, second = _model(), tiny_flow_model(2, seed=1)
+    calls: list[tuple[str, int]] = []
+
+    def model_at(frame: int) -> TinyFlowModel:
+        which = first if frame < 4 else second
+        calls.append(("first" if which is first else "second", frame))
+        return which
+
+    config = FlowLoopConfig(num_frames=6, num_steps=2)
+    mixed = flow_generate(
+        first, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(3), model_at=model_at
+    )
+    assert calls == [("first", 0), ("first", 2), ("first", 2), ("second", 4), ("second", 4)]
+    plain = flow_generate(first, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(mixed[:, :2], plain[:, :2])  # the first chunk never sees the second model
+    assert not torch.equal(mixed[:, 4:], plain[:, 4:])

@@ -51,7 +51,7 @@ def test_shipped_head_profile_is_used(ckpt, tmp_path, monkeypatch):
     profile = profile_heads(pipe.flow_model, pipe.frame_layout, generator=torch.Generator().manual_seed(1))
     save_head_profile(profile, ckpt / PROFILE_NAME)
     try:
-        monkeypatch.setattr(Ca2VDMPipeline, "_condition", lambda self, p: self.model.text_condition(torch.ones(1, 384)))
+        monkeypatch.setattr(Ca2VDMPipeline, "condition", lambda self, p: self.model.text_condition(torch.ones(1, 384)))
         cfg = CacheBenchConfig.for_model(
             str(ckpt), quick=True, lengths=(2,), num_steps=2, thresholds=(0.0,), error_thresholds=(0.0,)
         )

@@ -125,13 +125,13 @@ def test_ground_truth_scores_far_below_shuffled_and_frozen_frames(net):
 
 def test_teacher_forced_codes_reproduce_a_greedy_free_run():
     """Fed the codes a greedy run drew, teacher forcing draws the same codes again: the context is the run's."""
-    from genmotion.video.videoar.config import SamplingConfig
     from genmotion.video.diagnose import teacher_forced_codes
+    from genmotion.video.videoar.config import SamplingConfig
     from genmotion.video.videoar.sampler import stream_latents
 
     pipe = VideoARPipeline(tiny_model(), encoder=object())
     cond = torch.randn(1, pipe.model.transformer.config.width)
-    pipe._condition = lambda prompt: cond  # no text encoder in a unit test
+    pipe.condition = lambda prompt: cond  # no text encoder in a unit test
     settings = SamplingConfig(guidance_scale=3.0, temperature=0.0)
     run = list(stream_latents(pipe.model, lambda f: cond, 5, settings, generator=torch.Generator()))
     indices = [torch.stack([f.tokens[s] for f in run], dim=1) for s in range(len(run[0].tokens))]

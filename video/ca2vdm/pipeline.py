@@ -88,7 +88,7 @@ class Ca2VDMPipeline(VideoStreamer):
         """The velocity model bound to `prompt` with classifier-free guidance: a core `FlowModel` any cache policy
         and `genmotion.engine.flow_generate` can drive (tokens laid out as `frame_layout`)."""
         check_prompt_schedule(prompt, ())
-        return GuidedFlow(self.model, self._condition(prompt), guidance_scale)
+        return GuidedFlow(self.model, self.condition(prompt), guidance_scale)
 
     @torch.no_grad()
     def decode_latents(self, latents_BTND: torch.Tensor) -> np.ndarray:
@@ -132,8 +132,13 @@ class Ca2VDMPipeline(VideoStreamer):
             defaults |= {"thresh": 0.1, "order": 1, "rule": "error", "warmup": 3}
         return parse_policy(name, **{**defaults, **params})
 
+    @property
+    def cache_window_frames(self) -> int:
+        return int(self.config.flow.context_frames + self.config.flow.frames_per_chunk)
+
     @torch.no_grad()
-    def _condition(self, prompt: str) -> torch.Tensor:
+    def condition(self, prompt: str) -> torch.Tensor:
+        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
         pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
         return self.model.text_condition(pooled)  # (1, cond_dim)
 
@@ -177,18 +182,24 @@ class Ca2VDMPipeline(VideoStreamer):
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        condition = PromptConditions(schedule, self._condition)
-        flow = GuidedFlow(self.model, condition(0), guidance)
+        condition = PromptConditions(schedule, self.condition)
+        flows: dict[str, GuidedFlow] = {}  # one binding per prompt of the schedule
+
+        def flow_at(frame: int) -> GuidedFlow:
+            text = condition.prompt_at(frame)
+            if text not in flows:
+                flows[text] = GuidedFlow(self.model, condition(frame), guidance)
+            return flows[text]
+
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
         config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
         layout, prev = self.frame_layout, None
-        chunks = flow_stream(flow, policy, layout, config, generator=generator, device=self.device, dtype=self.dtype)
+        options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
+        chunks = flow_stream(flow_at(0), policy, layout, config, model_at=flow_at, **options)
         with torch.no_grad():
             for chunk in chunks:
                 frames = self.model.decode_tokens(chunk.latents, prev)  # (1, F, 3, H, W)
                 prev = self.model.tokens_to_latents(chunk.latents[:, -1:])[:, 0]
-                end = chunk.start_frame + chunk.latents.shape[1]
-                flow.set_condition(condition(end))  # the next chunk (and the commit of this one) follow the schedule
                 yield VideoChunk(
                     frames=to_uint8(frames[0]),
                     index=chunk.start_frame,

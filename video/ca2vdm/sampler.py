@@ -24,29 +24,23 @@ class GuidedFlow(nn.Module):
     """`Ca2VDM` bound to a text condition, as the core `FlowModel` (velocity of x at t, positions, cache).
 
     With `guidance != 1` every call runs the conditional and the null rows as one doubled batch (the cache
-    holds both) and returns null + guidance * (cond - null). `cond_BE` can be swapped between chunks
-    (prompt schedule); the cached clean frames keep the scene.
+    holds both) and returns null + guidance * (cond - null), the one guidance rule (`genmotion.sampling.guide`).
+    A binding never changes its condition: a prompt schedule binds each prompt once and the flow loop picks
+    the binding per chunk (`flow_stream(model_at=...)`); the cached clean frames keep the scene. The memo
+    holds the AdaLN values of this condition per flow time (a cache of values, not state the output depends on).
     """
 
     def __init__(self, model: Ca2VDM, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
         super().__init__()
         self.model, self.guidance = model, guidance  # a wrapper: its weights are the model's
-        self._source: torch.Tensor | None = None  # the condition last set
-        self.set_condition(cond_BE)
+        self.batch = cond_BE.shape[0]
+        null = self.model.null_condition(self.batch).to(cond_BE.dtype)
+        self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
+        self.memo = ConditionMemo()  # per-time AdaLN values of this condition
 
     @property
     def guided(self) -> bool:
         return self.guidance != 1.0
-
-    def set_condition(self, cond_BE: torch.Tensor) -> None:
-        """Condition the following calls on `cond_BE` (B, E). The same tensor again (a stream sets its prompt's
-        condition after every chunk) keeps the memoised AdaLN values; any other starts a new memo."""
-        if cond_BE is self._source:
-            return
-        self._source, self.batch = cond_BE, cond_BE.shape[0]
-        null = self.model.null_condition(self.batch).to(cond_BE.dtype)
-        self.cond = (torch.cat([cond_BE, null]) if self.guided else cond_BE).detach()  # sampling: no autograd
-        self.memo = ConditionMemo()  # per-time AdaLN values of this condition
 
     def new_cache(self, batch: int, capacity: int, **kwargs: Any) -> LayeredKVCache:
         return self.model.new_cache(2 * batch if self.guided else batch, capacity, **kwargs)

@@ -79,8 +79,14 @@ class VideoARPipeline(VideoStreamer):
     def width(self) -> int:
         return self.config.tokenizer.image_size
 
+    @property
+    def cache_window_frames(self) -> int:
+        c = self.model.transformer.config
+        return int(c.sink_frames + c.window_frames)
+
     @torch.no_grad()
-    def _condition(self, prompt: str) -> torch.Tensor:
+    def condition(self, prompt: str) -> torch.Tensor:
+        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
         pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
         return self.model.transformer.condition(pooled)  # (1, W)
 
@@ -133,7 +139,7 @@ class VideoARPipeline(VideoStreamer):
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        condition = PromptConditions(schedule, self._condition)
+        condition = PromptConditions(schedule, self.condition)
         prev: torch.Tensor | None = None
         for latent in stream_latents(self.model, condition, num_frames, settings, generator=generator):
             frames = self._decode(latent.fhat, prev)
