@@ -34,8 +34,7 @@ import torch
 from genmotion.bench.cache_metrics import chunk_discontinuity, frame_fidelity, latent_fidelity, temporal_flicker
 from genmotion.bench.cache_subject import Subject, describe_policy, pipeline_subject, tiny_subject
 from genmotion.bench.cache_tiny import flow_model_flops, policy_flops, seeded_tiny_flow_model, travelling_waves
-from genmotion.bench.report import bar_chart
-from genmotion.bench.targets import check_targets
+from genmotion.bench.targets import check_targets, target_bound
 from genmotion.cache import CachePolicy, FrameLayout
 from genmotion.cache.compose import uses_steps
 from genmotion.engine.flow import FlowLoopConfig, flow_stream
@@ -487,20 +486,57 @@ def run_cache_bench(cfg: CacheBenchConfig | None = None) -> dict[str, Any]:
 
 
 def plot_cache_bench(results: dict[str, Any], path: str | Path) -> None:
-    """Bar panels at the longest length (speedup, PSNR, bytes) and the threshold curve, drawn with PIL (PSNR of
-    frames when the model decodes, else of latents)."""
-    top = max(results["lengths"], key=int)
+    """Three trade-off panels (PSNR of frames when the model decodes, else of latents; "exact" drawn at a cap):
+    FlowCache's speedup over shared against PSNR, one curve per variant over its threshold sweep, the exact
+    point and the targets marked; every policy's speedup over recompute against PSNR at the longest length;
+    peak cache bytes against video length (flat after the window = bounded)."""
+    from genmotion.bench.chart import Series, XYPanel, xy_chart
+
+    lengths = sorted(results["lengths"], key=int)
+    top = lengths[-1]
     rows = results["lengths"][top]
-    psnr = lambda r: 0.0 if math.isinf(_psnr(r)) else _psnr(r)
-    curve = results["threshold_curve"]
-    panels = [
-        (f"speedup vs recompute at {top} chunks", {k: r["speedup_vs_recompute"] for k, r in rows.items()}),
-        (f"PSNR dB vs exact at {top} chunks (0 = identical)", {k: psnr(r) for k, r in rows.items()}),
-        (f"peak cache MB at {top} chunks", {k: r["peak_cache_bytes"] / 1e6 for k, r in rows.items()}),
-        ("flowcache speedup vs shared by setting", {_curve_label(c): c["speedup_vs_shared"] for c in curve}),
-        ("flowcache PSNR dB by setting", {_curve_label(c): psnr(c) for c in curve}),
+    finite = [_psnr(r) for r in [*rows.values(), *results["threshold_curve"]] if math.isfinite(_psnr(r))]
+    cap = max(60.0, min(100.0, 10.0 * math.ceil((max(finite, default=55.0) + 5.0) / 10.0)))  # "identical" drawn here
+    shown = lambda r: min(_psnr(r), cap)
+    variants: dict[str, list[dict[str, Any]]] = {}
+    for c in results["threshold_curve"]:
+        variants.setdefault(_variant(c), []).append(c)
+    sweep = [  # thresholds labelled where the sweep moves (the smallest ones all sit at "exact")
+        Series(
+            name,
+            [(shown(c), c["speedup_vs_shared"]) for c in cs],
+            [f"{c['thresh']:g}" if shown(c) < cap - 10 else "" for c in cs],
+        )
+        for name, cs in variants.items()
     ]
-    bar_chart(panels, path, width=760, label_width=220)
+    sweep.append(Series("exact (shared)", [(cap, 1.0)], ["exact"], line=False, marker="*"))
+    policies = [Series(k, [(shown(r), r["speedup_vs_recompute"])], [k], line=False) for k, r in rows.items()]
+    memory = [
+        Series(k, [(float(n), results["lengths"][n][k]["peak_cache_bytes"] / 1e6) for n in lengths])
+        for k in rows
+        if k != "recompute"
+    ]
+    target = target_bound("cache", "flowcache_speedup_vs_shared_at_psnr30")
+    panels = [
+        XYPanel(
+            title=f"FlowCache over its threshold sweep ({results['setting'].get('curve_chunks', '?')} chunks;"
+            " labels: threshold)",
+            x_label=f"PSNR dB vs exact ({cap:g} = identical)",
+            y_label="speedup vs shared",
+            series=sweep,
+            x_targets=[(30.0, "30 dB")],
+            y_targets=[(target, f"target {target:g}x")] if target else [],
+        ),
+        XYPanel(
+            title=f"every policy at {top} chunks",
+            x_label=f"PSNR dB vs exact ({cap:g} = identical)",
+            y_label="speedup vs recompute",
+            series=policies,
+            log_y=True,
+        ),
+        XYPanel(title="peak cache bytes", x_label="video length (chunks)", y_label="MB", series=memory),
+    ]
+    xy_chart(panels, path)
 
 
 def _variant(row: dict[str, Any]) -> str:

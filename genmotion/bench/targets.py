@@ -16,7 +16,7 @@ from typing import Any
 
 from genmotion.errors import InputError
 
-__all__ = ["check_targets", "targets_path"]
+__all__ = ["check_targets", "target_bound", "targets_path"]
 
 
 def targets_path() -> Path | None:
@@ -39,6 +39,12 @@ def _goals(bench: str) -> dict[str, Mapping[str, Any]] | None:
     except (OSError, yaml.YAMLError) as e:
         raise InputError(f"cannot read the targets file {path}", why=str(e), fix="fix or remove it") from e
     return dict(data.get(bench, {}))
+
+
+def target_bound(bench: str, name: str, key: str = "min") -> float | None:
+    """The `min` (or `max`) of target `name` of `bench` in the targets file, or None (no file, no such bound)."""
+    goal = (_goals(bench) or {}).get(name, {})
+    return float(goal[key]) if key in goal else None
 
 
 def _meets(value: Any, goal: Mapping[str, Any]) -> bool:
