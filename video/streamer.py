@@ -116,6 +116,17 @@ class VideoStreamer(Pipeline):
             self._encoder = None  # re-made on the new device on first use
         return self
 
+    @property
+    def height(self) -> int:
+        """Frame height in pixels: the tokenizer's (square) image size."""
+        config: Any = self.model.config  # VideoARConfig / Ca2VDMConfig: both hold the tokenizer's
+        return int(config.tokenizer.image_size)
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels (= height)."""
+        return self.height
+
     def condition(self, prompt: str) -> torch.Tensor:
         """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
         raise NotImplementedError(f"{type(self).__name__} does not define condition()")

@@ -68,14 +68,6 @@ class Ca2VDMPipeline(VideoStreamer):
         )
 
     @property
-    def height(self) -> int:
-        return self.config.tokenizer.image_size
-
-    @property
-    def width(self) -> int:
-        return self.config.tokenizer.image_size
-
-    @property
     def frame_layout(self) -> FrameLayout:
         return self.config.layout
 

@@ -72,14 +72,6 @@ class VideoARPipeline(VideoStreamer):
         return save_pretrained(directory, self.model, config, card, torch.bfloat16)
 
     @property
-    def height(self) -> int:
-        return self.config.tokenizer.image_size
-
-    @property
-    def width(self) -> int:
-        return self.config.tokenizer.image_size
-
-    @property
     def cache_window_frames(self) -> int:
         c = self.model.transformer.config
         return int(c.sink_frames + c.window_frames)
