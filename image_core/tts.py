@@ -1,7 +1,8 @@
 """TTS-VAR: test-time scaling for VAR, a search over the coarse-to-fine process (Chen et al., 2025, "TTS-VAR: A
 Test-Time Scaling Framework for Visual Auto-Regressive Generation").
 
-Scale 0 starts N candidates (rows of one batch); later scales keep fewer rows (`candidate_schedule`). At every
+Scale 0 starts N candidates (rows of one batch); later scales keep fewer rows (`candidate_schedule`; by default
+N // 4 rows reach the end, see `default_min_rows`). At every
 scale boundary where the row count drops, the intermediate images (f_hat so far, decoded) choose which rows go on:
 * the first `coarse` (2) drops keep diversity: k-means over a pluggable feature of every candidate's image, with
   k = the next row count, keeping the candidate nearest each centroid (`kmeans_select`);
@@ -44,6 +45,7 @@ __all__ = [
     "TTSResult",
     "candidate_schedule",
     "check_schedule",
+    "default_min_rows",
     "downsampled_features",
     "kmeans_select",
     "resample_rows",
@@ -62,12 +64,13 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ---- the candidate schedule -----------------------------------------------------------------------
-def candidate_schedule(candidates: int, num_scales: int) -> tuple[int, ...]:
+def candidate_schedule(candidates: int, num_scales: int, min_rows: int = 1) -> tuple[int, ...]:
     """Rows per scale, descending from `candidates`: the official 13-scale schedule stretched over `num_scales`.
 
     Rule: scale k of K takes the official fraction of N at official scale j = round(k * 12 / (K - 1)), the
-    fractions being 8,8,6,6,6,4,2,2,2,1,1,1,1 / 8; rows = max(1, round(N * fraction)) (halves round up). For
-    K = 13 and N = 8 this is the official schedule; var-toy (K = 6) with N = 8 gets 8, 6, 4, 2, 1, 1.
+    fractions being 8,8,6,6,6,4,2,2,2,1,1,1,1 / 8; rows = max(min_rows, round(N * fraction)) (halves round up).
+    For K = 13, N = 8 and min_rows = 1 this is the official schedule; var-toy (K = 6) with N = 8 gets 8, 6, 4, 2,
+    1, 1, and with `default_min_rows(8)` = 2 (what `tts_generate` uses) 8, 6, 4, 2, 2, 2.
     """
     if candidates < 1 or num_scales < 1:
         raise UsageError(f"TTS needs at least one candidate and one scale, got {candidates} and {num_scales}")
@@ -75,8 +78,20 @@ def candidate_schedule(candidates: int, num_scales: int) -> tuple[int, ...]:
     out = []
     for k in range(num_scales):
         j = math.floor(k * last / (num_scales - 1) + 0.5) if num_scales > 1 else 0
-        out.append(max(1, math.floor(candidates * OFFICIAL_SCHEDULE[j] / OFFICIAL_SCHEDULE[0] + 0.5)))
+        share = candidates * OFFICIAL_SCHEDULE[j] / OFFICIAL_SCHEDULE[0]
+        out.append(min(candidates, max(min_rows, 1, math.floor(share + 0.5))))
     return tuple(out)
+
+
+def default_min_rows(candidates: int) -> int:
+    """Rows kept to the end by default: N // 4 (at least 1), so the scorer picks the best of several finished images.
+
+    A deliberate change from the official end at one row: there the last scales refine texture of a 64x64-token
+    image; var-toy's last two scales are 100 of its 130 tokens and still decide the shape. On var-toy (96 prompts,
+    N = 8) ending at one row gained nothing at guidance 1 and 2 (87.5 -> 85.4 %, 92.7 -> 93.8 %), ending at two
+    rows 8.3 and 7.3 points.
+    """
+    return max(1, candidates // 4)
 
 
 def check_schedule(schedule: Sequence[int], num_scales: int) -> tuple[int, ...]:
@@ -324,8 +339,8 @@ def tts_generate(
     on_scale: Callable[[int], None] | None = None,
 ) -> TTSResult:
     """TTS-VAR for one class on a `VARPipeline`: `candidates` (8) rows at scale 0, `schedule` (default
-    `candidate_schedule(candidates, K)`; it fixes the candidates itself) rows per scale, selection by
-    `selection_plan(schedule, coarse)`.
+    `candidate_schedule(candidates, K, default_min_rows(candidates))`; it fixes the candidates itself) rows per
+    scale, selection by `selection_plan(schedule, coarse)`.
 
     `scorer` (default: the toy-world detector's agreement with the class name, `toy_class_scorer`) resamples
     the fine scales and picks the best final row; `features` (default `downsampled_features`) feeds k-means.
@@ -357,7 +372,8 @@ def tts_generate(
 
 def _rows(candidates: int | None, schedule: Sequence[int] | None, num_scales: int) -> tuple[int, ...]:
     if schedule is None:
-        return candidate_schedule(8 if candidates is None else candidates, num_scales)
+        n = 8 if candidates is None else candidates
+        return candidate_schedule(n, num_scales, default_min_rows(n))
     rows = check_schedule(schedule, num_scales)
     if candidates is not None and candidates != rows[0]:
         raise UsageError(

@@ -21,6 +21,7 @@ from genmotion.image_core.tts import (
     ScaleSearch,
     candidate_schedule,
     check_schedule,
+    default_min_rows,
     kmeans_select,
     resample_rows,
     resample_weights,
@@ -47,10 +48,12 @@ def tiny_pipe(tiny_ckpt):
 def test_the_schedule_rule_gives_the_official_one_for_13_scales_and_descends():
     assert candidate_schedule(8, 13) == OFFICIAL_SCHEDULE
     assert candidate_schedule(8, 6) == (8, 6, 4, 2, 1, 1)
-    assert candidate_schedule(1, 6) == (1,) * 6
+    assert candidate_schedule(8, 6, default_min_rows(8)) == (8, 6, 4, 2, 2, 2)
+    assert candidate_schedule(1, 6, default_min_rows(1)) == (1,) * 6
+    assert candidate_schedule(2, 6, min_rows=3) == (2,) * 6  # never more rows than candidates
     for n in range(1, 20):
         for k in range(1, 15):
-            rows = candidate_schedule(n, k)
+            rows = candidate_schedule(n, k, default_min_rows(n))
             assert rows[0] == n and rows[-1] >= 1 and all(b <= a for a, b in zip(rows, rows[1:], strict=False))
     assert selection_plan(OFFICIAL_SCHEDULE) == {1: "cluster", 4: "cluster", 5: "resample", 8: "resample"}
     assert selection_plan((8, 6, 4, 2, 1, 1)) == {0: "cluster", 1: "cluster", 2: "resample", 3: "resample"}
@@ -169,7 +172,7 @@ def test_a_class_without_a_scorer_needs_one(tiny_ckpt):
     assert tts_generate(pipe, "a", candidates=1, seed=0).scores.numel() == 0  # nothing to choose: no scorer needed
     assert tts_generate(pipe, "a", candidates=4, seed=0).schedule == (4, 3, 1, 1)  # two drops, both clustered
     with pytest.raises(UsageError, match="needs a scorer"):
-        tts_generate(pipe, "a", candidates=8, seed=0)  # 8, 6, 2, 1: the third drop resamples
+        tts_generate(pipe, "a", candidates=8, seed=0)  # 8, 6, 2, 2: two rows finish and the scorer picks
     with pytest.raises(UsageError, match="starts with 4 rows"):
         tts_generate(pipe, "a", candidates=2, schedule=(4, 2, 1, 1), seed=0)
     assert math.isfinite(tts_generate(pipe, "a", candidates=4, scorer=lambda x: x.mean((1, 2, 3)), seed=0).seconds)
