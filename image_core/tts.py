@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from genmotion.errors import UsageError
+from genmotion.image_core.config import VARSamplingConfig
 from genmotion.image_core.var_model import VAR, ClassConditions
 from genmotion.kv.buffers import KVCache
 from genmotion.kv.layered import LayeredKVCache
@@ -336,6 +337,9 @@ def tts_generate(
     lam: float = LAMBDA,
     coarse: int = 2,
     guidance_scale: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    temperature: float | None = None,
     on_scale: Callable[[int], None] | None = None,
 ) -> TTSResult:
     """TTS-VAR for one class on a `VARPipeline`: `candidates` (8) rows at scale 0, `schedule` (default
@@ -344,20 +348,20 @@ def tts_generate(
 
     `scorer` (default: the toy-world detector's agreement with the class name, `toy_class_scorer`) resamples
     the fine scales and picks the best final row; `features` (default `downsampled_features`) feeds k-means.
-    Other sampling settings (top-k, top-p, temperature, guidance unless given) are the checkpoint's. With one
-    candidate no row is ever selected and the run equals `pipe.generate(class_label, seed=seed)`.
+    Sampling settings left unset (guidance, top-k, top-p, temperature) are the checkpoint's. With one candidate
+    no row is ever selected and the run equals `pipe.generate(class_label, seed=seed)` with the same settings.
     `on_scale(k)` is called after each scale (progress).
     """
     start = time.perf_counter()
     rows = _rows(candidates, schedule, len(pipe.config.var.patch_nums))
     label = pipe.class_id(class_label)
-    scale = pipe.sampling.guidance_scale if guidance_scale is None else guidance_scale
+    settings = _settings(pipe.sampling, guidance_scale, top_k, top_p, temperature)
     tools: dict[str, Any] = {"features": features or downsampled_features, "scorer": _scorer_for(pipe, label, scorer)}
     tools.update(generator=pipe.make_generator(seed, generator), label=label, lam=lam)
     plan = selection_plan(rows, coarse)
     autocast = torch.autocast(pipe.device.type, dtype=pipe.compute_dtype, enabled=pipe.compute_dtype != torch.float32)
     with torch.no_grad(), autocast:
-        state, picked = _search(pipe, rows, scale, plan, tools, on_scale)
+        state, picked = _search(pipe, rows, settings, plan, tools, on_scale)
         final = pipe.model.vae.fhat_to_image(state.f_hat).float()
     one = state.rows == 1 and tools["scorer"] is None
     scores = torch.empty(0) if one else _need(tools["scorer"], label)(final.add(1).mul(0.5)).float().flatten()
@@ -368,6 +372,19 @@ def tts_generate(
         selections=tuple(picked), schedule=rows, row_scales=sum(rows) * (2 if state.guided else 1),
         decoded=sum(rows[k] for k in plan) + state.rows, seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _settings(s: VARSamplingConfig, guidance: float | None, top_k: int | None, top_p: float | None,
+              temperature: float | None) -> VARSamplingConfig:  # fmt: skip
+    try:
+        return VARSamplingConfig(
+            guidance_scale=s.guidance_scale if guidance is None else guidance,
+            top_k=s.top_k if top_k is None else top_k,
+            top_p=s.top_p if top_p is None else top_p,
+            temperature=s.temperature if temperature is None else temperature,
+        )
+    except ValueError as e:
+        raise UsageError("bad sampling settings", why=str(e), fix="e.g. guidance_scale=3, top_k=0, top_p=0") from e
 
 
 def _rows(candidates: int | None, schedule: Sequence[int] | None, num_scales: int) -> tuple[int, ...]:
@@ -384,15 +401,15 @@ def _rows(candidates: int | None, schedule: Sequence[int] | None, num_scales: in
 
 
 def _search(
-    pipe: Any, rows: tuple[int, ...], scale: float, plan: dict[int, str], tools: dict[str, Any],
+    pipe: Any, rows: tuple[int, ...], s: VARSamplingConfig, plan: dict[int, str], tools: dict[str, Any],
     on_scale: Callable[[int], None] | None,
 ) -> tuple[ScaleSearch, list[tuple[int, str, tuple[int, ...]]]]:  # fmt: skip
     """The scales of one search: sample every row (the calls `stream_scales` makes), select where `plan` says."""
-    var, vae, K, s = pipe.model.var, pipe.model.vae, len(rows), pipe.sampling
+    var, vae, K = pipe.model.var, pipe.model.vae, len(rows)
     sampler = Sampler(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-    weights = guidance_schedule("linear", scale)
+    weights = guidance_schedule("linear", s.guidance_scale)
     labels = torch.full((rows[0],), tools["label"], dtype=torch.long, device=pipe.device)
-    state, picked = ScaleSearch(var, vae.quantize, labels, guided=scale != 1.0), []
+    state, picked = ScaleSearch(var, vae.quantize, labels, guided=s.guidance_scale != 1.0), []
     for k in range(K):
         logits = state.logits()
         if state.guided:

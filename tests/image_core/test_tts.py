@@ -69,11 +69,11 @@ def test_a_schedule_that_does_not_fit_is_refused(schedule):
 
 
 # ---- one candidate is plain sampling ------------------------------------------------------------------
-@pytest.mark.parametrize("guidance", [None, 1.0])
-def test_one_candidate_equals_plain_sampling_with_the_same_seed(tiny_pipe, guidance):
+@pytest.mark.parametrize("settings", [{}, {"guidance_scale": 1.0}, {"top_k": 4, "top_p": 0.9, "temperature": 0.7}])
+def test_one_candidate_equals_plain_sampling_with_the_same_seed(tiny_pipe, settings):
     for seed in range(3):
-        plain = tiny_pipe.generate("blue circle", seed=seed, guidance_scale=guidance).images
-        tts = tts_generate(tiny_pipe, "blue circle", candidates=1, seed=seed, guidance_scale=guidance)
+        plain = tiny_pipe.generate("blue circle", seed=seed, **settings).images
+        tts = tts_generate(tiny_pipe, "blue circle", candidates=1, seed=seed, **settings)
         assert tts.selections == () and tts.schedule == (1,) * len(PATCH_NUMS)
         assert np.array_equal(tts.images, plain) and np.array_equal(tts.image, plain[0])
 
