@@ -104,14 +104,20 @@ def video(
     check_device_name(device)
     schedule = _prompt_schedule(prompt_at, frames)
     check_output_path(out, force)
+    ckpt, kind = _checkpoint(model, ckpt, height, width)
+    sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
+    warn_long_prompts([prompt, *(text for _, text in schedule)])
+    _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
+
+
+def _checkpoint(model: str | None, ckpt: str | None, height: int | None, width: int | None) -> tuple[str, str]:
+    """--model/--ckpt -> (checkpoint, its kind), refusing a disagreement and sizes the model does not make."""
     ckpt = ckpt or DEFAULT_CKPT[model or "videoar"]
     kind = check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "video")
     if model is not None and model != kind:
         raise UsageError(f"--model {model} and --ckpt {ckpt} (a {kind} checkpoint) disagree", fix="drop one of them")
     check_frame_size(ckpt, height, width)
-    sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
-    warn_long_prompts([prompt, *(text for _, text in schedule)])
-    _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
+    return ckpt, kind
 
 
 def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]:
