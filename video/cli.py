@@ -86,8 +86,6 @@ def video(
     ),
 ) -> None:
     """Text to video with VideoAR (next-frame x next-scale) or the Ca2-VDM causal flow model, written as made."""
-    if model is not None and model not in DEFAULT_CKPT:
-        raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='pass --prompt "a red ball bouncing to the left"')
     for flag, value, bounds in (
@@ -112,6 +110,8 @@ def video(
 
 def _checkpoint(model: str | None, ckpt: str | None, height: int | None, width: int | None) -> tuple[str, str]:
     """--model/--ckpt -> (checkpoint, its kind), refusing a disagreement and sizes the model does not make."""
+    if model is not None and model not in DEFAULT_CKPT:
+        raise UsageError(f"unknown --model {model!r}", fix=f"use one of {', '.join(DEFAULT_CKPT)}")
     ckpt = ckpt or DEFAULT_CKPT[model or "videoar"]
     kind = check_checkpoint_kind(ckpt, tuple(DEFAULT_CKPT), "video")
     if model is not None and model != kind:
