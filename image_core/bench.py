@@ -8,7 +8,9 @@
   scale, K/V grown with torch.cat) with identical tokens; bf16 autocast with token agreement and PSNR;
 * var-toy: share of samples the toy-world detector reads as the requested class;
 * KV policies on var-toy: ScaleKV and HACK cache bytes against the full cache, PSNR against the
-  full-cache image of the same seed.
+  full-cache image of the same seed;
+* TTS-VAR on var-toy: class accuracy with 8 candidates against best-of-1 and best-of-8, and what each costs, at the
+  shipped guidance, 2 and 1 (off).
 `--quick` shrinks every part (a smoke test, not a measurement).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -276,6 +279,47 @@ def kv_policies(pipe: Any, samples: int, budget: float) -> dict[str, Any]:
     return out
 
 
+def tts_accuracy(pipe: Any, prompts: int, candidates: int = 8, guidance_scale: float | None = None) -> dict[str, Any]:
+    """var-toy class accuracy of TTS-VAR with `candidates` against best-of-1 (plain sampling) and best-of-N (N
+    whole samples, the scorer's pick), prompt i = class i mod C with seed i, and what each costs."""
+    from genmotion.image_core.data import classify_toy_images
+    from genmotion.image_core.tts import toy_class_scorer, tts_generate
+
+    labels = [i % pipe.num_classes for i in range(prompts)]
+    options = {"guidance_scale": guidance_scale}
+    runs: dict[str, list[np.ndarray]] = {"best_of_1": [], "tts": [], "best_of_n": []}
+    seconds = dict.fromkeys(runs, 0.0)
+    rows = tokens = decoded = 0
+    for i, label in enumerate(labels):
+        t = time.perf_counter()
+        runs["best_of_1"].append(pipe.generate(label, seed=i, **options).images[0])
+        seconds["best_of_1"] += time.perf_counter() - t
+        t = time.perf_counter()
+        result = tts_generate(pipe, label, candidates=candidates, seed=i, **options)
+        seconds["tts"] += time.perf_counter() - t
+        runs["tts"].append(result.image)
+        t = time.perf_counter()
+        many = pipe.generate(label, num_images=candidates, seed=i, **options).images
+        scores = toy_class_scorer(pipe.class_names[label])(torch.from_numpy(many).movedim(-1, 1).float() / 255)
+        runs["best_of_n"].append(many[int(scores.argmax())])
+        seconds["best_of_n"] += time.perf_counter() - t
+        rows, decoded = rows + result.row_scales, decoded + result.decoded
+        tokens += sum(r * p * p for r, p in zip(result.schedule, pipe.config.var.patch_nums, strict=True))
+    plain_tokens = sum(p * p for p in pipe.config.var.patch_nums) * prompts
+    out: dict[str, Any] = {"prompts": prompts, "candidates": candidates, "schedule": list(result.schedule)}
+    out["guidance_scale"] = pipe.sampling.guidance_scale if guidance_scale is None else guidance_scale
+    for name, images in runs.items():
+        read = classify_toy_images(torch.from_numpy(np.stack(images)))
+        out[name] = {
+            "class_accuracy": float(np.mean([r == t for r, t in zip(read, labels, strict=True)])),
+            "seconds_vs_best_of_1": seconds[name] / seconds["best_of_1"],
+        }
+    out["tts"].update(transformer_tokens_vs_best_of_1=tokens / plain_tokens, decodes_per_prompt=decoded / prompts)
+    out["best_of_n"].update(transformer_tokens_vs_best_of_1=float(candidates), decodes_per_prompt=float(candidates))
+    out["gain_points"] = 100 * (out["tts"]["class_accuracy"] - out["best_of_1"]["class_accuracy"])
+    return out
+
+
 # ---- the whole run ----------------------------------------------------------------------------------------
 def run_image_bench(json_path: Path, plot: Path | None, *, quick: bool, threads: int, ckpt: str) -> dict[str, Any]:
     import typer
@@ -314,6 +358,8 @@ def run_image_bench(json_path: Path, plot: Path | None, *, quick: bool, threads:
     pipe = genmotion.load(ckpt)
     results["var_toy"] = toy_accuracy(pipe, 2 if quick else 20)
     results["kv"] = kv_policies(pipe, 12 if quick else 48, 0.25)
+    guidances = (None,) if quick else (None, 2.0, 1.0)  # None: the checkpoint's
+    results["tts"] = [tts_accuracy(pipe, 12 if quick else 192, guidance_scale=g) for g in guidances]
     write_json(results, json_path)
     if plot is not None:
         _plot(results, plot)
@@ -335,6 +381,8 @@ def _plot(r: dict[str, Any], path: Path) -> None:
             ("KV context bytes vs full (var-toy)", {k: kv[k]["context_bytes_vs_full"] for k in policies}),
             ("PSNR vs full cache, dB (var-toy)", {k: min(kv[k]["psnr_vs_full_db"], 60.0) for k in policies[1:]}),
             ("var-toy class accuracy", {"samples read as the requested class": r["var_toy"]["class_accuracy"]}),
+            (f"var-toy class accuracy, guidance {r['tts'][0]['guidance_scale']:g}", {
+                name: r["tts"][0][key]["class_accuracy"] for key, name in _TTS_RUNS}),
         ],
         path,
     )  # fmt: skip
@@ -348,5 +396,16 @@ def summary(r: dict[str, Any]) -> str:
         f"{s['official_style_transformer_s']:.2f}s, decode {s['decode_s']:.2f}s ({s['decode_peak_fraction']:.0%}); "
         f"var-toy accuracy {r['var_toy']['class_accuracy']:.1%}; ScaleKV {kv['scalekv']['context_bytes_vs_full']:.0%} "
         f"bytes @ {kv['scalekv']['psnr_vs_full_db']:.1f} dB, HACK {kv['hack']['context_bytes_vs_full']:.0%} "
-        f"@ {kv['hack']['psnr_vs_full_db']:.1f} dB"
+        f"@ {kv['hack']['psnr_vs_full_db']:.1f} dB; " + "; ".join(_tts_summary(t) for t in r["tts"])
+    )
+
+
+_TTS_RUNS = (("best_of_1", "best-of-1"), ("tts", "TTS-VAR"), ("best_of_n", "best-of-N"))
+
+
+def _tts_summary(t: dict[str, Any]) -> str:
+    b, s = t["best_of_1"], t["tts"]
+    return (
+        f"TTS-VAR x{t['candidates']} (guidance {t['guidance_scale']:g}, {t['prompts']} prompts) "
+        f"{s['class_accuracy']:.1%} vs {b['class_accuracy']:.1%} at {s['seconds_vs_best_of_1']:.1f}x the time"
     )

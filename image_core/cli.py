@@ -6,6 +6,7 @@ and `genmotion bench image`. Thin: flags are checked before any model loads (exi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -24,6 +25,7 @@ __all__ = ["register"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _KV = ("full", "scalekv", "hack")
+_TTS = tuple[int, tuple[int, ...] | None]  # --tts N and its schedule
 
 
 def _check_output(path: Path) -> None:
@@ -52,6 +54,12 @@ def image(
     kv: str = typer.Option("full", "--kv", help="KV cache policy: full, scalekv or hack."),
     kv_budget: float = typer.Option(0.25, "--kv-budget", help="Kept context share for scalekv/hack."),
     head_profile: Path | None = typer.Option(None, "--head-profile", help="Head profile JSON for --kv hack."),
+    tts: int | None = typer.Option(
+        None, "--tts", help="TTS-VAR: search N candidates per image over the scales and keep the best (N >= 1)."
+    ),
+    tts_schedule: str | None = typer.Option(
+        None, "--tts-schedule", help="Rows per scale for --tts, e.g. 8,6,4,2,2,2 (default: derived from N)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads."),
     out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output image (.png, .jpg)."),
@@ -86,19 +94,44 @@ def image(
     ):
         _check_file(path, flag)
     _check_output(out)
+    search = _check_tts(tts, tts_schedule, kv, inpaint)
     if ckpt is not None:
         check_checkpoint_kind(ckpt, ("var",), "image")
     _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
-               head_profile, device, threads, out)  # fmt: skip
+               head_profile, device, threads, out, search)  # fmt: skip
+
+
+def _check_tts(tts: int | None, schedule: str | None, kv: str, inpaint: Path | None) -> _TTS | None:
+    """--tts N [--tts-schedule a,b,...] checked before any model loads: (N, schedule or None), or None."""
+    if tts is None:
+        if schedule is not None:
+            raise UsageError("--tts-schedule needs --tts", fix="pass --tts N, N = the schedule's first count")
+        return None
+    check_number("--tts", tts, low=1, high=1024)
+    if kv != "full" or inpaint is not None:
+        raise UsageError("--tts runs with the full KV cache and without --inpaint", fix="drop --kv/--inpaint or --tts")
+    if schedule is None:
+        return tts, None
+    try:
+        rows = tuple(int(part) for part in schedule.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--tts-schedule must be comma-separated counts, got {schedule!r}", fix="e.g. 8,6,4,2,2,2"
+        ) from None
+    if rows[0] != tts:
+        raise UsageError(
+            f"TTS schedule {list(rows)} starts with {rows[0]} rows but --tts asks for {tts} candidates",
+            fix="make the schedule's first count the --tts value",
+        )
+    return tts, rows
 
 
 def _run_image(
     classes: list[str], num: int, guidance: float | None, top_k: int | None, top_p: float | None,
     temperature: float | None, seed: int, ckpt: str | None, var: Path | None, vae: Path | None,
     inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
-    device: str, threads: int | None, out: Path,
+    device: str, threads: int | None, out: Path, search: _TTS | None = None,
 ) -> None:  # fmt: skip
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import genmotion
     from genmotion.image_core.convert import load_official
@@ -116,13 +149,16 @@ def _run_image(
     if head_profile is not None:
         pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
     labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling
+    settings = {"guidance_scale": guidance, "top_k": top_k, "top_p": top_p, "temperature": temperature}
+    if search is not None:
+        _run_tts(pipe, [labels[i % len(labels)] for i in range(num)], seed, settings, search, out)
+        return
     stream = pipe.stream(
         labels, num_images=num, seed=seed, guidance_scale=guidance, top_k=top_k, top_p=top_p, temperature=temperature,
         kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask,
     )  # fmt: skip
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     images = None
-    with Progress(*columns, transient=True) as progress:
+    with _progress() as progress:
         task = progress.add_task("scales", total=len(pipe.config.var.patch_nums))
         for chunk in stream:
             progress.update(task, completed=chunk.index + 1)
@@ -131,6 +167,42 @@ def _run_image(
     _write_grid(images, out)
     names = ", ".join(pipe.class_names[i] if pipe.class_names else str(i) for i in labels)
     typer.echo(f"wrote {out} ({num} image{'s' if num > 1 else ''} of {names}, {pipe.width}x{pipe.height})")
+
+
+def _progress() -> Any:
+    """The transient progress bar of `genmotion image` (one tick per scale)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, transient=True)
+
+
+def _run_tts(pipe: Any, labels: list[int], seed: int, settings: dict[str, Any], search: _TTS, out: Path) -> None:
+    """`--tts N`: one TTS-VAR search per image (one generator for all, seeded once), the best of each written."""
+    import numpy as np
+
+    from genmotion.image_core.tts import check_schedule, tts_generate
+
+    candidates, schedule = search
+    K = len(pipe.config.var.patch_nums)
+    if schedule is not None:
+        check_schedule(schedule, K)  # a schedule that does not fit the scales fails before any sampling
+    generator, results = pipe.make_generator(seed), []
+    with _progress() as progress:
+        task = progress.add_task("scales (TTS)", total=K * len(labels))
+        for label in labels:
+            results.append(tts_generate(
+                pipe, label, candidates=candidates, schedule=schedule, generator=generator,
+                on_scale=lambda k: progress.advance(task), **settings,
+            ))  # fmt: skip
+    _write_grid(np.stack([r.image for r in results]), out)
+    names = ", ".join(pipe.class_names[i] if pipe.class_names else str(i) for i in dict.fromkeys(labels))
+    rows = ",".join(map(str, results[0].schedule))
+    scores = " ".join(f"{float(r.scores[r.best]):.2f}" for r in results if len(r.scores))
+    typer.echo(
+        f"wrote {out} ({len(labels)} image{'s' if len(labels) > 1 else ''} of {names}, {pipe.width}x{pipe.height}; "
+        f"TTS-VAR {candidates} candidates, rows per scale {rows}{', best scores ' + scores if scores else ''})"
+    )
 
 
 def _write_grid(images: object, out: Path) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from genmotion.image_core.sampler import stream_scales
 from genmotion.kv.protocol import PolicyStats
 from genmotion.pipeline import Chunk, Pipeline, Result, to_uint8
 from genmotion.sampling.logits import LogitsProcessor
+
+if TYPE_CHECKING:
+    from genmotion.image_core.tts import TTSResult
 
 __all__ = ["HEAD_PROFILE_NAME", "ImageResult", "ScaleChunk", "VARPipeline", "to_uint8"]
 
@@ -237,6 +240,13 @@ class VARPipeline(Pipeline):
                     cache_bytes=held,
                     seconds=time.perf_counter() - start,
                 )
+
+    def tts(self, class_label: int | str, **options: Any) -> TTSResult:
+        """TTS-VAR test-time scaling for one class: N candidates searched over the scales, the best kept
+        (`genmotion.image_core.tts.tts_generate`, whose keywords `options` are: candidates, schedule, scorer, ...)."""
+        from genmotion.image_core.tts import tts_generate
+
+        return tts_generate(self, class_label, **options)
 
     def generate(self, class_label: int | str | Sequence[int | str], **options: Any) -> ImageResult:
         """`stream()` collected: the finished images and what made them; options as in `stream()`."""

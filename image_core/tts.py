@@ -98,7 +98,8 @@ def default_min_rows(candidates: int) -> int:
 def check_schedule(schedule: Sequence[int], num_scales: int) -> tuple[int, ...]:
     """An explicit schedule, checked: one positive row count per scale, never growing."""
     rows = tuple(int(r) for r in schedule)
-    fix = f"give {num_scales} counts that never grow, e.g. {','.join(map(str, candidate_schedule(8, num_scales)))}"
+    example = candidate_schedule(8, num_scales, default_min_rows(8))
+    fix = f"give {num_scales} counts that never grow, e.g. {','.join(map(str, example))}"
     if len(rows) != num_scales:
         raise UsageError(f"TTS schedule {list(rows)} has {len(rows)} entries for {num_scales} scales", fix=fix)
     if min(rows) < 1 or any(b > a for a, b in zip(rows, rows[1:], strict=False)):
@@ -350,7 +351,8 @@ def tts_generate(
     the fine scales and picks the best final row; `features` (default `downsampled_features`) feeds k-means.
     Sampling settings left unset (guidance, top-k, top-p, temperature) are the checkpoint's. With one candidate
     no row is ever selected and the run equals `pipe.generate(class_label, seed=seed)` with the same settings.
-    `on_scale(k)` is called after each scale (progress).
+    `on_scale(k)` is called after each scale (progress). The search runs the full KV cache and no logits
+    processors (in-painting's token forcing is built for a fixed batch), so there is no other per-row state.
     """
     start = time.perf_counter()
     rows = _rows(candidates, schedule, len(pipe.config.var.patch_nums))

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from image_core_tiny import PATCH_NUMS, TINY, seeded
+from PIL import Image
 
 import genmotion
+from genmotion.cli.app import main
 from genmotion.errors import UsageError
 from genmotion.image_core.convert import save_image_model
 from genmotion.image_core.model import VARImageModel
@@ -160,7 +162,7 @@ def test_a_fixed_scorer_steers_resampling_and_the_final_pick(tiny_pipe):
     for _, _, rows in result.selections[1:]:
         assert set(rows) == {0}  # e^10 against 1: row 0 is drawn every time with this seed
     assert result.survivors.tolist() == [clustered[0]] * 2
-    again = tts_generate(tiny_pipe, "red circle", schedule=schedule, scorer=first_row_wins, seed=2, coarse=1)
+    again = tiny_pipe.tts("red circle", schedule=schedule, scorer=first_row_wins, seed=2, coarse=1)
     assert np.array_equal(again.images, result.images) and again.selections == result.selections
     # guidance doubles every row; each selection decodes the rows it chooses from, then the final rows are decoded
     assert result.row_scales == 2 * sum(schedule) and result.decoded == 6 + 4 + 3 + 2
@@ -176,3 +178,33 @@ def test_a_class_without_a_scorer_needs_one(tiny_ckpt):
     with pytest.raises(UsageError, match="starts with 4 rows"):
         tts_generate(pipe, "a", candidates=2, schedule=(4, 2, 1, 1), seed=0)
     assert math.isfinite(tts_generate(pipe, "a", candidates=4, scorer=lambda x: x.mean((1, 2, 3)), seed=0).seconds)
+
+
+# ---- the CLI --------------------------------------------------------------------------------------------
+def test_image_with_tts_writes_the_best_candidates(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "tts.png"
+    args = ["image", "--ckpt", str(tiny_ckpt), "--class", "blue square", "--num", "2", "--tts", "4", "-o", str(out)]
+    assert main(args) == 0 and Image.open(out).size == (16, 8)  # 2 images of 8x8 side by side
+    assert "TTS-VAR" in capsys.readouterr().out
+    schedule = ["--tts-schedule", "3,2,1,1", "-o", str(tmp_path / "s.png")]
+    assert main(["image", "--ckpt", str(tiny_ckpt), "--class", "0", "--tts", "3", *schedule]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tts", "0"], "--tts must be"),
+        (["--tts", "-3"], "--tts must be"),
+        (["--tts", "4", "--tts-schedule", "4,2"], "TTS schedule"),
+        (["--tts", "4", "--tts-schedule", "4,x,1,1"], "--tts-schedule"),
+        (["--tts", "2", "--tts-schedule", "4,2,1,1"], "starts with 4 rows"),
+        (["--tts-schedule", "4,2,1,1"], "--tts-schedule needs --tts"),
+        (["--tts", "4", "--kv", "scalekv"], "--tts"),
+    ],
+)
+def test_a_bad_tts_value_exits_2_with_one_clear_line(tiny_ckpt, tmp_path, capsys, args, message):
+    out = ["-o", str(tmp_path / "x.png")]
+    assert main(["image", "--ckpt", str(tiny_ckpt), "--class", "0", *args, *out]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
