@@ -89,8 +89,8 @@ def default_min_rows(candidates: int) -> int:
 
     A deliberate change from the official end at one row: there the last scales refine texture of a 64x64-token
     image; var-toy's last two scales are 100 of its 130 tokens and still decide the shape. On var-toy (96 prompts,
-    N = 8) ending at one row gained nothing at guidance 1 and 2 (87.5 -> 85.4 %, 92.7 -> 93.8 %), ending at two
-    rows 8.3 and 7.3 points.
+    N = 8) ending at one row gained little or nothing at guidance 1 and 2 (87.5 -> 85.4 %, 92.7 -> 93.8 %), ending
+    at two rows 8.3 and 7.3 points.
     """
     return max(1, candidates // 4)
 
