@@ -2,8 +2,8 @@
 Test-Time Scaling Framework for Visual Auto-Regressive Generation").
 
 Scale 0 starts N candidates (rows of one batch); later scales keep fewer rows (`candidate_schedule`; by default
-N // 4 rows reach the end, see `default_min_rows`). At every
-scale boundary where the row count drops, the intermediate images (f_hat so far, decoded) choose which rows go on:
+N // 4 rows reach the end, see `default_min_rows`). At every scale boundary where the row count drops, the
+intermediate images (f_hat so far, decoded) choose which rows go on:
 * the first `coarse` (2) drops keep diversity: k-means over a pluggable feature of every candidate's image, with
   k = the next row count, keeping the candidate nearest each centroid (`kmeans_select`);
 * later drops resample by potential: a pluggable scorer (images -> one float each), weights exp(lambda * score)
