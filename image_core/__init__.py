@@ -21,6 +21,7 @@ __all__ = [
     "ScaleKVConfig",
     "ScaleOutput",
     "TOY_CLASSES",
+    "TTSResult",
     "TokenForcing",
     "VAR",
     "VARConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "official_var_config",
     "official_vqvae_config",
     "profile_var_heads",
+    "tts_generate",
     "sample_images",
     "sample_indices",
     "save_image_model",
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "TTSResult": "tts",
+    "tts_generate": "tts",
     "FullKV": "kv_policies",
     "HACK": "kv_policies",
     "HACKConfig": "kv_policies",
