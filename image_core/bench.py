@@ -1,4 +1,4 @@
-"""`genmotion bench image`: everything measured side by side in one process, fixed threads, medians.
+"""The measurements of `genmotion bench image`, each a function of a model that returns a JSON-ready dict:
 
 * parity: cached sampling == the block-causal masked forward (tokens with top-k = 1, guidance on);
 * speed: VAR-d16 at 256 px with random official-layout weights, batch 1, guidance 2.5 (official cfg 1.5), top-k 900,
@@ -11,23 +11,20 @@
   full-cache image of the same seed;
 * TTS-VAR on var-toy: class accuracy with 8 candidates against best-of-1 and best-of-8, and what each costs, at the
   shipped guidance, 2 and 1 (off).
-`--quick` shrinks every part (a smoke test, not a measurement).
+The parts are run, merged into one JSON and drawn by `genmotion.image_core.bench_run`.
 """
 
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
-from genmotion.bench.core import matmul_peak
-from genmotion.bench.report import bar_chart, time_median, write_json
+from genmotion.bench.report import time_median
 from genmotion.image_core.config import official_var_config, official_vqvae_config
 from genmotion.image_core.kv_policies import ScalePolicy, parse_policy
 from genmotion.image_core.sampler import sample_indices
@@ -40,7 +37,15 @@ from genmotion.pipeline import to_uint8
 from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import sample_logits
 
-__all__ = ["official_style_indices", "run_image_bench"]
+__all__ = [
+    "cache_parity",
+    "kv_policies",
+    "official_style_indices",
+    "random_models",
+    "speed",
+    "toy_accuracy",
+    "tts_accuracy",
+]
 
 log = logging.getLogger(__name__)
 REFERENCE = {  # the official implementation on a 2-core AVX-512 machine (2 threads)
@@ -112,7 +117,7 @@ def _psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     return min(psnr(a, b, data_range=255.0), 99.0)
 
 
-def _random_models(quick: bool) -> tuple[VAR, VQVAE, str]:
+def random_models(quick: bool) -> tuple[VAR, VQVAE, str]:
     """Random official-layout weights: VAR-d16 + the 256 px tokenizer (quick: depth 4, tokenizer width 32)."""
     g = torch.Generator().manual_seed(0)
     cfg = official_var_config(4 if quick else 16)
@@ -318,94 +323,3 @@ def tts_accuracy(pipe: Any, prompts: int, candidates: int = 8, guidance_scale: f
     out["best_of_n"].update(transformer_tokens_vs_best_of_1=float(candidates), decodes_per_prompt=float(candidates))
     out["gain_points"] = 100 * (out["tts"]["class_accuracy"] - out["best_of_1"]["class_accuracy"])
     return out
-
-
-# ---- the whole run ----------------------------------------------------------------------------------------
-def run_image_bench(json_path: Path, plot: Path | None, *, quick: bool, threads: int, ckpt: str) -> dict[str, Any]:
-    import typer
-
-    import genmotion
-
-    torch.set_num_threads(threads)
-    results: dict[str, Any] = {
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "threads": threads,
-            "torch": torch.__version__,
-        },
-        "quick": quick,
-        "reference_official": REFERENCE,
-    }
-    n = 1024 if quick else 2048
-    results["peak_gflops"] = {
-        "fp32": matmul_peak(n)["gflops"],
-        "bf16": matmul_peak(n // 2 if quick else n, repeats=3, dtype=torch.bfloat16)["gflops"],
-    }
-    var, vae, name = _random_models(quick)
-    results["model"] = name
-    results["parity"] = cache_parity(var, vae.quantize)
-    peak = results["peak_gflops"]
-    # bf16 autocast only where bf16 matrix products are at least half as fast as fp32 (CPUs without bf16
-    # instructions run them ~20x slower: a d16 run would take many minutes and show nothing new).
-    bf16_useful = peak["bf16"] >= 0.5 * peak["fp32"]
-    results["speed"] = speed(var, vae, 1 if quick else 3, peak["fp32"], with_bf16=bf16_useful and not quick)
-    if not bf16_useful:
-        results["speed"]["bf16"] = {
-            "skipped": f"bf16 matmul runs at {peak['bf16']:.1f} GFLOP/s here vs {peak['fp32']:.1f} fp32: "
-            "no bf16 hardware, so bf16 is a storage format only on this CPU"
-        }
-    del var, vae
-    pipe = genmotion.load(ckpt)
-    results["var_toy"] = toy_accuracy(pipe, 2 if quick else 20)
-    results["kv"] = kv_policies(pipe, 12 if quick else 48, 0.25)
-    guidances = (None,) if quick else (None, 2.0, 1.0)  # None: the checkpoint's
-    results["tts"] = [tts_accuracy(pipe, 12 if quick else 192, guidance_scale=g) for g in guidances]
-    write_json(results, json_path)
-    if plot is not None:
-        _plot(results, plot)
-    typer.echo(summary(results))
-    return results
-
-
-def _plot(r: dict[str, Any], path: Path) -> None:
-    s, kv = r["speed"], r["kv"]
-    policies = ("full", "scalekv", "hack")
-    bar_chart(
-        [
-            (f"seconds ({r['model']}, batch 1)", {
-                "transformer (ours)": s["transformer_s"],
-                "transformer (official way)": s["official_style_transformer_s"], "decode": s["decode_s"]}),
-            (f"GFLOP/s ({r['machine']['threads']} threads)", {
-                "fp32 matmul peak": r["peak_gflops"]["fp32"], "bf16 matmul peak": r["peak_gflops"]["bf16"],
-                "transformer": s["transformer_gflops"], "decode": s["decode_gflops"]}),
-            ("KV context bytes vs full (var-toy)", {k: kv[k]["context_bytes_vs_full"] for k in policies}),
-            ("PSNR vs full cache, dB (var-toy)", {k: min(kv[k]["psnr_vs_full_db"], 60.0) for k in policies[1:]}),
-            ("var-toy class accuracy", {"samples read as the requested class": r["var_toy"]["class_accuracy"]}),
-            (f"var-toy class accuracy, guidance {r['tts'][0]['guidance_scale']:g}", {
-                name: r["tts"][0][key]["class_accuracy"] for key, name in _TTS_RUNS}),
-        ],
-        path,
-    )  # fmt: skip
-
-
-def summary(r: dict[str, Any]) -> str:
-    s, kv = r["speed"], r["kv"]
-    return (
-        f"parity {'ok' if r['parity']['tokens_identical'] else 'MISMATCH'}; {r['model']}: transformer "
-        f"{s['transformer_s']:.2f}s ({s['transformer_peak_fraction']:.0%} of peak) vs official way "
-        f"{s['official_style_transformer_s']:.2f}s, decode {s['decode_s']:.2f}s ({s['decode_peak_fraction']:.0%}); "
-        f"var-toy accuracy {r['var_toy']['class_accuracy']:.1%}; ScaleKV {kv['scalekv']['context_bytes_vs_full']:.0%} "
-        f"bytes @ {kv['scalekv']['psnr_vs_full_db']:.1f} dB, HACK {kv['hack']['context_bytes_vs_full']:.0%} "
-        f"@ {kv['hack']['psnr_vs_full_db']:.1f} dB; " + "; ".join(_tts_summary(t) for t in r["tts"])
-    )
-
-
-_TTS_RUNS = (("best_of_1", "best-of-1"), ("tts", "TTS-VAR"), ("best_of_n", "best-of-N"))
-
-
-def _tts_summary(t: dict[str, Any]) -> str:
-    b, s = t["best_of_1"], t["tts"]
-    return (
-        f"TTS-VAR x{t['candidates']} (guidance {t['guidance_scale']:g}, {t['prompts']} prompts) "
-        f"{s['class_accuracy']:.1%} vs {b['class_accuracy']:.1%} at {s['seconds_vs_best_of_1']:.1f}x the time"
-    )

@@ -6,7 +6,7 @@ and `genmotion bench image`. Thin: flags are checked before any model loads (exi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -252,12 +252,16 @@ def bench_image(
     quick: BenchQuick = False,
     threads: BenchThreads = 2,
     ckpt: BenchCkpt = "var-toy",
+    parts: Annotated[
+        str | None, typer.Option("--parts", help="Comma-separated parts to (re)run; the rest stay as in --json.")
+    ] = None,
 ) -> None:
-    """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR."""
+    """Cache parity, d16 speed and GFLOP/s vs the matmul peak, var-toy accuracy, ScaleKV/HACK bytes and PSNR,
+    TTS-VAR, and the class-accuracy table of the VAR family."""
     check_bench_flags(json_path, plot, threads)
-    from genmotion.image_core.bench import run_image_bench
+    from genmotion.image_core.bench_run import parse_parts, run_image_bench
 
-    run_image_bench(json_path, plot, quick=quick, threads=threads, ckpt=ckpt)
+    run_image_bench(json_path, plot, quick=quick, threads=threads, ckpt=ckpt, parts=parse_parts(parts))
 
 
 def _convert_app(app: typer.Typer) -> typer.Typer:
