@@ -20,6 +20,7 @@ from genmotion.cli.checks import (
     check_number,
 )
 from genmotion.errors import UsageError
+from genmotion.image_core.variants import IMAGE_KINDS, variant_checkpoint
 
 __all__ = ["register"]
 
@@ -46,6 +47,7 @@ def image(
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass (0 = off)."),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    model: str | None = typer.Option(None, "--model", "-m", help="VAR-family model: var (default) or a variant."),
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory [var-toy]."),
     var: Path | None = typer.Option(None, "--var", help="Official var_d*.pth (with --vae) instead of --ckpt."),
     vae: Path | None = typer.Option(None, "--vae", help="Official vae_ch160v4096z32.pth."),
@@ -79,8 +81,10 @@ def image(
     check_device_name(device)
     if any(not c.strip() for c in class_):
         raise UsageError("--class is empty", fix="pass a class name or id, e.g. --class 207")
-    if ckpt is not None and (var or vae):
-        raise UsageError("pass either --ckpt or --var/--vae, not both")
+    if sum(x is not None for x in (model, ckpt, var)) > 1:
+        raise UsageError("pass one of --model, --ckpt or --var/--vae", fix="drop the others")
+    if model is not None:
+        ckpt = variant_checkpoint(model)
     if vae is not None and var is None:
         raise UsageError("--vae needs --var", fix="pass the transformer file with --var var_d16.pth")
     if (inpaint is None) != (mask is None):
@@ -96,7 +100,7 @@ def image(
     _check_output(out)
     search = _check_tts(tts, tts_schedule, kv, inpaint)
     if ckpt is not None:
-        check_checkpoint_kind(ckpt, ("var",), "image")
+        check_checkpoint_kind(ckpt, IMAGE_KINDS, "image")
     _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
                head_profile, device, threads, out, search)  # fmt: skip
 

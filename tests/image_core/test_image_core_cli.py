@@ -110,3 +110,11 @@ def test_profile_heads_command_profiles_a_var_checkpoint_for_hack(tiny_ckpt, tmp
     assert {k for row in profile["head_types"] for k in row} <= {"structural", "contextual"}
     pipe.head_profile = profile
     assert pipe.generate(0, num_images=1, seed=0, kv="hack").images.shape[0] == 1
+
+
+def test_image_model_flag_names_a_variant(tmp_path):
+    out = tmp_path / "var.png"
+    assert main(["image", "--model", "var", "--class", "red circle", "-o", str(out)]) == 0 and out.is_file()
+    assert main(["image", "--model", "no-such-variant", "--class", "0", "-o", str(tmp_path / "a.png")]) == 2
+    assert main(["image", "--model", "var", "--ckpt", "var-toy", "--class", "0", "-o", str(tmp_path / "b.png")]) == 2
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
