@@ -20,6 +20,7 @@ from genmotion.cli.checks import (
     check_number,
 )
 from genmotion.errors import UsageError
+from genmotion.image_core.flex_cli import FlexRequest, check_flex_flags, run_flex_image
 from genmotion.image_core.variants import IMAGE_KINDS, variant_checkpoint
 
 __all__ = ["register"]
@@ -62,11 +63,15 @@ def image(
     tts_schedule: str | None = typer.Option(
         None, "--tts-schedule", help="Rows per scale for --tts, e.g. 8,6,4,2,2,2 (default: derived from N)."
     ),
+    steps: int | None = typer.Option(None, "--steps", help="FlexVAR: number of scales (sides 1 .. full latent)."),
+    schedule: str | None = typer.Option(None, "--schedule", help="FlexVAR: scale sides, e.g. 1,2,4,8."),
+    size: int | None = typer.Option(None, "--size", help="FlexVAR: image side in pixels (default: the trained one)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads."),
     out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output image (.png, .jpg)."),
 ) -> None:
-    """Class-conditional images with VAR; with --inpaint/--mask, zero-shot in/out-painting and class editing."""
+    """Class-conditional images with VAR; with --inpaint/--mask, zero-shot in/out-painting and class editing;
+    with --model flexvar, any number of steps (--steps/--schedule) and image size (--size)."""
     if num < 1:
         raise UsageError(f"--num must be >= 1, got {num}", fix="ask for at least one image")
     check_number("--num", num, low=1, high=1024)
@@ -99,10 +104,12 @@ def image(
         _check_file(path, flag)
     _check_output(out)
     search = _check_tts(tts, tts_schedule, kv, inpaint)
-    if ckpt is not None:
-        check_checkpoint_kind(ckpt, IMAGE_KINDS, "image")
+    kind = check_checkpoint_kind(ckpt, IMAGE_KINDS, "image") if ckpt is not None else "var"
+    refused = {"--kv": kv != "full", "--inpaint": inpaint is not None, "--tts": tts is not None,
+               "--head-profile": head_profile is not None}  # fmt: skip
+    flex = check_flex_flags(kind, steps, schedule, size, other_flags=refused)
     _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
-               head_profile, device, threads, out, search)  # fmt: skip
+               head_profile, device, threads, out, search, flex)  # fmt: skip
 
 
 def _check_tts(tts: int | None, schedule: str | None, kv: str, inpaint: Path | None) -> _TTS | None:
@@ -134,7 +141,7 @@ def _run_image(
     classes: list[str], num: int, guidance: float | None, top_k: int | None, top_p: float | None,
     temperature: float | None, seed: int, ckpt: str | None, var: Path | None, vae: Path | None,
     inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
-    device: str, threads: int | None, out: Path, search: _TTS | None = None,
+    device: str, threads: int | None, out: Path, search: _TTS | None = None, flex: FlexRequest | None = None,
 ) -> None:  # fmt: skip
 
     import genmotion
@@ -148,6 +155,11 @@ def _run_image(
         pipe = VARPipeline(load_official(var, vae).to(runtime.device), compute_dtype=runtime.dtype)
     else:
         pipe = genmotion.load(ckpt or "var-toy", device=runtime.device, dtype=runtime.dtype)
+        if flex is not None:
+            labels = [pipe.class_id(c) for c in classes]
+            settings = {"guidance_scale": guidance, "top_k": top_k, "top_p": top_p, "temperature": temperature}
+            run_flex_image(pipe, labels, num, settings, seed, flex, out, _progress, _write_grid)
+            return
         if not isinstance(pipe, VARPipeline):
             raise UsageError(f"{ckpt} is not a VAR checkpoint", fix="pass a checkpoint of kind var")
     if head_profile is not None:

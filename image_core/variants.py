@@ -10,8 +10,9 @@ __all__ = ["IMAGE_KINDS", "VARIANTS", "variant_checkpoint"]
 
 VARIANTS: dict[str, str] = {  # --model name -> registry name of its embedded default
     "var": "var-toy",
+    "flexvar": "flexvar-toy",
 }
-IMAGE_KINDS: tuple[str, ...] = ("var",)
+IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar")
 
 
 def variant_checkpoint(model: str) -> str:

@@ -1,0 +1,97 @@
+"""A FlexVAR checkpoint as one unit: the single-scale tokenizer (`vae`) + the FlexVAR transformer (`var`).
+
+`config.yaml` holds `kind: flexvar`, the `vae` and `flexvar` architecture sections, and as metadata the class
+names and default sampling settings; `model.safetensors` holds `vae.*` and `var.*` (the VAR checkpoint's
+prefixes, so the tokenizer keys read the same as var-toy's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
+from genmotion.config import from_dict, to_dict
+from genmotion.errors import InputError
+from genmotion.image_core.config import VARSamplingConfig
+from genmotion.image_core.flex_config import FlexVARImageConfig
+from genmotion.image_core.flex_model import FlexVAR
+from genmotion.image_core.flex_tokenizer import FlexVQVAE
+
+__all__ = [
+    "FLEXVAR_KIND",
+    "FlexVARImageModel",
+    "flexvar_checkpoint_config",
+    "load_flexvar_model",
+    "read_flexvar_metadata",
+    "save_flexvar_model",
+]
+
+FLEXVAR_KIND = "flexvar"
+_METADATA_KEYS = ("classes", "sampling")
+
+
+class FlexVARImageModel(nn.Module):
+    """Holds `vae` (FlexVQVAE) and `var` (FlexVAR) built from one `FlexVARImageConfig`; no forward of its own."""
+
+    def __init__(self, config: FlexVARImageConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vae = FlexVQVAE(config.vae)
+        self.var = FlexVAR(config.flexvar)
+
+
+def flexvar_checkpoint_config(
+    config: FlexVARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
+) -> dict[str, object]:
+    """The `config.yaml` mapping of a `flexvar` checkpoint."""
+    out: dict[str, object] = {"kind": FLEXVAR_KIND, **to_dict(config)}
+    if class_names:
+        if len(class_names) != config.flexvar.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {config.flexvar.num_classes} classes")
+        out["classes"] = list(class_names)
+    if sampling is not None:
+        out["sampling"] = to_dict(sampling)
+    return out
+
+
+def save_flexvar_model(
+    model: FlexVARImageModel,
+    directory: str | Path,
+    *,
+    card: str | None = None,
+    dtype: torch.dtype | None = torch.bfloat16,
+    class_names: Sequence[str] = (),
+    sampling: VARSamplingConfig | None = None,
+) -> Path:
+    """Write `config.yaml` (kind: flexvar) + `model.safetensors` (`vae.*`, `var.*`; bf16 by default)."""
+    return save_pretrained(
+        directory, model, flexvar_checkpoint_config(model.config, class_names, sampling), card, dtype
+    )
+
+
+def read_flexvar_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:
+    """Class names (empty when none are named) and default sampling settings of a `flexvar` directory."""
+    raw = read_checkpoint_config(directory)
+    names = tuple(str(n) for n in raw.get("classes", ()))
+    return names, from_dict(VARSamplingConfig, raw.get("sampling", {}), prefix="sampling")
+
+
+def load_flexvar_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> FlexVARImageModel:
+    """Read a directory written by `save_flexvar_model` or `genmotion train` (task flexvar), in eval mode."""
+    raw = read_checkpoint_config(directory)
+    kind = raw.pop("kind")
+    if kind != FLEXVAR_KIND:
+        raise InputError(f"{directory} holds a {kind!r} checkpoint, not a FlexVAR one", fix="pass a flexvar checkpoint")
+    for metadata in _METADATA_KEYS:
+        raw.pop(metadata, None)
+    config = from_dict(FlexVARImageConfig, raw)
+    with torch.device("meta"):
+        model = FlexVARImageModel(config)
+    model.to_empty(device="cpu")
+    model = model.to(dtype)
+    load_weights(model, directory, strict=True)
+    return model.eval()
