@@ -7,7 +7,8 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `speed`: VAR-d16 at 256 px with random official-layout weights against the official way of running it;
 * `var_toy`: share of var-toy samples the toy-world detector reads as the requested class;
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
-* `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1.
+* `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
+* `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px.
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -140,6 +141,26 @@ def _tts(run: BenchRun) -> dict[str, Any]:
     return {"runs": [tts_accuracy(run.pipe(), 12 if run.quick else 192, guidance_scale=g) for g in guidances]}
 
 
+# flexvar-toy: (image size, steps) per row; 32 px is the trained size, 48 px (a 12 x 12 latent) is never seen.
+_FLEXVAR_SETTINGS = ((32, 3), (32, 6), (32, 8), (48, 3), (48, 7), (48, 10))
+
+
+def _flexvar(run: BenchRun) -> dict[str, Any]:
+    pipe = run.pipe("flexvar-toy")
+    per_class = 2 if run.quick else 20
+    labels = [i % pipe.num_classes for i in range(per_class * pipe.num_classes)]
+    rows = []
+    for size, steps in _FLEXVAR_SETTINGS:
+        sizes = pipe.schedule(num_steps=steps, image_size=size)
+        start = time.perf_counter()
+        images = pipe.generate(labels, num_images=len(labels), seed=0, schedule=sizes, image_size=size).images
+        seconds = time.perf_counter() - start
+        setting = f"{size} px, {steps} steps ({','.join(map(str, sizes))})"
+        rows.append(table_row("flexvar-toy", setting, labels, images, tokens=sum(s * s for s in sizes),
+                              seconds=seconds))  # fmt: skip
+    return {"trained_size": pipe.height, "sampling": dict(vars(pipe.sampling)), "rows": rows}
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -147,6 +168,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "var_toy": _var_toy,
     "kv": _kv,
     "tts": _tts,
+    "flexvar": _flexvar,
 }
 
 
