@@ -1,7 +1,7 @@
 """genmotion.image_core: the VAR family (next-scale transformer, sampler, converters, KV policies ScaleKV/HACK,
-in/out-painting, training tasks, the `var` pipeline). Its multi-scale VQ tokenizer is shared with VideoAR and
-lives in the core: `genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer` (`MultiScaleQuantizer`) and
-`genmotion.nn.vqvae_config` (`VQVAEConfig`).
+in/out-painting, training tasks, the `var` pipeline; FlexVAR and its `flexvar` pipeline). Its multi-scale VQ
+tokenizer is shared with VideoAR and lives in the core: `genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer`
+(`MultiScaleQuantizer`) and `genmotion.nn.vqvae_config` (`VQVAEConfig`).
 
 Names are resolved lazily so `import genmotion.image_core` stays free of torch.
 """
@@ -11,6 +11,10 @@ from __future__ import annotations
 from genmotion.lazy import lazy_attributes
 
 __all__ = [
+    "FlexVAR",
+    "FlexVARConfig",
+    "FlexVARPipeline",
+    "FlexVQVAE",
     "FullKV",
     "HACK",
     "HACKConfig",
@@ -48,6 +52,10 @@ __all__ = [
 ]
 
 _WHERE = {
+    "FlexVAR": "flex_model",
+    "FlexVARConfig": "flex_config",
+    "FlexVARPipeline": "flex_pipeline",
+    "FlexVQVAE": "flex_tokenizer",
     "TTSResult": "tts",
     "tts_generate": "tts",
     "FullKV": "kv_policies",
