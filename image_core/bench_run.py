@@ -7,7 +7,10 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `speed`: VAR-d16 at 256 px with random official-layout weights against the official way of running it;
 * `var_toy`: share of var-toy samples the toy-world detector reads as the requested class;
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
-* `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1.
+* `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
+* `m_var`: m-var-toy's class accuracy (a table row), and the inter-scale cost of M-VAR's carried scan state against
+  re-running the scan and VAR's attention over the KV cache, seconds per scale over 16 equal scales (with `--plot`,
+  drawn beside the chart as `<plot>_m_var_scales.png`).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -140,6 +143,14 @@ def _tts(run: BenchRun) -> dict[str, Any]:
     return {"runs": [tts_accuracy(run.pipe(), 12 if run.quick else 192, guidance_scale=g) for g in guidances]}
 
 
+def _m_var(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.mamba_var_bench import inter_scale_cost, mvar_accuracy
+
+    out = mvar_accuracy(run.pipe("m-var-toy"), 2 if run.quick else 20)
+    out["inter_scale"] = inter_scale_cost(quick=run.quick)
+    return out
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -147,6 +158,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "var_toy": _var_toy,
     "kv": _kv,
     "tts": _tts,
+    "m_var": _m_var,
 }
 
 
@@ -227,6 +239,13 @@ def _plot(r: dict[str, Any], path: Path) -> None:
                        {name: t[key]["class_accuracy"] for key, name in _TTS_RUNS}))  # fmt: skip
     if panels:
         bar_chart(panels, path)
+    if "m_var" in r:
+        from genmotion.image_core.mamba_var_bench import line_chart
+
+        cost = r["m_var"]["inter_scale"]
+        series = cost["layer_seconds_per_scale"] | cost["block_seconds_per_scale"]
+        line_chart(series, path.with_name(f"{path.stem}_m_var_scales.png"), title=f"time per scale, {cost['setting']}",
+                   x_label="scale index", y_label="ms")  # fmt: skip
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -248,6 +267,10 @@ def summary(r: dict[str, Any]) -> str:
         head = f"TTS-VAR x{t['candidates']} (guidance {t['guidance_scale']:g}, {t['prompts']} prompts)"
         lines.append(f"{head} {s['class_accuracy']:.1%} vs {b['class_accuracy']:.1%} "
                      f"at {s['seconds_vs_best_of_1']:.1f}x the time")  # fmt: skip
+    if "m_var" in r:
+        fit = r["m_var"]["inter_scale"]["fit"]
+        growth = ", ".join(f"{k} {v['last_quarter_vs_first_quarter']:.2f}x" for k, v in fit.items())
+        lines.append(f"time per scale, last quarter of the scales vs first: {growth}")
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"
