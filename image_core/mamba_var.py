@@ -237,8 +237,9 @@ class MambaVAR(nn.Module):
                 out.weight.div_(math.sqrt(2 * depth))
             if block.attn.attn_l2_norm:
                 block.attn.scale_mul_1H11.fill_(math.log(4.0))
-            block.ada_lin[-1].weight[3 * C :].mul_(init_adaln)
-            block.ada_lin[-1].weight[: 3 * C].mul_(init_adaln_gamma)
+            modulation = cast(nn.Linear, block.ada_lin[-1])
+            modulation.weight[3 * C :].mul_(init_adaln)  # scales and shifts
+            modulation.weight[: 3 * C].mul_(init_adaln_gamma)  # gates
 
 
 class MambaVARImageModel(nn.Module):
