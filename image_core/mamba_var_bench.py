@@ -150,33 +150,33 @@ def inter_scale_cost(*, quick: bool = False) -> dict[str, Any]:
     }
 
 
-def line_chart(series: dict[str, list[float]], path: str | Path, *, title: str, x_label: str, y_label: str) -> Path:
-    """Lines of y against x = 1, 2, ... (one colour each, with a legend) as a PNG written atomically (PIL)."""
+def line_chart(panels: list[tuple[str, dict[str, list[float]]]], path: str | Path, *, x_label: str) -> Path:
+    """Panels of lines, one (title, {name: seconds at x = 1, 2, ...}) each, drawn in milliseconds with a legend,
+    stacked in one PNG written atomically (PIL)."""
     from PIL import Image, ImageDraw
 
-    W, H, left, right, top, bottom = 760, 420, 70, 20, 40, 50
-    img = Image.new("RGB", (W, H), "white")
+    W, H, left, right, top, bottom = 760, 330, 70, 20, 40, 45
+    img = Image.new("RGB", (W, H * len(panels)), "white")
     draw = ImageDraw.Draw(img)
-    n = max(len(v) for v in series.values())
-    y_max = max(max(v) for v in series.values()) * 1.05 or 1.0
-
-    def point(i: int, y: float) -> tuple[float, float]:
-        return left + (W - left - right) * i / max(n - 1, 1), H - bottom - (H - top - bottom) * y / y_max
-
-    draw.text((left, 12), title, fill="black")
-    draw.line([(left, top), (left, H - bottom), (W - right, H - bottom)], fill="black")
-    for t in range(5):
-        y = y_max * t / 4
-        draw.text((8, point(0, y)[1] - 6), f"{y * 1000:.1f}", fill="black")
-    for i in range(n):
-        draw.text((point(i, 0)[0] - 4, H - bottom + 6), str(i + 1), fill="black")
-    draw.text((W // 2 - 60, H - 20), x_label, fill="black")
-    draw.text((8, top - 16), y_label, fill="black")
     colours = [(200, 60, 50), (230, 150, 40), (60, 100, 190), (60, 160, 90), (120, 80, 170)]
-    for j, (name, ys) in enumerate(series.items()):
-        colour = colours[j % len(colours)]
-        draw.line([point(i, y) for i, y in enumerate(ys)], fill=colour, width=2)
-        draw.text((left + 12, top + 4 + 14 * j), name, fill=colour)
+    for p, (title, series) in enumerate(panels):
+        y0, n = p * H, max(len(v) for v in series.values())
+        y_max = max(max(v) for v in series.values()) * 1.05 or 1.0
+
+        def point(i: int, y: float, y0: int = y0, n: int = n, y_max: float = y_max) -> tuple[float, float]:
+            return left + (W - left - right) * i / max(n - 1, 1), y0 + H - bottom - (H - top - bottom) * y / y_max
+
+        draw.text((left, y0 + 12), title, fill="black")
+        draw.line([(left, y0 + top), (left, y0 + H - bottom), (W - right, y0 + H - bottom)], fill="black")
+        for t in range(5):
+            draw.text((8, point(0, y_max * t / 4)[1] - 6), f"{y_max * t / 4 * 1000:.0f} ms", fill="black")
+        for i in range(n):
+            draw.text((point(i, 0)[0] - 4, y0 + H - bottom + 6), str(i + 1), fill="black")
+        draw.text((W // 2 - 40, y0 + H - 18), x_label, fill="black")
+        for j, (name, ys) in enumerate(series.items()):
+            colour = colours[j % len(colours)]
+            draw.line([point(i, y) for i, y in enumerate(ys)], fill=colour, width=2)
+            draw.text((left + 12, y0 + top + 4 + 14 * j), name, fill=colour)
     out = Path(path)
     tmp = out.with_name(out.name + ".tmp.png")
     img.save(tmp)

@@ -99,4 +99,4 @@ def test_bench_part_m_var_adds_a_table_row_and_the_scale_chart(tmp_path):
     cost = result["m_var"]["inter_scale"]
     assert set(cost["fit"]) == set(cost["layer_seconds_per_scale"]) | set(cost["block_seconds_per_scale"])
     assert all(len(s) == 6 and min(s) > 0 for s in cost["layer_seconds_per_scale"].values())
-    assert Image.open(tmp_path / "image_m_var_scales.png").size == (760, 420)
+    assert Image.open(tmp_path / "image_m_var_scales.png").size == (760, 660)
