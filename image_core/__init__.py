@@ -49,6 +49,16 @@ __all__ = [
     "save_image_model",
     "stream_scales",
     "write_head_profile",
+    # M-VAR (intra-scale attention + inter-scale selective scan)
+    "Mamba2Mixer",
+    "MambaVAR",
+    "MambaVARConfig",
+    "MambaVARImageConfig",
+    "MambaVARPipeline",
+    "load_mvar_model",
+    "sample_mvar_images",
+    "save_mvar_model",
+    "stream_mvar_scales",
 ]
 
 _WHERE = {
@@ -90,6 +100,15 @@ _WHERE = {
     "save_image_model": "convert",
     "stream_scales": "sampler",
     "write_head_profile": "profile",
+    "Mamba2Mixer": "mamba_scan",
+    "MambaVAR": "mamba_var",
+    "MambaVARConfig": "mamba_var",
+    "MambaVARImageConfig": "mamba_var",
+    "MambaVARPipeline": "mamba_var_pipeline",
+    "load_mvar_model": "mamba_var_io",
+    "sample_mvar_images": "mamba_var_sampler",
+    "save_mvar_model": "mamba_var_io",
+    "stream_mvar_scales": "mamba_var_sampler",
 }
 
 

@@ -9,6 +9,9 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
 * `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
 * `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px.
+* `m_var`: m-var-toy's class accuracy (a table row), and the inter-scale cost of M-VAR's carried scan state against
+  re-running the scan and VAR's attention over the KV cache, seconds per scale over 16 equal scales (with `--plot`,
+  drawn beside the chart as `<plot>_m_var_scales.png`).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -161,6 +164,14 @@ def _flexvar(run: BenchRun) -> dict[str, Any]:
     return {"trained_size": pipe.height, "sampling": dict(vars(pipe.sampling)), "rows": rows}
 
 
+def _m_var(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.mamba_var_bench import inter_scale_cost, mvar_accuracy
+
+    out = mvar_accuracy(run.pipe("m-var-toy"), 2 if run.quick else 20)
+    out["inter_scale"] = inter_scale_cost(quick=run.quick)
+    return out
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -169,6 +180,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "kv": _kv,
     "tts": _tts,
     "flexvar": _flexvar,
+    "m_var": _m_var,
 }
 
 
@@ -249,6 +261,13 @@ def _plot(r: dict[str, Any], path: Path) -> None:
                        {name: t[key]["class_accuracy"] for key, name in _TTS_RUNS}))  # fmt: skip
     if panels:
         bar_chart(panels, path)
+    if "m_var" in r:
+        from genmotion.image_core.mamba_var_bench import line_chart
+
+        cost = r["m_var"]["inter_scale"]
+        panels = [(f"one layer, time per scale ({cost['setting']})", cost["layer_seconds_per_scale"]),
+                  ("one block, time per scale (same scales)", cost["block_seconds_per_scale"])]  # fmt: skip
+        line_chart(panels, path.with_name(f"{path.stem}_m_var_scales.png"), x_label="scale index")
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -270,6 +289,10 @@ def summary(r: dict[str, Any]) -> str:
         head = f"TTS-VAR x{t['candidates']} (guidance {t['guidance_scale']:g}, {t['prompts']} prompts)"
         lines.append(f"{head} {s['class_accuracy']:.1%} vs {b['class_accuracy']:.1%} "
                      f"at {s['seconds_vs_best_of_1']:.1f}x the time")  # fmt: skip
+    if "m_var" in r:
+        fit = r["m_var"]["inter_scale"]["fit"]
+        growth = ", ".join(f"{k} {v['last_quarter_vs_first_quarter']:.2f}x" for k, v in fit.items())
+        lines.append(f"time per scale, last quarter of the scales vs first: {growth}")
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"

@@ -162,6 +162,8 @@ def _run_image(
             return
         if not isinstance(pipe, VARPipeline):
             raise UsageError(f"{ckpt} is not a VAR checkpoint", fix="pass a checkpoint of kind var")
+    if pipe.kind == "m-var" and (search is not None or head_profile is not None):
+        raise UsageError("--tts and --head-profile need a var checkpoint", why="M-VAR keeps no KV cache")
     if head_profile is not None:
         pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
     labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling

@@ -11,8 +11,9 @@ __all__ = ["IMAGE_KINDS", "VARIANTS", "variant_checkpoint"]
 VARIANTS: dict[str, str] = {  # --model name -> registry name of its embedded default
     "var": "var-toy",
     "flexvar": "flexvar-toy",
+    "m-var": "m-var-toy",  # M-VAR: intra-scale attention + inter-scale selective scan (mamba_var.py)
 }
-IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar")
+IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var")
 
 
 def variant_checkpoint(model: str) -> str:

@@ -17,6 +17,11 @@ GOLDEN = {
         "slice": [21, 27, 26, 25, 25, 21, 22, 24],
         "tokens": [207, 127, 241, 51, 91, 128, 235, 68],
     },
+    "m-var-toy": {
+        "sum": 616845,
+        "slice": [21, 27, 27, 25, 25, 23, 24, 24],
+        "tokens": [33, 127, 84, 249, 126, 111, 55, 111],
+    },
 }
 
 
@@ -38,7 +43,7 @@ def test_ca2vdm_toy_golden():
     assert _sum(frames) == GOLDEN["ca2vdm-toy"]["sum"]
 
 
-@pytest.mark.parametrize("name", ["var-toy"])
+@pytest.mark.parametrize("name", ["var-toy", "m-var-toy"])
 def test_var_toy_golden(name):
     result = genmotion.load(name).generate("red circle", num_images=2, seed=0)
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]

@@ -1,0 +1,63 @@
+"""Checkpoint directories of kind `m-var`: `config.yaml` (vae, var, classes, sampling) + `model.safetensors`
+(`vae.*`: the VAR tokenizer, `var.*`: the M-VAR transformer), written by `genmotion train` (task m-var) or
+`save_mvar_model` and read by `load_mvar_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
+from genmotion.config import from_dict, to_dict
+from genmotion.errors import InputError
+from genmotion.image_core.config import VARSamplingConfig
+from genmotion.image_core.mamba_var import MambaVARImageConfig, MambaVARImageModel
+
+__all__ = ["MVAR_KIND", "load_mvar_model", "mvar_checkpoint_config", "save_mvar_model"]
+
+MVAR_KIND = "m-var"
+_METADATA_KEYS = ("classes", "sampling")
+
+
+def mvar_checkpoint_config(
+    config: MambaVARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
+) -> dict[str, object]:
+    """The `config.yaml` mapping of an `m-var` checkpoint."""
+    out: dict[str, object] = {"kind": MVAR_KIND, **to_dict(config)}
+    if class_names:
+        if len(class_names) != config.var.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {config.var.num_classes} classes")
+        out["classes"] = list(class_names)
+    if sampling is not None:
+        out["sampling"] = to_dict(sampling)
+    return out
+
+
+def save_mvar_model(
+    model: MambaVARImageModel,
+    directory: str | Path,
+    *,
+    card: str | None = None,
+    dtype: torch.dtype | None = torch.bfloat16,
+    class_names: Sequence[str] = (),
+    sampling: VARSamplingConfig | None = None,
+) -> Path:
+    """Write `config.yaml` (kind m-var) + `model.safetensors` (bf16 by default) [+ `card.md`]."""
+    return save_pretrained(directory, model, mvar_checkpoint_config(model.config, class_names, sampling), card, dtype)
+
+
+def load_mvar_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> MambaVARImageModel:
+    """Read an `m-var` directory; every weight must be there (strict)."""
+    raw = read_checkpoint_config(directory)
+    kind = raw.pop("kind")
+    if kind != MVAR_KIND:
+        raise InputError(f"{directory} holds a {kind!r} checkpoint, not an M-VAR one", fix="pass an m-var checkpoint")
+    for key in _METADATA_KEYS:
+        raw.pop(key, None)
+    config = from_dict(MambaVARImageConfig, raw)
+    model = MambaVARImageModel(config).to(dtype)  # built for real: its derived buffers are not in the file
+    load_weights(model, directory, strict=True)
+    return model.eval()
