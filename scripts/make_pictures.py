@@ -3,8 +3,8 @@
     python scripts/make_pictures.py            # writes docs/images/*.png
 
 Each generator's picture is what a user gets from its default command: frame strips for the video models
-(frames side by side, nearest-neighbour enlarged so the toy resolution stays visible), a class grid for VAR,
-and the generators' own previews for panorama, rigging and world.
+(frames side by side, nearest-neighbour enlarged so the toy resolution stays visible), a class grid for VAR and
+one row per VAR-family model, and the generators' own previews for panorama, rigging and world.
 """
 
 from __future__ import annotations
@@ -56,10 +56,36 @@ def var_grid() -> np.ndarray:
     return stack(rows)
 
 
+VAR_FAMILY = ("var-toy", "flexvar-toy", "flowar-toy", "hmar-toy", "mvar-toy", "m-var-toy", "nfig-toy")
+
+
+def labelled(row: np.ndarray, label: str, width: int = 110) -> np.ndarray:
+    """The row with `label` written in a white column at its left."""
+    from PIL import ImageDraw
+
+    column = Image.new("RGB", (width, row.shape[0]), "white")
+    ImageDraw.Draw(column).text((4, row.shape[0] // 2 - 6), label, fill="black")
+    return np.concatenate([np.asarray(column), row], axis=1)
+
+
+def var_family_grid() -> np.ndarray:
+    """One row per VAR-family default: the 12 classes in order, seed 0, each model's shipped sampling."""
+    import genmotion
+    from genmotion.registry import list_models
+
+    shipped = {m.name for m in list_models()}
+    rows = []
+    for name in (n for n in VAR_FAMILY if n in shipped):
+        images = genmotion.load(name).generate(list(range(12)), num_images=12, seed=0).images
+        rows.append(labelled(np.concatenate([enlarge(im, 2) for im in images], axis=1), name))
+    return stack(rows)
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "videoar.png": lambda: video_strips("videoar-toy"),
     "ca2vdm.png": lambda: video_strips("ca2vdm-toy"),
     "image.png": var_grid,
+    "image_family.png": var_family_grid,
 }
 
 
