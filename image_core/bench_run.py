@@ -8,10 +8,12 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `var_toy`: share of var-toy samples the toy-world detector reads as the requested class;
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
 * `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
-* `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px.
+* `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px;
 * `m_var`: m-var-toy's class accuracy (a table row), and the inter-scale cost of M-VAR's carried scan state against
   re-running the scan and VAR's attention over the KV cache, seconds per scale over 16 equal scales (with `--plot`,
-  drawn beside the chart as `<plot>_m_var_scales.png`).
+  drawn beside the chart as `<plot>_m_var_scales.png`);
+* `flowar`: share of flowar-toy samples read as the requested class (shipped settings, 4 Euler steps per
+  scale, no guidance).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -172,6 +174,12 @@ def _m_var(run: BenchRun) -> dict[str, Any]:
     return out
 
 
+def _flowar(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.flowar_bench import flowar_accuracy
+
+    return flowar_accuracy(run.pipe("flowar-toy"), 2 if run.quick else 20, quick=run.quick)
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -181,6 +189,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "tts": _tts,
     "flexvar": _flexvar,
     "m_var": _m_var,
+    "flowar": _flowar,
 }
 
 

@@ -160,10 +160,12 @@ def _run_image(
             settings = {"guidance_scale": guidance, "top_k": top_k, "top_p": top_p, "temperature": temperature}
             run_flex_image(pipe, labels, num, settings, seed, flex, out, _progress, _write_grid)
             return
-        if not isinstance(pipe, VARPipeline):
-            raise UsageError(f"{ckpt} is not a VAR checkpoint", fix="pass a checkpoint of kind var")
+        if not isinstance(pipe, VARPipeline) and pipe.kind not in IMAGE_KINDS:
+            raise UsageError(f"{ckpt} is not a VAR-family checkpoint", fix=f"pass one of kind {', '.join(IMAGE_KINDS)}")
     if pipe.kind == "m-var" and (search is not None or head_profile is not None):
         raise UsageError("--tts and --head-profile need a var checkpoint", why="M-VAR keeps no KV cache")
+    if search is not None and not isinstance(pipe, VARPipeline):
+        raise UsageError(f"--tts runs on VAR checkpoints, not {pipe.kind}", fix="drop --tts or use --model var")
     if head_profile is not None:
         pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
     labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling

@@ -12,8 +12,9 @@ VARIANTS: dict[str, str] = {  # --model name -> registry name of its embedded de
     "var": "var-toy",
     "flexvar": "flexvar-toy",
     "m-var": "m-var-toy",  # M-VAR: intra-scale attention + inter-scale selective scan (mamba_var.py)
+    "flowar": "flowar-toy",
 }
-IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var")
+IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var", "flowar")
 
 
 def variant_checkpoint(model: str) -> str:
