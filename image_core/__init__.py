@@ -59,6 +59,13 @@ __all__ = [
     "sample_mvar_images",
     "save_mvar_model",
     "stream_mvar_scales",
+    # FlowAR
+    "FlowARImageConfig",
+    "FlowARImageModel",
+    "FlowARPipeline",
+    "FlowARSamplingConfig",
+    "KLAutoencoder",
+    "stream_flowar_scales",
 ]
 
 _WHERE = {
@@ -109,6 +116,13 @@ _WHERE = {
     "sample_mvar_images": "mamba_var_sampler",
     "save_mvar_model": "mamba_var_io",
     "stream_mvar_scales": "mamba_var_sampler",
+    # FlowAR
+    "FlowARImageConfig": "flowar_config",
+    "FlowARImageModel": "flowar_model",
+    "FlowARPipeline": "flowar_pipeline",
+    "FlowARSamplingConfig": "flowar_config",
+    "KLAutoencoder": "kl_autoencoder",
+    "stream_flowar_scales": "flowar_sampler",
 }
 
 

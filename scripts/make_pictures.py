@@ -81,11 +81,25 @@ def var_family_grid() -> np.ndarray:
     return stack(rows)
 
 
+def flowar_grid() -> np.ndarray:
+    """flowar-toy: one image per class (two rows), then three samples' scales 2, 4, 8 decoded, coarse to fine."""
+    import genmotion
+
+    pipe = genmotion.load("flowar-toy")
+    result = pipe.generate(list(range(12)), num_images=12, seed=0)
+    rows = [np.concatenate([enlarge(im, 3) for im in result.images[r * 6 : (r + 1) * 6]], axis=1) for r in (0, 1)]
+    chunks = list(pipe.stream(["red square", "green triangle", "blue circle"], num_images=3, seed=0, preview=True))
+    scales = [c.images for c in chunks if c.images is not None]  # each (3, H, W, 3)
+    row = [enlarge(scales[k][i], 2) for i in range(3) for k in (1, 2, 3)]
+    return stack([*rows, np.concatenate(row, axis=1)])
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "videoar.png": lambda: video_strips("videoar-toy"),
     "ca2vdm.png": lambda: video_strips("ca2vdm-toy"),
     "image.png": var_grid,
     "image_family.png": var_family_grid,
+    "flowar.png": flowar_grid,
 }
 
 

@@ -22,6 +22,11 @@ GOLDEN = {
         "slice": [21, 27, 27, 25, 25, 23, 24, 24],
         "tokens": [33, 127, 84, 249, 126, 111, 55, 111],
     },
+    "flowar-toy": {
+        "sum": 672572,
+        "slice": [108, 93, 97, 99, 103, 107, 112, 117],
+        "latent": [-0.5677, 0.9796, -0.89, 0.9672, -0.7339, 0.9313, -0.9794, 0.9785],
+    },
 }
 
 
@@ -49,3 +54,11 @@ def test_var_toy_golden(name):
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]
     assert result.images[1, 8, :8, 0].tolist() == GOLDEN[name]["slice"]
     assert _sum(result.images) == GOLDEN[name]["sum"]
+
+
+def test_flowar_toy_golden():
+    result = genmotion.load("flowar-toy").generate("red circle", num_images=2, seed=0)
+    latent = result.tokens[-1][0, :2].flatten().tolist()
+    np.testing.assert_allclose(latent, GOLDEN["flowar-toy"]["latent"], atol=2e-4)
+    assert result.images[1, 8, :8, 0].tolist() == GOLDEN["flowar-toy"]["slice"]
+    assert _sum(result.images) == GOLDEN["flowar-toy"]["sum"]

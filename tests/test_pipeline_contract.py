@@ -45,6 +45,7 @@ CALLS: dict[str, Call] = {
     "var": lambda: (("red circle",), {"num_images": 1}),
     "flexvar": lambda: (("red circle",), {"num_images": 1, "num_steps": 3}),
     "m-var": lambda: (("red circle",), {"num_images": 1}),
+    "flowar": lambda: (("red circle",), {"num_images": 1, "num_steps": 2}),
     "cubecomposer": lambda: ((_clip(2, 36, 48),), {}),
     "riganything": lambda: ((_creature(),), {"max_joints": 6, "sample_steps": 4}),
     "vfmf": lambda: ((), {"context": _clip(3, 64, 64), "horizon": 1, "num_steps": 2}),

