@@ -8,10 +8,12 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `var_toy`: share of var-toy samples the toy-world detector reads as the requested class;
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
 * `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
-* `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px.
+* `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px;
 * `m_var`: m-var-toy's class accuracy (a table row), and the inter-scale cost of M-VAR's carried scan state against
   re-running the scan and VAR's attention over the KV cache, seconds per scale over 16 equal scales (with `--plot`,
-  drawn beside the chart as `<plot>_m_var_scales.png`).
+  drawn beside the chart as `<plot>_m_var_scales.png`);
+* `hmar`, `mvar`: hmar-toy (one pass per scale and with masked refinement) and mvar-toy: class accuracy, and peak
+  tensor memory of sampling 64 images against var-toy (`genmotion.image_core.bench_markov`).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -172,6 +174,18 @@ def _m_var(run: BenchRun) -> dict[str, Any]:
     return out
 
 
+def _hmar(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.bench_markov import hmar_bench
+
+    return hmar_bench(run)
+
+
+def _mvar(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.bench_markov import mvar_bench
+
+    return mvar_bench(run)
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -181,6 +195,8 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "tts": _tts,
     "flexvar": _flexvar,
     "m_var": _m_var,
+    "hmar": _hmar,
+    "mvar": _mvar,
 }
 
 
@@ -293,6 +309,12 @@ def summary(r: dict[str, Any]) -> str:
         fit = r["m_var"]["inter_scale"]["fit"]
         growth = ", ".join(f"{k} {v['last_quarter_vs_first_quarter']:.2f}x" for k, v in fit.items())
         lines.append(f"time per scale, last quarter of the scales vs first: {growth}")
+    for name in ("hmar", "mvar"):
+        if isinstance(r.get(name), dict) and "memory" in r[name]:
+            m = r[name]["memory"]
+            lines.append(f"{name}: sampling peak {m['model']['peak_bytes'] / 2**20:.1f} MiB vs var-toy "
+                         f"{m['var']['peak_bytes'] / 2**20:.1f} MiB ({m['var_peak_vs_model']:.2f}x lower, "
+                         f"batch {m['var']['batch']})")  # fmt: skip
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"
