@@ -1,7 +1,8 @@
 """genmotion.image_core: the VAR family (next-scale transformer, sampler, converters, KV policies ScaleKV/HACK,
-in/out-painting, training tasks, the `var` pipeline; FlexVAR and its `flexvar` pipeline). Its multi-scale VQ
-tokenizer is shared with VideoAR and lives in the core: `genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer`
-(`MultiScaleQuantizer`) and `genmotion.nn.vqvae_config` (`VQVAEConfig`).
+in/out-painting, training tasks, the `var` pipeline; FlexVAR and its `flexvar` pipeline; the scale-Markov HMAR/MVAR
+as switches of the VAR config). Its multi-scale VQ tokenizer is shared with VideoAR and lives in the core:
+`genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer` (`MultiScaleQuantizer`) and `genmotion.nn.vqvae_config`
+(`VQVAEConfig`).
 
 Names are resolved lazily so `import genmotion.image_core` stays free of torch.
 """
@@ -59,6 +60,9 @@ __all__ = [
     "sample_mvar_images",
     "save_mvar_model",
     "stream_mvar_scales",
+    # HMAR / MVAR (scale-Markov switches of VAR)
+    "neighbourhood_attention",
+    "stream_markov_scales",
 ]
 
 _WHERE = {
@@ -109,6 +113,8 @@ _WHERE = {
     "sample_mvar_images": "mamba_var_sampler",
     "save_mvar_model": "mamba_var_io",
     "stream_mvar_scales": "mamba_var_sampler",
+    "neighbourhood_attention": "neighbourhood",
+    "stream_markov_scales": "markov",
 }
 
 

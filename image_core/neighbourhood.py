@@ -44,10 +44,14 @@ def neighbourhood_attention(
     if q.shape[2] != side * side:
         raise ValueError(f"{q.shape[2]} tokens are not a {side}x{side} map")
     index = neighbour_indices(side, kernel).to(q.device)  # l, n
+    n = index.shape[1]
     q = q * scale
-    scores = torch.stack([(q * k.index_select(2, index[:, j])).sum(-1) for j in range(index.shape[1])], dim=-1)
-    probs = scores.float().softmax(dim=-1).to(v.dtype)  # B, H, l, n
+    scores = q.new_empty(*q.shape[:3], n, dtype=torch.float32)  # B, H, l, n: written offset by offset
+    for j in range(n):
+        scores[..., j] = (q * k.index_select(2, index[:, j])).sum(-1)
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    del scores
     out = torch.zeros_like(q, dtype=v.dtype)
-    for j in range(index.shape[1]):
-        out += probs[..., j, None] * v.index_select(2, index[:, j])
+    for j in range(n):
+        out.addcmul_(probs[..., j, None], v.index_select(2, index[:, j]))
     return out
