@@ -1,7 +1,8 @@
 """The scale-Markov parts of `genmotion bench image`: HMAR and MVAR against VAR on the toy world.
 
 * class accuracy of hmar-toy (one pass per scale, and with masked refinement: the same 130 tokens per image,
-  more passes) and of mvar-toy, 20 samples per class, seed 0, the shipped guidance;
+  more passes; the checkpoint's schedule, else `REFINE`) and of mvar-toy, 20 samples per class, seed 0, the
+  shipped guidance;
 * peak memory of sampling one batch of 64 images (128 rows with guidance) at the largest toy resolution, for
   the model and for var-toy: the peak of the bytes held by tensors that ATen ops create during the run
   (`TensorMemory`: every op output's storage counted once, from its creation until its last tensor dies; the
@@ -23,6 +24,7 @@ from torch.utils._pytree import tree_leaves
 __all__ = ["TensorMemory", "hmar_bench", "mvar_bench", "sampling_memory"]
 
 MEMORY_BATCH = 64
+REFINE = (1, 1, 1, 2, 2, 1)  # measured when the checkpoint ships no schedule: refine the 4x4 and 6x6 maps
 
 
 class TensorMemory(TorchDispatchMode):
@@ -118,7 +120,7 @@ def hmar_bench(run: Any) -> dict[str, Any]:
     pipe = run.pipe("hmar-toy")
     per_class, batch = (2, 8) if run.quick else (20, MEMORY_BATCH)
     K = len(pipe.config.var.patch_nums)
-    schedule = pipe.sampling.refine or (1,) * K
+    schedule = pipe.sampling.refine or (REFINE if K == len(REFINE) else (1, 1, *(2,) * (K - 2)))
     one_pass = (1,) * K
     rows = [
         _accuracy_row(pipe, "hmar-toy", "one pass per scale", per_class, refine=one_pass),
