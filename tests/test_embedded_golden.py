@@ -22,6 +22,16 @@ GOLDEN = {
         "slice": [21, 27, 27, 25, 25, 23, 24, 24],
         "tokens": [33, 127, 84, 249, 126, 111, 55, 111],
     },
+    "hmar-toy": {
+        "sum": 616195,
+        "slice": [22, 26, 26, 25, 25, 24, 25, 25],
+        "tokens": [207, 111, 111, 249, 54, 131, 55, 115],
+    },
+    "mvar-toy": {
+        "sum": 614382,
+        "slice": [21, 26, 26, 25, 24, 21, 23, 26],
+        "tokens": [86, 16, 76, 111, 54, 131, 55, 115],
+    },
 }
 
 
@@ -43,7 +53,7 @@ def test_ca2vdm_toy_golden():
     assert _sum(frames) == GOLDEN["ca2vdm-toy"]["sum"]
 
 
-@pytest.mark.parametrize("name", ["var-toy", "m-var-toy"])
+@pytest.mark.parametrize("name", ["var-toy", "m-var-toy", "hmar-toy", "mvar-toy"])
 def test_var_toy_golden(name):
     result = genmotion.load(name).generate("red circle", num_images=2, seed=0)
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]

@@ -72,6 +72,13 @@ def test_embedded_markov_models_draw_the_requested_classes(name):
     assert result.cache.max_context_bytes == 0  # no KV cache is ever allocated
 
 
+def test_hmar_toy_refined_golden():
+    result = genmotion.load("hmar-toy").generate("red circle", num_images=2, seed=0, refine="1,1,1,2,2,1")
+    assert result.tokens[-1][0, :8].tolist() == [121, 16, 84, 55, 54, 16, 55, 115]
+    assert result.images[1, 8, :8, 0].tolist() == [22, 27, 26, 25, 25, 23, 24, 24]
+    assert int(result.images.astype("int64").sum()) == 617222
+
+
 def test_tensor_memory_counts_new_storages_once_and_frees_them():
     with TensorMemory() as memory:
         a = torch.zeros(1000)  # 4000 bytes
