@@ -205,7 +205,7 @@ class VARPipeline(Pipeline):
             )
         except ValueError as e:
             raise UsageError("bad sampling settings", why=str(e), fix="e.g. --cfg 1.5 --top-k 0 --top-p 0") from e
-        if self.config.var.markov:
+        if getattr(self.config.var, "markov", False):  # (subclasses with their own backbone config have none)
             check_refine(settings.refine, self.model.var)  # before any sampling: a schedule that does not fit
         elif any(n > 1 for n in settings.refine):
             raise UsageError("refine needs an HMAR checkpoint (masked refinement)", fix="drop refine / --refine")
