@@ -1,7 +1,8 @@
 """genmotion.image_core: the VAR family (next-scale transformer, sampler, converters, KV policies ScaleKV/HACK,
-in/out-painting, training tasks, the `var` pipeline; FlexVAR and its `flexvar` pipeline). Its multi-scale VQ
-tokenizer is shared with VideoAR and lives in the core: `genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer`
-(`MultiScaleQuantizer`) and `genmotion.nn.vqvae_config` (`VQVAEConfig`).
+in/out-painting, training tasks, the `var` pipeline; FlexVAR and its `flexvar` pipeline; the scale-Markov HMAR/MVAR
+as switches of the VAR config). Its multi-scale VQ tokenizer is shared with VideoAR and lives in the core:
+`genmotion.nn.vqvae` (`VQVAE`), `genmotion.nn.quantizer` (`MultiScaleQuantizer`) and `genmotion.nn.vqvae_config`
+(`VQVAEConfig`).
 
 Names are resolved lazily so `import genmotion.image_core` stays free of torch.
 """
@@ -66,6 +67,9 @@ __all__ = [
     "FlowARSamplingConfig",
     "KLAutoencoder",
     "stream_flowar_scales",
+    # HMAR / MVAR (scale-Markov switches of VAR)
+    "neighbourhood_attention",
+    "stream_markov_scales",
 ]
 
 _WHERE = {
@@ -123,6 +127,8 @@ _WHERE = {
     "FlowARSamplingConfig": "flowar_config",
     "KLAutoencoder": "kl_autoencoder",
     "stream_flowar_scales": "flowar_sampler",
+    "neighbourhood_attention": "neighbourhood",
+    "stream_markov_scales": "markov",
 }
 
 

@@ -14,6 +14,8 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
   drawn beside the chart as `<plot>_m_var_scales.png`);
 * `flowar`: share of flowar-toy samples read as the requested class (shipped settings, 4 Euler steps per
   scale, no guidance).
+* `hmar`, `mvar`: hmar-toy (one pass per scale and with masked refinement) and mvar-toy: class accuracy, and peak
+  tensor memory of sampling 64 images against var-toy (`genmotion.image_core.bench_markov`).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -180,6 +182,18 @@ def _flowar(run: BenchRun) -> dict[str, Any]:
     return flowar_accuracy(run.pipe("flowar-toy"), 2 if run.quick else 20, quick=run.quick)
 
 
+def _hmar(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.bench_markov import hmar_bench
+
+    return hmar_bench(run)
+
+
+def _mvar(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.bench_markov import mvar_bench
+
+    return mvar_bench(run)
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -190,6 +204,8 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "flexvar": _flexvar,
     "m_var": _m_var,
     "flowar": _flowar,
+    "hmar": _hmar,
+    "mvar": _mvar,
 }
 
 
@@ -302,6 +318,12 @@ def summary(r: dict[str, Any]) -> str:
         fit = r["m_var"]["inter_scale"]["fit"]
         growth = ", ".join(f"{k} {v['last_quarter_vs_first_quarter']:.2f}x" for k, v in fit.items())
         lines.append(f"time per scale, last quarter of the scales vs first: {growth}")
+    for name in ("hmar", "mvar"):
+        if isinstance(r.get(name), dict) and "memory" in r[name]:
+            m = r[name]["memory"]
+            lines.append(f"{name}: sampling peak {m['model']['peak_bytes'] / 2**20:.1f} MiB vs var-toy "
+                         f"{m['var']['peak_bytes'] / 2**20:.1f} MiB ({m['var_peak_vs_model']:.2f}x lower, "
+                         f"batch {m['var']['batch']})")  # fmt: skip
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"

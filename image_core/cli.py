@@ -21,7 +21,7 @@ from genmotion.cli.checks import (
 )
 from genmotion.errors import UsageError
 from genmotion.image_core.flex_cli import FlexRequest, check_flex_flags, run_flex_image
-from genmotion.image_core.variants import IMAGE_KINDS, variant_checkpoint
+from genmotion.image_core.variants import IMAGE_KINDS, parse_refine, variant_checkpoint
 
 __all__ = ["register"]
 
@@ -66,6 +66,9 @@ def image(
     steps: int | None = typer.Option(None, "--steps", help="FlexVAR: number of scales (sides 1 .. full latent)."),
     schedule: str | None = typer.Option(None, "--schedule", help="FlexVAR: scale sides, e.g. 1,2,4,8."),
     size: int | None = typer.Option(None, "--size", help="FlexVAR: image side in pixels (default: the trained one)."),
+    refine: str | None = typer.Option(
+        None, "--refine", help="HMAR masked refinement: passes per scale, e.g. 1,1,2,3,1,1 (1 = one pass)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads."),
     out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output image (.png, .jpg)."),
@@ -104,12 +107,13 @@ def image(
         _check_file(path, flag)
     _check_output(out)
     search = _check_tts(tts, tts_schedule, kv, inpaint)
+    passes = parse_refine(refine) if refine is not None else None  # its fit to the model is checked after loading
     kind = check_checkpoint_kind(ckpt, IMAGE_KINDS, "image") if ckpt is not None else "var"
     refused = {"--kv": kv != "full", "--inpaint": inpaint is not None, "--tts": tts is not None,
-               "--head-profile": head_profile is not None}  # fmt: skip
+               "--head-profile": head_profile is not None, "--refine": refine is not None}  # fmt: skip
     flex = check_flex_flags(kind, steps, schedule, size, other_flags=refused)
     _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
-               head_profile, device, threads, out, search, flex)  # fmt: skip
+               head_profile, device, threads, out, search, flex, passes)  # fmt: skip
 
 
 def _check_tts(tts: int | None, schedule: str | None, kv: str, inpaint: Path | None) -> _TTS | None:
@@ -142,6 +146,7 @@ def _run_image(
     temperature: float | None, seed: int, ckpt: str | None, var: Path | None, vae: Path | None,
     inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
     device: str, threads: int | None, out: Path, search: _TTS | None = None, flex: FlexRequest | None = None,
+    refine: tuple[int, ...] | None = None,
 ) -> None:  # fmt: skip
 
     import genmotion
@@ -175,7 +180,7 @@ def _run_image(
         return
     stream = pipe.stream(
         labels, num_images=num, seed=seed, guidance_scale=guidance, top_k=top_k, top_p=top_p, temperature=temperature,
-        kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask,
+        kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask, refine=refine,
     )  # fmt: skip
     images = None
     with _progress() as progress:

@@ -39,11 +39,26 @@ class VARConfig:
     norm_eps: float = 1e-6
     shared_aln: bool = False  # one AdaLN projection for all blocks (VAR-d36-s)
     attn_l2_norm: bool = True  # q/k L2-normalised with a learned per-head scale
+    # Scale-Markov variants (HMAR, MVAR): each scale attends only within itself; its input already carries the
+    # coarser scales through f_hat, so sampling keeps no KV cache. Off (False, 0, 0) is VAR.
+    markov: bool = False
+    neighbourhood_kernel: int = 0  # MVAR: spatial-Markov window (odd; 7 in MVAR) inside a scale; 0 = dense
+    neighbourhood_from: int = 0  # first scale index with the window (MVAR's refine_step)
+    mask_depth: int = 0  # HMAR: blocks of the masked-refinement branch (a copy of the last ones); 0 = none
 
     def __post_init__(self) -> None:
         check_patch_nums(self.patch_nums)
         if self.depth <= 0 or self.head_dim <= 0:
             raise ValueError(f"depth and head_dim must be positive, got {self.depth}, {self.head_dim}")
+        uses_markov = self.neighbourhood_kernel or self.mask_depth
+        if uses_markov and not self.markov:
+            raise ValueError("neighbourhood_kernel and mask_depth need markov: true (they act within one scale)")
+        if self.neighbourhood_kernel < 0 or (self.neighbourhood_kernel and self.neighbourhood_kernel % 2 == 0):
+            raise ValueError(f"neighbourhood_kernel must be 0 or odd and positive, got {self.neighbourhood_kernel}")
+        if not 0 <= self.neighbourhood_from < len(self.patch_nums):
+            raise ValueError(f"neighbourhood_from must be a scale index below {len(self.patch_nums)}")
+        if not 0 <= self.mask_depth <= self.depth:
+            raise ValueError(f"mask_depth must be in [0, depth={self.depth}], got {self.mask_depth}")
 
     @property
     def width(self) -> int:
@@ -63,6 +78,10 @@ class VARConfig:
     def first_tokens(self) -> int:
         """Tokens of the first scale (the start-of-sequence map)."""
         return self.patch_nums[0] ** 2
+
+    def neighbourhood(self, scale_index: int) -> int:
+        """The spatial-Markov kernel of scale `scale_index`, 0 where its tokens attend densely."""
+        return self.neighbourhood_kernel if scale_index >= self.neighbourhood_from else 0
 
     @property
     def scale_slices(self) -> tuple[tuple[int, int], ...]:
@@ -103,8 +122,11 @@ class VARSamplingConfig:
     top_k: int = 900
     top_p: float = 0.96
     temperature: float = 1.0
+    refine: tuple[int, ...] = ()  # HMAR: sampling passes per scale (1 = one-shot); () = none
 
     def __post_init__(self) -> None:
+        if any(steps < 1 for steps in self.refine):
+            raise ValueError(f"refine counts must be >= 1 (1 = one pass), got {list(self.refine)}")
         if not self.guidance_scale >= 0 or self.top_k < 0 or not 0.0 <= self.top_p <= 1.0 or self.temperature < 0:
             raise ValueError(
                 f"bad sampling settings {self}: need guidance_scale >= 0, top_k >= 0, top_p in [0, 1], temperature >= 0"

@@ -11,7 +11,7 @@ import torch
 
 from genmotion.errors import InputError
 from genmotion.image_core.config import VARConfig
-from genmotion.image_core.var_model import block_causal_bias, level_ids
+from genmotion.image_core.var_model import attention_bias, level_ids
 from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = ["check_var_buffers", "detect_vqvae_config", "match_state_dict", "rebuilt_var_buffers"]
@@ -89,7 +89,7 @@ def match_state_dict(reference: Mapping[str, torch.Tensor], sd: Mapping[str, tor
 
 def rebuilt_var_buffers(cfg: VARConfig) -> dict[str, torch.Tensor]:
     """The derived buffers of VAR, computed from the config."""
-    out = {"lvl_1L": level_ids(cfg.patch_nums), "attn_bias_for_masking": block_causal_bias(cfg.patch_nums)}
+    out = {"lvl_1L": level_ids(cfg.patch_nums), "attn_bias_for_masking": attention_bias(cfg)}
     for i in range(cfg.depth):
         out[f"blocks.{i}.attn.zero_k_bias"] = torch.zeros(cfg.width)
     return out
@@ -102,7 +102,8 @@ def check_var_buffers(sd: Mapping[str, torch.Tensor], cfg: VARConfig) -> None:
             continue
         have = sd[key].detach().to("cpu")
         if tuple(have.shape) != tuple(want.shape) or not torch.equal(have.to(want.dtype), want):
-            what = "the block-causal mask" if "attn_bias" in key else "the level map" if "lvl" in key else "a zero bias"
+            mask = "the scale-Markov mask" if cfg.markov else "the block-causal mask"
+            what = mask if "attn_bias" in key else "the level map" if "lvl" in key else "a zero bias"
             raise InputError(
                 f"checkpoint key {key!r} does not match {what} rebuilt from patch_nums={cfg.patch_nums}",
                 why="wrong schedule (the file was made for another scale schedule) or a corrupt buffer"

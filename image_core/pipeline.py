@@ -24,6 +24,7 @@ from genmotion.image_core.convert import load_image_model, read_image_metadata, 
 from genmotion.image_core.data import parse_class
 from genmotion.image_core.editing import inpaint_forcing, prepare_inpaint
 from genmotion.image_core.kv_policies import ScalePolicy, parse_policy, policy_parameters
+from genmotion.image_core.markov import check_refine, parse_refine
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import stream_scales
 from genmotion.kv.protocol import PolicyStats
@@ -181,6 +182,7 @@ class VARPipeline(Pipeline):
         image: Any = None,
         mask: Any = None,
         preview: bool = False,
+        refine: Sequence[int] | str | None = None,
     ) -> Iterator[ScaleChunk]:
         """Yield a `ScaleChunk` per scale. Unset sampling settings come from the checkpoint (`sampling:`).
 
@@ -188,17 +190,25 @@ class VARPipeline(Pipeline):
         object (its `stats` then report the cache bytes).
         `image` (H, W, 3) uint8 + `mask` (H, W), 1 or white where to generate: in-painting, out-painting,
         or class-conditional editing of the masked region (both resized to the model's size).
+        `refine` (HMAR): sampling passes per scale, e.g. "1,1,2,3,1,1" (default: the checkpoint's).
         """
         s = self.sampling
+        if isinstance(refine, str):
+            refine = parse_refine(refine)
         try:
             settings = VARSamplingConfig(
                 guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
                 top_k=s.top_k if top_k is None else top_k,
                 top_p=s.top_p if top_p is None else top_p,
                 temperature=s.temperature if temperature is None else temperature,
+                refine=s.refine if refine is None else tuple(refine),
             )
         except ValueError as e:
             raise UsageError("bad sampling settings", why=str(e), fix="e.g. --cfg 1.5 --top-k 0 --top-p 0") from e
+        if getattr(self.config.var, "markov", False):  # (subclasses with their own backbone config have none)
+            check_refine(settings.refine, self.model.var)  # before any sampling: a schedule that does not fit
+        elif any(n > 1 for n in settings.refine):
+            raise UsageError("refine needs an HMAR checkpoint (masked refinement)", fix="drop refine / --refine")
         labels = self._labels(class_label, num_images)
         if (image is None) != (mask is None):
             raise UsageError("in-painting needs both an image and a mask", fix="pass image=... and mask=... together")
@@ -226,7 +236,7 @@ class VARPipeline(Pipeline):
             steps = stream_scales(
                 self.model.var, vae.quantize, labels, generator=generator, guidance_scale=settings.guidance_scale,
                 top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
-                more_smooth=more_smooth, processors=processors, policy=policy,
+                more_smooth=more_smooth, processors=processors, policy=policy, refine=settings.refine,
             )  # fmt: skip
             for step in steps:
                 last = step.scale_index == K - 1

@@ -22,7 +22,8 @@ import torch
 from genmotion.cache import AttentionProbe, LayeredKVCache
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.errors import UsageError
-from genmotion.image_core.kv_policies import ScalePolicy
+from genmotion.image_core.kv_policies import FullKV, ScalePolicy
+from genmotion.image_core.markov import stream_markov_scales
 from genmotion.image_core.var_model import VAR
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.nn.vqvae import VQVAE
@@ -65,6 +66,7 @@ def stream_scales(
     processors: Sequence[LogitsProcessor] = (),
     cache: LayeredKVCache | None = None,
     policy: ScalePolicy | None = None,
+    refine: Sequence[int] = (),
 ) -> Iterator[ScaleOutput]:
     """Sample scale by scale, yielding each scale's tokens and f_hat as soon as they exist.
 
@@ -74,8 +76,20 @@ def stream_scales(
     (B, l, V) with the scale index as step (token forcing, watermark bias). `policy` (FullKV, ScaleKV,
     HACK) allocates the cache and evicts from it after each scale; otherwise `cache` may be passed to
     reuse buffers. Either holds 2B rows when guidance is on, B otherwise.
+    A scale-Markov model (HMAR, MVAR: `var.config.markov`) is sampled without any cache
+    (`genmotion.image_core.markov`); `refine` gives its passes per scale (HMAR's masked refinement).
     """
     _check_labels(labels_B, var.num_classes)
+    if var.config.markov:
+        _check_markov_options(more_smooth, cache, policy)
+        steps = stream_markov_scales(
+            var, quantizer, labels_B, generator=generator, guidance_scale=guidance_scale, top_k=top_k, top_p=top_p,
+            temperature=temperature, processors=processors, refine=refine,
+        )  # fmt: skip
+        yield from (ScaleOutput(si, idx, f_hat) for si, idx, f_hat in steps)
+        return
+    if refine and any(s > 1 for s in refine):
+        raise UsageError("masked refinement (refine) needs an HMAR model", fix="drop refine, or load hmar-toy")
     B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
     guided = guidance_scale != 1.0
     labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
@@ -146,6 +160,17 @@ class _ScaleCalls:
     def keep_logits(self, logits_BlV: torch.Tensor, si: int) -> torch.Tensor:
         self.final_logits = logits_BlV
         return logits_BlV
+
+
+def _check_markov_options(more_smooth: bool, cache: LayeredKVCache | None, policy: ScalePolicy | None) -> None:
+    """A scale-Markov model keeps no cache: only the trivial full policy and no Gumbel smoothing are accepted."""
+    if cache is not None or (policy is not None and not isinstance(policy, FullKV)):
+        raise UsageError(
+            "a scale-Markov model (HMAR, MVAR) samples without a KV cache, so a cache or cache policy cannot apply",
+            fix="drop --kv (or pass kv='full')",
+        )
+    if more_smooth:
+        raise UsageError("more_smooth is not available for scale-Markov models", fix="drop more_smooth")
 
 
 def _cache_for(

@@ -25,6 +25,7 @@ from genmotion.errors import InputError, UsageError
 from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig
 from genmotion.image_core.convert import image_checkpoint_config, load_image_model, load_official_vqvae
 from genmotion.image_core.data import ImageDataConfig, class_names, image_batches, toy_class_accuracy
+from genmotion.image_core.markov import mask_loss
 from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import sample_images
 from genmotion.image_core.var_model import drop_labels
@@ -283,7 +284,10 @@ class VARTask:
                 "num_classes %d -> %d: the class embedding starts fresh", base.config.var.num_classes, want.num_classes
             )
             state.pop("class_emb.weight")
-        model.var.load_state_dict(state, strict=False)
+        state.pop("attn_bias_for_masking")  # derived from the new config (a VAR -> HMAR/MVAR fine-tune changes it)
+        missing, _ = model.var.load_state_dict(state, strict=False)
+        if want.mask_depth and any(k.startswith("mask_") for k in missing):
+            model.var.init_mask_branch()  # HMAR from a VAR: the refinement branch starts as the last blocks
         return model
 
     def dataloader(self, data_cfg: ImageDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
@@ -306,7 +310,14 @@ class VARTask:
         target_BL = torch.cat(indices, dim=1)
         loss = F.cross_entropy(logits_BLV.flatten(0, 1), target_BL.flatten())
         accuracy = (logits_BLV.argmax(-1) == target_BL).float().mean()
-        return loss, {"token_accuracy": accuracy.item()}
+        logs = {"token_accuracy": accuracy.item()}
+        if model.var.config.mask_depth:  # HMAR: the refinement branch learns to fill hidden tokens of a scale
+            refine, logs["mask_accuracy"] = mask_loss(
+                model.var, model.vae.quantize, labels, indices, x_BLCv, self._generator
+            )
+            logs["mask_loss"] = refine.item()
+            loss = loss + refine
+        return loss, logs
 
     def checkpoint_config(self, model_cfg: VARTrainModel, data_cfg: ImageDataConfig) -> dict[str, Any]:
         assert self._resolved is not None, "build_model runs before the export"
@@ -333,6 +344,7 @@ class VARTask:
             samples = sample_images(
                 model.var, model.vae, wanted, generator=torch.Generator(device=device).manual_seed(0),
                 guidance_scale=s.guidance_scale, top_k=s.top_k, top_p=s.top_p, temperature=s.temperature,
+                refine=s.refine,
             )  # fmt: skip
             out["eval_class_accuracy"] = toy_class_accuracy(_to_uint8(samples.mul(2).sub(1)), wanted)
         return out

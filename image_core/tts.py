@@ -354,6 +354,10 @@ def tts_generate(
     `on_scale(k)` is called after each scale (progress). The search runs the full KV cache and no logits
     processors (in-painting's token forcing is built for a fixed batch), so there is no other per-row state.
     """
+    if getattr(pipe.config.var, "markov", False):
+        raise UsageError(
+            "TTS-VAR re-indexes VAR's KV cache; a scale-Markov model (HMAR, MVAR) keeps none", fix="drop --tts"
+        )
     start = time.perf_counter()
     rows = _rows(candidates, schedule, len(pipe.config.var.patch_nums))
     label = pipe.class_id(class_label)

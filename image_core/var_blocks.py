@@ -20,6 +20,7 @@ from torch import nn
 from genmotion.cache import KVCache
 from genmotion.cache.probe import AttentionCall, history
 from genmotion.image_core.head_cache import HeadGroupCache, attend_cached
+from genmotion.image_core.neighbourhood import neighbourhood_attention
 
 __all__ = ["FFN", "AdaLNBeforeHead", "AdaLNSelfAttn", "DropPath", "SelfAttention", "SharedAdaLin"]
 
@@ -96,12 +97,17 @@ class SelfAttention(nn.Module):
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
+        neighbourhood: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """x (B, L, C) -> (B, L, C). With `cache`, the L new tokens attend to every cached token and to
-        each other (one scale is a block of the block-causal mask), and are appended when `commit`."""
+        each other (one scale is a block of the block-causal mask), and are appended when `commit`.
+        `neighbourhood` (side, kernel): the L tokens are one side x side map and each attends to its window."""
         B, L, C = x_BLC.shape
         q, k, v = self.qkv(x_BLC)
-        if cache is not None:
+        if neighbourhood is not None:
+            side, kernel = neighbourhood
+            out = neighbourhood_attention(q, k, v, side=side, kernel=kernel, scale=self.scale)
+        elif cache is not None:
             out = attend_cached(cache, q, k, v, positions_L, scale=self.scale, commit=commit)
         else:
             bias = attn_bias.to(q.dtype) if attn_bias is not None else None
@@ -192,11 +198,12 @@ class AdaLNSelfAttn(nn.Module):
         *,
         positions_L: torch.Tensor | None = None,
         commit: bool = True,
+        neighbourhood: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """The block with its six vectors given (computed once per sample when decoding scale by scale)."""
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation
         h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add(shift1)
-        attn = self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit)
+        attn = self.attn(h, attn_bias, cache, positions_L=positions_L, commit=commit, neighbourhood=neighbourhood)
         x_BLC = x_BLC + self.drop_path(attn.mul(gamma1))
         h = self.ln_wo_grad(x_BLC).mul(scale2.add(1)).add(shift2)
         return x_BLC + self.drop_path(self.ffn(h).mul(gamma2))

@@ -1,7 +1,11 @@
 """VAR: class-conditional next-scale prediction transformer (Tian et al., 2024).
 
 The model is a pure function: `forward(label_B, x_BLCv_wo_first_l)` is the block-causal training
-forward; `forward_scale(x, conditions, cache)` runs one scale against a KV cache for the sampler. No RNG,
+forward; `forward_scale(x, conditions, cache)` runs one scale against a KV cache for the sampler.
+With `config.markov` (HMAR, MVAR) the mask is block-diagonal by scale (optionally with a spatial window
+inside the fine scales) and `forward_markov_scale` runs one scale alone, with no cache; with
+`config.mask_depth` a masked-refinement branch (`mask_blocks`, `mask_head`, `mask_embed`) re-predicts
+masked tokens of a scale (`forward_mask`). No RNG,
 no sampling, no label dropout inside (see `drop_labels`). Parameter and buffer names match the
 official `VAR` so its state dicts (`var_d16.pth` ... `var_d36.pth`) load key for key.
 
@@ -16,23 +20,28 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genmotion.cache import LayeredKVCache
 from genmotion.image_core.config import VARConfig
+from genmotion.image_core.neighbourhood import neighbourhood_mask
 from genmotion.image_core.var_blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 
-__all__ = ["VAR", "ClassConditions", "block_causal_bias", "drop_labels", "level_ids"]
+__all__ = ["VAR", "ClassConditions", "attention_bias", "block_causal_bias", "drop_labels", "level_ids"]
 
 
 @dataclass(frozen=True)
 class ClassConditions:
     """What a class label fixes for every scale: the class embedding cond_BD (B, D) (start tokens), each
-    block's six AdaLN vectors (each (B, 1, C)) and the head's AdaLN (scale, shift)."""
+    block's six AdaLN vectors (each (B, 1, C)) and the head's AdaLN (scale, shift); the same for the
+    masked-refinement branch when the model has one (`mask_blocks`, `mask_head`)."""
 
     cond_BD: torch.Tensor
     blocks: tuple[tuple[torch.Tensor, ...], ...]
     head: tuple[torch.Tensor, torch.Tensor]
+    mask_blocks: tuple[tuple[torch.Tensor, ...], ...] = ()
+    mask_head: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def level_ids(patch_nums: tuple[int, ...]) -> torch.Tensor:
@@ -44,6 +53,19 @@ def block_causal_bias(patch_nums: tuple[int, ...]) -> torch.Tensor:
     """(1, 1, L, L) additive mask: token i sees token j iff scale(j) <= scale(i) (buffer `attn_bias_for_masking`)."""
     lvl = level_ids(patch_nums)[0]
     return torch.where(lvl[:, None] >= lvl[None, :], 0.0, -math.inf).reshape(1, 1, lvl.numel(), lvl.numel())
+
+
+def attention_bias(config: VARConfig) -> torch.Tensor:
+    """(1, 1, L, L) training mask of `config`: block-causal (VAR), or block-diagonal by scale (markov), with each
+    scale from `neighbourhood_from` on further limited to its tokens' kernel x kernel windows (MVAR)."""
+    if not config.markov:
+        return block_causal_bias(config.patch_nums)
+    lvl = level_ids(config.patch_nums)[0]
+    allowed = lvl[:, None] == lvl[None, :]
+    for si, ((begin, end), side) in enumerate(zip(config.scale_slices, config.patch_nums, strict=True)):
+        if config.neighbourhood(si):
+            allowed[begin:end, begin:end] = neighbourhood_mask(side, config.neighbourhood(si))
+    return torch.where(allowed, 0.0, -math.inf).reshape(1, 1, lvl.numel(), lvl.numel())
 
 
 def drop_labels(label_B: torch.Tensor, num_classes: int, rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -81,28 +103,32 @@ class VAR(nn.Module):
         )
         # Stochastic depth grows linearly over the blocks (plain floats: this also runs on the meta device).
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-        self.blocks = nn.ModuleList(
-            AdaLNSelfAttn(
-                width=C,
-                num_heads=cfg.num_heads,
-                mlp_ratio=cfg.mlp_ratio,
-                shared_aln=cfg.shared_aln,
-                norm_eps=cfg.norm_eps,
-                drop=cfg.drop_rate,
-                attn_drop=cfg.attn_drop_rate,
-                drop_path=rates[i],
-                attn_l2_norm=cfg.attn_l2_norm,
-            )
-            for i in range(cfg.depth)
-        )
+        self.blocks = nn.ModuleList(self._block(rates[i]) for i in range(cfg.depth))
         # Derived buffers, persistent because the official state dicts carry them (checked on load).
         self.register_buffer("lvl_1L", level_ids(self.patch_nums))
-        self.register_buffer("attn_bias_for_masking", block_causal_bias(self.patch_nums))
+        self.register_buffer("attn_bias_for_masking", attention_bias(cfg))
         self.head_nm = AdaLNBeforeHead(C, C, cfg.norm_eps)
         self.head = nn.Linear(C, self.V)
+        if cfg.mask_depth:  # HMAR: the trunk's last `mask_depth` blocks and the head, again, for masked tokens
+            self.mask_blocks = nn.ModuleList(self._block(r) for r in rates[cfg.depth - cfg.mask_depth :])
+            self.mask_head_nm = AdaLNBeforeHead(C, C, cfg.norm_eps)
+            self.mask_head = nn.Linear(C, self.V)
+            self.mask_embed = nn.Embedding(1, C)
+            nn.init.trunc_normal_(self.mask_embed.weight, std=init_std)
+
+    def _block(self, drop_path: float) -> AdaLNSelfAttn:
+        cfg = self.config
+        return AdaLNSelfAttn(
+            width=cfg.width, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, shared_aln=cfg.shared_aln,
+            norm_eps=cfg.norm_eps, drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate, drop_path=drop_path,
+            attn_l2_norm=cfg.attn_l2_norm,
+        )  # fmt: skip
 
     def typed_blocks(self) -> list[AdaLNSelfAttn]:
         return [cast(AdaLNSelfAttn, b) for b in self.blocks]
+
+    def typed_mask_blocks(self) -> list[AdaLNSelfAttn]:
+        return [cast(AdaLNSelfAttn, b) for b in self.mask_blocks] if self.config.mask_depth else []
 
     # ---- pieces shared by training and sampling ---------------------------------------------------
     def class_condition(self, label_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,12 +172,80 @@ class VAR(nn.Module):
             x_BLC = block(x_BLC, cond_blocks, self.attn_bias_for_masking)
         return self.logits(x_BLC, cond_BD)  # B, L, V
 
+    # ---- scale-Markov variants (HMAR, MVAR) ------------------------------------------------------------
+    def masked_tokens(self, x_BlCv: torch.Tensor, h_BlCv: torch.Tensor, masked_Bl: torch.Tensor) -> torch.Tensor:
+        """HMAR's masked input (no positions): word_embed(f_hat input) + the scale's own known codes h (area-
+        downsampled phi(up(code))) through the same projection, or the mask embedding where `masked_Bl` is True.
+        (B, l, Cv) x 2 + (B, l) bool -> (B, l, C)."""
+        known = F.linear(h_BlCv.float(), self.word_embed.weight)
+        own = torch.where(masked_Bl.unsqueeze(-1), self.mask_embed.weight.view(1, 1, -1), known)
+        return self.word_embed(x_BlCv.float()) + own
+
+    def forward_mask(
+        self, label_B: torch.Tensor, x_BLCv_wo_first_l: torch.Tensor, h_BLCv_wo_first_l: torch.Tensor,
+        masked_BL: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """Teacher-forced masked refinement over all scales: trunk then `mask_blocks`, block-diagonal mask.
+
+        x: (B, L - first_l, Cv) next-scale inputs as in `forward`; h: (B, L - first_l, Cv) each scale's own
+        ground-truth codes, area-downsampled; masked_BL: (B, L - first_l) True where a token is hidden.
+        Returns the mask head's logits (B, L, V) (first scale: start tokens, nothing hidden).
+        """
+        if not self.config.mask_depth:
+            raise ValueError("this model has no masked-refinement branch (mask_depth: 0)")
+        B = x_BLCv_wo_first_l.shape[0]
+        cond_BD, cond_blocks = self.class_condition(label_B)
+        sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
+        rest = self.masked_tokens(x_BLCv_wo_first_l, h_BLCv_wo_first_l, masked_BL)
+        x_BLC = torch.cat((sos_BlC, rest), dim=1) + self.level_positions()  # B, L, C
+        trunk = self.config.depth - self.config.mask_depth
+        for block in [*self.typed_blocks()[:trunk], *self.typed_mask_blocks()]:
+            x_BLC = block(x_BLC, cond_blocks, self.attn_bias_for_masking)
+        return self.mask_head(self.mask_head_nm(x_BLC.float(), cond_BD)).float()  # B, L, V
+
+    def forward_markov_scale(
+        self, x_BlC: torch.Tensor, conditions: ClassConditions, scale_index: int, *, mask: bool = False
+    ) -> torch.Tensor:
+        """One scale alone, no cache (its input carries the coarser scales): x (B, l, C) embedded tokens with
+        positions -> logits (B, l, V) of the next-scale head, or of the refinement branch with `mask`."""
+        if not self.config.markov:
+            raise ValueError("forward_markov_scale needs a scale-Markov model (markov: true)")
+        side, kernel = self.patch_nums[scale_index], self.config.neighbourhood(scale_index)
+        window = (side, kernel) if kernel else None
+        trunk = self.config.depth - self.config.mask_depth if mask else self.config.depth
+        blocks = list(zip(self.typed_blocks()[:trunk], conditions.blocks[:trunk], strict=True))
+        if mask:
+            blocks += list(zip(self.typed_mask_blocks(), conditions.mask_blocks, strict=True))
+        for block, modulation in blocks:
+            x_BlC = block.forward_modulated(x_BlC, modulation, None, neighbourhood=window)
+        if not mask:
+            return self.head(self.head_nm.forward_modulated(x_BlC.float(), conditions.head)).float()  # B, l, V
+        assert conditions.mask_head is not None, "conditions made by a model without a refinement branch"
+        return self.mask_head(self.mask_head_nm.forward_modulated(x_BlC.float(), conditions.mask_head)).float()
+
+    @torch.no_grad()
+    def init_mask_branch(self) -> None:
+        """Start the refinement branch as a copy of the last `mask_depth` blocks and the head (HMAR's fine-tune)."""
+        depth, R = self.config.depth, self.config.mask_depth
+        for source, target in zip(self.typed_blocks()[depth - R :], self.typed_mask_blocks(), strict=True):
+            target.load_state_dict(source.state_dict())
+        self.mask_head_nm.load_state_dict(self.head_nm.state_dict())
+        self.mask_head.load_state_dict(self.head.state_dict())
+
     # ---- cached decoding of one scale ------------------------------------------------------------
     def class_conditions(self, label_B: torch.Tensor) -> ClassConditions:
         """Everything the class label fixes for a whole sample, computed once (not once per scale)."""
         cond_BD, cond_blocks = self.class_condition(label_B)
         blocks = tuple(tuple(block.modulation(cond_blocks)) for block in self.typed_blocks())
-        return ClassConditions(cond_BD=cond_BD, blocks=blocks, head=self.head_nm.modulation(cond_BD))
+        mask_blocks = tuple(tuple(block.modulation(cond_blocks)) for block in self.typed_mask_blocks())
+        mask_head = self.mask_head_nm.modulation(cond_BD) if self.config.mask_depth else None
+        return ClassConditions(
+            cond_BD=cond_BD,
+            blocks=blocks,
+            head=self.head_nm.modulation(cond_BD),
+            mask_blocks=mask_blocks,
+            mask_head=mask_head,
+        )
 
     def forward_scale(
         self,
@@ -217,7 +311,7 @@ class VAR(nn.Module):
         self.head_nm.ada_lin[-1].weight.mul_(init_adaln)
         self.head_nm.ada_lin[-1].bias.zero_()
         C = self.C
-        for block in self.typed_blocks():
+        for block in [*self.typed_blocks(), *self.typed_mask_blocks()]:
             block.attn.proj.weight.div_(math.sqrt(2 * len(self.blocks)))
             block.ffn.fc2.weight.div_(math.sqrt(2 * len(self.blocks)))
             block.attn.q_bias.zero_()

@@ -27,6 +27,16 @@ GOLDEN = {
         "slice": [108, 93, 97, 99, 103, 107, 112, 117],
         "latent": [-0.5677, 0.9796, -0.89, 0.9672, -0.7339, 0.9313, -0.9794, 0.9785],
     },
+    "hmar-toy": {
+        "sum": 616195,
+        "slice": [22, 26, 26, 25, 25, 24, 25, 25],
+        "tokens": [207, 111, 111, 249, 54, 131, 55, 115],
+    },
+    "mvar-toy": {
+        "sum": 614382,
+        "slice": [21, 26, 26, 25, 24, 21, 23, 26],
+        "tokens": [86, 16, 76, 111, 54, 131, 55, 115],
+    },
 }
 
 
@@ -48,7 +58,7 @@ def test_ca2vdm_toy_golden():
     assert _sum(frames) == GOLDEN["ca2vdm-toy"]["sum"]
 
 
-@pytest.mark.parametrize("name", ["var-toy", "m-var-toy"])
+@pytest.mark.parametrize("name", ["var-toy", "m-var-toy", "hmar-toy", "mvar-toy"])
 def test_var_toy_golden(name):
     result = genmotion.load(name).generate("red circle", num_images=2, seed=0)
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]
