@@ -15,7 +15,9 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `flowar`: share of flowar-toy samples read as the requested class (shipped settings, 4 Euler steps per
   scale, no guidance).
 * `hmar`, `mvar`: hmar-toy (one pass per scale and with masked refinement) and mvar-toy: class accuracy, and peak
-  tensor memory of sampling 64 images against var-toy (`genmotion.image_core.bench_markov`).
+  tensor memory of sampling 64 images against var-toy (`genmotion.image_core.bench_markov`);
+* `watermark`: LBW detection rates at 1 % false positives on 200 watermarked (soft and hard) and 200 plain
+  images, clean and after JPEG 75, 0.5x resize, a crop and noise, with the class accuracy of each set.
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -194,6 +196,12 @@ def _mvar(run: BenchRun) -> dict[str, Any]:
     return mvar_bench(run)
 
 
+def _watermark(run: BenchRun) -> dict[str, Any]:
+    from genmotion.image_core.watermark_bench import watermark_robustness
+
+    return watermark_robustness(run.pipe(), 24 if run.quick else 200, model=run.ckpt)
+
+
 PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "peak": _peak,
     "parity": _parity,
@@ -206,6 +214,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "flowar": _flowar,
     "hmar": _hmar,
     "mvar": _mvar,
+    "watermark": _watermark,
 }
 
 
@@ -324,6 +333,11 @@ def summary(r: dict[str, Any]) -> str:
             lines.append(f"{name}: sampling peak {m['model']['peak_bytes'] / 2**20:.1f} MiB vs var-toy "
                          f"{m['var']['peak_bytes'] / 2**20:.1f} MiB ({m['var_peak_vs_model']:.2f}x lower, "
                          f"batch {m['var']['batch']})")  # fmt: skip
+    for mode in ("soft", "hard"):
+        if mode in r.get("watermark", {}):
+            w = r["watermark"][mode]["attacks"]
+            rates = ", ".join(f"{k} {v['detection_at_empirical']:.0%}" for k, v in w.items())
+            lines.append(f"LBW {mode}: detection at 1% FPR {rates}")
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"

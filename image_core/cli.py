@@ -22,6 +22,7 @@ from genmotion.cli.checks import (
 from genmotion.errors import UsageError
 from genmotion.image_core.flex_cli import FlexRequest, check_flex_flags, run_flex_image
 from genmotion.image_core.variants import IMAGE_KINDS, parse_refine, variant_checkpoint
+from genmotion.image_core.watermark_key import parse_key
 
 __all__ = ["register"]
 
@@ -69,6 +70,10 @@ def image(
     refine: str | None = typer.Option(
         None, "--refine", help="HMAR masked refinement: passes per scale, e.g. 1,1,2,3,1,1 (1 = one pass)."
     ),
+    watermark: str | None = typer.Option(
+        None, "--watermark", help="LBW watermark key (16-64 hex digits); detect with `genmotion watermark detect`."
+    ),
+    watermark_mode: str = typer.Option("soft", "--watermark-mode", help="soft (biased) or hard (green codes only)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads."),
     out: Path = typer.Option(Path("image.png"), "--out", "-o", help="Output image (.png, .jpg)."),
@@ -108,12 +113,28 @@ def image(
     _check_output(out)
     search = _check_tts(tts, tts_schedule, kv, inpaint)
     passes = parse_refine(refine) if refine is not None else None  # its fit to the model is checked after loading
+    mark = _check_watermark(watermark, watermark_mode, search)
     kind = check_checkpoint_kind(ckpt, IMAGE_KINDS, "image") if ckpt is not None else "var"
     refused = {"--kv": kv != "full", "--inpaint": inpaint is not None, "--tts": tts is not None,
-               "--head-profile": head_profile is not None, "--refine": refine is not None}  # fmt: skip
+               "--head-profile": head_profile is not None, "--refine": refine is not None,
+               "--watermark": watermark is not None}  # fmt: skip
     flex = check_flex_flags(kind, steps, schedule, size, other_flags=refused)
     _run_image(class_, num, guidance, top_k, top_p, temperature, seed, ckpt, var, vae, inpaint, mask, kv, kv_budget,
-               head_profile, device, threads, out, search, flex, passes)  # fmt: skip
+               head_profile, device, threads, out, search, flex, passes, mark)  # fmt: skip
+
+
+def _check_watermark(key: str | None, mode: str, search: _TTS | None) -> tuple[str, str] | None:
+    """--watermark KEY [--watermark-mode soft|hard] checked before any model loads: (key, mode), or None."""
+    if mode not in ("soft", "hard"):
+        raise UsageError(f"unknown --watermark-mode {mode!r}", fix="use soft or hard")
+    if key is None:
+        if mode != "soft":
+            raise UsageError("--watermark-mode needs --watermark", fix="pass --watermark KEY")
+        return None
+    if search is not None:
+        raise UsageError("--watermark does not run with --tts", fix="drop one of them")
+    parse_key(key)
+    return key, mode
 
 
 def _check_tts(tts: int | None, schedule: str | None, kv: str, inpaint: Path | None) -> _TTS | None:
@@ -147,14 +168,17 @@ def _run_image(
     inpaint: Path | None, mask: Path | None, kv: str, kv_budget: float, head_profile: Path | None,
     device: str, threads: int | None, out: Path, search: _TTS | None = None, flex: FlexRequest | None = None,
     refine: tuple[int, ...] | None = None,
+    mark: tuple[str, str] | None = None,
 ) -> None:  # fmt: skip
 
     import genmotion
     from genmotion.image_core.convert import load_official
     from genmotion.image_core.pipeline import VARPipeline
     from genmotion.image_core.profile import load_head_profile
+    from genmotion.image_core.watermark import Watermark
     from genmotion.runtime import configure
 
+    watermark = Watermark(mark[0], mode=mark[1]) if mark is not None else None  # type: ignore[arg-type]
     runtime = configure(device, "auto", threads)
     if var is not None:
         pipe = VARPipeline(load_official(var, vae).to(runtime.device), compute_dtype=runtime.dtype)
@@ -171,6 +195,8 @@ def _run_image(
         raise UsageError("--tts and --head-profile need a var checkpoint", why="M-VAR keeps no KV cache")
     if search is not None and not isinstance(pipe, VARPipeline):
         raise UsageError(f"--tts runs on VAR checkpoints, not {pipe.kind}", fix="drop --tts or use --model var")
+    if watermark is not None and not isinstance(pipe, VARPipeline):
+        raise UsageError(f"--watermark runs on var and m-var checkpoints, not {pipe.kind}", fix="drop --watermark")
     if head_profile is not None:
         pipe.head_profile = load_head_profile(head_profile, pipe.model.var)
     labels = [pipe.class_id(c) for c in classes]  # unknown names fail here, before sampling
@@ -181,6 +207,7 @@ def _run_image(
     stream = pipe.stream(
         labels, num_images=num, seed=seed, guidance_scale=guidance, top_k=top_k, top_p=top_p, temperature=temperature,
         kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask, refine=refine,
+        **({"watermark": watermark} if watermark else {}),
     )  # fmt: skip
     images = None
     with _progress() as progress:
@@ -191,7 +218,8 @@ def _run_image(
     assert images is not None
     _write_grid(images, out)
     names = ", ".join(pipe.class_names[i] if pipe.class_names else str(i) for i in labels)
-    typer.echo(f"wrote {out} ({num} image{'s' if num > 1 else ''} of {names}, {pipe.width}x{pipe.height})")
+    marked = f"; LBW watermark, {watermark.mode}" if watermark is not None else ""
+    typer.echo(f"wrote {out} ({num} image{'s' if num > 1 else ''} of {names}, {pipe.width}x{pipe.height}{marked})")
 
 
 def _progress() -> Any:
@@ -302,7 +330,10 @@ def _convert_app(app: typer.Typer) -> typer.Typer:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add `genmotion image`, `genmotion convert var` and `genmotion bench image`."""
+    """Add `genmotion image`, `genmotion convert var`, `genmotion bench image` and `genmotion watermark detect`."""
+    from genmotion.image_core.watermark_cli import watermark_app
+
     app.command("image")(image)
+    app.add_typer(watermark_app, name="watermark")
     _convert_app(app).command("var")(convert_var)
     bench_app.command("image")(bench_image)

@@ -33,6 +33,7 @@ from genmotion.sampling.logits import LogitsProcessor
 
 if TYPE_CHECKING:
     from genmotion.image_core.tts import TTSResult
+    from genmotion.image_core.watermark import Watermark
 
 __all__ = ["HEAD_PROFILE_NAME", "ImageResult", "ScaleChunk", "VARPipeline", "to_uint8"]
 
@@ -183,6 +184,7 @@ class VARPipeline(Pipeline):
         mask: Any = None,
         preview: bool = False,
         refine: Sequence[int] | str | None = None,
+        watermark: Watermark | None = None,
     ) -> Iterator[ScaleChunk]:
         """Yield a `ScaleChunk` per scale. Unset sampling settings come from the checkpoint (`sampling:`).
 
@@ -191,6 +193,8 @@ class VARPipeline(Pipeline):
         `image` (H, W, 3) uint8 + `mask` (H, W), 1 or white where to generate: in-painting, out-painting,
         or class-conditional editing of the masked region (both resized to the model's size).
         `refine` (HMAR): sampling passes per scale, e.g. "1,1,2,3,1,1" (default: the checkpoint's).
+        `watermark`: an LBW `Watermark(key)` biasing its scales towards the key's green codes (each image takes a
+        pool entry drawn with the generator's seed); detect it with `genmotion.image_core.watermark.detect_watermark`.
         """
         s = self.sampling
         if isinstance(refine, str):
@@ -215,6 +219,8 @@ class VARPipeline(Pipeline):
         processors = [self._forcing(image, mask, num_images)] if image is not None else []
         policy = self.kv_policy(kv, kv_budget) if isinstance(kv, str) else kv
         generator = self.make_generator(seed, generator)
+        if watermark is not None:  # before the forcing, so a forced token always survives
+            processors.insert(0, watermark.processor(self.model.vae.quantize, num_images, generator))
         return self._scales(labels, settings, generator, more_smooth, processors, policy, preview)
 
     def _scales(

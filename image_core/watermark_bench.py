@@ -1,0 +1,168 @@
+"""The `watermark` part of `genmotion bench image`: LBW detection on watermarked and unwatermarked images of one
+model, clean and after the usual attacks (JPEG, downscale and back, crop, Gaussian noise), and what it costs
+in class accuracy.
+
+Axes: B batch, H/W image size, P pool size.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from genmotion.image_core.watermark import Watermark, prepare_images, token_scores, watermark_scores, z_threshold
+
+__all__ = ["ATTACKS", "attack", "detection_rates", "max_scores", "tokens_kept", "watermark_robustness"]
+
+BENCH_KEY = "0be5c0ffee5eed5a"
+NOISE_SIGMA = 0.05  # of the [0, 1] range: ~13 grey levels
+CROP_SHARE = 0.75  # keep the central 75 % of each side, scaled back up
+
+
+def _pil_map(images_BHW3: np.ndarray, fn: Callable[[Any], Any]) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(fn(Image.fromarray(x)).convert("RGB")) for x in images_BHW3])
+
+
+def _jpeg(image: Any, quality: int = 75) -> Any:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).copy()
+
+
+def _resize(image: Any, factor: float = 0.5) -> Any:
+    from PIL import Image
+
+    w, h = image.size
+    small = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BICUBIC)
+    return small.resize((w, h), Image.Resampling.BICUBIC)
+
+
+def _crop(image: Any) -> Any:
+    """The central CROP_SHARE of each side; the detector scales it back to the model's size."""
+    w, h = image.size
+    cw, ch = round(w * CROP_SHARE), round(h * CROP_SHARE)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return image.crop((left, top, left + cw, top + ch))
+
+
+def _noise(images_BHW3: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noisy = images_BHW3.astype(np.float64) + rng.normal(0.0, NOISE_SIGMA * 255.0, images_BHW3.shape)
+    return noisy.round().clip(0, 255).astype(np.uint8)
+
+
+ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clean": lambda x: x,
+    "jpeg75": lambda x: _pil_map(x, _jpeg),
+    "resize0.5": lambda x: _pil_map(x, _resize),
+    "crop0.75": lambda x: _pil_map(x, _crop),
+    "noise0.05": _noise,
+}
+
+
+def attack(images_BHW3: np.ndarray, name: str) -> np.ndarray:
+    """uint8 (B, H, W, 3) images after attack `name` (one of ATTACKS; crop returns smaller images)."""
+    return ATTACKS[name](images_BHW3)
+
+
+def max_scores(pipe: Any, images_BHW3: np.ndarray, watermark: Watermark, batch: int = 100) -> np.ndarray:
+    """The detector's z (max over the pool) of each uint8 image (B,), re-tokenised at the model's size."""
+    out = []
+    for i in range(0, len(images_BHW3), batch):
+        x = prepare_images(torch.from_numpy(np.ascontiguousarray(images_BHW3[i : i + batch])), pipe.height)
+        out.append(watermark_scores(pipe.model.vae, x.to(pipe.device), watermark).max(dim=1).values.cpu().numpy())
+    return np.concatenate(out)
+
+
+def detection_rates(marked_B: np.ndarray, plain_B: np.ndarray, analytic: float, fpr: float) -> dict[str, Any]:
+    """True-positive rates of watermarked z-scores at the empirical threshold (the (1 - fpr) quantile of the
+    unwatermarked z-scores, strictly exceeded) and at the analytic one, with the false-positive rate of each."""
+    empirical = float(np.quantile(plain_B, 1.0 - fpr, method="higher"))
+    return {
+        "empirical_threshold": empirical,
+        "detection_at_empirical": float(np.mean(marked_B > empirical)),
+        "fpr_at_empirical": float(np.mean(plain_B > empirical)),
+        "detection_at_analytic": float(np.mean(marked_B > analytic)),
+        "fpr_at_analytic": float(np.mean(plain_B > analytic)),
+        "z_marked_median": float(np.median(marked_B)),
+        "z_plain_median": float(np.median(plain_B)),
+    }
+
+
+def _sample(
+    pipe: Any, labels: list[int], watermark: Watermark | None, seed: int, batch: int
+) -> tuple[np.ndarray, list[torch.Tensor], float]:
+    """uint8 images (N, H, W, 3), their sampled tokens per scale (N, l) and the wall seconds of sampling them."""
+    start, images, tokens = time.perf_counter(), [], []
+    generator = pipe.make_generator(seed)
+    for i in range(0, len(labels), batch):
+        part = labels[i : i + batch]
+        result = pipe.generate(part, num_images=len(part), generator=generator, watermark=watermark)
+        images.append(result.images)
+        tokens.append(result.tokens)
+    per_scale = [torch.cat([t[k] for t in tokens]) for k in range(len(tokens[0]))]
+    return np.concatenate(images), per_scale, time.perf_counter() - start
+
+
+@torch.no_grad()
+def tokens_kept(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor], groups: int) -> dict[str, list[float]]:
+    """Per scale, the share of sampled codes, and of their code groups, that re-tokenising the images gives back:
+    what a token watermark can hope to find again."""
+    from genmotion.image_core.watermark import code_groups
+
+    vae = pipe.model.vae
+    read = vae.encode(prepare_images(torch.from_numpy(images_BHW3), pipe.height).to(pipe.device))
+    g = code_groups(vae.quantize.embedding.weight, groups).to(pipe.device)
+    pairs = [(t.to(pipe.device), r) for t, r in zip(tokens, read, strict=True)]
+    return {
+        "codes": [round(float((t == r).float().mean()), 3) for t, r in pairs],
+        "groups": [round(float((g[t] == g[r]).float().mean()), 3) for t, r in pairs],
+    }
+
+
+def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] = ("soft", "hard"), fpr: float = 0.01,
+                         seed: int = 0, batch: int = 50, model: str = "var-toy") -> dict[str, Any]:  # fmt: skip
+    """`num_images` unwatermarked images and as many watermarked per mode (classes in turn, one seed for all
+    sets): per mode the detection rates per attack at `fpr`, the tokens re-tokenising gives back, and the class
+    accuracy of every set (rows of the variants table)."""
+    from genmotion.image_core.bench_run import table_row
+
+    labels = [i % pipe.num_classes for i in range(num_images)]
+    tokens = sum(p * p for p in pipe.config.var.patch_nums)
+    plain, plain_tokens, plain_s = _sample(pipe, labels, None, seed, batch)
+    rows = [table_row(model, "no watermark", labels, plain, tokens=tokens, seconds=plain_s)]
+    groups = Watermark(BENCH_KEY).groups
+    out: dict[str, Any] = {"images": num_images, "false_positive_rate": fpr,
+                           "kept_unwatermarked": tokens_kept(pipe, plain, plain_tokens, groups)}  # fmt: skip
+    for mode in modes:
+        wm = Watermark(BENCH_KEY, mode=mode)  # type: ignore[arg-type]
+        marked, marked_tokens, marked_s = _sample(pipe, labels, wm, seed, batch)
+        analytic = z_threshold(fpr, wm.pool_size)
+        attacks = {}
+        for name in ATTACKS:
+            z_marked = max_scores(pipe, attack(marked, name), wm)
+            z_plain = max_scores(pipe, attack(plain, name), wm)
+            attacks[name] = detection_rates(z_marked, z_plain, analytic, fpr)
+        setting = f"LBW {mode}" + (f" delta {wm.delta:g}" if mode == "soft" else "")
+        rows.append(table_row(model, setting, labels, marked, tokens=tokens, seconds=marked_s))
+        z_sampled = token_scores(marked_tokens, pipe.model.vae.quantize, wm).max(dim=1).values
+        out[mode] = {
+            "gamma": wm.green_share, "delta": wm.delta if mode == "soft" else None, "groups": wm.groups,
+            "pool_size": wm.pool_size, "scales": list(wm.scale_indices(len(pipe.config.var.patch_nums))),
+            "analytic_threshold": analytic, "attacks": attacks,
+            "z_sampled_tokens_median": float(z_sampled.median()),
+            "kept": tokens_kept(pipe, marked, marked_tokens, wm.groups),
+            "class_accuracy": rows[-1]["class_accuracy"], "class_accuracy_unwatermarked": rows[0]["class_accuracy"],
+        }  # fmt: skip
+    out["rows"] = rows
+    return out
