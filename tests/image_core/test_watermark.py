@@ -190,3 +190,12 @@ def test_bench_part_watermark_adds_rows(tiny_ckpt, tmp_path):
         assert set(rates) == {"clean", "jpeg75", "resize0.5", "crop0.75", "noise0.05"}
         assert all(0.0 <= v["detection_at_empirical"] <= 1.0 and v["fpr_at_empirical"] <= 0.01 for v in rates.values())
     assert r["hard"]["z_sampled_tokens_median"] == pytest.approx(5.0)  # sqrt(25 tokens): all green when sampled
+
+
+def test_the_var_family_variants_and_the_watermark(tmp_path):
+    out = tmp_path / "m.png"
+    assert main(["image", "--model", "m-var", "--class", "0", "--watermark", KEY, "-o", str(out)]) == 0
+    assert main(["image", "--model", "flexvar", "--class", "0", "--watermark", KEY, "-o", str(tmp_path / "f.png")]) == 2
+    assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "m-var-toy"]) in (0, 1)
+    assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "flexvar-toy"]) == 2
+    assert not (tmp_path / "f.png").exists()
