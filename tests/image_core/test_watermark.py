@@ -198,4 +198,5 @@ def test_the_var_family_variants_and_the_watermark(tmp_path):
     assert main(["image", "--model", "flexvar", "--class", "0", "--watermark", KEY, "-o", str(tmp_path / "f.png")]) == 2
     assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "m-var-toy"]) in (0, 1)
     assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "flexvar-toy"]) == 2
-    assert not (tmp_path / "f.png").exists()
+    assert main(["image", "--model", "flowar", "--class", "0", "--watermark", KEY, "-o", str(tmp_path / "w.png")]) == 2
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "w.png").exists()
