@@ -206,8 +206,8 @@ def _run_image(
         return
     stream = pipe.stream(
         labels, num_images=num, seed=seed, guidance_scale=guidance, top_k=top_k, top_p=top_p, temperature=temperature,
-        kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask, refine=refine,
-        **({"watermark": watermark} if watermark else {}),
+        kv=kv, kv_budget=kv_budget, image=inpaint, mask=mask,
+        **({"refine": refine} if refine is not None else {}), **({"watermark": watermark} if watermark else {}),
     )  # fmt: skip
     images = None
     with _progress() as progress:
