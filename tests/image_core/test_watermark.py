@@ -195,6 +195,7 @@ def test_bench_part_watermark_adds_rows(tiny_ckpt, tmp_path):
 def test_the_var_family_variants_and_the_watermark(tmp_path):
     out = tmp_path / "m.png"
     assert main(["image", "--model", "m-var", "--class", "0", "--watermark", KEY, "-o", str(out)]) == 0
+    assert main(["image", "--model", "hmar", "--class", "0", "--watermark", KEY, "-o", str(tmp_path / "h.png")]) == 0
     assert main(["image", "--model", "flexvar", "--class", "0", "--watermark", KEY, "-o", str(tmp_path / "f.png")]) == 2
     assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "m-var-toy"]) in (0, 1)
     assert main(["watermark", "detect", str(out), "--key", KEY, "--ckpt", "flexvar-toy"]) == 2
