@@ -25,7 +25,7 @@ import torch
 from genmotion.panorama.config import SampleConfig, output_size
 from genmotion.panorama.data import Clip, PanoDataConfig, toy_clip
 from genmotion.panorama.geometry import equirect_to_perspective
-from genmotion.panorama.metrics import flicker, psnr_masked, seam_error, ssim
+from genmotion.panorama.metrics import flicker, psnr_masked, seam_error, seam_parts, ssim
 
 __all__ = ["BenchSettings", "plot_panorama_bench", "run_panorama_bench", "speed_probe"]
 
@@ -36,6 +36,7 @@ VARIANTS: dict[str, SampleConfig] = {
     "full_context_attention": SampleConfig(attention="full"),
     "no_future_fragments": SampleConfig(future=False),
     "independent_faces": SampleConfig(independent=True),
+    "one_sided_blend": SampleConfig(blend="one_sided"),
 }
 
 
@@ -75,6 +76,8 @@ def _variant_scores(pipe: Any, clips: list[Clip], sample: SampleConfig) -> dict[
     rows.update(
         seam_gt=[], flicker=[], flicker_gt=[], attention_pairs=[], seconds_per_frame=[], cpu_seconds_per_frame=[]
     )
+    for who in ("", "_gt"):  # the seam error split by edge kind, for the output and for ground truth
+        rows.update({f"seam{who}_lateral": [], f"seam{who}_top_bottom": []})
     for clip in clips:
         start, cpu = time.perf_counter(), time.process_time()
         r = pipe.generate(_uint8_video(clip), clip.trajectory, size="1k", seed=0, sample=sample)
@@ -100,6 +103,10 @@ def _variant_scores(pipe: Any, clips: list[Clip], sample: SampleConfig) -> dict[
         rows["uncovered_psnr"].append(psnr_masked(cube, gt, 1 - m))
         rows["seam"].append(seam_error(cube))
         rows["seam_gt"].append(seam_error(gt))
+        for who, c in (("", cube), ("_gt", gt)):
+            parts = seam_parts(c)
+            rows[f"seam{who}_lateral"].append(parts["lateral_seam"])
+            rows[f"seam{who}_top_bottom"].append(parts["top_bottom_seam"])
         rows["flicker"].append(flicker(cube))
         rows["flicker_gt"].append(flicker(gt))
     return {k: sum(v) / len(v) for k, v in rows.items()}
@@ -218,4 +225,33 @@ def render_preview(ckpt: str, path: str | Path, *, seed: int = 9000, frames: int
     img = np.concatenate([np.pad(r, ((4, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])
     target = Path(path)
     Image.fromarray(img).save(target)
+    return target
+
+
+def render_seams(ckpts: dict[str, str], path: str | Path, *, seed: int = 9000, frame: int = 8) -> Path:
+    """One frame of one held-out clip, one row each: ground truth and every checkpoint's generated 16-pixel
+    cube, all drawn as a 512 x 256 equirect by the renderer's own upsampling (bilinear across face edges)
+    without the input pasted over it, so every cube seam shows as it is; the title of each row in its corner.
+    The cube edges run along longitudes -135, -45, 45, 135 and along the U / D face borders."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    import genmotion
+    from genmotion.panorama.geometry import cube_to_equirect
+
+    data = PanoDataConfig(frames=16, input_size=(144, 192))
+    clip = toy_clip(torch.Generator().manual_seed(seed), data, 16)
+    cubes = {"ground truth (16-px faces)": clip.gt[frame]}
+    for title, ckpt in ckpts.items():
+        pipe: Any = genmotion.load(ckpt)
+        r = pipe.generate(_uint8_video(clip), clip.trajectory, size="1k", seed=0)
+        cubes[title] = r.cube[frame]
+    rows = []
+    for title, cube in cubes.items():
+        eq = cube_to_equirect(cube[None].float(), 256, 512)[0]
+        img = Image.fromarray(((eq.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+        ImageDraw.Draw(img).text((4, 2), title, fill=(255, 255, 255))
+        rows.append(np.pad(np.asarray(img), ((2, 2), (0, 0), (0, 0)), constant_values=255))
+    target = Path(path)
+    Image.fromarray(np.concatenate(rows)).save(target)
     return target

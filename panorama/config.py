@@ -41,13 +41,17 @@ class CubeComposerConfig:
 
     Faces are `face_size` pixels; tokens are `patch` x `patch` pixel cells (the latent of this toy model is
     the pixel patch itself: 3 * patch^2 channels); a generated face is padded by `pad_cells` token cells of
-    its neighbours. `window` frames per call; the context pool holds up to `history_windows` earlier
-    windows and future fragments of `fragment_frames` frames whose coverage reaches `coverage_threshold`.
+    its neighbours. With `overlap` > 0 each token's data estimate also covers `overlap` pixels of its
+    neighbours and the overlapping estimates are averaged, so neighbouring tokens agree across their shared
+    boundary, the cube seams included (every seam is a token boundary). `window` frames per call; the
+    context pool holds up to `history_windows` earlier windows and future fragments of `fragment_frames`
+    frames whose coverage reaches `coverage_threshold`.
     """
 
     face_size: int = 16
     patch: int = 4
     pad_cells: int = 1
+    overlap: int = 0
     window: int = 4
     width: int = 64
     depth: int = 4
@@ -66,6 +70,8 @@ class CubeComposerConfig:
             raise ValueError(f"rope_axes {self.rope_axes} must sum to the head dim {self.width // self.heads}")
         if min(self.window, self.depth, self.heads, self.patch) < 1 or self.pad_cells < 0:
             raise ValueError("window, depth, heads and patch must be >= 1 and pad_cells >= 0")
+        if not 0 <= self.overlap <= self.patch // 2:
+            raise ValueError(f"overlap {self.overlap} must be in 0..patch // 2 = {self.patch // 2}")
 
     @property
     def cells(self) -> int:
@@ -86,7 +92,9 @@ class SampleConfig:
     """How a panorama is sampled. The switches after `solver` are the ablations of the bench: `rope`
     "strip" drops the cube cross layout, `padding` False generates unpadded faces without blending,
     `attention` "full" lets context tokens attend to everything, `future` False drops future fragments,
-    `independent` True generates each face from its own input only (no other face, no history)."""
+    `independent` True generates each face from its own input only (no other face, no history), `blend`
+    "one_sided" blends each face's padding into the neighbours made before it instead of cross-fading every
+    seam between both faces' predictions ("both")."""
 
     num_steps: int = 8
     solver: Literal["euler", "heun"] = "euler"
@@ -96,6 +104,7 @@ class SampleConfig:
     attention: Literal["sparse", "full"] = "sparse"
     future: bool = True
     independent: bool = False
+    blend: Literal["both", "one_sided"] = "both"
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:

@@ -16,6 +16,7 @@ __all__ = [
     "NEIGHBOURS",
     "PAD_TABLE",
     "blend_back",
+    "blend_seams",
     "cross_positions",
     "face_coverage",
     "pad_faces",
@@ -105,6 +106,30 @@ def blend_back(cube_6CSS: torch.Tensor, padded_CNN: torch.Tensor, face: int, wid
         mixed = alpha[side] * old + (1 - alpha[side]) * band
         target = _edge(cube_6CSS[..., g, :, :, :], edge, width)
         target.copy_(torch.rot90(mixed, -turns, dims=(-2, -1)))
+
+
+def blend_seams(cube_T6CSS: torch.Tensor, padded: dict[int, torch.Tensor], width: int) -> torch.Tensor:
+    """Both predictions of every seam, cross-faded: each face's generated padding (`padded[f]`, (T, C, S + 2P,
+    S + 2P), all six faces) predicts its neighbours' edge bands, so each band next to a seam has two
+    predictions, the face's own and its neighbour's. Across the 2P pixels around the seam the weight of a
+    face's own prediction ramps linearly from 1/2 + 1/(4P) at the seam to 1 - 1/(4P) inland; corners take
+    both neighbours' corrections. Returns the blended cube (T, 6, C, S, S)."""
+    own_weight = 0.5 + (torch.arange(width, dtype=cube_T6CSS.dtype, device=cube_T6CSS.device) + 0.5) / (2 * width)
+    out = cube_T6CSS.clone()
+    for f in range(6):
+        for side, (g, edge, _) in PAD_TABLE[f].items():
+            back = PAD_TABLE[g][edge][2]  # how g's padder turned f's band into g's frame
+            rows, cols = _band(padded[g], edge, width)
+            other = torch.rot90(padded[g][..., rows, cols], -back, dims=(-2, -1))  # g's guess of f's band
+            w = {
+                "top": own_weight[:, None],
+                "bottom": own_weight.flip(0)[:, None],
+                "left": own_weight[None, :],
+                "right": own_weight.flip(0)[None, :],
+            }[side]
+            own = _edge(cube_T6CSS[:, f], side, width)
+            _edge(out[:, f], side, width).add_((1 - w) * (other - own))
+    return out
 
 
 def face_coverage(mask_T6HW: torch.Tensor) -> torch.Tensor:

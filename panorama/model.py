@@ -23,7 +23,15 @@ from genmotion.panorama.config import CubeComposerConfig
 from genmotion.panorama.context import Context
 from genmotion.panorama.cube import cross_positions, pad_faces, strip_positions
 
-__all__ = ["CubeComposerModel", "ContextState", "attention_flops", "context_inputs", "patchify", "unpatchify"]
+__all__ = [
+    "CubeComposerModel",
+    "ContextState",
+    "attention_flops",
+    "context_inputs",
+    "overlap_add",
+    "patchify",
+    "unpatchify",
+]
 
 _TIME_FEATURES = 128
 
@@ -44,6 +52,18 @@ def unpatchify(tokens: torch.Tensor, p: int, cells: int, channels: int = 3) -> t
     n = len(lead)
     x = x.permute(*range(n), n + 2, n, n + 3, n + 1, n + 4)
     return x.reshape(*lead, channels, cells * p, cells * p)
+
+
+def overlap_add(tokens: torch.Tensor, p: int, overlap: int, cells: int, channels: int = 3) -> torch.Tensor:
+    """Tokens that each predict their cell grown by `overlap` pixels per side, (B, T cells^2, C q q) with
+    q = p + 2 overlap, -> plain tokens (B, T cells^2, C p p): every pixel is the mean of all the grown cells
+    that cover it (one inside a token, two along a token boundary, four at a corner)."""
+    B, L, E = tokens.shape
+    q, size = p + 2 * overlap, cells * p
+    cols = tokens.reshape(B * (L // cells**2), cells**2, E).transpose(1, 2)  # (B T, C q q, cells^2)
+    summed = F.fold(cols, (size, size), kernel_size=q, stride=p, padding=overlap)
+    count = F.fold(torch.ones_like(cols[:1]), (size, size), kernel_size=q, stride=p, padding=overlap)
+    return patchify(summed / count, p).reshape(B, L, channels * p * p)
 
 
 def face_positions(config: CubeComposerConfig, rope: str = "cube") -> torch.Tensor:
@@ -158,10 +178,38 @@ class CubeComposerModel(nn.Module):
         self.final_ada = nn.Linear(W, 2 * W)
         self.final_norm = nn.LayerNorm(W, elementwise_affine=False, eps=1e-6)
         self.out = nn.Linear(W, K)
-        for layer in (self.final_ada, self.out):
+        zeroed = [self.final_ada, self.out]
+        if config.overlap:  # each token's data estimate grown by `overlap` pixels per side: offsets of the ring
+            q = config.patch + 2 * config.overlap
+            self.out_ring = nn.Linear(W, 3 * q * q)
+            zeroed.append(self.out_ring)
+            ring = torch.ones(q, q)
+            ring[config.overlap : q - config.overlap, config.overlap : q - config.overlap] = 0
+            self.register_buffer("ring", ring, persistent=False)
+        for layer in zeroed:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.rotary = Rotary(W // config.heads, config.rope_axes, config.rope_base)
+
+    def _head(self, h: torch.Tensor, cond: torch.Tensor, x_t: torch.Tensor, t_B: torch.Tensor) -> torch.Tensor:
+        """Final modulation and output layer: hidden (B, Lg, W) -> velocity tokens (B, Lg, K) at the noisy
+        tokens x_t (B, Lg, K). With `overlap`, each token's data estimate x1 = x_t + (1 - t) v is grown into
+        the ring of its neighbours (its edge pixels repeated plus learned offsets); the grown estimates are
+        overlap-added, and the velocity is the averaged data estimate minus the token's own noise estimate
+        x_t - t v (v + the change of the estimate), so the noise part stays per pixel."""
+        shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
+        z = self.final_norm(h) * (1 + scale) + shift
+        v = self.out(z)
+        c = self.config
+        if not c.overlap:
+            return v
+        B, L, K = v.shape
+        p, o = c.patch, c.overlap
+        q = p + 2 * o
+        x1 = x_t + (1 - t_B.to(v.dtype))[:, None, None] * v
+        grown = F.pad(x1.reshape(B * L, 3, p, p), (o, o, o, o), mode="replicate")
+        grown = grown + self.out_ring(z).reshape(B * L, 3, q, q) * self.ring
+        return v + overlap_add(grown.reshape(B, L, 3 * q * q), p, o, c.cells + 2 * c.pad_cells) - x1
 
     def _layers(self) -> list[_Block]:
         return [cast(_Block, b) for b in self.blocks]
@@ -207,8 +255,7 @@ class CubeComposerModel(nn.Module):
             q, k, v = blk.qkv_of(h, cond, angles)
             attn = F.scaled_dot_product_attention(q, torch.cat([k, k_ctx], 2), torch.cat([v, v_ctx], 2), attn_mask=mask)
             h = blk.finish(h, attn, cond)
-        shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
-        return self.out(self.final_norm(h) * (1 + scale) + shift)
+        return self._head(h, cond, gen_feats[..., : self.config.token_channels], t_B)
 
     def velocity_full(
         self,
@@ -231,5 +278,4 @@ class CubeComposerModel(nn.Module):
             k, v = torch.cat([kg, kc], 2), torch.cat([vg, vc], 2)
             attn = F.scaled_dot_product_attention(torch.cat([qg, qc], 2), k, v, attn_mask=keys_ok)
             hg, hc = blk.finish(hg, attn[:, :, :Lg], cg), blk.finish(hc, attn[:, :, Lg:], cc)
-        shift, scale = self.final_ada(cg)[:, None].chunk(2, dim=-1)
-        return self.out(self.final_norm(hg) * (1 + scale) + shift)
+        return self._head(hg, cg, gen_feats[..., : self.config.token_channels], t_B)

@@ -1,7 +1,9 @@
 """The CubeComposer sampling loop: windows causally in time; inside a window the planner's face order;
 per face one flow-matching ODE solve (the core's `integrate` over `timesteps`) against a context whose
 keys and values are computed once and shared by every step; then the face is cropped out of its
-padding and the generated padding bands are blended into the neighbours already made.
+padding. When the window's six faces exist, every seam is cross-faded between its two predictions (each
+face's own edge band and its neighbour's generated padding over it); `blend="one_sided"` instead blends
+each face's padding into the neighbours already made, as soon as it is generated (CubeComposer's way).
 
 Axes: T frames of a window, S face size, P padding pixels, Lg / Lc generated / context tokens, K token channels.
 """
@@ -15,7 +17,7 @@ import torch
 
 from genmotion.panorama.config import CubeComposerConfig, SampleConfig
 from genmotion.panorama.context import ContextPool
-from genmotion.panorama.cube import blend_back, plan_faces
+from genmotion.panorama.cube import blend_back, blend_seams, plan_faces
 from genmotion.panorama.model import (
     CubeComposerModel,
     attention_flops,
@@ -132,11 +134,17 @@ class CubeComposerSampler:
             order = plan_faces(mask[s:e], self.sample.order)
             cube = torch.zeros_like(cond[s:e])
             made: dict[int, torch.Tensor] = {}
+            padded: dict[int, torch.Tensor] = {}
+            blend = self.sample.blend if P and self.sample.padding else None
             for f in order:
-                padded = self.face(call_inputs(pool, f, s, e, made, self.sample), generator)
-                cube[:, f] = padded[..., P : padded.shape[-2] - P, P : padded.shape[-1] - P] if P else padded
-                if P and self.sample.padding:
-                    blend_back(cube, padded, f, P, into=set(made))
+                padded[f] = self.face(call_inputs(pool, f, s, e, made, self.sample), generator)
+                cube[:, f] = (
+                    padded[f][..., P : padded[f].shape[-2] - P, P : padded[f].shape[-1] - P] if P else padded[f]
+                )
+                if blend == "one_sided":
+                    blend_back(cube, padded[f], f, P, into=set(made))
                 made = {g: cube[:, g] for g in (*made, f)}
+            if blend == "both":
+                cube = blend_seams(cube, padded, P)
             pool.add_window(s, cube)
             yield WindowCube(index, s, e, cube, tuple(order))

@@ -11,6 +11,7 @@ from genmotion.panorama.cube import (
     PAD_TABLE,
     _band,
     blend_back,
+    blend_seams,
     cross_positions,
     face_coverage,
     pad_faces,
@@ -79,3 +80,51 @@ def test_cube_rope_positions_on_the_cross() -> None:
     padded = pad_faces(pos, 1, (0,))[0]  # padding cells take the neighbours' positions
     assert torch.equal(padded[:, 1:-1, -1], pos[1][:, :, 0])  # F's right band = R's first column
     assert torch.equal(padded[:, 0, 1:-1], pos[4][:, -1, :])  # F's top band = U's last row
+
+
+def test_blend_back_inverts_the_padder_rotation_on_every_side() -> None:
+    """For all 24 sides: a generated band equal to the neighbour's own pixels leaves it unchanged (the blend
+    turns the band back exactly as the padder turned it), and a band of ones reaches the neighbour's pixels
+    on the seam in full and its inland end not at all."""
+    S, P = 8, 3
+    cube = torch.randn(2, 6, 1, S, S, generator=torch.Generator().manual_seed(0))
+    for f in range(6):
+        same = cube.clone()
+        blend_back(same, pad_faces(cube, P, (f,))[:, 0], f, P, into=set(range(6)))
+        assert torch.equal(same, cube), f
+        for side, (n, edge, _) in PAD_TABLE[f].items():
+            zeros = torch.zeros_like(cube)
+            ones = pad_faces(zeros, P, (f,))[:, 0] + 1.0
+            blend_back(zeros, ones, f, P, into={n})
+            seam = {"top": (0, slice(None)), "bottom": (-1, slice(None)), "left": (slice(None), 0)}
+            inland = {"top": (P - 1, slice(None)), "bottom": (-P, slice(None)), "left": (slice(None), P - 1)}
+            rows_s, cols_s = seam.get(edge, (slice(None), -1))
+            rows_i, cols_i = inland.get(edge, (slice(None), -P))
+            assert torch.allclose(zeros[:, n, 0, rows_s, cols_s], torch.tensor(1.0)), (f, side)
+            assert torch.allclose(zeros[:, n, 0, rows_i, cols_i], torch.tensor(0.0)), (f, side)
+            assert zeros.abs().sum() == zeros[:, n].abs().sum(), (f, side)  # no other face touched
+
+
+def test_blend_seams_keeps_agreeing_predictions_and_ramps_across_every_seam() -> None:
+    S, P = 8, 2
+    cube = torch.randn(2, 6, 1, S, S, generator=torch.Generator().manual_seed(1))
+    truth = {f: pad_faces(cube, P, (f,))[:, 0] for f in range(6)}  # every padding predicts its neighbours exactly
+    torch.testing.assert_close(blend_seams(cube, truth, P), cube)
+    zeros = torch.zeros_like(cube)
+    for f in range(6):
+        for side, (n, edge, _) in PAD_TABLE[f].items():
+            guess = {g: pad_faces(zeros, P, (g,))[:, 0] for g in range(6)}
+            rows, cols = _band(guess[n], edge, P)
+            guess[n][..., rows, cols] = 1.0  # n's padding says f's band (and only it) is 1
+            out = blend_seams(zeros, guess, P)[:, f, 0]
+            at_seam = {
+                "top": out[:, 0, 2:-2],
+                "bottom": out[:, -1, 2:-2],
+                "left": out[:, 2:-2, 0],
+                "right": out[:, 2:-2, -1],
+            }
+            inland = {"top": out[:, P - 1, 2:-2], "bottom": out[:, -P, 2:-2], "left": out[:, 2:-2, P - 1]}
+            inland["right"] = out[:, 2:-2, -P]
+            torch.testing.assert_close(at_seam[side], torch.full_like(at_seam[side], 0.5 - 1 / (4 * P)))
+            torch.testing.assert_close(inland[side], torch.full_like(inland[side], 1 / (4 * P)))
+            assert float(out[:, P:-P, P:-P].abs().sum()) == 0.0, (f, side)  # the face's middle keeps its own

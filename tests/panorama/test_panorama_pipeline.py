@@ -40,13 +40,16 @@ def test_stream_equals_generate_and_seeds() -> None:
 
 
 def test_golden_slice() -> None:
-    cube = cube_of(tiny_pipeline(), tiny_video(), TRAJ, 0, SampleConfig())
-    got = cube[2, 2, 0, 3, :6]  # frame 2, face B (never seen), red channel
-    expected = torch.tensor(GOLDEN)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    for sample, golden in ((SampleConfig(), GOLDEN), (SampleConfig(blend="one_sided"), GOLDEN_ONE_SIDED)):
+        cube = cube_of(tiny_pipeline(), tiny_video(), TRAJ, 0, sample)
+        got = cube[2, 2, 0, 3, :6]  # frame 2, face B (never seen), red channel
+        torch.testing.assert_close(got, torch.tensor(golden), atol=1e-4, rtol=0)
 
 
-GOLDEN = [0.3526, 0.2343, -0.3433, -1.0, 0.0727, -0.1537]
+# Both seams' predictions cross-faded (the default since the two-sided seam blend); each face's padding
+# blended into the neighbours made before it (the earlier default, its values unchanged).
+GOLDEN = [-0.034, -0.1368, -0.1329, -0.9461, -0.049, -0.1365]
+GOLDEN_ONE_SIDED = [0.3526, 0.2343, -0.3433, -1.0, 0.0727, -0.1537]
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -96,7 +99,12 @@ def test_ablation_switches_run() -> None:
     traj = {"yaw": [0, 1, 2], "pitch": [0, 0, 0], "fov": 100}
     base = cube_of(pipe, video, traj, 0, SampleConfig())
     assert torch.equal(base[:2], next(iter(pipe.stream(video, traj, seed=0))).cube)  # what the pipeline makes
-    for sample in (SampleConfig(attention="full"), SampleConfig(independent=True), SampleConfig(padding=False)):
+    for sample in (
+        SampleConfig(attention="full"),
+        SampleConfig(independent=True),
+        SampleConfig(padding=False),
+        SampleConfig(blend="one_sided"),
+    ):
         other = cube_of(pipe, video, traj, 0, sample)
         assert other.shape == base.shape and not torch.equal(other, base)
 
