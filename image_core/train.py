@@ -31,6 +31,7 @@ from genmotion.image_core.sampler import sample_images
 from genmotion.image_core.var_model import drop_labels
 from genmotion.metrics import psnr
 from genmotion.nn.vqvae import VQVAE
+from genmotion.nn.resample import resample_down
 from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.pipeline import to_uint8
 
@@ -104,7 +105,7 @@ def restart_dead_codes(vae: VQVAE, images: torch.Tensor, generator: torch.Genera
     f_hats = q.f_to_fhats(f)
     rests = [f] + [f - fh for fh in f_hats[:-1]]  # what each scale quantises, before downsampling
     pool = torch.cat(
-        [F.interpolate(r, size=(pn, pn), mode="area").permute(0, 2, 3, 1).reshape(-1, f.shape[1])
+        [resample_down(r, (pn, pn), q.resample).permute(0, 2, 3, 1).reshape(-1, f.shape[1])
          for r, pn in zip(rests, q.patch_nums, strict=True)]
     )  # fmt: skip
     pick = torch.randint(pool.shape[0], (dead.numel(),), generator=generator, device=generator.device)
@@ -124,7 +125,7 @@ def update_codebook_ema(vae: VQVAE, f_BCHW: torch.Tensor, decay: float) -> None:
     C, V = f.shape[1], q.vocab_size
     sums, counts = f.new_zeros(V, C), f.new_zeros(V)
     for idx, prev, pn in zip(indices, [torch.zeros_like(f), *f_hats[:-1]], q.patch_nums, strict=True):
-        rest = F.interpolate(f - prev, size=(pn, pn), mode="area").permute(0, 2, 3, 1).reshape(-1, C)
+        rest = resample_down(f - prev, (pn, pn), q.resample).permute(0, 2, 3, 1).reshape(-1, C)
         sums.index_add_(0, idx.flatten(), rest)
         counts += torch.bincount(idx.flatten(), minlength=V).float()
     if torch.distributed.is_available() and torch.distributed.is_initialized():

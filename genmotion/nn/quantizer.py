@@ -1,7 +1,8 @@
 """Multi-scale residual vector quantiser of VAR (official `VectorQuantizer2`), shared by VAR and VideoAR.
 
 Per scale k of K (coarse to fine): area-downsample the residual to pn x pn, pick the nearest code,
-bicubic-upsample the code map to full size, apply phi_k (a shared 3x3 conv blend picked by the
+bicubic-upsample the code map to full size (or, with `resample: spectral`, keep and restore the pn x pn lowest
+frequencies: `genmotion.nn.resample`), apply phi_k (a shared 3x3 conv blend picked by the
 nearest tick to k/(K-1)), add to f_hat and subtract from the residual.
 
 Axis legend: B batch, C = Cvae latent channels, H/W finest latent size (= patch_nums[-1]),
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genmotion.nn.resample import resample_down, resample_up
 from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = ["MultiScaleQuantizer", "Phi", "PhiNonShared", "PhiPartiallyShared", "PhiShared", "phi_ticks"]
@@ -89,6 +91,7 @@ class MultiScaleQuantizer(nn.Module):
         self.vocab_size, self.Cvae = cfg.vocab_size, cfg.latent_channels
         self.patch_nums = tuple(cfg.patch_nums)
         self.using_znorm, self.beta = cfg.using_znorm, cfg.beta
+        self.resample = cfg.resample  # "spatial" (area down, bicubic up) or "spectral" (Fourier low-pass)
         K, r = len(self.patch_nums), cfg.quant_resi
 
         def make() -> nn.Module:
@@ -131,7 +134,7 @@ class MultiScaleQuantizer(nn.Module):
     def _upsampled_code(self, si: int, idx_Bhw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         h_BChw = self.embedding(idx_Bhw).permute(0, 3, 1, 2)
         if si != self.num_scales - 1:
-            h_BChw = F.interpolate(h_BChw, size=size, mode="bicubic")
+            h_BChw = resample_up(h_BChw, size, self.resample)
         return self.phi(si, h_BChw.contiguous())
 
     def _residual_scales(self, f_BCHW: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -143,7 +146,7 @@ class MultiScaleQuantizer(nn.Module):
         f_hat = torch.zeros_like(f_rest)
         indices, f_hats = [], []
         for si, pn in enumerate(self.patch_nums):
-            rest = f_rest if si == self.num_scales - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
+            rest = f_rest if si == self.num_scales - 1 else resample_down(f_rest, (pn, pn), self.resample)
             idx_N = self._nearest(rest.permute(0, 2, 3, 1).reshape(-1, C))
             h_BCHW = self._upsampled_code(si, idx_N.view(B, pn, pn), (H, W))
             f_hat = f_hat + h_BCHW
@@ -184,9 +187,9 @@ class MultiScaleQuantizer(nn.Module):
         for si in range(self.num_scales - 1):
             pn, pn_next = self.patch_nums[si], self.patch_nums[si + 1]
             code_BChw = self.embedding(gt_indices_Bl[si]).transpose(1, 2).reshape(B, C, pn, pn)
-            f_hat = f_hat + self.phi(si, F.interpolate(code_BChw, size=(H, H), mode="bicubic"))
+            f_hat = f_hat + self.phi(si, resample_up(code_BChw, (H, H), self.resample))
             next_scales.append(
-                F.interpolate(f_hat, size=(pn_next, pn_next), mode="area").view(B, C, -1).transpose(1, 2)
+                resample_down(f_hat, (pn_next, pn_next), self.resample).view(B, C, -1).transpose(1, 2)
             )
         if not next_scales:
             return torch.zeros(B, 0, C, device=gt_indices_Bl[0].device)
@@ -201,9 +204,9 @@ class MultiScaleQuantizer(nn.Module):
         """
         H = self.patch_nums[-1]
         if si != self.num_scales - 1:
-            f_hat_BCHW = f_hat_BCHW + self.phi(si, F.interpolate(h_BChw, size=(H, H), mode="bicubic"))
+            f_hat_BCHW = f_hat_BCHW + self.phi(si, resample_up(h_BChw, (H, H), self.resample))
             pn = self.patch_nums[si + 1]
-            return f_hat_BCHW, F.interpolate(f_hat_BCHW, size=(pn, pn), mode="area")
+            return f_hat_BCHW, resample_down(f_hat_BCHW, (pn, pn), self.resample)
         f_hat_BCHW = f_hat_BCHW + self.phi(si, h_BChw)
         return f_hat_BCHW, f_hat_BCHW
 
@@ -217,7 +220,7 @@ class MultiScaleQuantizer(nn.Module):
         f_rest, f_hat = f.detach().clone(), torch.zeros_like(f)
         loss = f.new_zeros(())
         for si, pn in enumerate(self.patch_nums):
-            rest = f_rest if si == self.num_scales - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
+            rest = f_rest if si == self.num_scales - 1 else resample_down(f_rest, (pn, pn), self.resample)
             idx_N = self._nearest(rest.permute(0, 2, 3, 1).reshape(-1, C))
             if self.training:  # codebook usage per scale, read by dead-code restarts in tokenizer training
                 hits = torch.bincount(idx_N, minlength=self.vocab_size).float()

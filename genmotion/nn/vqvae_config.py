@@ -44,9 +44,14 @@ class VQVAEConfig:
     using_znorm: bool = False  # cosine instead of L2 nearest code
     beta: float = 0.25  # commitment loss weight (tokenizer training only)
     patch_nums: tuple[int, ...] = PATCH_NUMS_256  # v_patch_nums
+    # How the residual moves between scales: "spatial" = VAR's area-down / bicubic-up; "spectral" = the
+    # next-frequency order, an ideal Fourier low-pass (genmotion.nn.resample). Not in the official code.
+    resample: str = "spatial"
 
     def __post_init__(self) -> None:
         check_patch_nums(self.patch_nums)
+        if self.resample not in ("spatial", "spectral"):
+            raise ValueError(f"resample must be 'spatial' or 'spectral', got {self.resample!r}")
         widths = {self.channels * m for m in self.channel_mult}
         if any(w % self.norm_groups for w in widths):
             raise ValueError(f"norm_groups={self.norm_groups} must divide every level width {sorted(widths)}")
