@@ -30,8 +30,8 @@ from genmotion.image_core.model import VARImageModel
 from genmotion.image_core.sampler import sample_images
 from genmotion.image_core.var_model import drop_labels
 from genmotion.metrics import psnr
-from genmotion.nn.vqvae import VQVAE
 from genmotion.nn.resample import resample_down
+from genmotion.nn.vqvae import VQVAE
 from genmotion.nn.vqvae_config import VQVAEConfig
 from genmotion.pipeline import to_uint8
 

@@ -188,9 +188,7 @@ class MultiScaleQuantizer(nn.Module):
             pn, pn_next = self.patch_nums[si], self.patch_nums[si + 1]
             code_BChw = self.embedding(gt_indices_Bl[si]).transpose(1, 2).reshape(B, C, pn, pn)
             f_hat = f_hat + self.phi(si, resample_up(code_BChw, (H, H), self.resample))
-            next_scales.append(
-                resample_down(f_hat, (pn_next, pn_next), self.resample).view(B, C, -1).transpose(1, 2)
-            )
+            next_scales.append(resample_down(f_hat, (pn_next, pn_next), self.resample).view(B, C, -1).transpose(1, 2))
         if not next_scales:
             return torch.zeros(B, 0, C, device=gt_indices_Bl[0].device)
         return torch.cat(next_scales, dim=1)

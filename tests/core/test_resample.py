@@ -1,6 +1,6 @@
-"""genmotion.nn.resample: the spectral (next-frequency) resampling keeps exactly the lowest frequencies, is
-inverted by its own downsampling, keeps real maps real and constants constant; `spatial` is VAR's area/bicubic;
-a quantiser with `resample: spectral` splits the latent into frequency bands, coarse to fine."""
+"""genmotion.nn.resample: the spectral (next-frequency) resampling keeps exactly the lowest cosine frequencies,
+is inverted by its own downsampling, keeps constants constant and does not wrap around the edges; `spatial` is
+VAR's area/bicubic; a quantiser with `resample: spectral` splits the latent into frequency bands, coarse to fine."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from genmotion.nn.vqvae_config import VQVAEConfig
 
 
 def _wave(size: int, kx: int, ky: int) -> torch.Tensor:
-    """(1, 1, size, size) cos(2 pi (kx x + ky y) / size)."""
-    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    return torch.cos(2 * math.pi * (kx * x + ky * y) / size).float()[None, None]
+    """(1, 1, size, size) the cosine cos(pi kx (x + 1/2) / size) cos(pi ky (y + 1/2) / size)."""
+    y, x = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    return (torch.cos(math.pi * kx * x / size) * torch.cos(math.pi * ky * y / size)).float()[None, None]
 
 
 @pytest.mark.parametrize(("p", "size"), [(1, 8), (2, 8), (3, 8), (4, 8), (6, 8), (3, 7), (5, 12)])
@@ -31,13 +31,20 @@ def test_down_inverts_up(p, size):
 
 
 def test_low_frequencies_pass_and_high_ones_are_cut():
-    low, high = _wave(8, 1, 0), _wave(8, 3, 2)
+    low, high = _wave(8, 3, 1), _wave(8, 5, 2)
     # a frequency the 4x4 grid can hold survives down then up unchanged; one it cannot hold vanishes
     torch.testing.assert_close(resample_up(resample_down(low, (4, 4), "spectral"), (8, 8), "spectral"), low,
                                atol=1e-5, rtol=0)  # fmt: skip
     assert resample_down(high, (4, 4), "spectral").abs().max() < 1e-5
     # the area average lets part of the high one through: the two kinds really differ
     assert F.interpolate(high, size=(4, 4), mode="area").abs().max() > 0.1
+
+
+def test_spectral_does_not_wrap_around():
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :, :2] = 1.0  # a bar at the left edge
+    down = resample_down(x, (2, 2), "spectral")
+    assert down[..., :, 0].min() > 0.4 and down[..., :, 1].max() < 0.1  # the right half stays dark
 
 
 def test_spatial_is_vars_area_and_bicubic():
