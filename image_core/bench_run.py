@@ -6,6 +6,7 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `parity`: cached sampling == the block-causal masked forward (tokens with top-k = 1, guidance on);
 * `speed`: VAR-d16 at 256 px with random official-layout weights against the official way of running it;
 * `var_toy`: share of var-toy samples the toy-world detector reads as the requested class;
+* `nfig`: the same for nfig-toy (VAR with next-frequency tokenizer scales);
 * `kv`: ScaleKV and HACK cache bytes and PSNR against the full cache on var-toy;
 * `tts`: TTS-VAR with 8 candidates against best-of-1 and best-of-8 at the shipped guidance, 2 and 1;
 * `flexvar`: flexvar-toy's class accuracy at 3 step counts, at the trained 32 px and the unseen 48 px;
@@ -121,16 +122,16 @@ def _speed(run: BenchRun) -> dict[str, Any]:
     return out
 
 
-def _var_toy(run: BenchRun) -> dict[str, Any]:
+def _var_toy(run: BenchRun, name: str | None = None) -> dict[str, Any]:
     from genmotion.image_core.bench import toy_accuracy
 
-    pipe = run.pipe()
+    pipe = run.pipe(name)
     start = time.perf_counter()
     out = toy_accuracy(pipe, 2 if run.quick else 20)
     seconds = time.perf_counter() - start
     tokens = sum(p * p for p in pipe.config.var.patch_nums)
     out["rows"] = [{
-        "model": run.ckpt, "setting": f"guidance {pipe.sampling.guidance_scale:g}", "samples": out["samples"],
+        "model": name or run.ckpt, "setting": f"guidance {pipe.sampling.guidance_scale:g}", "samples": out["samples"],
         "class_accuracy": out["class_accuracy"], "tokens_per_image": tokens,
         "seconds_per_image": seconds / out["samples"], "peak_bytes": None,
     }]  # fmt: skip
@@ -207,6 +208,7 @@ PARTS: dict[str, Callable[[BenchRun], dict[str, Any]]] = {
     "parity": _parity,
     "speed": _speed,
     "var_toy": _var_toy,
+    "nfig": lambda run: _var_toy(run, "nfig-toy"),  # NFIG: kind var with cosine-band tokenizer scales
     "kv": _kv,
     "tts": _tts,
     "flexvar": _flexvar,

@@ -15,6 +15,7 @@ VARIANTS: dict[str, str] = {  # --model name -> registry name of its embedded de
     "flowar": "flowar-toy",
     "hmar": "hmar-toy",  # kind var with markov + mask_depth: scale-Markov, masked refinement
     "mvar": "mvar-toy",  # kind var with markov + neighbourhood_kernel: scale- and spatial-Markov
+    "nfig": "nfig-toy",  # kind var with vae.resample spectral: scales are cosine frequency bands
 }
 IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var", "flowar")
 

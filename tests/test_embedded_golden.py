@@ -32,6 +32,11 @@ GOLDEN = {
         "slice": [22, 26, 26, 25, 25, 24, 25, 25],
         "tokens": [207, 111, 111, 249, 54, 131, 55, 115],
     },
+    "nfig-toy": {
+        "sum": 932345,
+        "slice": [117, 104, 107, 114, 113, 113, 115, 117],
+        "tokens": [121, 55, 140, 155, 87, 87, 197, 215],
+    },
     "mvar-toy": {
         "sum": 614382,
         "slice": [21, 26, 26, 25, 24, 21, 23, 26],
@@ -58,7 +63,7 @@ def test_ca2vdm_toy_golden():
     assert _sum(frames) == GOLDEN["ca2vdm-toy"]["sum"]
 
 
-@pytest.mark.parametrize("name", ["var-toy", "m-var-toy", "hmar-toy", "mvar-toy"])
+@pytest.mark.parametrize("name", ["var-toy", "m-var-toy", "hmar-toy", "mvar-toy", "nfig-toy"])
 def test_var_toy_golden(name):
     result = genmotion.load(name).generate("red circle", num_images=2, seed=0)
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]

@@ -115,6 +115,9 @@ def test_profile_heads_command_profiles_a_var_checkpoint_for_hack(tiny_ckpt, tmp
 def test_image_model_flag_names_a_variant(tmp_path):
     out = tmp_path / "var.png"
     assert main(["image", "--model", "var", "--class", "red circle", "-o", str(out)]) == 0 and out.is_file()
+    nfig = tmp_path / "nfig.png"  # NFIG: kind var with the spectral tokenizer
+    assert main(["image", "--model", "nfig", "--class", "blue triangle", "-n", "2", "-o", str(nfig)]) == 0
+    assert Image.open(nfig).size == (64, 32)
     assert main(["image", "--model", "no-such-variant", "--class", "0", "-o", str(tmp_path / "a.png")]) == 2
     assert main(["image", "--model", "var", "--ckpt", "var-toy", "--class", "0", "-o", str(tmp_path / "b.png")]) == 2
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
