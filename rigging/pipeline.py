@@ -188,6 +188,7 @@ class RigAnythingPipeline(Pipeline):
                 sampled.shape_features[best],
                 sampled.features[best],
                 sampled.joints[best],
+                sampled.parents[best],
             )
             .cpu()
             .numpy()
