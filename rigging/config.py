@@ -22,8 +22,8 @@ class RigModelConfig:
     mlp_ratio: float = 4.0
     max_joints: int = 64  # joints per skeleton the model can emit (the stop step is extra)
     position_head: Literal["diffusion", "regression"] = "diffusion"  # how the offset from the anchor is drawn
-    anchor_candidates: int = 8  # sampling picks the anchor shape token among this many most likely ones
-    offset_scale: float = 0.15  # joint - anchor offsets are divided by this before the position head
+    anchor_candidates: int = 8  # sampling picks the anchor among this many most likely earlier joints
+    offset_scale: float = 0.3  # joint - anchor offsets (bone vectors) are divided by this for the head
     head_width: int = 128  # diffusion / regression MLP width
     head_depth: int = 3  # residual blocks of the diffusion MLP
     diffusion_steps: int = 1000  # training noise schedule (cosine)
@@ -37,8 +37,8 @@ class RigModelConfig:
             raise ValueError(f"shape_tokens must be in [1, num_points], got {self.shape_tokens}")
         if not 1 <= self.group_size <= self.num_points:
             raise ValueError(f"group_size must be in [1, num_points], got {self.group_size}")
-        if not 1 <= self.anchor_candidates <= self.shape_tokens:
-            raise ValueError(f"anchor_candidates must be in [1, shape_tokens], got {self.anchor_candidates}")
+        if not 1 <= self.anchor_candidates <= self.max_joints:
+            raise ValueError(f"anchor_candidates must be in [1, max_joints], got {self.anchor_candidates}")
         if not 2 <= self.max_joints <= 256:
             raise ValueError(f"max_joints must be in [2, 256], got {self.max_joints}")
 

@@ -2,15 +2,10 @@
 hybrid-attention transformer (shape tokens see each other; joint tokens see the shape and earlier joints),
 and heads for the next joint's position, its parent (self = stop) and the skin.
 
-The position head is anchored on the geometry: a pointer scores the shape tokens (which surface token the
-next joint lies nearest), and a small head (diffusion or regression) draws the joint's offset from the
-chosen token's centre. The skin head sees, for each point and joint, the distance from the point to the
-joint's bones (the segments to its children), the feature skin weights mostly depend on.
-
-Axes: B batch, N surface points, S shape tokens, J joints, K joint steps (J + 1: the last one is the stop),
-G points per shape-token group, C width, I parent candidates. Sequence positions: every shape token sits
-at 0, the begin token at 1 and joint i's token at i + 2, so "a key is visible when its position is at most
-the query's" is exactly the hybrid mask (with a KV cache too).
+The position head is anchored: a pointer scores the earlier joints (which one the next joint grows from;
+the origin for the root), and a small head (diffusion or regression) draws the offset from the chosen
+anchor. The skin head sees, for each point and joint, the distance from the point to the joint's bones
+(the segments to its children), the feature skin weights mostly depend on.
 """
 
 from __future__ import annotations
@@ -192,21 +187,21 @@ class RigAnything(nn.Module):
         return torch.cat([shape, self.begin.expand(shape.shape[0], -1, -1)], dim=1)
 
     # -------------------------------------------------------------------------------------------- heads
-    def anchor_logits(self, h_BKC: torch.Tensor, shape_BSC: torch.Tensor) -> torch.Tensor:
-        """Step contexts (B, K, C) x contextual shape tokens (B, S, C) -> (B, K, S) pointer logits: which
-        token's centre the next joint lies nearest."""
-        q, k = self.anchor_query(h_BKC), self.anchor_key(shape_BSC)
+    def anchor_logits(self, h_BKC: torch.Tensor, anchor_BAC: torch.Tensor) -> torch.Tensor:
+        """Step contexts (B, K, C) x anchor features (B, A, C) -> (B, K, A) pointer logits: which anchor the
+        next joint grows from (unmasked)."""
+        q, k = self.anchor_query(h_BKC), self.anchor_key(anchor_BAC)
         return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
 
     def anchor_context(
-        self, h_BKC: torch.Tensor, shape_BSC: torch.Tensor, centres_BS6: torch.Tensor, idx_BKM: torch.Tensor
+        self, h_BKC: torch.Tensor, anchor_BAC: torch.Tensor, geo_BA6: torch.Tensor, idx_BKM: torch.Tensor
     ) -> torch.Tensor:
-        """The position head's context (B, K, M, C) for M candidate anchors (B, K, M) of every step: the step's
-        context plus an embedding of the anchor token's features, centre and normal."""
+        """The position head's context (B, K, M, C) for M chosen anchors (B, K, M) of every step: the step's
+        context plus an embedding of the anchor's features and geometry (position, and its own bone vector)."""
         B, K, M = idx_BKM.shape
         flat = idx_BKM.reshape(B, K * M, 1)
-        feat = gather_rows(shape_BSC, flat)[:, :, 0]  # (B, K M, C)
-        geo = gather_rows(centres_BS6, flat)[:, :, 0]  # (B, K M, 6)
+        feat = gather_rows(anchor_BAC, flat)[:, :, 0]  # (B, K M, C)
+        geo = gather_rows(geo_BA6, flat)[:, :, 0]  # (B, K M, 6)
         emb = self.anchor_embed(torch.cat([feat, self._feat(geo[..., :3], geo[..., 3:])], dim=-1))
         return h_BKC[:, :, None] + emb.reshape(B, K, M, -1)
 

@@ -3,9 +3,9 @@ and the skin head evaluated on mesh vertices.
 
 The adapter: the prompt is the shape tokens plus the begin token (one prefill); every decode step feeds one
 joint token. The loop's "logits" are the transformer's features h_k (R, 1, C); its token sampler draws the
-joint's position (an anchor shape token by the pointer, then the offset from it), then its parent over the
-earlier joints and itself (self = stop), and returns the token (R, 1, 4) = (x, y, z, parent). Axes: R
-skeletons sampled at once, S shape tokens, J joints, V vertices, C width.
+joint's position (an anchor by the pointer: an earlier joint, or the origin for the root; then the offset
+from it), then its parent over the earlier joints and itself (self = stop), and returns the token (R, 1, 4) =
+(x, y, z, parent). Axes: R skeletons sampled at once, S shape tokens, J joints, V vertices, C width.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
-from genmotion.rigging.anchors import draw_positions, offset_error
+from genmotion.rigging.anchors import anchor_table, draw_positions, offset_error
 from genmotion.rigging.config import RigSamplingConfig
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
@@ -69,16 +69,10 @@ class _JointDecoder:
     """The loop's token sampler and `embed_next`; holds the joints decoded so far."""
 
     def __init__(
-        self,
-        model: RigAnything,
-        engine: _EngineModel,
-        centres_RS6: torch.Tensor,
-        cfg: RigSamplingConfig,
-        max_joints: int,
+        self, model: RigAnything, rows: int, cfg: RigSamplingConfig, device: torch.device, max_joints: int
     ) -> None:
-        self.model, self.engine, self.centres, self.cfg = model, engine, centres_RS6, cfg
-        self.step, self.max_joints = 0, max_joints
-        rows, device = centres_RS6.shape[0], centres_RS6.device
+        self.model, self.cfg, self.step, self.max_joints = model, cfg, 0, max_joints
+        self.begin: torch.Tensor | None = None  # the begin token's output: the origin anchor's feature (R, C)
         self.alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(device)
         self.contexts: list[torch.Tensor] = []  # the position head's context of step k (R, C)
         self.offsets: list[torch.Tensor] = []  # step k's scaled offset from its anchor (R, 3)
@@ -93,18 +87,18 @@ class _JointDecoder:
         h, k, m = h_R1C[:, -1], self.step, self.model
         if k > 0:
             self.features.append(h)
-        assert self.engine.shape_features is not None
-        draw = draw_positions(
-            m,
-            h,
-            self.engine.shape_features,
-            self.centres,
-            self.alphas,
-            self.cfg.sample_steps,
-            self.cfg.temperature,
-            generator,
+        else:
+            self.begin = h
+        assert self.begin is not None
+        R, C = h.shape
+        table = anchor_table(
+            self.begin,
+            torch.stack(self.features, dim=1) if k else h.new_zeros(R, 0, C),
+            torch.stack(self.xyz, dim=1) if k else h.new_zeros(R, 0, 3),
+            torch.stack(self.parents, dim=1) if k else torch.zeros(R, 0, dtype=torch.long, device=h.device),
         )
-        pos, R = draw.positions, h.shape[0]
+        draw = draw_positions(m, h, table, k, self.alphas, self.cfg.sample_steps, self.cfg.temperature, generator)
+        pos = draw.positions
         self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
             parent = torch.zeros(R, dtype=torch.long, device=h.device)
@@ -178,7 +172,7 @@ def joint_steps(
         c.depth, rows, c.heads, c.shape_tokens + 1 + steps, c.width // c.heads, dtype=prompt.dtype, device=prompt.device
     )
     engine = _EngineModel(model)
-    dec = _JointDecoder(model, engine, points_N6[None, : c.shape_tokens].expand(rows, -1, -1), cfg, cap)
+    dec = _JointDecoder(model, rows, cfg, prompt.device, cap)
     loop = token_stream(
         engine,
         prompt,

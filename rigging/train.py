@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.config import to_dict
-from genmotion.rigging.anchors import anchor_losses, draw_positions
+from genmotion.rigging.anchors import anchor_losses, anchor_table, draw_positions
 from genmotion.rigging.config import RigDataConfig, RigModelConfig, RigSamplingConfig
 from genmotion.rigging.creatures import random_creature
 from genmotion.rigging.data import RigBatches, collate, creature_sample
@@ -59,8 +59,8 @@ def rig_losses(
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Teacher-forced losses of one batch: `position` (offset head), `anchor` (pointer), `parent`, `skin`
-    (scalars), and the metrics `parent_acc` and `anchor_distance` (mean distance from the pointer's most
-    likely token centre to the true joint, normalised units)."""
+    (scalars), and the metrics `parent_acc` and `anchor_acc` (how often the pointer's most likely anchor is
+    the true one: the parent, the origin for the root)."""
     points, joints, parents, n = batch["points"], batch["joints"], batch["parents"], batch["num_joints"]
     B, J, _ = joints.shape
     S = model.config.shape_tokens
@@ -72,11 +72,12 @@ def rig_losses(
     valid = steps[None] <= n[:, None]  # (B, K): real joints and the stop step
     target = torch.cat([joints, joints[:, :1]], dim=1)  # the stop step's position is the root's
     target = torch.where((steps[None] == n[:, None])[..., None], joints[:, :1], target)
-    pointer, offset, hit = anchor_losses(
-        model, h, out[:, :S], points[:, :S], target, alphas, cfg.noise_samples, generator
-    )
+    table = anchor_table(out[:, S], cand, joints, parents)
+    goal = torch.cat([parents.new_zeros(B, 1), parents[:, 1:] + 1, parents.new_ones(B, 1)], dim=1)  # (B, K)
+    goal = torch.where(steps[None] == n[:, None], 1, goal)  # the stop step grows from the root, offset 0
+    pointer, offset, hit = anchor_losses(model, h, table, goal, target, alphas, cfg.noise_samples, generator)
     count = valid.sum()
-    anchor, position, anchor_dist = [(v * valid).sum() / count for v in (pointer, offset, hit)]
+    anchor, position, anchor_acc = [(v * valid).sum() / count for v in (pointer, offset, hit)]
     pair, stop = model.parent_scores(h, target, cand)
     logits = parent_logits(pair, stop)  # (B, K, J + 1)
     goal = torch.cat([parents, parents.new_zeros(B, 1)], dim=1)
@@ -97,7 +98,7 @@ def rig_losses(
         "parent": ce,
         "skin": skin,
         "parent_acc": acc,
-        "anchor_distance": anchor_dist,
+        "anchor_acc": anchor_acc,
     }
 
 
@@ -112,11 +113,10 @@ def teacher_forced_error(
     S = model.config.shape_tokens
     x = torch.cat([model.prompt(points), model.joint_tokens(joints, parents)], dim=1)
     out = model.backbone(x, sequence_positions(S, J, points.device))
-    h = out[:, S : S + J].reshape(B * J, -1)  # the steps that emit real joints
-    rows = torch.arange(B, device=points.device).repeat_interleave(J)
-    alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(h)
-    draw = draw_positions(model, h, out[rows, :S], points[rows, :S], alphas, sample_steps, 1.0, generator)
-    err = (draw.positions - joints.reshape(B * J, 3)).norm(dim=-1).reshape(B, J)
+    table = anchor_table(out[:, S], out[:, S + 1 :], joints, parents)
+    alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(out)
+    drawn = [draw_positions(model, out[:, S + k], table, k, alphas, sample_steps, 1.0, generator) for k in range(J)]
+    err = (torch.stack([d.positions for d in drawn], dim=1) - joints).norm(dim=-1)  # (B, J)
     valid = torch.arange(J, device=points.device)[None] < n[:, None]
     return float((err * valid).sum() / valid.sum())
 

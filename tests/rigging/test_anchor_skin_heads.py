@@ -1,11 +1,11 @@
-"""The anchored position head (pointer over shape tokens + offset), farthest-point ordering, and the bone
-distances the skin head is given, checked on hand-made cases."""
+"""The anchored position head (pointer over the origin and earlier joints + offset), farthest-point
+ordering, and the bone distances the skin head is given, checked on hand-made cases."""
 
 import numpy as np
 import torch
 from rigging_tiny import TINY
 
-from genmotion.rigging.anchors import anchor_losses, draw_positions
+from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.meshio import farthest_point_order
 from genmotion.rigging.model import RigAnything, bone_distances
@@ -47,24 +47,40 @@ def test_skin_prior_prefers_the_nearest_bone_at_init():
     assert w[0, :, 1].max() < 0.05 and w[0, :, 3].max() < 0.05  # leaves carry (almost) no weight
 
 
-def test_anchor_draw_is_centre_plus_offset_and_losses_point_at_the_nearest_centre():
+def test_anchor_mask_origin_first_then_earlier_joints():
+    m = anchor_mask(4, 5)
+    assert m[0].tolist() == [True, False, False, False, False]  # the root grows from the origin
+    assert m[1].tolist() == [False, True, False, False, False]  # joint 1 from joint 0
+    assert m[3].tolist() == [False, True, True, True, False]  # joint 3 from joints 0..2
+
+
+def test_anchor_draw_is_anchor_plus_offset_and_losses_score_the_parent():
     torch.manual_seed(0)
     cfg = TINY.__class__(**{**TINY.__dict__, "position_head": "regression"})
     model = RigAnything(cfg)
-    S, C = cfg.shape_tokens, cfg.width
-    shape, centres = torch.randn(2, S, C), torch.cat([torch.rand(2, S, 3) * 2 - 1, torch.randn(2, S, 3)], -1)
+    C = cfg.width
+    joints = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.3, 0.0], [0.2, 0.0, 0.0]]]).expand(2, -1, -1)
+    parents = torch.tensor([[0, 0, 0]]).expand(2, -1)
+    table = anchor_table(torch.randn(2, C), torch.randn(2, 3, C), joints, parents)
+    assert table[0].shape == (2, 4, C) and table[1].shape == (2, 4, 6)
+    torch.testing.assert_close(table[1][0, 2], torch.tensor([0.0, 0.3, 0.0, 0.0, 0.3, 0.0]))  # joint 1, its bone
     h = torch.randn(2, C)
     alphas = cosine_alphas_cumprod(cfg.diffusion_steps).float()
-    draw = draw_positions(model, h, shape, centres, alphas, 4, 0.0, None)
-    best = model.anchor_logits(h[:, None], shape)[:, 0].argmax(-1)
-    expected = centres[torch.arange(2), best, :3] + cfg.offset_scale * draw.offset
-    torch.testing.assert_close(draw.positions, expected)
+    draw = draw_positions(model, h, table, 3, alphas, 4, 0.0, None)  # step 3: joints 0..2 are the anchors
+    logits = model.anchor_logits(h[:, None], table[0])[:, 0]
+    best = logits[:, 1:4].argmax(-1) + 1
+    assert draw.anchor.tolist() == best.tolist()
+    torch.testing.assert_close(draw.positions, table[1][torch.arange(2), best, :3] + cfg.offset_scale * draw.offset)
     torch.testing.assert_close(draw.offset, model.regress(draw.context))
-    target = centres[:, :2, :3] + 0.01  # each step's joint sits next to token 0 and token 1
-    pointer, offset, hit = anchor_losses(model, h[:, None].expand(-1, 2, -1), shape, centres, target, alphas, 1, None)
-    assert pointer.shape == offset.shape == hit.shape == (2, 2) and torch.isfinite(pointer).all()
-    assert torch.isfinite(offset).all()
-    d = torch.cdist(target, centres[..., :3])
-    torch.testing.assert_close(hit, d.gather(-1, best[:, None, None].expand(-1, 2, 1))[..., 0])
-    soft_best = d.argmin(-1)  # the soft label peaks at the nearest centre: tokens 0 and 1
-    assert soft_best.tolist() == [[0, 1], [0, 1]]
+    root = draw_positions(model, h, table, 0, alphas, 4, 1.0, torch.Generator().manual_seed(0))
+    assert root.anchor.tolist() == [0, 0] and torch.allclose(root.logp, torch.zeros(2))  # only the origin
+    hk = h[:, None].expand(-1, 4, -1)
+    goal = torch.tensor([[0, 1, 1, 1]]).expand(2, -1)  # root <- origin, then joints 1, 2 and the stop <- joint 0
+    target = torch.cat([joints, joints[:, :1]], dim=1)
+    pointer, offset, hit = anchor_losses(model, hk, table, goal, target, alphas, 1, None)
+    assert pointer.shape == offset.shape == hit.shape == (2, 4)
+    assert pointer[:, 0].abs().max() < 1e-6 and pointer[:, 1].abs().max() < 1e-6  # a single allowed anchor
+    assert hit[:, :2].eq(1).all()
+    x0 = (target[:, 3] - joints[:, 0]) / cfg.offset_scale  # the stop step: offset 0 from the root
+    ctx = model.anchor_context(hk, table[0], table[1], goal[..., None])[:, 3, 0]
+    torch.testing.assert_close(offset[:, 3], ((model.regress(ctx) - x0) ** 2).sum(-1))
