@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from genmotion.rigging.diffusion import denoising_error, noise, sample_positions
 from genmotion.rigging.model import RigAnything
 
-__all__ = ["AnchorDraw", "anchor_losses", "anchor_mask", "anchor_table", "draw_positions", "offset_error"]
+__all__ = [
+    "AnchorDraw",
+    "anchor_losses",
+    "anchor_mask",
+    "anchor_table",
+    "draw_positions",
+    "offset_error",
+    "snap_inside",
+]
 
 
 @dataclass(frozen=True)
@@ -129,3 +137,23 @@ def offset_error(
     if model.denoiser is None:
         return x0_M3.new_zeros(x0_M3.shape[0])
     return denoising_error(model.denoiser, context_MC, x0_M3, alphas.to(context_MC.dtype), generator)
+
+
+def snap_inside(x_R3: torch.Tensor, points_RN6: torch.Tensor, width: float = 0.05) -> torch.Tensor:
+    """Joints (R, 3) that fall outside the surface (points (R, N, 6): xyz + outward normal) are moved onto the
+        medial point under their nearest surface point p: p - (t / 2) n, where t is the depth at which the inward
+        ray from p meets the opposite wall (the nearest point within `width` of the ray, past p, whose normal
+    faces away from n). Without such a
+        point the joint goes `width` / 2 under p. Joints already inside are kept."""
+    xyz, nrm = points_RN6[..., :3], points_RN6[..., 3:]
+    near = (xyz - x_R3[:, None]).norm(dim=-1).argmin(dim=-1)  # (R,)
+    p = xyz[torch.arange(len(near)), near]
+    n = nrm[torch.arange(len(near)), near]
+    outside = ((x_R3 - p) * n).sum(-1) > 0
+    rel = xyz - p[:, None]  # (R, N, 3)
+    t = -(rel * n[:, None]).sum(-1)  # depth along the inward ray
+    off_ray = (rel + t[..., None] * n[:, None]).norm(dim=-1)
+    facing = (nrm * n[:, None]).sum(-1) < 0  # the opposite wall faces the other way
+    t = torch.where((t > 1e-3) & (off_ray < width) & facing, t, torch.full_like(t, float("inf"))).amin(dim=-1)
+    depth = torch.where(torch.isfinite(t), t / 2, torch.full_like(t, width / 2))
+    return torch.where(outside[:, None], p - depth[:, None] * n, x_R3)

@@ -61,6 +61,7 @@ class RigSamplingConfig:
     sample_steps: int = 20  # the released model uses 300; 20 matched 50 on the toy (within noise) at half the time
     temperature: float = 1.0
     num_samples: int = 1
+    snap_inside: bool = True  # a drawn joint outside the surface moves to the medial point under it
     skin: SkinPostConfig = field(default_factory=SkinPostConfig)
 
 

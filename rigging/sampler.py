@@ -17,7 +17,7 @@ import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
-from genmotion.rigging.anchors import anchor_table, draw_positions, offset_error
+from genmotion.rigging.anchors import anchor_table, draw_positions, offset_error, snap_inside
 from genmotion.rigging.config import RigSamplingConfig
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
@@ -68,10 +68,10 @@ class _EngineModel:
 class _JointDecoder:
     """The loop's token sampler and `embed_next`; holds the joints decoded so far."""
 
-    def __init__(
-        self, model: RigAnything, rows: int, cfg: RigSamplingConfig, device: torch.device, max_joints: int
-    ) -> None:
+    def __init__(self, model: RigAnything, points_RN6: torch.Tensor, cfg: RigSamplingConfig, max_joints: int) -> None:
         self.model, self.cfg, self.step, self.max_joints = model, cfg, 0, max_joints
+        self.points = points_RN6  # the shape's surface samples: drawn joints outside it are snapped inside
+        rows, device = points_RN6.shape[0], points_RN6.device
         self.begin: torch.Tensor | None = None  # the begin token's output: the origin anchor's feature (R, C)
         self.alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(device)
         self.contexts: list[torch.Tensor] = []  # the position head's context of step k (R, C)
@@ -98,7 +98,7 @@ class _JointDecoder:
             torch.stack(self.parents, dim=1) if k else torch.zeros(R, 0, dtype=torch.long, device=h.device),
         )
         draw = draw_positions(m, h, table, k, self.alphas, self.cfg.sample_steps, self.cfg.temperature, generator)
-        pos = draw.positions
+        pos = snap_inside(draw.positions, self.points) if self.cfg.snap_inside else draw.positions
         self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
             parent = torch.zeros(R, dtype=torch.long, device=h.device)
@@ -172,7 +172,7 @@ def joint_steps(
         c.depth, rows, c.heads, c.shape_tokens + 1 + steps, c.width // c.heads, dtype=prompt.dtype, device=prompt.device
     )
     engine = _EngineModel(model)
-    dec = _JointDecoder(model, rows, cfg, prompt.device, cap)
+    dec = _JointDecoder(model, points_N6[None].expand(rows, -1, -1), cfg, cap)
     loop = token_stream(
         engine,
         prompt,

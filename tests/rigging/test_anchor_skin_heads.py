@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from rigging_tiny import TINY
 
-from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions
+from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions, snap_inside
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.meshio import farthest_point_order
 from genmotion.rigging.model import RigAnything, bone_distances
@@ -84,3 +84,14 @@ def test_anchor_draw_is_anchor_plus_offset_and_losses_score_the_parent():
     x0 = (target[:, 3] - joints[:, 0]) / cfg.offset_scale  # the stop step: offset 0 from the root
     ctx = model.anchor_context(hk, table[0], table[1], goal[..., None])[:, 3, 0]
     torch.testing.assert_close(offset[:, 3], ((model.regress(ctx) - x0) ** 2).sum(-1))
+
+
+def test_snap_inside_moves_outside_joints_to_the_medial_point():
+    g = torch.Generator().manual_seed(0)
+    n = torch.randn(4000, 3, generator=g)
+    n = n / n.norm(dim=-1, keepdim=True)
+    sphere = torch.cat([0.2 * n, n], dim=-1)[None].expand(2, -1, -1)  # radius 0.2 at the origin, outward normals
+    x = torch.tensor([[0.5, 0.0, 0.0], [0.05, 0.0, 0.0]])  # outside, inside
+    out = snap_inside(x, sphere)
+    assert out[0].norm() < 0.03  # the medial point of a sphere is its centre
+    torch.testing.assert_close(out[1], x[1])  # inside: kept
