@@ -21,6 +21,7 @@ from genmotion.rigging.creatures import BODY_PLANS, random_creature
 from genmotion.rigging.geometry import analytic_skin, capsule_mesh, linear_blend, normalisation
 from genmotion.rigging.meshio import sample_surface, vertex_normals
 from genmotion.rigging.metrics import skeleton_metrics, skin_metrics
+from genmotion.rigging.model import bone_distances
 from genmotion.rigging.postprocess import postprocess_skin
 from genmotion.rigging.sampler import teacher_forced_skin
 from genmotion.rigging.skeleton import Skeleton, bfs_order, pose_skeleton, random_rotations, reorder
@@ -100,15 +101,24 @@ def _skin_scores(
     rng: np.random.Generator,
 ) -> dict[str, float]:
     """Skin metrics against the known skeleton (teacher-forced), post-processed as released, and the vertex
-    error after a random pose deformed with the predicted vs the true weights."""
+    error after a random pose deformed with the predicted vs the true weights. For scale: `skin_l1_raw`
+    (before post-processing), `skin_l1_floor` (the true weights through the same post-processing) and
+    `skin_l1_nearest_bone` (softmax of -(excess distance to each joint's bones) / 0.02, post-processed)."""
     points = torch.tensor(np.concatenate([(V - centre) / scale, vertex_normals(V, F)], 1), dtype=pipe.dtype)
     pts, nrm = sample_surface(V, F, pipe.config.num_points, rng)  # the shape input, as the pipeline samples it
     shape = torch.tensor(np.concatenate([(pts - centre) / scale, nrm], 1), dtype=pipe.dtype)
     w = teacher_forced_skin(
         pipe.model, shape, torch.tensor(gts.joints, dtype=pipe.dtype), torch.tensor(gts.parents), points
     ).numpy()
+    raw = w
     w = postprocess_skin(w, F, pipe.sampling.skin)
     out = skin_metrics(w, skin)
+    out["skin_l1_raw"] = skin_metrics(raw, skin)["skin_l1"]
+    out["skin_l1_floor"] = skin_metrics(postprocess_skin(skin, F, pipe.sampling.skin), skin)["skin_l1"]
+    par = torch.tensor(gts.parents)
+    d = bone_distances(points[None, :, :3].float(), torch.tensor(gts.joints)[None].float(), par[None], (par >= 0)[None])
+    near = torch.softmax(-(d[0] - d[0].amin(-1, keepdim=True)) / 0.02, dim=-1).double().numpy()
+    out["skin_l1_nearest_bone"] = skin_metrics(postprocess_skin(near, F, pipe.sampling.skin), skin)["skin_l1"]
     _, T = pose_skeleton(gts, random_rotations(gts.num_joints, 30.0, rng))
     a, _ = linear_blend((V - centre) / scale, skin, T)
     b, _ = linear_blend((V - centre) / scale, w, T)

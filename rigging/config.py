@@ -21,7 +21,9 @@ class RigModelConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     max_joints: int = 64  # joints per skeleton the model can emit (the stop step is extra)
-    position_head: Literal["diffusion", "regression"] = "diffusion"
+    position_head: Literal["diffusion", "regression"] = "diffusion"  # how the offset from the anchor is drawn
+    anchor_candidates: int = 8  # sampling picks the anchor among this many most likely earlier joints
+    offset_scale: float = 0.3  # joint - anchor offsets (bone vectors) are divided by this for the head
     head_width: int = 128  # diffusion / regression MLP width
     head_depth: int = 3  # residual blocks of the diffusion MLP
     diffusion_steps: int = 1000  # training noise schedule (cosine)
@@ -35,6 +37,8 @@ class RigModelConfig:
             raise ValueError(f"shape_tokens must be in [1, num_points], got {self.shape_tokens}")
         if not 1 <= self.group_size <= self.num_points:
             raise ValueError(f"group_size must be in [1, num_points], got {self.group_size}")
+        if not 1 <= self.anchor_candidates <= self.max_joints:
+            raise ValueError(f"anchor_candidates must be in [1, max_joints], got {self.anchor_candidates}")
         if not 2 <= self.max_joints <= 256:
             raise ValueError(f"max_joints must be in [2, 256], got {self.max_joints}")
 
@@ -57,6 +61,7 @@ class RigSamplingConfig:
     sample_steps: int = 20  # the released model uses 300; 20 matched 50 on the toy (within noise) at half the time
     temperature: float = 1.0
     num_samples: int = 1
+    snap_inside: bool = True  # a drawn joint outside the surface moves to the medial point under it
     skin: SkinPostConfig = field(default_factory=SkinPostConfig)
 
 

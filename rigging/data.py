@@ -17,6 +17,7 @@ import torch
 from genmotion.rigging.config import RigDataConfig
 from genmotion.rigging.creatures import Creature, random_creature
 from genmotion.rigging.geometry import analytic_skin, linear_blend, normalisation, sample_capsules
+from genmotion.rigging.meshio import farthest_point_order
 from genmotion.rigging.rignet import RigInfo, read_rig_info
 from genmotion.rigging.skeleton import Skeleton, bfs_order, pose_skeleton, random_rotations, reorder
 
@@ -43,8 +44,10 @@ def rig_sample(
     plan: str,
     rng: np.random.Generator | None,
 ) -> RigSample:
-    """Normalise into [-1, 1] (bounding-box middle, max |coord|) and BFS-order the joints (siblings shuffled
-    with `rng`, else in index order)."""
+    """Normalise into [-1, 1] (bounding-box middle, max |coord|), put the points in farthest-point order and
+    BFS-order the joints (siblings shuffled with `rng`, else in index order)."""
+    fps = farthest_point_order(points)
+    points, normals, skin = points[fps], normals[fps], skin[fps]
     centre, scale = normalisation(points)
     order = bfs_order(skeleton, rng)
     sk = reorder(skeleton, order)

@@ -49,7 +49,7 @@ def sample_positions(
         a_t = float(ac[t])
         a_prev = float(ac[times[i + 1]]) if i + 1 < len(times) else 1.0
         eps = denoiser(x, torch.full((M,), t, device=dev), context_MC)
-        x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.5, 1.5)
+        x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-3.0, 3.0)
         if a_prev >= 1.0:
             x = x0
             break

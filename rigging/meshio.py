@@ -14,7 +14,7 @@ import numpy as np
 
 from genmotion.errors import InputError, UsageError
 
-__all__ = ["MESH_SUFFIXES", "cluster_simplify", "load_mesh", "check_mesh", "sample_surface"]
+__all__ = ["MESH_SUFFIXES", "cluster_simplify", "farthest_point_order", "load_mesh", "check_mesh", "sample_surface"]
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 MAX_FACES = 1_000_000
@@ -70,10 +70,25 @@ def check_mesh(mesh: Any, name: str = "the mesh", max_faces: int = MAX_FACES) ->
     return mesh
 
 
+def farthest_point_order(xyz: np.ndarray) -> np.ndarray:
+    """A permutation (N,) of points (N, 3) in farthest-point order from point 0: every prefix covers the
+    shape evenly (the rigger's shape tokens are centred on the first points)."""
+    n = len(xyz)
+    order = np.zeros(n, dtype=np.int64)
+    dist = np.full(n, np.inf)
+    for i in range(1, n):
+        dist = np.minimum(dist, ((xyz - xyz[order[i - 1]]) ** 2).sum(axis=1))
+        order[i] = int(np.argmax(dist))
+        dist[order[i]] = -1.0
+    if n:
+        dist[order[0]] = -1.0
+    return order
+
+
 def sample_surface(
     vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`n` area-uniform surface points (n, 3) with their faces' unit normals (n, 3)."""
+    """`n` area-uniform surface points (n, 3) with their faces' unit normals (n, 3), in farthest-point order."""
     tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]  # (F, 3, 3)
     cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     area = np.linalg.norm(cross, axis=1)
@@ -86,7 +101,8 @@ def sample_surface(
     t = tri[face]
     pts = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
     normals = cross[face] / np.maximum(area[face], 1e-20)[:, None]
-    return pts, normals
+    order = farthest_point_order(pts)
+    return pts[order], normals[order]
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

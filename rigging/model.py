@@ -1,11 +1,11 @@
 """The RigAnything network (Liu et al., 2025): shape tokens from surface points, BFS joint tokens, one
 hybrid-attention transformer (shape tokens see each other; joint tokens see the shape and earlier joints),
-and heads for the next joint's position (diffusion or regression), its parent (self = stop) and the skin.
+and heads for the next joint's position, its parent (self = stop) and the skin.
 
-Axes: B batch, N surface points, S shape tokens, J joints, K joint steps (J + 1: the last one is the stop),
-G points per shape-token group, C width, I parent candidates. Sequence positions: every shape token sits
-at 0, the begin token at 1 and joint i's token at i + 2, so "a key is visible when its position is at most
-the query's" is exactly the hybrid mask (with a KV cache too).
+The position head is anchored: a pointer scores the earlier joints (which one the next joint grows from;
+the origin for the root), and a small head (diffusion or regression) draws the offset from the chosen
+anchor. The skin head sees, for each point and joint, the distance from the point to the joint's bones
+(the segments to its children), the feature skin weights mostly depend on.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from genmotion.nn.blocks import PreNormBlock
 from genmotion.nn.rope import Rotary
 from genmotion.rigging.config import RigModelConfig
 
-__all__ = ["Denoiser", "RigAnything", "fourier", "sequence_positions"]
+__all__ = ["Denoiser", "RigAnything", "bone_distances", "fourier", "gather_rows", "sequence_positions"]
 
 
 _SKIN_BANDS = 3  # sin/cos frequencies of the point - joint offset seen by the skin head
+_BONE_FEATURES = 5  # bone distance, its excess over the nearest bone's, two soft-nearest scores, leaf flag
+_BONE_SCALE = 0.1  # bone distances are divided by this (normalised units)
+_PRIOR_TAU = 0.03  # the skin prior logit is -(excess bone distance) / this
+_FAR = 3.0  # the bone distance of a joint without bones (a leaf: it carries no weight)
 
 
 def fourier(x: torch.Tensor, bands: int) -> torch.Tensor:
@@ -39,11 +43,26 @@ def sequence_positions(num_shape: int, num_joint_tokens: int, device: torch.devi
     ).to(device)
 
 
-def _rows(x_BNC: torch.Tensor, idx_BMG: torch.Tensor) -> torch.Tensor:
+def gather_rows(x_BNC: torch.Tensor, idx_BMG: torch.Tensor) -> torch.Tensor:
     """Rows of x (B, N, C) at indices (B, M, G) -> (B, M, G, C), without materialising (B, M, N, C)."""
     B, N, C = x_BNC.shape
     flat = idx_BMG + torch.arange(B, device=idx_BMG.device).view(B, 1, 1) * N
     return x_BNC.reshape(B * N, C)[flat]
+
+
+def bone_distances(
+    xyz_BN3: torch.Tensor, joints_BJ3: torch.Tensor, parents_BJ: torch.Tensor, bone_BJ: torch.Tensor
+) -> torch.Tensor:
+    """(B, N, J): distance from each point to the nearest bone that starts at joint j (parent j -> child c for
+    every c with `bone[c]` true; parents (B, J) clamped to >= 0); `_FAR` where j has no bone."""
+    a = torch.gather(joints_BJ3, 1, parents_BJ.clamp(min=0)[..., None].expand(-1, -1, 3))  # bone starts (B, J, 3)
+    ab = joints_BJ3 - a
+    ap = xyz_BN3[:, :, None] - a[:, None]  # (B, N, J, 3)
+    t = ((ap * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)[:, None]).clamp(0.0, 1.0)
+    d = (ap - t[..., None] * ab[:, None]).norm(dim=-1).masked_fill(~bone_BJ[:, None], _FAR)  # by child (B, N, J)
+    out = torch.full_like(d, _FAR)
+    index = parents_BJ.clamp(min=0)[:, None].expand_as(d)
+    return out.scatter_reduce(2, index, d, reduce="amin", include_self=True)
 
 
 def _mlp(dims: list[int]) -> nn.Sequential:
@@ -112,13 +131,16 @@ class RigAnything(nn.Module):
             self.regressor: nn.Module | None = None
         else:
             self.denoiser, self.regressor = None, _mlp([c.width, c.head_width, c.head_width, 3])
+        self.anchor_query, self.anchor_key = nn.Linear(c.width, c.width), nn.Linear(c.width, c.width)
+        self.anchor_embed = _mlp([c.width + fdim + 3, c.width, c.width])
         self.query = _mlp([c.width + fdim, c.width, c.width])
         self.candidate = nn.Linear(c.width, c.width)
         self.pair_score = nn.Sequential(nn.GELU(), nn.Linear(c.width, 1))
         self.self_score = _mlp([c.width, c.width, 1])
         self.point_mlp = _mlp([fdim + 3, c.width, c.width])
         self.skin_point, self.skin_joint = nn.Linear(c.width, c.skin_width), nn.Linear(c.width, c.skin_width)
-        self.skin_geometry = nn.Linear(3 + 6 * _SKIN_BANDS + 1, c.skin_width)
+        self.skin_geometry = nn.Linear(3 + 6 * _SKIN_BANDS + 1 + _BONE_FEATURES, c.skin_width)
+        self.skin_prior = nn.Parameter(torch.ones(()))
         self.skin_score = nn.Sequential(
             nn.GELU(), nn.Linear(c.skin_width, c.skin_width), nn.GELU(), nn.Linear(c.skin_width, 1)
         )
@@ -133,7 +155,7 @@ class RigAnything(nn.Module):
         xyz, nrm = points_BN6[..., :3], points_BN6[..., 3:]
         centres = xyz[:, : c.shape_tokens]  # (B, S, 3)
         idx = torch.cdist(centres, xyz).topk(c.group_size, dim=-1, largest=False).indices  # (B, S, G)
-        gather = _rows(points_BN6, idx)  # (B, S, G, 6)
+        gather = gather_rows(points_BN6, idx)  # (B, S, G, 6)
         rel = self._feat(gather[..., :3] - centres[:, :, None], gather[..., 3:])
         pooled = self.group_mlp(rel).amax(dim=2)
         return pooled + self.centre_embed(self._feat(centres, nrm[:, : c.shape_tokens]))
@@ -165,8 +187,26 @@ class RigAnything(nn.Module):
         return torch.cat([shape, self.begin.expand(shape.shape[0], -1, -1)], dim=1)
 
     # -------------------------------------------------------------------------------------------- heads
+    def anchor_logits(self, h_BKC: torch.Tensor, anchor_BAC: torch.Tensor) -> torch.Tensor:
+        """Step contexts (B, K, C) x anchor features (B, A, C) -> (B, K, A) pointer logits: which anchor the
+        next joint grows from (unmasked)."""
+        q, k = self.anchor_query(h_BKC), self.anchor_key(anchor_BAC)
+        return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
+
+    def anchor_context(
+        self, h_BKC: torch.Tensor, anchor_BAC: torch.Tensor, geo_BA6: torch.Tensor, idx_BKM: torch.Tensor
+    ) -> torch.Tensor:
+        """The position head's context (B, K, M, C) for M chosen anchors (B, K, M) of every step: the step's
+        context plus an embedding of the anchor's features and geometry (position, and its own bone vector)."""
+        B, K, M = idx_BKM.shape
+        flat = idx_BKM.reshape(B, K * M, 1)
+        feat = gather_rows(anchor_BAC, flat)[:, :, 0]  # (B, K M, C)
+        geo = gather_rows(geo_BA6, flat)[:, :, 0]  # (B, K M, 6)
+        emb = self.anchor_embed(torch.cat([feat, self._feat(geo[..., :3], geo[..., 3:])], dim=-1))
+        return h_BKC[:, :, None] + emb.reshape(B, K, M, -1)
+
     def regress(self, context: torch.Tensor) -> torch.Tensor:
-        """(..., C) -> (..., 3) joint position (regression head)."""
+        """(..., C) -> (..., 3) scaled offset from the anchor (regression head)."""
         assert self.regressor is not None, "this model has a diffusion position head"
         return self.regressor(context)
 
@@ -189,15 +229,30 @@ class RigAnything(nn.Module):
         d, idx = torch.cdist(xyz, centres).topk(3, dim=-1, largest=False)  # (B, P, 3)
         w = 1.0 / (d + 1e-3)
         w = w / w.sum(-1, keepdim=True)
-        near = _rows(shape_out_BSC, idx)  # (B, P, 3, C)
+        near = gather_rows(shape_out_BSC, idx)  # (B, P, 3, C)
         return self.point_mlp(self._feat(xyz, query_BP6[..., 3:])) + (w[..., None] * near).sum(2)
 
     def skin_logits(
-        self, point_BNC: torch.Tensor, joint_BJC: torch.Tensor, point_xyz_BN3: torch.Tensor, joint_xyz_BJ3: torch.Tensor
+        self,
+        point_BNC: torch.Tensor,
+        joint_BJC: torch.Tensor,
+        point_xyz_BN3: torch.Tensor,
+        joint_xyz_BJ3: torch.Tensor,
+        parents_BJ: torch.Tensor,
+        bone_BJ: torch.Tensor,
     ) -> torch.Tensor:
-        """(B, N, C) point features x (B, J, C) joint features, with the points' and joints' positions ->
-        (B, N, J) logits (softmax over joints). The pair also sees the offset point - joint and its length."""
+        """(B, N, C) point features x (B, J, C) joint features, with the points' and joints' positions and the
+        tree (parents (B, J), `bone` (B, J): joint c ends a real bone) -> (B, N, J) logits (softmax over
+        joints). The pair also sees the offset point - joint, its length and the distances to the joint's
+        bones; a learnt multiple of "excess distance over the nearest bone" is added as a prior logit."""
         offset = point_xyz_BN3[:, :, None] - joint_xyz_BJ3[:, None]  # (B, N, J, 3)
-        geometry = torch.cat([fourier(offset, _SKIN_BANDS), offset.norm(dim=-1, keepdim=True)], dim=-1)
+        d = bone_distances(point_xyz_BN3, joint_xyz_BJ3, parents_BJ, bone_BJ)  # (B, N, J)
+        excess = d - d.amin(dim=-1, keepdim=True)
+        bones = torch.stack(
+            [d / _BONE_SCALE, excess / _BONE_SCALE, (-excess / 0.02).exp(), (-excess / 0.05).exp(), (d >= _FAR).to(d)],
+            dim=-1,
+        )
+        geometry = torch.cat([fourier(offset, _SKIN_BANDS), offset.norm(dim=-1, keepdim=True), bones], dim=-1)
         pair = self.skin_point(point_BNC)[:, :, None] + self.skin_joint(joint_BJC)[:, None]
-        return self.skin_score(pair + self.skin_geometry(geometry)).squeeze(-1)
+        learnt = self.skin_score(pair + self.skin_geometry(geometry)).squeeze(-1)
+        return learnt - self.skin_prior * excess / _PRIOR_TAU

@@ -146,6 +146,7 @@ class RigAnythingPipeline(Pipeline):
         cfg = RigSamplingConfig(
             sample_steps=sample_steps or s.sample_steps,
             skin=s.skin,
+            snap_inside=s.snap_inside,
             temperature=s.temperature if temperature is None else temperature,
         )
         gen = self.make_generator(seed, generator)
@@ -188,6 +189,7 @@ class RigAnythingPipeline(Pipeline):
                 sampled.shape_features[best],
                 sampled.features[best],
                 sampled.joints[best],
+                sampled.parents[best],
             )
             .cpu()
             .numpy()

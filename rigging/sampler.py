@@ -3,9 +3,9 @@ and the skin head evaluated on mesh vertices.
 
 The adapter: the prompt is the shape tokens plus the begin token (one prefill); every decode step feeds one
 joint token. The loop's "logits" are the transformer's features h_k (R, 1, C); its token sampler draws the
-joint's position from the position head, then its parent over the earlier joints and itself (self = stop),
-and returns the token (R, 1, 4) = (x, y, z, parent). Axes: R skeletons sampled at once, S shape tokens,
-J joints, V vertices, C width.
+joint's position (an anchor by the pointer: an earlier joint, or the origin for the root; then the offset
+from it), then its parent over the earlier joints and itself (self = stop), and returns the token (R, 1, 4) =
+(x, y, z, parent). Axes: R skeletons sampled at once, S shape tokens, J joints, V vertices, C width.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
+from genmotion.rigging.anchors import anchor_table, draw_positions, offset_error, snap_inside
 from genmotion.rigging.config import RigSamplingConfig
-from genmotion.rigging.diffusion import cosine_alphas_cumprod, denoising_error, sample_positions
+from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
 
 __all__ = ["JointStep", "SampledSkeletons", "joint_steps", "skin_weights", "teacher_forced_skin"]
@@ -67,12 +68,14 @@ class _EngineModel:
 class _JointDecoder:
     """The loop's token sampler and `embed_next`; holds the joints decoded so far."""
 
-    def __init__(
-        self, model: RigAnything, rows: int, cfg: RigSamplingConfig, device: torch.device, max_joints: int
-    ) -> None:
+    def __init__(self, model: RigAnything, points_RN6: torch.Tensor, cfg: RigSamplingConfig, max_joints: int) -> None:
         self.model, self.cfg, self.step, self.max_joints = model, cfg, 0, max_joints
+        self.points = points_RN6  # the shape's surface samples: drawn joints outside it are snapped inside
+        rows, device = points_RN6.shape[0], points_RN6.device
+        self.begin: torch.Tensor | None = None  # the begin token's output: the origin anchor's feature (R, C)
         self.alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(device)
-        self.contexts: list[torch.Tensor] = []  # h_k (R, C)
+        self.contexts: list[torch.Tensor] = []  # the position head's context of step k (R, C)
+        self.offsets: list[torch.Tensor] = []  # step k's scaled offset from its anchor (R, 3)
         self.features: list[torch.Tensor] = []  # joint i's token output (R, C)
         self.xyz: list[torch.Tensor] = []
         self.parents: list[torch.Tensor] = []
@@ -84,13 +87,19 @@ class _JointDecoder:
         h, k, m = h_R1C[:, -1], self.step, self.model
         if k > 0:
             self.features.append(h)
-        if m.denoiser is not None:
-            pos = sample_positions(
-                m.denoiser, h, self.alphas.to(h.dtype), self.cfg.sample_steps, generator, self.cfg.temperature
-            )
         else:
-            pos = m.regress(h)
-        R = h.shape[0]
+            self.begin = h
+        assert self.begin is not None
+        R, C = h.shape
+        table = anchor_table(
+            self.begin,
+            torch.stack(self.features, dim=1) if k else h.new_zeros(R, 0, C),
+            torch.stack(self.xyz, dim=1) if k else h.new_zeros(R, 0, 3),
+            torch.stack(self.parents, dim=1) if k else torch.zeros(R, 0, dtype=torch.long, device=h.device),
+        )
+        draw = draw_positions(m, h, table, k, self.alphas, self.cfg.sample_steps, self.cfg.temperature, generator)
+        pos = snap_inside(draw.positions, self.points) if self.cfg.snap_inside else draw.positions
+        self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
             parent = torch.zeros(R, dtype=torch.long, device=h.device)
         else:
@@ -102,7 +111,8 @@ class _JointDecoder:
             parent = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
             self.logp += torch.where(self.alive, logp.gather(1, parent[:, None])[:, 0], 0.0)
         self.last = JointStep(k, pos, parent, self.alive.clone())
-        self.contexts.append(h)
+        self.contexts.append(draw.context)
+        self.offsets.append(draw.offset)
         self.xyz.append(pos)
         self.parents.append(parent)
         if k > 0:
@@ -123,7 +133,7 @@ class _JointDecoder:
 def _finish(dec: _JointDecoder, shape_features: torch.Tensor, generator: torch.Generator | None) -> SampledSkeletons:
     R = dec.alive.shape[0]
     xyz, par = torch.stack(dec.xyz, dim=1), torch.stack(dec.parents, dim=1)  # (R, K, 3), (R, K)
-    ctx, feats = torch.stack(dec.contexts, dim=1), torch.stack(dec.features, dim=1)
+    ctx, feats, off = torch.stack(dec.contexts, dim=1), torch.stack(dec.features, dim=1), torch.stack(dec.offsets, 1)
     steps = torch.arange(par.shape[1], device=par.device)
     is_stop = (par == steps[None]) & (steps[None] > 0)
     stops = torch.where(is_stop, steps[None], par.shape[1]).amin(dim=1)  # (R,) joints per row
@@ -136,15 +146,9 @@ def _finish(dec: _JointDecoder, shape_features: torch.Tensor, generator: torch.G
         joints.append(xyz[r, :n])
         parents.append(p)
         features.append(feats[r, :n])
-        if dec.model.denoiser is not None:
-            err = denoising_error(
-                dec.model.denoiser,
-                ctx[r, : n + 1],
-                torch.cat([xyz[r, :n], xyz[r, :1]]),
-                dec.alphas.to(ctx.dtype),
-                generator,
-            )
-            scores[r] = scores[r] - 0.5 * err.sum()
+        scores[r] = (
+            scores[r] - 0.5 * offset_error(dec.model, ctx[r, : n + 1], off[r, : n + 1], dec.alphas, generator).sum()
+        )
     return SampledSkeletons(joints, parents, features, scores, shape_features)
 
 
@@ -168,7 +172,7 @@ def joint_steps(
         c.depth, rows, c.heads, c.shape_tokens + 1 + steps, c.width // c.heads, dtype=prompt.dtype, device=prompt.device
     )
     engine = _EngineModel(model)
-    dec = _JointDecoder(model, rows, cfg, prompt.device, cap)
+    dec = _JointDecoder(model, points_N6[None].expand(rows, -1, -1), cfg, cap)
     loop = token_stream(
         engine,
         prompt,
@@ -195,15 +199,17 @@ def skin_weights(
     shape_features_SC: torch.Tensor,
     joint_features_JC: torch.Tensor,
     joints_J3: torch.Tensor,
+    parents_J: torch.Tensor,
     chunk: int = 4096,
 ) -> torch.Tensor:
     """Softmax skin weights (V, J) of query points (V, 6) (normalised xyz + normal) for joints (J, 3) with
-    their features (J, C), in chunks."""
+    their features (J, C) and parents (J,) (-1 at the root), in chunks."""
     out = []
+    tree, bone = parents_J.clamp(min=0)[None], (parents_J >= 0)[None]
     for start in range(0, query_V6.shape[0], chunk):
         q = query_V6[start : start + chunk][None]
         pf = model.point_features(q, points_N6[None], shape_features_SC[None])
-        logits = model.skin_logits(pf, joint_features_JC[None], q[..., :3], joints_J3[None])
+        logits = model.skin_logits(pf, joint_features_JC[None], q[..., :3], joints_J3[None], tree, bone)
         out.append(torch.softmax(logits.float(), dim=-1)[0])
     return torch.cat(out, dim=0)
 
@@ -221,4 +227,4 @@ def teacher_forced_skin(
     S, J = model.config.shape_tokens, joints_J3.shape[0]
     x = torch.cat([model.prompt(points_N6[None]), model.joint_tokens(joints_J3[None], parents_J.clamp(min=0)[None])], 1)
     out = model.backbone(x, sequence_positions(S, J, x.device))
-    return skin_weights(model, query_V6, points_N6, out[0, :S], out[0, S + 1 :], joints_J3)
+    return skin_weights(model, query_V6, points_N6, out[0, :S], out[0, S + 1 :], joints_J3, parents_J)

@@ -1,5 +1,6 @@
-"""The `riganything` training task: teacher-forced joint positions (diffusion or regression), parent /
-stop cross-entropy and soft skin cross-entropy on procedural creatures (RigAnything, Liu et al., 2025).
+"""The `riganything` training task: teacher-forced joint positions (a pointer over shape tokens + the
+offset from the chosen token by diffusion or regression), parent / stop cross-entropy and soft skin
+cross-entropy on procedural creatures (RigAnything, Liu et al., 2025).
 
 Axes: B batch, S shape tokens, J joints (padded), K = J + 1 joint steps, P skin points, C width.
 """
@@ -15,13 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.config import to_dict
+from genmotion.rigging.anchors import anchor_losses, anchor_table, draw_positions
 from genmotion.rigging.config import RigDataConfig, RigModelConfig, RigSamplingConfig
 from genmotion.rigging.creatures import random_creature
 from genmotion.rigging.data import RigBatches, collate, creature_sample
-from genmotion.rigging.diffusion import cosine_alphas_cumprod, noise
+from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
 
-__all__ = ["RIG_KIND", "RigTrainModel", "RigAnythingTask", "rig_losses"]
+__all__ = ["RIG_KIND", "RigTrainModel", "RigAnythingTask", "rig_losses", "teacher_forced_error"]
 
 RIG_KIND = "riganything"
 
@@ -32,7 +34,8 @@ class RigTrainModel:
 
     net: RigModelConfig = field(default_factory=RigModelConfig)
     sampling: RigSamplingConfig = field(default_factory=RigSamplingConfig)
-    noise_samples: int = 4  # noise draws per joint step (MAR's diffusion batch multiplier)
+    noise_samples: int = 4  # noise draws per joint step and anchor (MAR's diffusion batch multiplier)
+    anchor_weight: float = 1.0
     parent_weight: float = 1.0
     skin_weight: float = 1.0
 
@@ -55,7 +58,9 @@ def rig_losses(
     alphas: torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Teacher-forced losses of one batch: `position`, `parent`, `skin` (scalars) and `parent_acc`."""
+    """Teacher-forced losses of one batch: `position` (offset head), `anchor` (pointer), `parent`, `skin`
+    (scalars), and the metrics `parent_acc` and `anchor_acc` (how often the pointer's most likely anchor is
+    the true one: the parent, the origin for the root)."""
     points, joints, parents, n = batch["points"], batch["joints"], batch["parents"], batch["num_joints"]
     B, J, _ = joints.shape
     S = model.config.shape_tokens
@@ -67,16 +72,12 @@ def rig_losses(
     valid = steps[None] <= n[:, None]  # (B, K): real joints and the stop step
     target = torch.cat([joints, joints[:, :1]], dim=1)  # the stop step's position is the root's
     target = torch.where((steps[None] == n[:, None])[..., None], joints[:, :1], target)
-    if model.denoiser is not None:
-        m = cfg.noise_samples
-        t = torch.randint(0, len(alphas), (B, K, m), device=points.device, generator=generator)
-        eps = torch.randn(B, K, m, 3, device=points.device, generator=generator)
-        x0 = target[:, :, None].expand(-1, -1, m, -1)
-        pred = model.denoiser(noise(x0, t, eps, alphas), t, h[:, :, None].expand(-1, -1, m, -1))
-        per = ((pred - eps) ** 2).mean(dim=(-1, -2))
-    else:
-        per = ((model.regress(h) - target) ** 2).sum(-1)
-    position = (per * valid).sum() / valid.sum()
+    table = anchor_table(out[:, S], cand, joints, parents)
+    goal = torch.cat([parents.new_zeros(B, 1), parents[:, 1:] + 1, parents.new_ones(B, 1)], dim=1)  # (B, K)
+    goal = torch.where(steps[None] == n[:, None], 1, goal)  # the stop step grows from the root, offset 0
+    pointer, offset, hit = anchor_losses(model, h, table, goal, target, alphas, cfg.noise_samples, generator)
+    count = valid.sum()
+    anchor, position, anchor_acc = [(v * valid).sum() / count for v in (pointer, offset, hit)]
     pair, stop = model.parent_scores(h, target, cand)
     logits = parent_logits(pair, stop)  # (B, K, J + 1)
     goal = torch.cat([parents, parents.new_zeros(B, 1)], dim=1)
@@ -86,12 +87,38 @@ def rig_losses(
     acc = (logits[use].argmax(-1) == goal[use]).float().mean()
     query = torch.gather(points, 1, batch["skin_index"][..., None].expand(-1, -1, 6))
     pf = model.point_features(query, points, out[:, :S])
-    skin_logits = model.skin_logits(pf, cand, query[..., :3], joints).masked_fill(
-        ~(steps[None, :J] < n[:, None])[:, None], float("-inf")
-    )
+    real = steps[None, :J] < n[:, None]  # (B, J)
+    skin_logits = model.skin_logits(pf, cand, query[..., :3], joints, parents, real & (steps[None, :J] >= 1))
+    skin_logits = skin_logits.masked_fill(~real[:, None], float("-inf"))
     logp = torch.log_softmax(skin_logits, dim=-1).clamp(min=-1e4)
     skin = -(batch["skin"] * logp).sum(-1).mean()
-    return {"position": position, "parent": ce, "skin": skin, "parent_acc": acc}
+    return {
+        "position": position,
+        "anchor": anchor,
+        "parent": ce,
+        "skin": skin,
+        "parent_acc": acc,
+        "anchor_acc": anchor_acc,
+    }
+
+
+@torch.no_grad()
+def teacher_forced_error(
+    model: RigAnything, batch: dict[str, torch.Tensor], sample_steps: int, generator: torch.Generator | None
+) -> float:
+    """Mean distance (normalised units) from a drawn next joint to the true one, every step given the true
+    earlier joints (temperature 1, as sampled)."""
+    points, joints, parents, n = batch["points"], batch["joints"], batch["parents"], batch["num_joints"]
+    B, J, _ = joints.shape
+    S = model.config.shape_tokens
+    x = torch.cat([model.prompt(points), model.joint_tokens(joints, parents)], dim=1)
+    out = model.backbone(x, sequence_positions(S, J, points.device))
+    table = anchor_table(out[:, S], out[:, S + 1 :], joints, parents)
+    alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(out)
+    drawn = [draw_positions(model, out[:, S + k], table, k, alphas, sample_steps, 1.0, generator) for k in range(J)]
+    err = (torch.stack([d.positions for d in drawn], dim=1) - joints).norm(dim=-1)  # (B, J)
+    valid = torch.arange(J, device=points.device)[None] < n[:, None]
+    return float((err * valid).sum() / valid.sum())
 
 
 class RigAnythingTask:
@@ -116,7 +143,8 @@ class RigAnythingTask:
         assert isinstance(model, RigAnything) and self._cfg is not None and self._alphas is not None
         parts = rig_losses(model, batch, self._cfg, self._alphas)
         cfg = self._cfg
-        loss = parts["position"] + cfg.parent_weight * parts["parent"] + cfg.skin_weight * parts["skin"]
+        loss = parts["position"] + cfg.anchor_weight * parts["anchor"]
+        loss = loss + cfg.parent_weight * parts["parent"] + cfg.skin_weight * parts["skin"]
         return loss, {k: float(v) for k, v in parts.items()}
 
     def checkpoint_config(self, model_cfg: RigTrainModel, data_cfg: RigDataConfig) -> dict[str, Any]:
@@ -137,6 +165,9 @@ class RigAnythingTask:
         out: dict[str, float] = {}
         for plan in data_cfg.held_out:
             samples = [creature_sample(random_creature(plan, rng), data_cfg, rng) for _ in range(16)]
-            parts = rig_losses(model, collate(samples, data_cfg.skin_points, rng), model_cfg, alphas, gen)
+            batch = collate(samples, data_cfg.skin_points, rng)
+            parts = rig_losses(model, batch, model_cfg, alphas, gen)
             out.update({f"heldout_{plan}_{k}": float(v) for k, v in parts.items()})
+            steps = model_cfg.sampling.sample_steps
+            out[f"heldout_{plan}_next_joint_error"] = teacher_forced_error(model, batch, steps, gen)
         return out

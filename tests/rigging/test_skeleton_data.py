@@ -114,7 +114,7 @@ def test_losses_are_finite_and_train():
     batch = collate(samples, 32, rng)
     alphas = cosine_alphas_cumprod(100).float()
     parts = rig_losses(model, batch, RigTrainModel(net=TINY), alphas, torch.Generator().manual_seed(0))
-    loss = parts["position"] + parts["parent"] + parts["skin"]
+    loss = parts["position"] + parts["anchor"] + parts["parent"] + parts["skin"]
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("regressor"))

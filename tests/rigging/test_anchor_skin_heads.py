@@ -1,0 +1,97 @@
+"""The anchored position head (pointer over the origin and earlier joints + offset), farthest-point
+ordering, and the bone distances the skin head is given, checked on hand-made cases."""
+
+import numpy as np
+import torch
+from rigging_tiny import TINY
+
+from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions, snap_inside
+from genmotion.rigging.diffusion import cosine_alphas_cumprod
+from genmotion.rigging.meshio import farthest_point_order
+from genmotion.rigging.model import RigAnything, bone_distances
+
+
+def test_farthest_point_order_is_a_permutation_that_covers_first():
+    rng = np.random.default_rng(0)
+    cluster_a = rng.normal(0.0, 0.01, (50, 3))
+    cluster_b = rng.normal(0.0, 0.01, (50, 3)) + np.array([5.0, 0.0, 0.0])
+    xyz = np.concatenate([cluster_a, cluster_b])
+    order = farthest_point_order(xyz)
+    assert sorted(order.tolist()) == list(range(100))
+    assert order[0] == 0 and order[1] >= 50  # the second point is in the other cluster
+
+
+def test_bone_distances_by_hand():
+    # chain 0 -> 1 -> 2 along x; joint 2 is a leaf, so it owns no bone
+    joints = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]]])
+    parents = torch.tensor([[0, 0, 1]])
+    bone = torch.tensor([[False, True, True]])
+    points = torch.tensor([[[0.5, 1.0, 0.0], [1.5, 0.0, 2.0], [3.0, 0.0, 0.0]]])
+    d = bone_distances(points, joints, parents, bone)[0]
+    torch.testing.assert_close(d[0, :2], torch.tensor([1.0, (0.5**2 + 1.0) ** 0.5]))
+    torch.testing.assert_close(d[1, :2], torch.tensor([(0.5**2 + 4.0) ** 0.5, 2.0]))
+    torch.testing.assert_close(d[2, :2], torch.tensor([2.0, 1.0]))
+    assert (d[:, 2] == 3.0).all()  # the leaf: no bone
+
+
+def test_skin_prior_prefers_the_nearest_bone_at_init():
+    torch.manual_seed(0)
+    model = RigAnything(TINY)
+    joints = torch.tensor([[[0.0, 0, 0], [0.5, 0, 0], [0.0, 0.5, 0], [0.5, 0.5, 0]]])
+    parents = torch.tensor([[0, 0, 0, 2]])  # bones 0->1, 0->2 (owned by 0) and 2->3 (owned by 2)
+    bone = torch.tensor([[False, True, True, True]])
+    points = torch.tensor([[[0.25, 0.55, 0.0, 0, 1, 0], [0.25, -0.05, 0.0, 0, -1, 0]]])
+    pf = torch.zeros(1, 2, TINY.width)  # no learnt features: the prior and the geometry decide
+    w = torch.softmax(model.skin_logits(pf, torch.zeros(1, 4, TINY.width), points[..., :3], joints, parents, bone), -1)
+    assert w[0, 0].argmax() == 2 and w[0, 1].argmax() == 0  # near bone 2->3, near bone 0->1
+    assert w[0, :, 1].max() < 0.05 and w[0, :, 3].max() < 0.05  # leaves carry (almost) no weight
+
+
+def test_anchor_mask_origin_first_then_earlier_joints():
+    m = anchor_mask(4, 5)
+    assert m[0].tolist() == [True, False, False, False, False]  # the root grows from the origin
+    assert m[1].tolist() == [False, True, False, False, False]  # joint 1 from joint 0
+    assert m[3].tolist() == [False, True, True, True, False]  # joint 3 from joints 0..2
+
+
+def test_anchor_draw_is_anchor_plus_offset_and_losses_score_the_parent():
+    torch.manual_seed(0)
+    cfg = TINY.__class__(**{**TINY.__dict__, "position_head": "regression"})
+    model = RigAnything(cfg)
+    C = cfg.width
+    joints = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.3, 0.0], [0.2, 0.0, 0.0]]]).expand(2, -1, -1)
+    parents = torch.tensor([[0, 0, 0]]).expand(2, -1)
+    table = anchor_table(torch.randn(2, C), torch.randn(2, 3, C), joints, parents)
+    assert table[0].shape == (2, 4, C) and table[1].shape == (2, 4, 6)
+    torch.testing.assert_close(table[1][0, 2], torch.tensor([0.0, 0.3, 0.0, 0.0, 0.3, 0.0]))  # joint 1, its bone
+    h = torch.randn(2, C)
+    alphas = cosine_alphas_cumprod(cfg.diffusion_steps).float()
+    draw = draw_positions(model, h, table, 3, alphas, 4, 0.0, None)  # step 3: joints 0..2 are the anchors
+    logits = model.anchor_logits(h[:, None], table[0])[:, 0]
+    best = logits[:, 1:4].argmax(-1) + 1
+    assert draw.anchor.tolist() == best.tolist()
+    torch.testing.assert_close(draw.positions, table[1][torch.arange(2), best, :3] + cfg.offset_scale * draw.offset)
+    torch.testing.assert_close(draw.offset, model.regress(draw.context))
+    root = draw_positions(model, h, table, 0, alphas, 4, 1.0, torch.Generator().manual_seed(0))
+    assert root.anchor.tolist() == [0, 0] and torch.allclose(root.logp, torch.zeros(2))  # only the origin
+    hk = h[:, None].expand(-1, 4, -1)
+    goal = torch.tensor([[0, 1, 1, 1]]).expand(2, -1)  # root <- origin, then joints 1, 2 and the stop <- joint 0
+    target = torch.cat([joints, joints[:, :1]], dim=1)
+    pointer, offset, hit = anchor_losses(model, hk, table, goal, target, alphas, 1, None)
+    assert pointer.shape == offset.shape == hit.shape == (2, 4)
+    assert pointer[:, 0].abs().max() < 1e-6 and pointer[:, 1].abs().max() < 1e-6  # a single allowed anchor
+    assert hit[:, :2].eq(1).all()
+    x0 = (target[:, 3] - joints[:, 0]) / cfg.offset_scale  # the stop step: offset 0 from the root
+    ctx = model.anchor_context(hk, table[0], table[1], goal[..., None])[:, 3, 0]
+    torch.testing.assert_close(offset[:, 3], ((model.regress(ctx) - x0) ** 2).sum(-1))
+
+
+def test_snap_inside_moves_outside_joints_to_the_medial_point():
+    g = torch.Generator().manual_seed(0)
+    n = torch.randn(4000, 3, generator=g)
+    n = n / n.norm(dim=-1, keepdim=True)
+    sphere = torch.cat([0.2 * n, n], dim=-1)[None].expand(2, -1, -1)  # radius 0.2 at the origin, outward normals
+    x = torch.tensor([[0.5, 0.0, 0.0], [0.05, 0.0, 0.0]])  # outside, inside
+    out = snap_inside(x, sphere)
+    assert out[0].norm() < 0.03  # the medial point of a sphere is its centre
+    torch.testing.assert_close(out[1], x[1])  # inside: kept
