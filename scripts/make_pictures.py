@@ -4,7 +4,8 @@
 
 Each generator's picture is what a user gets from its default command: frame strips for the video models
 (frames side by side, nearest-neighbour enlarged so the toy resolution stays visible), a class grid for VAR and
-one row per VAR-family model, and the generators' own previews for panorama, rigging and world.
+one row per VAR-family model, FlowAR's scales, and riganything-toy's rig of a held-out creature above its ground
+truth. Panorama and world pictures come from their benches' previews.
 """
 
 from __future__ import annotations
@@ -94,12 +95,33 @@ def flowar_grid() -> np.ndarray:
     return stack([*rows, np.concatenate(row, axis=1)])
 
 
+def rig_picture(plan: str = "hexapod", seed: int = 11) -> np.ndarray:
+    """A posed held-out creature (the bench's way): riganything-toy's rig above the ground truth, three views."""
+    import tempfile
+
+    import genmotion
+    from genmotion.rigging.bench import _case
+    from genmotion.rigging.preview import render_preview
+    from genmotion.rigging.skeleton import Skeleton
+
+    V, F, truth, skin = _case(plan, np.random.default_rng(seed))
+    r = genmotion.load("riganything-toy").rig((V, F), seed=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, sk, w in ((f"{plan}: riganything-toy", Skeleton(r.joints, r.parents), r.weights),
+                            (f"{plan}: ground truth", truth, skin)):  # fmt: skip
+            path = render_preview(Path(tmp) / "p.png", V, F, w, sk, title=name)
+            rows.append(np.asarray(Image.open(path).convert("RGB")))
+    return stack(rows)
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "videoar.png": lambda: video_strips("videoar-toy"),
     "ca2vdm.png": lambda: video_strips("ca2vdm-toy"),
     "image.png": var_grid,
     "image_family.png": var_family_grid,
     "flowar.png": flowar_grid,
+    "rigging.png": rig_picture,
 }
 
 
