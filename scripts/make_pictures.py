@@ -5,7 +5,7 @@
 Each generator's picture is what a user gets from its default command: frame strips for the video models
 (frames side by side, nearest-neighbour enlarged so the toy resolution stays visible), a class grid for VAR and
 one row per VAR-family model, FlowAR's scales, and riganything-toy's rig of a held-out creature above its ground
-truth. Panorama and world pictures come from their benches' previews.
+truth. Panorama and world pictures are drawn by their own preview code (panorama/bench.py, world/visual.py).
 """
 
 from __future__ import annotations
