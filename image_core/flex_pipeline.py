@@ -17,7 +17,6 @@ import torch
 
 from genmotion.errors import UsageError
 from genmotion.image_core.config import VARSamplingConfig
-from genmotion.image_core.data import parse_class
 from genmotion.image_core.flex_checkpoint import (
     FlexVARImageModel,
     load_flexvar_model,
@@ -25,14 +24,13 @@ from genmotion.image_core.flex_checkpoint import (
     save_flexvar_model,
 )
 from genmotion.image_core.flex_sampler import resolve_schedule, stream_flex_scales
-from genmotion.image_core.pipeline import ImageResult, ScaleChunk
-from genmotion.kv.protocol import PolicyStats
+from genmotion.image_core.pipeline import ClassImages, ImageResult, ScaleChunk
 from genmotion.pipeline import Chunk, Pipeline, to_uint8
 
 __all__ = ["FlexVARPipeline"]
 
 
-class FlexVARPipeline(Pipeline):
+class FlexVARPipeline(ClassImages, Pipeline):
     """Class-conditional FlexVAR images at any number of steps and image size. Build with `genmotion.load`."""
 
     kind = "flexvar"
@@ -75,10 +73,6 @@ class FlexVARPipeline(Pipeline):
     def num_classes(self) -> int:
         return self.config.flexvar.num_classes
 
-    def class_id(self, value: int | str) -> int:
-        """A class id from an id or a name of this checkpoint."""
-        return parse_class(str(value), self.class_names, self.num_classes)
-
     def latent_side(self, image_size: int | None) -> int:
         """The latent side of an `image_size` x `image_size` image (None: the trained size)."""
         if image_size is None:
@@ -105,15 +99,6 @@ class FlexVARPipeline(Pipeline):
             return VARSamplingConfig(**{k: getattr(s, k) if v is None else v for k, v in given.items()})  # type: ignore[arg-type]
         except ValueError as e:
             raise UsageError("bad sampling settings", why=str(e), fix="e.g. --guidance 4 --top-k 0 --top-p 0") from e
-
-    def _labels(self, class_label: int | str | Sequence[int | str], num_images: int) -> torch.Tensor:
-        if num_images < 1:
-            raise UsageError(f"num_images must be >= 1, got {num_images}", fix="ask for at least one image")
-        given = [class_label] if isinstance(class_label, (int, str)) else list(class_label)
-        if not given:
-            raise UsageError("no class given", fix="pass class_label=<id or name>")
-        ids = [self.class_id(c) for c in given]
-        return torch.tensor([ids[i % len(ids)] for i in range(num_images)], device=self.device)
 
     def stream(
         self,
@@ -178,14 +163,4 @@ class FlexVARPipeline(Pipeline):
 
     def collect(self, chunks: Iterable[Chunk], seconds: float, class_label: Any = None, **options: Any) -> ImageResult:
         scales = [c for c in chunks if isinstance(c, ScaleChunk)]
-        images = scales[-1].images
-        assert images is not None
-        labels = self._labels(class_label, options.get("num_images", 1)).tolist()
-        return ImageResult(
-            images=images,
-            labels=tuple(labels),
-            class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
-            tokens=tuple(c.tokens for c in scales),
-            cache=PolicyStats(),
-            seconds=seconds,
-        )
+        return self._image_result(scales, seconds, class_label, options.get("num_images", 1))

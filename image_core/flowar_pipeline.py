@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from genmotion.errors import UsageError
-from genmotion.image_core.data import parse_class
 from genmotion.image_core.flowar_config import FLOWAR_KIND, FlowARSamplingConfig
 from genmotion.image_core.flowar_model import (
     FlowARImageModel,
@@ -26,8 +25,7 @@ from genmotion.image_core.flowar_model import (
     save_flowar_model,
 )
 from genmotion.image_core.flowar_sampler import stream_flowar_scales
-from genmotion.image_core.pipeline import ImageResult
-from genmotion.kv.protocol import PolicyStats
+from genmotion.image_core.pipeline import ClassImages, ImageResult
 from genmotion.pipeline import Chunk, Pipeline, to_uint8
 
 __all__ = ["FlowARChunk", "FlowARPipeline"]
@@ -51,7 +49,7 @@ class FlowARChunk(Chunk):
         return self.index == self.num_scales - 1
 
 
-class FlowARPipeline(Pipeline):
+class FlowARPipeline(ClassImages, Pipeline):
     """Class-conditional FlowAR images. Build with `from_pretrained` or `genmotion.load`."""
 
     kind = FLOWAR_KIND
@@ -97,19 +95,6 @@ class FlowARPipeline(Pipeline):
     @property
     def num_classes(self) -> int:
         return self.config.flowar.num_classes
-
-    def class_id(self, value: int | str) -> int:
-        """A class id from an id or a name of this checkpoint."""
-        return parse_class(str(value), self.class_names, self.num_classes)
-
-    def _labels(self, class_label: int | str | Sequence[int | str], num_images: int) -> torch.Tensor:
-        if num_images < 1:
-            raise UsageError(f"num_images must be >= 1, got {num_images}", fix="ask for at least one image")
-        given = [class_label] if isinstance(class_label, (int, str)) else list(class_label)
-        if not given:
-            raise UsageError("no class given", fix="pass class_label=<id or name>")
-        ids = [self.class_id(c) for c in given]
-        return torch.tensor([ids[i % len(ids)] for i in range(num_images)], device=self.device)
 
     def settings(
         self, guidance_scale: float | None, guidance_interval: float | None, num_steps: int | None
@@ -187,14 +172,4 @@ class FlowARPipeline(Pipeline):
 
     def collect(self, chunks: Iterable[Chunk], seconds: float, class_label: Any = None, **options: Any) -> ImageResult:
         scales = [c for c in chunks if isinstance(c, FlowARChunk)]
-        images = scales[-1].images
-        assert images is not None
-        labels = self._labels(class_label, options.get("num_images", 1)).tolist()
-        return ImageResult(
-            images=images,
-            labels=tuple(labels),
-            class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
-            tokens=tuple(c.tokens for c in scales),
-            cache=PolicyStats(),
-            seconds=seconds,
-        )
+        return self._image_result(scales, seconds, class_label, options.get("num_images", 1))

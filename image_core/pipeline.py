@@ -67,7 +67,50 @@ class ImageResult(Result):
     cache: PolicyStats
 
 
-class VARPipeline(Pipeline):
+class ClassImages:
+    """What every class-conditional image pipeline of the family shares (VAR, FlexVAR, FlowAR): class ids from ids
+    or names, the label batch, and the `ImageResult` built from the per-scale chunks. A subclass defines
+    `class_names`, `num_classes` and (through `Pipeline`) `device`."""
+
+    class_names: tuple[str, ...]
+    if TYPE_CHECKING:  # given by the subclass; not defined here, so Pipeline's `device` is not shadowed
+
+        @property
+        def num_classes(self) -> int: ...
+
+        @property
+        def device(self) -> torch.device: ...
+
+    def class_id(self, value: int | str) -> int:
+        """A class id from an id or a name of this checkpoint."""
+        return parse_class(str(value), self.class_names, self.num_classes)
+
+    def _labels(self, class_label: int | str | Sequence[int | str], num_images: int) -> torch.Tensor:
+        if num_images < 1:
+            raise UsageError(f"num_images must be >= 1, got {num_images}", fix="ask for at least one image")
+        given = [class_label] if isinstance(class_label, (int, str)) else list(class_label)
+        if not given:
+            raise UsageError("no class given", fix="pass class_label=<id or name>")
+        ids = [self.class_id(c) for c in given]
+        return torch.tensor([ids[i % len(ids)] for i in range(num_images)], device=self.device)
+
+    def _image_result(self, scales: Sequence[Any], seconds: float, class_label: Any, num_images: int,
+                      cache: PolicyStats | None = None) -> ImageResult:  # fmt: skip
+        """The result of a finished stream: `scales` are its chunks (each with `.tokens`), the last with `.images`."""
+        images = scales[-1].images
+        assert images is not None
+        labels = self._labels(class_label, num_images).tolist()
+        return ImageResult(
+            images=images,
+            labels=tuple(labels),
+            class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
+            tokens=tuple(c.tokens for c in scales),
+            cache=cache or PolicyStats(),
+            seconds=seconds,
+        )
+
+
+class VARPipeline(ClassImages, Pipeline):
     """Class-conditional VAR images. Build with `from_pretrained` or `genmotion.load`.
 
     `from_pretrained(dtype=torch.bfloat16)` casts the weights (as every pipeline does) and samples under
@@ -141,19 +184,6 @@ class VARPipeline(Pipeline):
     @property
     def num_classes(self) -> int:
         return self.config.var.num_classes
-
-    def class_id(self, value: int | str) -> int:
-        """A class id from an id or a name of this checkpoint."""
-        return parse_class(str(value), self.class_names, self.num_classes)
-
-    def _labels(self, class_label: int | str | Sequence[int | str], num_images: int) -> torch.Tensor:
-        if num_images < 1:
-            raise UsageError(f"num_images must be >= 1, got {num_images}", fix="ask for at least one image")
-        given = [class_label] if isinstance(class_label, (int, str)) else list(class_label)
-        if not given:
-            raise UsageError("no class given", fix="pass class_label=<id or name>")
-        ids = [self.class_id(c) for c in given]
-        return torch.tensor([ids[i % len(ids)] for i in range(num_images)], device=self.device)
 
     def _forcing(self, image: Any, mask: Any, batch: int) -> LogitsProcessor:
         """Token forcing that keeps `image` where `mask` is 0 (mask: 1/white = generate there)."""
@@ -273,14 +303,5 @@ class VARPipeline(Pipeline):
 
     def collect(self, chunks: Iterable[Chunk], seconds: float, class_label: Any = None, **options: Any) -> ImageResult:
         scales = [c for c in chunks if isinstance(c, ScaleChunk)]
-        images = scales[-1].images
-        assert images is not None
-        labels = self._labels(class_label, options.get("num_images", 1)).tolist()
-        return ImageResult(
-            images=images,
-            labels=tuple(labels),
-            class_names=tuple(self.class_names[i] if self.class_names else str(i) for i in labels),
-            tokens=tuple(c.tokens for c in scales),
-            cache=getattr(options.get("kv"), "stats", None) or PolicyStats(),
-            seconds=seconds,
-        )
+        cache = getattr(options.get("kv"), "stats", None)
+        return self._image_result(scales, seconds, class_label, options.get("num_images", 1), cache)
