@@ -61,15 +61,6 @@ class FlexVARPipeline(ClassImages, Pipeline):
         return self.config.vae.downsample
 
     @property
-    def height(self) -> int:
-        """The trained image side (other sides: `image_size=`)."""
-        return self.config.vae.image_size
-
-    @property
-    def width(self) -> int:
-        return self.config.vae.image_size
-
-    @property
     def num_classes(self) -> int:
         return self.config.flexvar.num_classes
 

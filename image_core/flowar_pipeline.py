@@ -85,14 +85,6 @@ class FlowARPipeline(ClassImages, Pipeline):
         return save_flowar_model(self.model, directory, card=card, class_names=self.class_names, sampling=self.sampling)
 
     @property
-    def height(self) -> int:
-        return self.config.vae.image_size
-
-    @property
-    def width(self) -> int:
-        return self.config.vae.image_size
-
-    @property
     def num_classes(self) -> int:
         return self.config.flowar.num_classes
 

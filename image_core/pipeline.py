@@ -81,6 +81,17 @@ class ClassImages:
         @property
         def device(self) -> torch.device: ...
 
+        config: Any
+
+    @property
+    def height(self) -> int:
+        """The trained image side (FlexVAR also makes other sides: `image_size=`)."""
+        return int(self.config.vae.image_size)
+
+    @property
+    def width(self) -> int:
+        return int(self.config.vae.image_size)
+
     def class_id(self, value: int | str) -> int:
         """A class id from an id or a name of this checkpoint."""
         return parse_class(str(value), self.class_names, self.num_classes)
@@ -172,14 +183,6 @@ class VARPipeline(ClassImages, Pipeline):
         return save_image_model(
             self.model, directory, card=card, dtype=torch.bfloat16, class_names=self.class_names, sampling=self.sampling
         )
-
-    @property
-    def height(self) -> int:
-        return self.config.vae.image_size
-
-    @property
-    def width(self) -> int:
-        return self.config.vae.image_size
 
     @property
     def num_classes(self) -> int:
