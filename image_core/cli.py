@@ -285,8 +285,11 @@ def convert_var(
     force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
     bf16: bool = typer.Option(False, "--bf16", help="Store the weights as bf16 (half the size)."),
     norm_groups: int = typer.Option(32, "--norm-groups", help="Tokenizer GroupNorm groups (32 for the official)."),
+    mvar: bool = typer.Option(
+        False, "--mvar", help="An official MVAR file: add its 7x7 window from scale 8 (the weights do not record it)."
+    ),
 ) -> None:
-    """Convert the official VAR checkpoints to a genmotion checkpoint directory (safetensors, kind var)."""
+    """Convert the official VAR (or MVAR) checkpoints to a genmotion checkpoint directory (safetensors, kind var)."""
     _check_file(var, "--var")
     _check_file(vae, "--vae")
     check_number("--norm-groups", norm_groups, low=1)
@@ -295,7 +298,9 @@ def convert_var(
 
     from genmotion.image_core.convert import convert_official
 
-    path = convert_official(var, vae, out, norm_groups=norm_groups, dtype=torch.bfloat16 if bf16 else None, force=force)
+    dtype = torch.bfloat16 if bf16 else None
+    window = (7, 8) if mvar else None  # MVAR's kernel_size and refine_step
+    path = convert_official(var, vae, out, norm_groups=norm_groups, dtype=dtype, force=force, neighbourhood=window)
     typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207)")
 
 

@@ -9,6 +9,7 @@ never trusted. Any mismatch raises `InputError` naming the key and the likely ca
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch import nn
 
 from genmotion.checkpoint import load_foreign, load_weights, read_checkpoint_config, save_pretrained
 from genmotion.config import from_dict, to_dict
-from genmotion.errors import InputError
+from genmotion.errors import InputError, UsageError
 from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig
 from genmotion.image_core.convert_checks import (
     check_var_buffers,
@@ -28,7 +29,7 @@ from genmotion.image_core.convert_checks import (
     rebuilt_var_buffers,
 )
 from genmotion.image_core.model import VARImageModel
-from genmotion.image_core.var_model import VAR
+from genmotion.image_core.var_model import VAR, level_ids
 from genmotion.nn.vqvae import VQVAE
 from genmotion.nn.vqvae_config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024
 
@@ -164,7 +165,34 @@ def detect_var_config(sd: Mapping[str, torch.Tensor]) -> VARConfig:
         drop_path_rate=0.1 * depth / 24,
         shared_aln="shared_ada_lin.1.weight" in sd or "blocks.0.ada_gss" in sd,
         attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
+        markov=_is_scale_markov(sd, _detect_schedule(sd)),
     )
+
+
+def _is_scale_markov(sd: Mapping[str, torch.Tensor], patch_nums: tuple[int, ...]) -> bool:
+    """True when the stored training mask `attn_bias_for_masking` (1, 1, L, L) is block-diagonal by scale: each scale
+    sees only itself, as in MVAR's official checkpoints (CVL-UESTC/MVAR), whose weights are VAR's key for key."""
+    mask = sd.get("attn_bias_for_masking")
+    lvl = level_ids(patch_nums)[0]
+    if mask is None or mask.numel() != lvl.numel() ** 2:
+        return False
+    diagonal = torch.where(lvl[:, None] == lvl[None, :], 0.0, -torch.inf)
+    return bool(torch.equal(mask.detach().to("cpu").float().reshape(diagonal.shape), diagonal))
+
+
+def with_neighbourhood(cfg: VARConfig, kernel: int, first_scale: int) -> VARConfig:
+    """`cfg` with MVAR's spatial-Markov window (`kernel` x `kernel` from scale index `first_scale` on; the official
+    MVAR: 7 from `refine_step` 8); the checkpoint must be scale-Markov (a UsageError names why otherwise)."""
+    if not cfg.markov:
+        raise UsageError(
+            "--mvar needs an MVAR checkpoint",
+            why="the file's attn_bias_for_masking is VAR's block-causal mask, not the scale-Markov one",
+            fix="drop --mvar for a VAR file",
+        )
+    try:
+        return dataclasses.replace(cfg, neighbourhood_kernel=kernel, neighbourhood_from=first_scale)
+    except ValueError as e:
+        raise UsageError("--mvar does not fit this checkpoint's schedule", why=str(e)) from e
 
 
 def _materialise(build: type[nn.Module], config: object, sd: dict[str, torch.Tensor], dtype: torch.dtype) -> nn.Module:
@@ -176,18 +204,29 @@ def _materialise(build: type[nn.Module], config: object, sd: dict[str, torch.Ten
     return model.eval()
 
 
-def load_official_var(source: Source, *, config: VARConfig | None = None, dtype: torch.dtype = torch.float32) -> VAR:
-    """An official VAR transformer; `config` (else detected) is checked key for key against the file."""
+def load_official_var(
+    source: Source,
+    *,
+    config: VARConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    neighbourhood: tuple[int, int] | None = None,
+) -> VAR:
+    """An official VAR transformer (or MVAR's: same keys, a scale-Markov mask, detected from the stored mask);
+    `config` (else detected) is checked key for key against the file. `neighbourhood` = (kernel, first scale)
+    adds MVAR's window, which the weights do not record."""
     sd = read_official(source, "var")
     cfg = config or detect_var_config(sd)
+    if neighbourhood is not None:
+        cfg = with_neighbourhood(cfg, *neighbourhood)
     with torch.device("meta"):
         reference = VAR(cfg).state_dict()
-    rebuilt = rebuilt_var_buffers(cfg)
-    for key in rebuilt.keys() - sd.keys():  # a file saved without its derived buffers still loads
-        sd[key] = rebuilt[key]
+    # The stored training mask holds the scale pattern only (MVAR applies its window at sampling time).
+    stored = dataclasses.replace(cfg, neighbourhood_kernel=0, neighbourhood_from=0)
+    for key, value in rebuilt_var_buffers(stored).items():
+        sd.setdefault(key, value)  # a file saved without its derived buffers still loads
     match_state_dict(reference, sd, part="var")
-    check_var_buffers(sd, cfg)
-    sd.update(rebuilt)
+    check_var_buffers(sd, stored)
+    sd.update(rebuilt_var_buffers(cfg))
     model = _materialise(VAR, cfg, sd, dtype)
     assert isinstance(model, VAR)
     return model
@@ -222,10 +261,11 @@ def load_official(
     *,
     norm_groups: int = 32,
     dtype: torch.dtype = torch.float32,
+    neighbourhood: tuple[int, int] | None = None,
 ) -> VARImageModel:
     """Transformer + tokenizer at the transformer's schedule; without `vae_source` the tokenizer comes
-    from the VAR training checkpoint (['trainer']['vae_local'])."""
-    var = load_official_var(var_source, dtype=dtype)
+    from the VAR training checkpoint (['trainer']['vae_local']). `neighbourhood`: see `load_official_var`."""
+    var = load_official_var(var_source, dtype=dtype, neighbourhood=neighbourhood)
     vae = load_official_vqvae(
         var_source if vae_source is None else vae_source,
         patch_nums=var.patch_nums,
@@ -308,10 +348,12 @@ def convert_official(
     norm_groups: int = 32,
     dtype: torch.dtype | None = None,
     force: bool = False,
+    neighbourhood: tuple[int, int] | None = None,
 ) -> Path:
-    """`genmotion convert var --var F --vae F -o DIR`: official files -> a safetensors checkpoint directory
+    """`genmotion convert var --var F --vae F [--mvar] -o DIR`: official files -> a safetensors checkpoint directory
     (written under the suite's folder rule: `force` moves a folder genmotion did not write aside)."""
-    model = load_official(var_source, vae_source, norm_groups=norm_groups)
-    depth = model.config.var.depth
-    card = f"# VAR-d{depth}\n\nConverted from the official VAR checkpoints (FoundationVision/VAR).\n"
+    model = load_official(var_source, vae_source, norm_groups=norm_groups, neighbourhood=neighbourhood)
+    depth, markov = model.config.var.depth, model.config.var.markov
+    name, origin = ("MVAR", "CVL-UESTC/MVAR") if markov else ("VAR", "FoundationVision/VAR")
+    card = f"# {name}-d{depth}\n\nConverted from the official {name} checkpoints ({origin}).\n"
     return save_image_model(model, directory, card=card, dtype=dtype, force=force)
