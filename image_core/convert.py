@@ -298,18 +298,26 @@ def save_image_model(
     return save_pretrained(directory, model, config, card, dtype, force=force)
 
 
-def image_checkpoint_config(
-    config: VARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
+def class_checkpoint_config(
+    kind: str, config: object, num_classes: int, class_names: Sequence[str] = (), sampling: object | None = None
 ) -> dict[str, object]:
-    """The `config.yaml` mapping of a `var` checkpoint."""
-    out: dict[str, object] = {"kind": CHECKPOINT_KIND, **to_dict(config)}
+    """The `config.yaml` mapping of a class-conditional image checkpoint of `kind` (every VAR-family kind):
+    `kind`, the config's fields, the class names (one per class, or none) and the default sampling settings."""
+    out: dict[str, object] = {"kind": kind, **to_dict(config)}
     if class_names:
-        if len(class_names) != config.var.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a model of {config.var.num_classes} classes")
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {num_classes} classes")
         out["classes"] = list(class_names)
     if sampling is not None:
         out["sampling"] = to_dict(sampling)
     return out
+
+
+def image_checkpoint_config(
+    config: VARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
+) -> dict[str, object]:
+    """The `config.yaml` mapping of a `var` checkpoint."""
+    return class_checkpoint_config(CHECKPOINT_KIND, config, config.var.num_classes, class_names, sampling)
 
 
 def read_image_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:

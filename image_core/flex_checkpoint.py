@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict, to_dict
+from genmotion.config import from_dict
 from genmotion.errors import InputError
 from genmotion.image_core.config import VARSamplingConfig
+from genmotion.image_core.convert import class_checkpoint_config
 from genmotion.image_core.flex_config import FlexVARImageConfig
 from genmotion.image_core.flex_model import FlexVAR
 from genmotion.image_core.flex_tokenizer import FlexVQVAE
@@ -48,14 +49,7 @@ def flexvar_checkpoint_config(
     config: FlexVARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
 ) -> dict[str, object]:
     """The `config.yaml` mapping of a `flexvar` checkpoint."""
-    out: dict[str, object] = {"kind": FLEXVAR_KIND, **to_dict(config)}
-    if class_names:
-        if len(class_names) != config.flexvar.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a model of {config.flexvar.num_classes} classes")
-        out["classes"] = list(class_names)
-    if sampling is not None:
-        out["sampling"] = to_dict(sampling)
-    return out
+    return class_checkpoint_config(FLEXVAR_KIND, config, config.flexvar.num_classes, class_names, sampling)
 
 
 def save_flexvar_model(

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict, to_dict
+from genmotion.config import from_dict
 from genmotion.errors import InputError
+from genmotion.image_core.convert import class_checkpoint_config
 from genmotion.image_core.flowar_config import FLOWAR_KIND, FlowARImageConfig, FlowARSamplingConfig
 from genmotion.image_core.kl_autoencoder import KLAutoencoder
 from genmotion.image_core.var_model import VAR
@@ -177,14 +178,7 @@ def flowar_checkpoint_config(
     config: FlowARImageConfig, class_names: Sequence[str] = (), sampling: FlowARSamplingConfig | None = None
 ) -> dict[str, object]:
     """The `config.yaml` mapping of a `flowar` checkpoint."""
-    out: dict[str, object] = {"kind": FLOWAR_KIND, **to_dict(config)}
-    if class_names:
-        if len(class_names) != config.flowar.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a model of {config.flowar.num_classes} classes")
-        out["classes"] = list(class_names)
-    if sampling is not None:
-        out["sampling"] = to_dict(sampling)
-    return out
+    return class_checkpoint_config(FLOWAR_KIND, config, config.flowar.num_classes, class_names, sampling)
 
 
 def save_flowar_model(

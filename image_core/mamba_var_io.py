@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict, to_dict
+from genmotion.config import from_dict
 from genmotion.errors import InputError
 from genmotion.image_core.config import VARSamplingConfig
+from genmotion.image_core.convert import class_checkpoint_config
 from genmotion.image_core.mamba_var import MambaVARImageConfig, MambaVARImageModel
 
 __all__ = ["MVAR_KIND", "load_mvar_model", "mvar_checkpoint_config", "save_mvar_model"]
@@ -26,14 +27,7 @@ def mvar_checkpoint_config(
     config: MambaVARImageConfig, class_names: Sequence[str] = (), sampling: VARSamplingConfig | None = None
 ) -> dict[str, object]:
     """The `config.yaml` mapping of an `m-var` checkpoint."""
-    out: dict[str, object] = {"kind": MVAR_KIND, **to_dict(config)}
-    if class_names:
-        if len(class_names) != config.var.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a model of {config.var.num_classes} classes")
-        out["classes"] = list(class_names)
-    if sampling is not None:
-        out["sampling"] = to_dict(sampling)
-    return out
+    return class_checkpoint_config(MVAR_KIND, config, config.var.num_classes, class_names, sampling)
 
 
 def save_mvar_model(
