@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.errors import UsageError
-from genmotion.image_core.data import ImageDataConfig, class_names, toy_class_accuracy
+from genmotion.image_core.config import VARSamplingConfig
 from genmotion.image_core.mamba_var import MambaVARConfig, MambaVARImageConfig, MambaVARImageModel
 from genmotion.image_core.mamba_var_io import mvar_checkpoint_config
 from genmotion.image_core.mamba_var_sampler import sample_mvar_images
-from genmotion.image_core.train import VARTask, VARTrainModel, _eval_batch, _to_uint8, load_tokenizer
+from genmotion.image_core.train import VARTask, VARTrainModel, load_tokenizer
 from genmotion.image_core.var_model import drop_labels
 
 __all__ = ["MambaVARTask", "MambaVARTrainModel"]
@@ -35,6 +35,7 @@ class MambaVARTask(VARTask):
     """Task `m-var`: VAR's task with the M-VAR transformer (see `genmotion.train.task.Task`)."""
 
     model_config = MambaVARTrainModel
+    model_class = MambaVARImageModel
 
     def build_model(self, model_cfg: MambaVARTrainModel) -> nn.Module:
         if not 0 <= model_cfg.label_drop < 1:
@@ -70,30 +71,12 @@ class MambaVARTask(VARTask):
         accuracy = (logits_BLV.argmax(-1) == target_BL).float().mean()
         return loss, {"token_accuracy": accuracy.item()}
 
-    def checkpoint_config(self, model_cfg: VARTrainModel, data_cfg: ImageDataConfig) -> dict[str, Any]:
+    def _config_mapping(self, names: tuple[str, ...], sampling: VARSamplingConfig) -> dict[str, Any]:
         assert isinstance(self._resolved, MambaVARImageConfig), "build_model runs before the export"
-        names = class_names(data_cfg)
-        if len(names) != self._resolved.var.num_classes:
-            names = ()
-        return mvar_checkpoint_config(self._resolved, names, model_cfg.sampling)
+        return mvar_checkpoint_config(self._resolved, names, sampling)
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, model_cfg: VARTrainModel, data_cfg: ImageDataConfig) -> dict[str, float]:
-        """Teacher-forced token accuracy on held-out images; on the toy world also the share of samples
-        (balanced over classes, the shipped sampling settings) the detector reads as the requested class."""
-        assert isinstance(model, MambaVARImageModel)
-        images, labels = _eval_batch(data_cfg)
-        device = next(model.parameters()).device
-        indices = model.vae.encode(images.to(device))
-        logits = model.var(labels.to(device), model.vae.quantize.idxBl_to_var_input(indices))
-        target = torch.cat(indices, dim=1)
-        out = {"eval_token_accuracy": float((logits.argmax(-1) == target).float().mean())}
-        if data_cfg.source == "toyworld":
-            wanted = torch.arange(data_cfg.eval_images, device=device) % model.var.num_classes
-            s = model_cfg.sampling
-            samples = sample_mvar_images(
-                model.var, model.vae, wanted, generator=torch.Generator(device=device).manual_seed(0),
-                guidance_scale=s.guidance_scale, top_k=s.top_k, top_p=s.top_p, temperature=s.temperature,
-            )  # fmt: skip
-            out["eval_class_accuracy"] = toy_class_accuracy(_to_uint8(samples.mul(2).sub(1)), wanted)
-        return out
+    def _sample(self, model: Any, wanted: torch.Tensor, s: VARSamplingConfig) -> torch.Tensor:
+        return sample_mvar_images(
+            model.var, model.vae, wanted, generator=torch.Generator(device=wanted.device).manual_seed(0),
+            guidance_scale=s.guidance_scale, top_k=s.top_k, top_p=s.top_p, temperature=s.temperature,
+        )  # fmt: skip

@@ -222,6 +222,7 @@ class VARTask:
 
     model_config = VARTrainModel
     data_config = ImageDataConfig
+    model_class: type[nn.Module] = VARImageModel  # what build_model makes (evaluate checks it)
 
     def __init__(self) -> None:
         self._generator = torch.Generator().manual_seed(0)
@@ -325,27 +326,35 @@ class VARTask:
         names = class_names(data_cfg)
         if len(names) != self._resolved.var.num_classes:
             names = ()  # a model with room for more classes than the data names
-        return image_checkpoint_config(self._resolved, names, model_cfg.sampling)
+        return self._config_mapping(names, model_cfg.sampling)
+
+    def _config_mapping(self, names: tuple[str, ...], sampling: VARSamplingConfig) -> dict[str, Any]:
+        """The export's `config.yaml` mapping (kind var); a subclass of another kind writes its own."""
+        assert self._resolved is not None
+        return image_checkpoint_config(self._resolved, names, sampling)
+
+    def _sample(self, model: Any, wanted: torch.Tensor, s: VARSamplingConfig) -> torch.Tensor:
+        """Images (N, 3, H, W) in [0, 1] of classes `wanted` with the shipped settings `s`, seed 0 (evaluation)."""
+        return sample_images(
+            model.var, model.vae, wanted, generator=torch.Generator(device=wanted.device).manual_seed(0),
+            guidance_scale=s.guidance_scale, top_k=s.top_k, top_p=s.top_p, temperature=s.temperature,
+            refine=s.refine,
+        )  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, model_cfg: VARTrainModel, data_cfg: ImageDataConfig) -> dict[str, float]:
         """Teacher-forced token accuracy on held-out images; on the toy world also the share of samples
         (balanced over classes, the shipped sampling settings) the detector reads as the requested class."""
-        assert isinstance(model, VARImageModel)
+        assert isinstance(model, self.model_class)
+        m: Any = model  # a VARImageModel or a subclass task's own model class: `vae`, `var`
         images, labels = _eval_batch(data_cfg)
-        device = next(model.parameters()).device
-        indices = model.vae.encode(images.to(device))
-        logits = model.var(labels.to(device), model.vae.quantize.idxBl_to_var_input(indices))
+        device = next(m.parameters()).device
+        indices = m.vae.encode(images.to(device))
+        logits = m.var(labels.to(device), m.vae.quantize.idxBl_to_var_input(indices))
         target = torch.cat(indices, dim=1)
         out = {"eval_token_accuracy": float((logits.argmax(-1) == target).float().mean())}
         if data_cfg.source == "toyworld":
-            n = model.var.num_classes
-            wanted = torch.arange(data_cfg.eval_images, device=device) % n
-            s = model_cfg.sampling
-            samples = sample_images(
-                model.var, model.vae, wanted, generator=torch.Generator(device=device).manual_seed(0),
-                guidance_scale=s.guidance_scale, top_k=s.top_k, top_p=s.top_p, temperature=s.temperature,
-                refine=s.refine,
-            )  # fmt: skip
+            wanted = torch.arange(data_cfg.eval_images, device=device) % m.var.num_classes
+            samples = self._sample(m, wanted, model_cfg.sampling)
             out["eval_class_accuracy"] = toy_class_accuracy(_to_uint8(samples.mul(2).sub(1)), wanted)
         return out

@@ -17,6 +17,7 @@ import genmotion
 from genmotion.cli.app import main
 from genmotion.errors import UsageError
 from genmotion.image_core.convert import save_image_model
+from genmotion.image_core.data import ImageDataConfig
 from genmotion.image_core.mamba_var import MambaVARConfig, MambaVARImageConfig, MambaVARImageModel
 from genmotion.image_core.mamba_var_io import save_mvar_model
 from genmotion.image_core.mamba_var_pipeline import MambaVARPipeline
@@ -100,3 +101,15 @@ def test_bench_part_m_var_adds_a_table_row_and_the_scale_chart(tmp_path):
     assert set(cost["fit"]) == set(cost["layer_seconds_per_scale"]) | set(cost["block_seconds_per_scale"])
     assert all(len(s) == 6 and min(s) > 0 for s in cost["layer_seconds_per_scale"].values())
     assert Image.open(tmp_path / "image_m_var_scales.png").size == (760, 660)
+
+
+def test_task_evaluates_with_its_own_sampler_and_exports_kind_m_var(tmp_path):
+    save_image_model(seeded(VARImageModel, TINY_VAR_IMAGE), tmp_path / "var")
+    task = MambaVARTask()
+    var_cfg = dataclasses.replace(TINY.var, num_classes=12)  # the toy world's 12 classes
+    model_cfg = MambaVARTrainModel(var=var_cfg, tokenizer=str(tmp_path / "var"))
+    model = task.build_model(model_cfg)
+    data = ImageDataConfig(image_size=8, eval_images=4, sizes=("large",))
+    assert task.checkpoint_config(model_cfg, data)["kind"] == "m-var"
+    metrics = task.evaluate(model, model_cfg, data)
+    assert 0 <= metrics["eval_token_accuracy"] <= 1 and 0 <= metrics["eval_class_accuracy"] <= 1
