@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import nn
@@ -52,6 +52,8 @@ CHECKPOINT_KIND = "var"
 Source = str | Path | Mapping[str, object]
 _PARTS = {"var": "var_wo_ddp", "vae": "vae_local"}
 _METADATA_KEYS = ("classes", "sampling")
+_C = TypeVar("_C")
+_S = TypeVar("_S")
 _KNOWN_SCHEDULES = (PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024)
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
@@ -320,24 +322,34 @@ def image_checkpoint_config(
     return class_checkpoint_config(CHECKPOINT_KIND, config, config.var.num_classes, class_names, sampling)
 
 
-def read_image_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:
-    """Class names (empty when the checkpoint names none) and default sampling settings of a `var` directory."""
+def read_class_checkpoint(directory: str | Path, kind: str, config_type: type[_C], label: str, fix: str) -> _C:
+    """The architecture config of a class-conditional image checkpoint of `kind` (its config.yaml without the class
+    names and sampling settings); a checkpoint of another kind is an InputError ("not `label` one", `fix`)."""
+    raw = read_checkpoint_config(directory)
+    found = raw.pop("kind")
+    if found != kind:
+        raise InputError(f"{directory} holds a {found!r} checkpoint, not {label} one", fix=fix)
+    for metadata in _METADATA_KEYS:
+        raw.pop(metadata, None)
+    return from_dict(config_type, raw)
+
+
+def read_class_metadata(directory: str | Path, sampling_type: type[_S]) -> tuple[tuple[str, ...], _S]:
+    """Class names (empty when the checkpoint names none) and default sampling settings of an image checkpoint."""
     raw = read_checkpoint_config(directory)
     names = tuple(str(n) for n in raw.get("classes", ()))
-    sampling = from_dict(VARSamplingConfig, raw.get("sampling", {}), prefix="sampling")
-    return names, sampling
+    return names, from_dict(sampling_type, raw.get("sampling", {}), prefix="sampling")
+
+
+def read_image_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:
+    """Class names (empty when the checkpoint names none) and default sampling settings of a `var` directory."""
+    return read_class_metadata(directory, VARSamplingConfig)
 
 
 def load_image_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> VARImageModel:
     """Read a directory written by `save_image_model` / `convert_official` / `genmotion train` (task var);
     buffers are re-checked."""
-    raw = read_checkpoint_config(directory)
-    kind = raw.pop("kind")
-    if kind != CHECKPOINT_KIND:
-        raise InputError(f"{directory} holds a {kind!r} checkpoint, not a VAR one", fix="pass a VAR checkpoint")
-    for metadata in _METADATA_KEYS:
-        raw.pop(metadata, None)
-    config = from_dict(VARImageConfig, raw)
+    config = read_class_checkpoint(directory, CHECKPOINT_KIND, VARImageConfig, "a VAR", "pass a VAR checkpoint")
     with torch.device("meta"):
         model = VARImageModel(config)
     model.to_empty(device="cpu")

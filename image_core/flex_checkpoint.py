@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict
-from genmotion.errors import InputError
+from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.image_core.config import VARSamplingConfig
-from genmotion.image_core.convert import class_checkpoint_config
+from genmotion.image_core.convert import class_checkpoint_config, read_class_checkpoint, read_class_metadata
 from genmotion.image_core.flex_config import FlexVARImageConfig
 from genmotion.image_core.flex_model import FlexVAR
 from genmotion.image_core.flex_tokenizer import FlexVQVAE
@@ -32,7 +30,6 @@ __all__ = [
 ]
 
 FLEXVAR_KIND = "flexvar"
-_METADATA_KEYS = ("classes", "sampling")
 
 
 class FlexVARImageModel(nn.Module):
@@ -69,20 +66,14 @@ def save_flexvar_model(
 
 def read_flexvar_metadata(directory: str | Path) -> tuple[tuple[str, ...], VARSamplingConfig]:
     """Class names (empty when none are named) and default sampling settings of a `flexvar` directory."""
-    raw = read_checkpoint_config(directory)
-    names = tuple(str(n) for n in raw.get("classes", ()))
-    return names, from_dict(VARSamplingConfig, raw.get("sampling", {}), prefix="sampling")
+    return read_class_metadata(directory, VARSamplingConfig)
 
 
 def load_flexvar_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> FlexVARImageModel:
     """Read a directory written by `save_flexvar_model` or `genmotion train` (task flexvar), in eval mode."""
-    raw = read_checkpoint_config(directory)
-    kind = raw.pop("kind")
-    if kind != FLEXVAR_KIND:
-        raise InputError(f"{directory} holds a {kind!r} checkpoint, not a FlexVAR one", fix="pass a flexvar checkpoint")
-    for metadata in _METADATA_KEYS:
-        raw.pop(metadata, None)
-    config = from_dict(FlexVARImageConfig, raw)
+    config = read_class_checkpoint(
+        directory, FLEXVAR_KIND, FlexVARImageConfig, "a FlexVAR", "pass a flexvar checkpoint"
+    )
     with torch.device("meta"):
         model = FlexVARImageModel(config)
     model.to_empty(device="cpu")

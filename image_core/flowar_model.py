@@ -21,10 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict
-from genmotion.errors import InputError
-from genmotion.image_core.convert import class_checkpoint_config
+from genmotion.checkpoint import load_weights, save_pretrained
+from genmotion.image_core.convert import class_checkpoint_config, read_class_checkpoint, read_class_metadata
 from genmotion.image_core.flowar_config import FLOWAR_KIND, FlowARImageConfig, FlowARSamplingConfig
 from genmotion.image_core.kl_autoencoder import KLAutoencoder
 from genmotion.image_core.var_model import VAR
@@ -43,7 +41,6 @@ __all__ = [
 ]
 
 _TIME_FEATURES = 256
-_METADATA_KEYS = ("classes", "sampling")
 
 
 def scale_targets(latent_BChw: torch.Tensor, patch_nums: Sequence[int]) -> list[torch.Tensor]:
@@ -196,20 +193,12 @@ def save_flowar_model(
 
 def read_flowar_metadata(directory: str | Path) -> tuple[tuple[str, ...], FlowARSamplingConfig]:
     """Class names (empty when the checkpoint names none) and default sampling settings of a flowar directory."""
-    raw = read_checkpoint_config(directory)
-    names = tuple(str(n) for n in raw.get("classes", ()))
-    return names, from_dict(FlowARSamplingConfig, raw.get("sampling", {}), prefix="sampling")
+    return read_class_metadata(directory, FlowARSamplingConfig)
 
 
 def load_flowar_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> FlowARImageModel:
     """Read a directory written by `save_flowar_model` or `genmotion train` (task flowar)."""
-    raw = read_checkpoint_config(directory)
-    kind = raw.pop("kind")
-    if kind != FLOWAR_KIND:
-        raise InputError(f"{directory} holds a {kind!r} checkpoint, not a FlowAR one", fix="pass a flowar checkpoint")
-    for key in _METADATA_KEYS:
-        raw.pop(key, None)
-    config = from_dict(FlowARImageConfig, raw)
+    config = read_class_checkpoint(directory, FLOWAR_KIND, FlowARImageConfig, "a FlowAR", "pass a flowar checkpoint")
     model = FlowARImageModel(config).to(dtype)
     load_weights(model, directory, strict=True)
     return model.eval()

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import torch
 
-from genmotion.checkpoint import load_weights, read_checkpoint_config, save_pretrained
-from genmotion.config import from_dict
-from genmotion.errors import InputError
+from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.image_core.config import VARSamplingConfig
-from genmotion.image_core.convert import class_checkpoint_config
+from genmotion.image_core.convert import class_checkpoint_config, read_class_checkpoint
 from genmotion.image_core.mamba_var import MambaVARImageConfig, MambaVARImageModel
 
 __all__ = ["MVAR_KIND", "load_mvar_model", "mvar_checkpoint_config", "save_mvar_model"]
 
 MVAR_KIND = "m-var"
-_METADATA_KEYS = ("classes", "sampling")
 
 
 def mvar_checkpoint_config(
@@ -45,13 +42,7 @@ def save_mvar_model(
 
 def load_mvar_model(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> MambaVARImageModel:
     """Read an `m-var` directory; every weight must be there (strict)."""
-    raw = read_checkpoint_config(directory)
-    kind = raw.pop("kind")
-    if kind != MVAR_KIND:
-        raise InputError(f"{directory} holds a {kind!r} checkpoint, not an M-VAR one", fix="pass an m-var checkpoint")
-    for key in _METADATA_KEYS:
-        raw.pop(key, None)
-    config = from_dict(MambaVARImageConfig, raw)
+    config = read_class_checkpoint(directory, MVAR_KIND, MambaVARImageConfig, "an M-VAR", "pass an m-var checkpoint")
     model = MambaVARImageModel(config).to(dtype)  # built for real: its derived buffers are not in the file
     load_weights(model, directory, strict=True)
     return model.eval()
