@@ -323,15 +323,10 @@ def bench_image(
 
 
 def _convert_app(app: typer.Typer) -> typer.Typer:
-    """The `convert` group, shared with other generators: found on `app`, else created."""
-    for group in app.registered_groups:
-        if group.name == "convert" and group.typer_instance is not None:
-            return group.typer_instance
-    convert_app = typer.Typer(
-        help="Convert foreign checkpoints to genmotion checkpoint directories.", no_args_is_help=True
-    )
-    app.add_typer(convert_app, name="convert")
-    return convert_app
+    """The `convert` group, shared with other generators."""
+    from genmotion.cli.app import CONVERT_HELP, command_group
+
+    return command_group(app, "convert", CONVERT_HELP)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

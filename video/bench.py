@@ -175,11 +175,11 @@ def _latent_run(pipe: Any, prompt: str, frames: int, guidance: float) -> tuple[f
             run()
         flops = counter.get_total_flops()
     else:
-        cond = pipe.condition(prompt)
+        text = pipe.text_embedding(prompt)
         settings = SamplingConfig(guidance_scale=guidance)
 
         def run() -> None:
-            for _ in stream_latents(pipe.model, lambda f: cond, frames, settings, generator=torch.Generator()):
+            for _ in stream_latents(pipe.model, lambda f: text, frames, settings, generator=torch.Generator()):
                 pass
 
         flops = frame_flops(pipe, guided=guidance != 1.0) * frames

@@ -289,6 +289,27 @@ def bench_video(
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add `genmotion video` and `genmotion bench video`."""
+    """Add `genmotion video`, `genmotion convert keyframe` and `genmotion bench video`."""
+    from genmotion.cli.app import CONVERT_HELP, command_group
+
     app.command("video")(video)
     bench_app.command("video")(bench_video)
+    command_group(app, "convert", CONVERT_HELP).command("keyframe")(convert_keyframe)
+
+
+def convert_keyframe(
+    video_ckpt: str = typer.Option(..., "--video", help="The videoar checkpoint (registry name or directory)."),
+    keyframe: str = typer.Option(..., "--keyframe", help="A videoar checkpoint trained on single frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+    force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
+) -> None:
+    """One videoar checkpoint whose frame 0 is drawn by the keyframe checkpoint's transformer."""
+    from genmotion.cli.checks import check_folder_output
+
+    for flag, name in (("--video", video_ckpt), ("--keyframe", keyframe)):
+        check_checkpoint_kind(name, ("videoar",), f"convert keyframe {flag}")
+    check_folder_output(out, "checkpoint", force)
+    from genmotion.video.videoar.keyframe import convert_keyframe as convert
+
+    path = convert(video_ckpt, keyframe, out, force=force)
+    typer.echo(f"wrote {path} (use it with: genmotion video --ckpt {path} -p ...)")

@@ -16,7 +16,7 @@ import typer
 
 from genmotion import __version__
 
-__all__ = ["app", "bench_app", "main"]
+__all__ = ["CONVERT_HELP", "app", "bench_app", "command_group", "main"]
 
 log = logging.getLogger("genmotion")
 
@@ -30,6 +30,20 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks: JSON + PNG plot, side by side in one process.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+def command_group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The command group `name` of `parent`, shared by every generator that adds to it (`genmotion convert ...`):
+    found on `parent`, else created with `help`."""
+    for group in parent.registered_groups:
+        if group.name == name and group.typer_instance is not None:
+            return group.typer_instance
+    group_app = typer.Typer(help=help, no_args_is_help=True)
+    parent.add_typer(group_app, name=name)
+    return group_app
+
+
+CONVERT_HELP = "Convert foreign checkpoints, or compose genmotion ones, into genmotion checkpoint directories."
 
 
 def _version(value: bool) -> None:

@@ -130,10 +130,10 @@ def test_teacher_forced_codes_reproduce_a_greedy_free_run():
     from genmotion.video.videoar.sampler import stream_latents
 
     pipe = VideoARPipeline(tiny_model(), encoder=object())
-    cond = torch.randn(1, pipe.model.transformer.config.width)
-    pipe.condition = lambda prompt: cond  # no text encoder in a unit test
+    text = torch.randn(1, pipe.model.transformer.config.text_dim)
+    pipe.text_embedding = lambda prompt: text  # no text encoder in a unit test
     settings = SamplingConfig(guidance_scale=3.0, temperature=0.0)
-    run = list(stream_latents(pipe.model, lambda f: cond, 5, settings, generator=torch.Generator()))
+    run = list(stream_latents(pipe.model, lambda f: text, 5, settings, generator=torch.Generator()))
     indices = [torch.stack([f.tokens[s] for f in run], dim=1) for s in range(len(run[0].tokens))]
     frames, codes = teacher_forced_codes(pipe, "x", indices, 0, temperature=0.0)
     assert frames.shape == (5, 3, 16, 16)

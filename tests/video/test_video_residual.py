@@ -110,9 +110,9 @@ def test_sampler_reproduces_the_training_coding():
     with torch.no_grad():
         codes = model.tokenizer.quantize_clip(model.tokenizer.latents(video))
         targets = [[i[:, t] for i in codes.indices] for t in range(4)]
-        cond = model.transformer.condition(torch.randn(1, 384, generator=g))
+        text = torch.randn(1, 384, generator=g)
         frames = list(
-            stream_latents(model, lambda f: cond, 4, SamplingConfig(guidance_scale=1.0), processors=[_forcing(targets)])
+            stream_latents(model, lambda f: text, 4, SamplingConfig(guidance_scale=1.0), processors=[_forcing(targets)])
         )
     for t, frame in enumerate(frames):
         torch.testing.assert_close(frame.fhat, codes.fhat[:, t], atol=1e-5, rtol=1e-5)
@@ -124,13 +124,13 @@ def test_residual_guidance_changes_only_the_later_frames():
         model = VideoAR(VideoARConfig(tokenizer=TEMPORAL, transformer=TINY_TRANSFORMER)).eval()
         for p in model.parameters():
             p.data.add_(torch.randn_like(p) * 0.3)  # a model whose conditional and unconditional draws differ
-    cond = model.transformer.condition(torch.randn(1, 384, generator=torch.Generator().manual_seed(5)))
+    text = torch.randn(1, 384, generator=torch.Generator().manual_seed(5))
 
     def frames(**kw):
         settings = SamplingConfig(guidance_scale=3.0, **kw)
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            return [f.tokens for f in stream_latents(model, lambda f: cond, 3, settings, generator=g)]
+            return [f.tokens for f in stream_latents(model, lambda f: text, 3, settings, generator=g)]
 
     same, plain, other = frames(), frames(residual_guidance=3.0), frames(residual_guidance=1.0)
     assert all(torch.equal(a, b) for fa, fb in zip(same, plain, strict=True) for a, b in zip(fa, fb, strict=True))

@@ -55,10 +55,13 @@ class VideoARTransformerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class VideoARConfig:
-    """What a `videoar` checkpoint holds: a tokenizer and a transformer that fit together."""
+    """What a `videoar` checkpoint holds: a tokenizer and a transformer that fit together, and optionally a
+    `keyframe` transformer (same tokenizer) that draws frame 0 from the text alone, trained on single frames;
+    the main transformer then predicts every later frame from the frames before it."""
 
     tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
     transformer: VideoARTransformerConfig = field(default_factory=VideoARTransformerConfig)
+    keyframe: VideoARTransformerConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -341,6 +341,10 @@ class VideoAR(nn.Module):
         super().__init__()
         if config.transformer.text_dim <= 0:
             raise ValueError("transformer.text_dim must be positive")
+        if config.keyframe is not None and config.keyframe.text_dim != config.transformer.text_dim:
+            raise ValueError("keyframe.text_dim must equal transformer.text_dim (both read the same prompt embedding)")
         self.config = config
         self.tokenizer = VideoTokenizer(config.tokenizer)
         self.transformer = VideoARTransformer(config.transformer, config.tokenizer)
+        #: draws frame 0 (text -> first frame) when the checkpoint has one; `transformer` draws the rest
+        self.keyframe = None if config.keyframe is None else VideoARTransformer(config.keyframe, config.tokenizer)

@@ -67,9 +67,12 @@ class VideoARPipeline(VideoStreamer):
         load_weights(model, directory)
         return cls(model, sampling=from_dict(SamplingConfig, config.get("sampling") or {}, prefix="sampling"))
 
-    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
-        config = {"kind": "videoar", "model": to_dict(self.config), "sampling": to_dict(self.default_sampling)}
-        return save_pretrained(directory, self.model, config, card, torch.bfloat16)
+    def checkpoint_config(self) -> dict[str, Any]:
+        """What `save_pretrained` writes as config.yaml."""
+        return {"kind": "videoar", "model": to_dict(self.config), "sampling": to_dict(self.default_sampling)}
+
+    def save_pretrained(self, directory: str | Path, card: str | None = None, *, force: bool = False) -> Path:
+        return save_pretrained(directory, self.model, self.checkpoint_config(), card, torch.bfloat16, force=force)
 
     @property
     def cache_window_frames(self) -> int:
@@ -77,10 +80,14 @@ class VideoARPipeline(VideoStreamer):
         return int(c.sink_frames + c.window_frames)
 
     @torch.no_grad()
+    def text_embedding(self, prompt: str) -> torch.Tensor:
+        """The prompt encoder's pooled embedding of one prompt, (1, E), that every transformer conditions on."""
+        return self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
+
+    @torch.no_grad()
     def condition(self, prompt: str) -> torch.Tensor:
-        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
-        pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
-        return self.model.transformer.condition(pooled)  # (1, W)
+        """The main transformer's condition of one prompt, (1, W), as every frame of that prompt reads it."""
+        return self.model.transformer.condition(self.text_embedding(prompt))  # (1, W)
 
     @torch.no_grad()
     def _decode(self, fhat: torch.Tensor, prev: torch.Tensor | None) -> np.ndarray:
@@ -131,7 +138,7 @@ class VideoARPipeline(VideoStreamer):
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        condition = PromptConditions(schedule, self.condition)
+        condition = PromptConditions(schedule, self.text_embedding)
         prev: torch.Tensor | None = None
         for latent in stream_latents(self.model, condition, num_frames, settings, generator=generator):
             frames = self._decode(latent.fhat, prev)

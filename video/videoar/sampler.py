@@ -4,7 +4,9 @@ boundaries. Yields each finished frame's latent as soon as it exists; decoding t
 
 Per frame: reset the scale cache; run scale 0 (the text/start token) and each finer scale against
 the cache, sampling its tokens; then one forward over the frame's clean latent appends it to the ring
-cache (sink + window frames), so every frame costs the same however long the video runs.
+cache (sink + window frames), so every frame costs the same however long the video runs. A model with a
+`keyframe` transformer draws frame 0 with it (its own scale cache, its own condition of the same text) and
+commits that frame to the main transformer's cache, which draws every later frame.
 Axes: B videos (2B rows under guidance: conditional first), l tokens of a scale, Cv latent channels.
 """
 
@@ -21,12 +23,13 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.videoar.config import SamplingConfig
-from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache
+from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache, VideoARTransformer
 
 __all__ = ["FrameLatent", "stream_latents"]
 
 ConditionFn = Callable[[int], torch.Tensor]
-"""`frame index -> condition (B, W)` (the pipeline maps its prompt schedule through the text encoder)."""
+"""`frame index -> prompt embedding (B, E)` (the pipeline maps its prompt schedule through the text encoder;
+each transformer makes its own condition of it)."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,15 @@ def _sample_frame(
     settings: SamplingConfig,
     generator: torch.Generator | None,
     processors: Sequence[LogitsProcessor],
+    *,
+    transformer: VideoARTransformer | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """All scales of one frame on the core discrete loop, then the frame's commit to the frame cache; returns
     (f_hat (B, Cv, h, w), per-scale tokens (B, p^2)). Scale 0 (the start token) is the loop's prefill, every
     finer scale a decode step whose input is built from the sampled codes by `embed_next`. `base` (B, Cv, h, w):
-    the previous frame's f_hat under temporal residual coding (the codes add to it), else None."""
-    tr, q = model.transformer, model.tokenizer.quantize
+    the previous frame's f_hat under temporal residual coding (the codes add to it), else None. `transformer`:
+    the one that draws (default `model.transformer`; the keyframe's for frame 0, which commits nothing)."""
+    tr, q = transformer or model.transformer, model.tokenizer.quantize
     layout = tr.layout
     guided = settings.guided
     rows = cond_BW.shape[0]
@@ -98,7 +104,8 @@ def _sample_frame(
     )  # fmt: skip
     tokens = [chunk.tokens for chunk in chunks]
     fhat, _ = _add_scale(q, fhat, tokens[-1], layout.num_scales - 1, layout.patch_nums[-1])
-    _commit(model, frame, fhat.to(dtype), mod, cache, guided)
+    if tr is model.transformer:
+        _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
 
 
@@ -121,7 +128,7 @@ def _commit(model: VideoAR, frame: int, fhat: torch.Tensor, mod: Modulation, cac
 
 def stream_latents(
     model: VideoAR,
-    condition: ConditionFn,
+    text: ConditionFn,
     num_frames: int | None,
     settings: SamplingConfig,
     *,
@@ -129,20 +136,24 @@ def stream_latents(
     generator: torch.Generator | None = None,
     processors: Sequence[LogitsProcessor] = (),
 ) -> Iterator[FrameLatent]:
-    """Yield frames 0, 1, ... (forever when num_frames is None). `condition(f)` gives the (B, W) condition
-    of frame f's prompt; under guidance the null condition is stacked below it."""
+    """Yield frames 0, 1, ... (forever when num_frames is None). `text(f)` gives the (B, E) prompt embedding
+    of frame f's prompt; under guidance the null condition is stacked below each condition."""
     p = next(model.parameters())
     guided = settings.guided
-    cache = model.transformer.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
-    null = model.transformer.null_condition(batch).to(p.dtype)
+    tr = model.transformer
+    cache = tr.new_cache(2 * batch if guided else batch, dtype=p.dtype, device=p.device)
     temporal = model.tokenizer.config.temporal_residual
     frame, tokens = 0, None
     fhat: torch.Tensor | None = None
     while num_frames is None or frame < num_frames:
-        cond = condition(frame).to(p.dtype)
-        rows = torch.cat([cond, null]) if guided else cond
-        base = fhat if temporal else None
-        new_fhat, tokens = _sample_frame(model, frame, rows, tokens, base, cache, settings, generator, processors)
+        rows = _rows(tr, text(frame).to(p.dtype), guided)
+        if frame == 0 and model.keyframe is not None:
+            new_fhat, tokens = _keyframe(model, _rows(model.keyframe, text(0).to(p.dtype), guided), settings,
+                                         generator, processors)  # fmt: skip
+            _commit(model, 0, new_fhat.to(p.dtype), tr.modulation(rows), cache, guided)
+        else:
+            base = fhat if temporal else None
+            new_fhat, tokens = _sample_frame(model, frame, rows, tokens, base, cache, settings, generator, processors)
         yield FrameLatent(
             index=frame,
             fhat=new_fhat,
@@ -151,3 +162,22 @@ def stream_latents(
             cache_valid_bytes=cache.valid_nbytes(),
         )
         fhat, frame = new_fhat, frame + 1
+
+
+def _rows(tr: VideoARTransformer, text_BE: torch.Tensor, guided: bool) -> torch.Tensor:
+    """The transformer's condition of the prompt (B, W), with the null condition below it under guidance."""
+    cond = tr.condition(text_BE)
+    return torch.cat([cond, tr.null_condition(cond.shape[0]).to(cond.dtype)]) if guided else cond
+
+
+def _keyframe(
+    model: VideoAR,
+    rows: torch.Tensor,
+    settings: SamplingConfig,
+    generator: torch.Generator | None,
+    processors: Sequence[LogitsProcessor],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0)."""
+    assert model.keyframe is not None
+    own = model.keyframe.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    return _sample_frame(model, 0, rows, None, None, own, settings, generator, processors, transformer=model.keyframe)

@@ -1,0 +1,107 @@
+"""Keyframe transformers: frame 0 drawn by the keyframe, committed to the video transformer's cache as if that
+transformer had drawn it; composition through `attach_keyframe` and `genmotion convert keyframe`; round trip."""
+
+import dataclasses
+
+import pytest
+import torch
+from video_tiny import TINY, tiny_model
+
+from genmotion.cli.app import main
+from genmotion.errors import UsageError
+from genmotion.video.videoar.config import SamplingConfig
+from genmotion.video.videoar.keyframe import attach_keyframe
+from genmotion.video.videoar.model import VideoAR
+from genmotion.video.videoar.pipeline import VideoARPipeline
+from genmotion.video.videoar.sampler import stream_latents
+
+KEY = dataclasses.replace(TINY.transformer, width=48, heads=2, rope_axes=(8, 8, 8))
+GREEDY = SamplingConfig(guidance_scale=2.0, temperature=0.0)
+TEXT = torch.randn(1, 384, generator=torch.Generator().manual_seed(7))
+
+
+def _keyframe_checkpoint(seed: int = 1) -> VideoARPipeline:
+    """A single-frame VideoAR checkpoint with the tiny video model's tokenizer and its own transformer."""
+    video = tiny_model(0)
+    model = VideoAR(dataclasses.replace(TINY, transformer=KEY))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for p in model.transformer.parameters():
+            p.data.add_(torch.randn_like(p) * 0.05)
+    model.tokenizer.load_state_dict(video.tokenizer.state_dict())
+    return VideoARPipeline(model.eval(), encoder=object())
+
+
+def _frames(model: VideoAR, n: int, processors=()) -> list:
+    with torch.no_grad():
+        made = stream_latents(model, lambda f: TEXT, n, GREEDY, generator=torch.Generator(), processors=processors)
+        return list(made)
+
+
+def _force_first(tokens):
+    """Forces frame 0's scales to `tokens`; leaves later frames to the model."""
+    calls = iter(range(10**6))
+
+    def force(logits, step):
+        if next(calls) >= len(tokens):
+            return logits
+        out = torch.full_like(logits, float("-inf"))
+        return out.scatter(-1, tokens[step].unsqueeze(-1), 0.0)
+
+    return force
+
+
+def test_frame_zero_is_the_keyframes_and_later_frames_continue_from_it():
+    video, key = VideoARPipeline(tiny_model(0), encoder=object()), _keyframe_checkpoint()
+    both = attach_keyframe(video, key).model
+    made = _frames(both, 3)
+    alone = _frames(key.model, 1)  # the keyframe transformer drawing frame 0 by itself
+    assert all(torch.equal(a, b) for a, b in zip(made[0].tokens, alone[0].tokens, strict=True))
+    plain = _frames(video.model, 1)
+    assert any(not torch.equal(a, b) for a, b in zip(made[0].tokens, plain[0].tokens, strict=True))
+    # the video model, made to draw the keyframe's frame 0, then draws the same later frames: same cache
+    forced = _frames(video.model, 3, processors=[_force_first(list(made[0].tokens))])
+    for a, b in zip(made[1:], forced[1:], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens, strict=True))
+        torch.testing.assert_close(a.fhat, b.fhat)
+    assert made[2].cache_bytes == forced[2].cache_bytes
+
+
+def test_keyframe_checkpoint_round_trip(tmp_path):
+    both = attach_keyframe(VideoARPipeline(tiny_model(0), encoder=object()), _keyframe_checkpoint())
+    both.save_pretrained(tmp_path / "ckpt")
+    back = VideoARPipeline.from_pretrained(tmp_path / "ckpt")
+    assert back.model.keyframe is not None and back.config.keyframe == KEY
+    a, b = _frames(both.model.to(torch.bfloat16).float(), 2), _frames(back.model, 2)
+    pairs = [(x, y) for fa, fb in zip(a, b, strict=True) for x, y in zip(fa.tokens, fb.tokens, strict=True)]
+    assert all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_attach_refuses_another_tokenizer_and_a_keyframe_with_a_keyframe():
+    video = VideoARPipeline(tiny_model(0), encoder=object())
+    other = VideoARPipeline(tiny_model(3), encoder=object())  # same config, other tokenizer weights
+    with pytest.raises(UsageError, match="another tokenizer"):
+        attach_keyframe(video, other)
+    both = attach_keyframe(video, _keyframe_checkpoint())
+    with pytest.raises(UsageError, match="already has a keyframe"):
+        attach_keyframe(video, both)
+    with pytest.raises(ValueError, match="text_dim"):
+        VideoAR(dataclasses.replace(TINY, keyframe=dataclasses.replace(KEY, text_dim=128)))
+
+
+def test_convert_keyframe_cli(tmp_path):
+    VideoARPipeline(tiny_model(0), encoder=object()).save_pretrained(tmp_path / "video")
+    _keyframe_checkpoint().save_pretrained(tmp_path / "key")
+    out = tmp_path / "both"
+    args = ["convert", "keyframe", "--video", str(tmp_path / "video"), "--keyframe", str(tmp_path / "key")]
+    assert main([*args, "-o", str(out)]) == 0
+    assert VideoARPipeline.from_pretrained(out).model.keyframe is not None
+    assert main([*args, "-o", str(out)]) == 0  # a previous checkpoint is replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main([*args, "-o", str(mine)]) == 2  # a folder genmotion did not write is refused, untouched
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert main(["convert", "keyframe", "--video", "var-toy", "--keyframe", str(tmp_path / "key"), "-o", str(out)]) == 2
+    assert main(["convert", "keyframe", "--video", str(tmp_path / "video"), "--keyframe", str(out), "-o",
+                 str(tmp_path / "x")]) == 2  # fmt: skip
