@@ -168,22 +168,41 @@ def official_var_logits(
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """VAR.forward of the official code (slow-attention path, no dropout), written with plain ops on a state dict."""
-    import math
-
     import torch.nn.functional as F
 
-    C = sd["word_embed.weight"].shape[0]
-    B, H, hd = label_B.shape[0], depth, C // depth
-    first_l = sd["pos_start"].shape[1]
+    B, first_l = label_B.shape[0], sd["pos_start"].shape[1]
     sos = cond = F.embedding(label_B, sd["class_emb.weight"])
     sos = sos.unsqueeze(1).expand(B, first_l, -1) + sd["pos_start"].expand(B, first_l, -1)
     x = torch.cat((sos, F.linear(x_BLCv, sd["word_embed.weight"], sd["word_embed.bias"])), dim=1)
     x = x + F.embedding(sd["lvl_1L"].expand(B, -1), sd["lvl_embed.weight"]) + sd["pos_1LC"]
-    L = x.shape[1]
+    blocks = [f"blocks.{i}." for i in range(depth)]
+    x = official_blocks(sd, x, cond, sd["attn_bias_for_masking"], blocks, heads=depth, attn_l2_norm=attn_l2_norm,
+                        shared_aln=shared_aln, eps=eps)  # fmt: skip
+    return official_head(sd, x, cond, "head", eps=eps)
+
+
+def official_blocks(
+    sd: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    bias: torch.Tensor,
+    prefixes: list[str],
+    *,
+    heads: int,
+    attn_l2_norm: bool = True,
+    shared_aln: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """The official AdaLNSelfAttn blocks named by `prefixes` (e.g. "blocks.0."), in order, on x (B, L, C)."""
+    import math
+
+    import torch.nn.functional as F
+
+    B, L, C = x.shape
+    H, hd = heads, C // heads
     if shared_aln:
         gss = F.linear(F.silu(cond), sd["shared_ada_lin.1.weight"], sd["shared_ada_lin.1.bias"]).view(-1, 1, 6, C)
-    for i in range(depth):
-        p = f"blocks.{i}."
+    for p in prefixes:
         if shared_aln:
             g1, g2, s1, s2, sh1, sh2 = (sd[p + "ada_gss"] + gss).unbind(2)
         else:
@@ -199,13 +218,23 @@ def official_var_logits(
             k = F.normalize(k, dim=-1)
         else:
             scale = 0.25 / math.sqrt(hd)
-        attn = (q.mul(scale) @ k.transpose(-2, -1) + sd["attn_bias_for_masking"]).softmax(dim=-1)
+        attn = (q.mul(scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
         o = (attn @ v).transpose(1, 2).reshape(B, L, C)
         x = x + F.linear(o, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"]).mul(g1)
         h = F.layer_norm(x, (C,), eps=eps).mul(s2 + 1).add(sh2)
         h = F.gelu(F.linear(h, sd[p + "ffn.fc1.weight"], sd[p + "ffn.fc1.bias"]), approximate="tanh")
         x = x + F.linear(h, sd[p + "ffn.fc2.weight"], sd[p + "ffn.fc2.bias"]).mul(g2)
-    ada = F.linear(F.silu(cond), sd["head_nm.ada_lin.1.weight"], sd["head_nm.ada_lin.1.bias"])
+    return x
+
+
+def official_head(
+    sd: dict[str, torch.Tensor], x: torch.Tensor, cond: torch.Tensor, head: str, *, eps: float = 1e-6
+) -> torch.Tensor:
+    """AdaLNBeforeHead `{head}_nm` then the linear `head` (e.g. "head", "ns_head", "mask_head"): (B, L, C) -> V."""
+    import torch.nn.functional as F
+
+    C = x.shape[-1]
+    ada = F.linear(F.silu(cond), sd[f"{head}_nm.ada_lin.1.weight"], sd[f"{head}_nm.ada_lin.1.bias"])
     scale, shift = ada.view(-1, 1, 2, C).unbind(2)
     h = F.layer_norm(x, (C,), eps=eps).mul(scale + 1).add(shift)
-    return F.linear(h, sd["head.weight"], sd["head.bias"])
+    return F.linear(h, sd[f"{head}.weight"], sd[f"{head}.bias"])
