@@ -24,11 +24,10 @@ from genmotion.image_core.convert import (
     detect_var_config,
     load_official_var,
     load_official_vqvae,
-    read_official,
     save_image_model,
 )
 from genmotion.image_core.model import VARImageModel
-from genmotion.image_core.official_layouts import require_layout
+from genmotion.image_core.official_layouts import read_state_dict, require_layout
 from genmotion.image_core.var_model import VAR
 
 __all__ = [
@@ -93,7 +92,7 @@ def detect_hmar_config(sd: Mapping[str, torch.Tensor]) -> VARConfig:
 
 def load_official_hmar(source: Source, *, config: VARConfig | None = None, dtype: torch.dtype = torch.float32) -> VAR:
     """An official HMAR transformer as a scale-Markov `VAR` with its refinement branch, checked key for key."""
-    sd = read_official(source, "var")
+    sd = read_state_dict(source, (), ("model",))
     require_layout(sd, "hmar")
     cfg = config or detect_hmar_config(sd)
     return load_official_var(hmar_to_var_keys(sd), config=cfg, dtype=dtype)
@@ -111,7 +110,7 @@ def load_official_hmar_model(
 ) -> VARImageModel:
     """HMAR transformer + VAR's tokenizer (HMAR ships none of its own) run at the transformer's schedule."""
     var = load_official_hmar(var_source, dtype=dtype)
-    vae_sd = read_official(vae_source, "vae")
+    vae_sd = read_state_dict(vae_source, ("trainer", "vae_local"), ("model",))
     require_layout(vae_sd, "var-vae")
     vae = load_official_vqvae(vae_sd, patch_nums=var.patch_nums, norm_groups=norm_groups, dtype=dtype)
     with torch.device("meta"):

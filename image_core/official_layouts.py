@@ -9,12 +9,14 @@ before any shape is compared.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
-from genmotion.errors import UsageError
+from genmotion.checkpoint import load_foreign
+from genmotion.errors import InputError, UsageError
 
-__all__ = ["LAYOUTS", "official_layout", "require_layout"]
+__all__ = ["LAYOUTS", "official_layout", "read_state_dict", "require_layout"]
 
 # layout -> (what it is, the command that converts it, the flag it goes to)
 LAYOUTS: dict[str, tuple[str, str, str]] = {
@@ -64,3 +66,23 @@ def require_layout(sd: Mapping[str, torch.Tensor], wanted: str, *, only: tuple[s
         why=f"{command} {flag} reads {what}",
         fix=f"pass it to {found_command} {found_flag}, and {what} here",
     )
+
+
+def read_state_dict(source: str | Path | Mapping[str, object], *nestings: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors of a file or loaded mapping, unwrapped along the first of `nestings` that holds any (e.g.
+    ("model",) for LlamaGen-style files, ("trainer", "var_wo_ddp") for training checkpoints); a file is read again
+    only when the first nesting finds nothing. A file's `module.`/`_orig_mod.` prefixes are stripped."""
+    for nesting in nestings or ((),):
+        if isinstance(source, Mapping):
+            obj: object = source
+            for key in nesting:
+                if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+                    obj = obj[key]
+            assert isinstance(obj, Mapping)
+            sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        else:
+            sd = load_foreign(source, unwrap=nesting)
+        if sd:
+            return sd
+    where = "the state dict" if isinstance(source, Mapping) else str(source)
+    raise InputError(f"{where} holds no tensors", why=f"looked at the top level and under {list(nestings)}")
