@@ -19,11 +19,20 @@ _BF16 = typer.Option(False, "--bf16", help="Store the weights as bf16 (half the 
 _GROUPS = typer.Option(32, "--norm-groups", help="Tokenizer GroupNorm groups (32 for the official).")
 
 
-def _checked(var: Path, vae: Path, out: Path, force: bool, norm_groups: int) -> None:
+def _convert(kind: str, var: Path, vae: Path, out: Path, force: bool, bf16: bool, norm_groups: int, hint: str) -> None:
+    """Check the flags, then convert with `genmotion.image_core.official_<kind>.convert_official_<kind>`."""
     check_file_input(var, "--var")
     check_file_input(vae, "--vae")
     check_number("--norm-groups", norm_groups, low=1)
     check_folder_output(out, "checkpoint", force)
+    import importlib
+
+    import torch
+
+    convert = getattr(importlib.import_module(f"genmotion.image_core.official_{kind}"), f"convert_official_{kind}")
+    dtype = torch.bfloat16 if bf16 else None
+    path = convert(var, vae, out, norm_groups=norm_groups, dtype=dtype, force=force)
+    typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207{hint})")
 
 
 def convert_hmar(
@@ -35,14 +44,7 @@ def convert_hmar(
     norm_groups: int = _GROUPS,
 ) -> None:
     """Convert an official HMAR checkpoint (kind var: scale-Markov, masked refinement; HMAR's sampling defaults)."""
-    _checked(var, vae, out, force, norm_groups)
-    import torch
-
-    from genmotion.image_core.official_hmar import convert_official_hmar
-
-    dtype = torch.bfloat16 if bf16 else None
-    path = convert_official_hmar(var, vae, out, norm_groups=norm_groups, dtype=dtype, force=force)
-    typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207)")
+    _convert("hmar", var, vae, out, force, bf16, norm_groups, "")
 
 
 def convert_flexvar(
@@ -54,11 +56,4 @@ def convert_flexvar(
     norm_groups: int = _GROUPS,
 ) -> None:
     """Convert the official FlexVAR checkpoints (kind flexvar: any steps and sizes; the official sampling defaults)."""
-    _checked(var, vae, out, force, norm_groups)
-    import torch
-
-    from genmotion.image_core.official_flexvar import convert_official_flexvar
-
-    dtype = torch.bfloat16 if bf16 else None
-    path = convert_official_flexvar(var, vae, out, norm_groups=norm_groups, dtype=dtype, force=force)
-    typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207 --steps 10)")
+    _convert("flexvar", var, vae, out, force, bf16, norm_groups, " --steps 10")

@@ -29,6 +29,7 @@ __all__ = ["detect_flexvae_config", "flexvae_to_vqvae_keys", "load_official_flex
 _LEVEL_RE = re.compile(r"^(encoder|decoder)\.conv_blocks\.(\d+)\.(res|attn|downsample|upsample)\.(.*)$")
 _MID = {"0": "block_1", "1": "attn_1", "2": "block_2"}
 _DROPPED = ("quantize.codebook_used",)
+_GROUPS_FIX = "pass norm_groups matching the model the file came from (32 for the official FlexVAE)"
 
 
 def read_flexvae(source: Source) -> dict[str, torch.Tensor]:
@@ -91,28 +92,25 @@ def detect_flexvae_config(
     res = len({m.group(1) for k in sd if (m := re.match(r"^encoder\.conv_blocks\.0\.res\.(\d+)\.", k))})
     mult = tuple(sd[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in range(levels))
     latent, bottleneck = sd["quant_conv.weight"].shape[:2]
-    widths = sorted({ch * m for m in mult})
-    if any(w % norm_groups for w in widths):
-        raise InputError(
-            f"GroupNorm with {norm_groups} groups does not divide the tokenizer widths {widths}",
-            fix="pass norm_groups matching the model the file came from (32 for the official FlexVAE)",
+    try:
+        return VQVAEConfig(
+            vocab_size=sd["quantize.embedding.weight"].shape[0],
+            latent_channels=latent,
+            channels=ch,
+            channel_mult=mult,
+            num_res_blocks=res,
+            norm_groups=norm_groups,
+            using_sa=f"encoder.conv_blocks.{levels - 1}.attn.0.q.weight" in sd,
+            using_mid_sa="encoder.mid.1.q.weight" in sd,
+            in_channels=sd["encoder.conv_in.weight"].shape[1],
+            quant_conv_kernel=sd["quant_conv.weight"].shape[-1],
+            bottleneck_channels=0 if bottleneck == latent else bottleneck,
+            quant_resi=0.0,
+            using_znorm=True,
+            patch_nums=(latent_size,),
         )
-    return VQVAEConfig(
-        vocab_size=sd["quantize.embedding.weight"].shape[0],
-        latent_channels=latent,
-        channels=ch,
-        channel_mult=mult,
-        num_res_blocks=res,
-        norm_groups=norm_groups,
-        using_sa=f"encoder.conv_blocks.{levels - 1}.attn.0.q.weight" in sd,
-        using_mid_sa="encoder.mid.1.q.weight" in sd,
-        in_channels=sd["encoder.conv_in.weight"].shape[1],
-        quant_conv_kernel=sd["quant_conv.weight"].shape[-1],
-        bottleneck_channels=0 if bottleneck == latent else bottleneck,
-        quant_resi=0.0,
-        using_znorm=True,
-        patch_nums=(latent_size,),
-    )
+    except ValueError as e:  # e.g. GroupNorm groups that do not divide a width
+        raise InputError("the FlexVAE checkpoint does not make a tokenizer", why=str(e), fix=_GROUPS_FIX) from e
 
 
 def load_official_flexvae(

@@ -123,6 +123,15 @@ def _levels(sd: dict, side: str) -> int:
     return len({k.split(".")[2] for k in sd if k.startswith(f"{side}.conv_blocks.")})
 
 
+def _level(sd: dict, p: str, h: torch.Tensor, groups: int) -> torch.Tensor:
+    """One `conv_blocks` entry's res blocks, each followed by its attention where the level has one."""
+    for i in range(len({k.split(".")[4] for k in sd if k.startswith(p + "res.")})):
+        h = _res(sd, f"{p}res.{i}.", h, groups)
+        if f"{p}attn.{i}.q.weight" in sd:
+            h = _attn(sd, f"{p}attn.{i}.", h, groups)
+    return h
+
+
 def official_flexvae_decode(sd: dict, idx_Bl: torch.Tensor, side: int, *, groups: int = 32) -> torch.Tensor:
     """VQModel.decode_code: L2-normalised codes -> post_quant_conv -> Decoder, (B, side*side) -> (B, 3, H, W)."""
     codes = F.normalize(sd["quantize.embedding.weight"], p=2, dim=-1)[idx_Bl]  # B, l, C
@@ -133,10 +142,7 @@ def official_flexvae_decode(sd: dict, idx_Bl: torch.Tensor, side: int, *, groups
     n = _levels(sd, "decoder")
     for j in range(n):
         p = f"decoder.conv_blocks.{j}."
-        for i in range(len({k.split(".")[4] for k in sd if k.startswith(p + "res.")})):
-            h = _res(sd, f"{p}res.{i}.", h, groups)
-            if f"{p}attn.{i}.q.weight" in sd:
-                h = _attn(sd, f"{p}attn.{i}.", h, groups)
+        h = _level(sd, p, h, groups)
         if j != n - 1:
             h = _conv(sd, p + "upsample.conv.", F.interpolate(h, scale_factor=2.0, mode="nearest"), 1)
     return _conv(sd, "decoder.conv_out.", F.silu(_gn(sd, "decoder.norm_out.", h, groups)), 1)
@@ -148,10 +154,7 @@ def official_flexvae_indices(sd: dict, image: torch.Tensor, sides: list[int], *,
     n = _levels(sd, "encoder")
     for lvl in range(n):
         p = f"encoder.conv_blocks.{lvl}."
-        for i in range(len({k.split(".")[4] for k in sd if k.startswith(p + "res.")})):
-            h = _res(sd, f"{p}res.{i}.", h, groups)
-            if f"{p}attn.{i}.q.weight" in sd:
-                h = _attn(sd, f"{p}attn.{i}.", h, groups)
+        h = _level(sd, p, h, groups)
         if lvl != n - 1:
             h = _conv(sd, p + "downsample.conv.", F.pad(h, (0, 1, 0, 1)), stride=2)
     for mid in ("encoder.mid.0.", "encoder.mid.1.", "encoder.mid.2."):
