@@ -34,6 +34,7 @@ __all__ = [
     "HMAR_SAMPLING",
     "convert_official_hmar",
     "detect_hmar_config",
+    "hmar_sampling",
     "hmar_to_var_keys",
     "load_official_hmar",
     "load_official_hmar_model",

@@ -149,3 +149,13 @@ def test_files_of_another_kind_are_usage_errors(tmp_path):
         from genmotion.image_core.official_flexvar import load_official_flexvar_model
 
         load_official_flexvar_model(var_sd, {"model": wrong_vocab}, norm_groups=4)
+
+
+def test_a_training_checkpoint_gives_both_parts(tmp_path):
+    var_sd, vae_sd = _tiny(seed=7)
+    trainer = {"var_wo_ddp": {f"_orig_mod.{k}": v for k, v in var_sd.items()}, "vae_local": vae_sd}
+    torch.save({"trainer": trainer, "args": {"depth": 2}}, tmp_path / "ar-ckpt-last.pth")
+    var = load_official_flexvar(tmp_path / "ar-ckpt-last.pth")
+    vae = load_official_flexvae(tmp_path / "ar-ckpt-last.pth", norm_groups=4)
+    assert torch.equal(var.state_dict()["pos_map"], var_sd["pos_1LC"])
+    assert torch.equal(vae.state_dict()["quantize.embedding.weight"], vae_sd["quantize.embedding.weight"])
