@@ -5,6 +5,8 @@ of official-layout state dicts for tests (random values, buffers as the official
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 Shape = tuple[int, ...]
@@ -78,6 +80,51 @@ def _attn(inv: dict[str, Shape], prefix: str, c: int) -> None:
     inv[prefix + "proj_out.weight"], inv[prefix + "proj_out.bias"] = (c, c, 1, 1), (c,)
 
 
+def ldm_inventory(
+    *, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, z: int, down: str, up: str, res: str,
+    mid: tuple[str, str, str], attn: Callable[[dict[str, Shape], str, int], None] | None = None,
+) -> dict[str, Shape]:  # fmt: skip
+    """The LDM vq-f16 encoder/decoder (attention at the lowest level and in the middle) that VAR's and LlamaGen's
+    tokenizers share, under a layout's names: `down`/`up` format a level's prefix from (level, list index), `res`
+    names its res-block list, `mid` the middle's three modules, `attn` an attention block's keys; z = the width
+    of the encoder output and decoder input."""
+    attn = attn or _attn
+    inv: dict[str, Shape] = {}
+    last = len(ch_mult) - 1
+    inv["encoder.conv_in.weight"], inv["encoder.conv_in.bias"] = (ch, 3, 3, 3), (ch,)
+    block_in = ch
+    for lvl, m in enumerate(ch_mult):
+        p = "encoder." + down.format(level=lvl, index=lvl)
+        for i in range(num_res_blocks):
+            _resnet(inv, f"{p}{res}.{i}.", block_in, ch * m)
+            block_in = ch * m
+            if lvl == last:
+                attn(inv, f"{p}attn.{i}.", block_in)
+        if lvl != last:
+            inv[f"{p}downsample.conv.weight"], inv[f"{p}downsample.conv.bias"] = (block_in, block_in, 3, 3), (block_in,)
+    for side in ("encoder", "decoder"):
+        top = ch * ch_mult[last]
+        _resnet(inv, f"{side}.mid.{mid[0]}.", top, top)
+        attn(inv, f"{side}.mid.{mid[1]}.", top)
+        _resnet(inv, f"{side}.mid.{mid[2]}.", top, top)
+    inv["encoder.norm_out.weight"] = inv["encoder.norm_out.bias"] = (block_in,)
+    inv["encoder.conv_out.weight"], inv["encoder.conv_out.bias"] = (z, block_in, 3, 3), (z,)
+    block_in = ch * ch_mult[last]
+    inv["decoder.conv_in.weight"], inv["decoder.conv_in.bias"] = (block_in, z, 3, 3), (block_in,)
+    for j, lvl in enumerate(reversed(range(len(ch_mult)))):
+        p = "decoder." + up.format(level=lvl, index=j)
+        for i in range(num_res_blocks + 1):
+            _resnet(inv, f"{p}{res}.{i}.", block_in, ch * ch_mult[lvl])
+            block_in = ch * ch_mult[lvl]
+            if lvl == last:
+                attn(inv, f"{p}attn.{i}.", block_in)
+        if lvl != 0:
+            inv[f"{p}upsample.conv.weight"], inv[f"{p}upsample.conv.bias"] = (block_in, block_in, 3, 3), (block_in,)
+    inv["decoder.norm_out.weight"] = inv["decoder.norm_out.bias"] = (block_in,)
+    inv["decoder.conv_out.weight"], inv["decoder.conv_out.bias"] = (3, block_in, 3, 3), (3,)
+    return inv
+
+
 def vae_inventory(
     *,
     vocab: int = 4096,
@@ -89,39 +136,8 @@ def vae_inventory(
     share_quant_resi: int = 4,
 ) -> dict[str, Shape]:
     """`VQVAE(...).state_dict()` keys and shapes (LDM vq-f16 encoder/decoder, attention at the lowest level)."""
-    inv: dict[str, Shape] = {}
-    last = len(ch_mult) - 1
-    inv["encoder.conv_in.weight"], inv["encoder.conv_in.bias"] = (ch, 3, 3, 3), (ch,)
-    block_in = ch
-    for lvl, m in enumerate(ch_mult):
-        for i in range(num_res_blocks):
-            _resnet(inv, f"encoder.down.{lvl}.block.{i}.", block_in, ch * m)
-            block_in = ch * m
-            if lvl == last:
-                _attn(inv, f"encoder.down.{lvl}.attn.{i}.", block_in)
-        if lvl != last:
-            inv[f"encoder.down.{lvl}.downsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"encoder.down.{lvl}.downsample.conv.bias"] = (block_in,)
-    for side in ("encoder", "decoder"):
-        top = ch * ch_mult[last]
-        _resnet(inv, f"{side}.mid.block_1.", top, top)
-        _attn(inv, f"{side}.mid.attn_1.", top)
-        _resnet(inv, f"{side}.mid.block_2.", top, top)
-    inv["encoder.norm_out.weight"] = inv["encoder.norm_out.bias"] = (block_in,)
-    inv["encoder.conv_out.weight"], inv["encoder.conv_out.bias"] = (cvae, block_in, 3, 3), (cvae,)
-    block_in = ch * ch_mult[last]
-    inv["decoder.conv_in.weight"], inv["decoder.conv_in.bias"] = (block_in, cvae, 3, 3), (block_in,)
-    for lvl in reversed(range(len(ch_mult))):
-        for i in range(num_res_blocks + 1):
-            _resnet(inv, f"decoder.up.{lvl}.block.{i}.", block_in, ch * ch_mult[lvl])
-            block_in = ch * ch_mult[lvl]
-            if lvl == last:
-                _attn(inv, f"decoder.up.{lvl}.attn.{i}.", block_in)
-        if lvl != 0:
-            inv[f"decoder.up.{lvl}.upsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"decoder.up.{lvl}.upsample.conv.bias"] = (block_in,)
-    inv["decoder.norm_out.weight"] = inv["decoder.norm_out.bias"] = (block_in,)
-    inv["decoder.conv_out.weight"], inv["decoder.conv_out.bias"] = (3, block_in, 3, 3), (3,)
+    inv = ldm_inventory(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z=cvae, down="down.{level}.",
+                        up="up.{level}.", res="block", mid=("block_1", "attn_1", "block_2"))  # fmt: skip
     inv["quantize.ema_vocab_hit_SV"] = (num_scales, vocab)
     inv["quantize.embedding.weight"] = (vocab, cvae)
     for i in range(share_quant_resi):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from image_core_official_layout import _resnet, official_blocks, official_buffers, official_head, var_inventory
+from image_core_official_layout import ldm_inventory, official_blocks, official_buffers, official_head, var_inventory
 
 Shape = tuple[int, ...]
 
@@ -56,40 +56,11 @@ def flexvae_inventory(
     *, vocab: int = 8912, cvae: int = 32, ch: int = 128, ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4),
     num_res_blocks: int = 2, z_channels: int = 256,
 ) -> dict[str, Shape]:  # fmt: skip
-    """`VQ_models['VQ-16'](codebook_size=V, codebook_embed_dim=32).state_dict()` (LlamaGen's VQModel)."""
-    inv: dict[str, Shape] = {}
-    last = len(ch_mult) - 1
-    inv["encoder.conv_in.weight"], inv["encoder.conv_in.bias"] = (ch, 3, 3, 3), (ch,)
-    block_in = ch
-    for lvl, m in enumerate(ch_mult):
-        for i in range(num_res_blocks):
-            _resnet(inv, f"encoder.conv_blocks.{lvl}.res.{i}.", block_in, ch * m)
-            block_in = ch * m
-            if lvl == last:
-                _llama_attn(inv, f"encoder.conv_blocks.{lvl}.attn.{i}.", block_in)
-        if lvl != last:
-            inv[f"encoder.conv_blocks.{lvl}.downsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"encoder.conv_blocks.{lvl}.downsample.conv.bias"] = (block_in,)
-    for side in ("encoder", "decoder"):
-        top = ch * ch_mult[last]
-        _resnet(inv, f"{side}.mid.0.", top, top)
-        _llama_attn(inv, f"{side}.mid.1.", top)
-        _resnet(inv, f"{side}.mid.2.", top, top)
-    inv["encoder.norm_out.weight"] = inv["encoder.norm_out.bias"] = (block_in,)
-    inv["encoder.conv_out.weight"], inv["encoder.conv_out.bias"] = (z_channels, block_in, 3, 3), (z_channels,)
-    block_in = ch * ch_mult[last]
-    inv["decoder.conv_in.weight"], inv["decoder.conv_in.bias"] = (block_in, z_channels, 3, 3), (block_in,)
-    for j, lvl in enumerate(reversed(range(len(ch_mult)))):
-        for i in range(num_res_blocks + 1):
-            _resnet(inv, f"decoder.conv_blocks.{j}.res.{i}.", block_in, ch * ch_mult[lvl])
-            block_in = ch * ch_mult[lvl]
-            if lvl == last:
-                _llama_attn(inv, f"decoder.conv_blocks.{j}.attn.{i}.", block_in)
-        if lvl != 0:
-            inv[f"decoder.conv_blocks.{j}.upsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"decoder.conv_blocks.{j}.upsample.conv.bias"] = (block_in,)
-    inv["decoder.norm_out.weight"] = inv["decoder.norm_out.bias"] = (block_in,)
-    inv["decoder.conv_out.weight"], inv["decoder.conv_out.bias"] = (3, block_in, 3, 3), (3,)
+    """`VQ_models['VQ-16'](codebook_size=V, codebook_embed_dim=32).state_dict()` (LlamaGen's VQModel): levels in
+    `conv_blocks` (the decoder's listed coarse to fine), res blocks `res`, `mid.0/1/2`, separate q/k/v convs."""
+    inv = ldm_inventory(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z=z_channels,
+                        down="conv_blocks.{index}.", up="conv_blocks.{index}.", res="res", mid=("0", "1", "2"),
+                        attn=_llama_attn)  # fmt: skip
     inv["quantize.embedding.weight"] = (vocab, cvae)
     inv["quantize.codebook_used"] = (65536,)
     inv["quant_conv.weight"], inv["quant_conv.bias"] = (cvae, z_channels, 1, 1), (cvae,)
