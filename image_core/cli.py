@@ -336,4 +336,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("image")(image)
     app.add_typer(watermark_app, name="watermark")
     _convert_app(app).command("var")(convert_var)
+    from genmotion.image_core.official_cli import convert_flexvar, convert_hmar
+
+    _convert_app(app).command("hmar")(convert_hmar)
+    _convert_app(app).command("flexvar")(convert_flexvar)
     bench_app.command("image")(bench_image)

@@ -29,6 +29,7 @@ from genmotion.image_core.convert_checks import (
     rebuilt_var_buffers,
 )
 from genmotion.image_core.model import VARImageModel
+from genmotion.image_core.official_layouts import require_layout
 from genmotion.image_core.var_model import VAR, level_ids
 from genmotion.nn.vqvae import VQVAE
 from genmotion.nn.vqvae_config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024
@@ -217,6 +218,7 @@ def load_official_var(
     `config` (else detected) is checked key for key against the file. `neighbourhood` = (kernel, first scale)
     adds MVAR's window, which the weights do not record."""
     sd = read_official(source, "var")
+    require_layout(sd, "var", only=("hmar", "flexvar"))  # name the file's kind and its command (exit 2)
     cfg = config or detect_var_config(sd)
     if neighbourhood is not None:
         cfg = with_neighbourhood(cfg, *neighbourhood)
@@ -243,6 +245,7 @@ def load_official_vqvae(
 ) -> VQVAE:
     """An official VAR tokenizer run at `patch_nums` (default: the 256 px schedule)."""
     sd = read_official(source, "vae")
+    require_layout(sd, "var-vae", only=("flexvae",))
     cfg = detect_vqvae_config(sd, patch_nums=patch_nums or PATCH_NUMS_256, norm_groups=norm_groups)
     with torch.device("meta"):
         reference = VQVAE(cfg).state_dict()

@@ -33,9 +33,9 @@ class VQVAE(nn.Module):
         self.decoder = Decoder(config)
         self.quantize = MultiScaleQuantizer(config)
         k = config.quant_conv_kernel
-        c = config.latent_channels
-        self.quant_conv = nn.Conv2d(c, c, kernel_size=k, stride=1, padding=k // 2)
-        self.post_quant_conv = nn.Conv2d(c, c, kernel_size=k, stride=1, padding=k // 2)
+        c, z = config.latent_channels, config.bottleneck
+        self.quant_conv = nn.Conv2d(z, c, kernel_size=k, stride=1, padding=k // 2)
+        self.post_quant_conv = nn.Conv2d(c, z, kernel_size=k, stride=1, padding=k // 2)
 
     @property
     def patch_nums(self) -> tuple[int, ...]:

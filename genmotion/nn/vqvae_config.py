@@ -39,6 +39,9 @@ class VQVAEConfig:
     using_mid_sa: bool = True  # attention block in the middle
     in_channels: int = 3
     quant_conv_kernel: int = 3  # quant_conv_ks
+    # Width of the encoder output / decoder input around quant_conv and post_quant_conv; 0 = latent_channels
+    # (VAR). LlamaGen-layout tokenizers (FlexVAR's FlexVAE: z_channels 256) widen it to more than the codes.
+    bottleneck_channels: int = 0
     quant_resi: float = 0.5  # phi(x) = (1 - r) x + r conv3x3(x)
     share_quant_resi: int = 4  # 0: one phi per scale, 1: one phi for all, n: n shared phis
     using_znorm: bool = False  # cosine instead of L2 nearest code
@@ -52,9 +55,16 @@ class VQVAEConfig:
         check_patch_nums(self.patch_nums)
         if self.resample not in ("spatial", "spectral"):
             raise ValueError(f"resample must be 'spatial' or 'spectral', got {self.resample!r}")
+        if self.bottleneck_channels < 0:
+            raise ValueError(f"bottleneck_channels must be >= 0 (0 = latent_channels), got {self.bottleneck_channels}")
         widths = {self.channels * m for m in self.channel_mult}
         if any(w % self.norm_groups for w in widths):
             raise ValueError(f"norm_groups={self.norm_groups} must divide every level width {sorted(widths)}")
+
+    @property
+    def bottleneck(self) -> int:
+        """Channels of the encoder output and the decoder input (`bottleneck_channels`, else latent_channels)."""
+        return self.bottleneck_channels or self.latent_channels
 
     @property
     def downsample(self) -> int:

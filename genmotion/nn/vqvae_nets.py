@@ -127,7 +127,7 @@ class _Mid(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Image (B, 3, H, W) in [-1, 1] -> latent (B, Cvae, H/f, W/f), f = 2 ** (len(channel_mult) - 1)."""
+    """Image (B, 3, H, W) in [-1, 1] -> (B, bottleneck, H/f, W/f) for quant_conv, f = 2 ** (len(channel_mult) - 1)."""
 
     def __init__(self, cfg: VQVAEConfig) -> None:
         super().__init__()
@@ -148,25 +148,25 @@ class Encoder(nn.Module):
             self.down.append(_Level(blocks, attns, downsample=Downsample2x(block_in) if level != last else None))
         self.mid = _Mid(block_in, cfg)
         self.norm_out = _norm(block_in, g)
-        self.conv_out = nn.Conv2d(block_in, cfg.latent_channels, kernel_size=3, stride=1, padding=1)
+        self.conv_out = nn.Conv2d(block_in, cfg.bottleneck, kernel_size=3, stride=1, padding=1)
 
     def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x_B3HW)
         for level in self.down:
             h = level(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))  # B, Cvae, h, w
+        return self.conv_out(F.silu(self.norm_out(h)))  # B, bottleneck, h, w
 
 
 class Decoder(nn.Module):
-    """Latent (B, Cvae, h, w) -> image (B, 3, h*f, w*f); one more res block per level than the encoder."""
+    """(B, bottleneck, h, w) after post_quant_conv -> image (B, 3, h*f, w*f); one more res block per level."""
 
     def __init__(self, cfg: VQVAEConfig) -> None:
         super().__init__()
         ch, mult, g = cfg.channels, cfg.channel_mult, cfg.norm_groups
         last = len(mult) - 1
         block_in = ch * mult[last]
-        self.conv_in = nn.Conv2d(cfg.latent_channels, block_in, kernel_size=3, stride=1, padding=1)
+        self.conv_in = nn.Conv2d(cfg.bottleneck, block_in, kernel_size=3, stride=1, padding=1)
         self.mid = _Mid(block_in, cfg)
         levels: list[nn.Module] = []
         for level in reversed(range(len(mult))):

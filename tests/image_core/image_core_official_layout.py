@@ -5,6 +5,8 @@ of official-layout state dicts for tests (random values, buffers as the official
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 Shape = tuple[int, ...]
@@ -78,6 +80,51 @@ def _attn(inv: dict[str, Shape], prefix: str, c: int) -> None:
     inv[prefix + "proj_out.weight"], inv[prefix + "proj_out.bias"] = (c, c, 1, 1), (c,)
 
 
+def ldm_inventory(
+    *, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, z: int, down: str, up: str, res: str,
+    mid: tuple[str, str, str], attn: Callable[[dict[str, Shape], str, int], None] | None = None,
+) -> dict[str, Shape]:  # fmt: skip
+    """The LDM vq-f16 encoder/decoder (attention at the lowest level and in the middle) that VAR's and LlamaGen's
+    tokenizers share, under a layout's names: `down`/`up` format a level's prefix from (level, list index), `res`
+    names its res-block list, `mid` the middle's three modules, `attn` an attention block's keys; z = the width
+    of the encoder output and decoder input."""
+    attn = attn or _attn
+    inv: dict[str, Shape] = {}
+    last = len(ch_mult) - 1
+    inv["encoder.conv_in.weight"], inv["encoder.conv_in.bias"] = (ch, 3, 3, 3), (ch,)
+    block_in = ch
+    for lvl, m in enumerate(ch_mult):
+        p = "encoder." + down.format(level=lvl, index=lvl)
+        for i in range(num_res_blocks):
+            _resnet(inv, f"{p}{res}.{i}.", block_in, ch * m)
+            block_in = ch * m
+            if lvl == last:
+                attn(inv, f"{p}attn.{i}.", block_in)
+        if lvl != last:
+            inv[f"{p}downsample.conv.weight"], inv[f"{p}downsample.conv.bias"] = (block_in, block_in, 3, 3), (block_in,)
+    for side in ("encoder", "decoder"):
+        top = ch * ch_mult[last]
+        _resnet(inv, f"{side}.mid.{mid[0]}.", top, top)
+        attn(inv, f"{side}.mid.{mid[1]}.", top)
+        _resnet(inv, f"{side}.mid.{mid[2]}.", top, top)
+    inv["encoder.norm_out.weight"] = inv["encoder.norm_out.bias"] = (block_in,)
+    inv["encoder.conv_out.weight"], inv["encoder.conv_out.bias"] = (z, block_in, 3, 3), (z,)
+    block_in = ch * ch_mult[last]
+    inv["decoder.conv_in.weight"], inv["decoder.conv_in.bias"] = (block_in, z, 3, 3), (block_in,)
+    for j, lvl in enumerate(reversed(range(len(ch_mult)))):
+        p = "decoder." + up.format(level=lvl, index=j)
+        for i in range(num_res_blocks + 1):
+            _resnet(inv, f"{p}{res}.{i}.", block_in, ch * ch_mult[lvl])
+            block_in = ch * ch_mult[lvl]
+            if lvl == last:
+                attn(inv, f"{p}attn.{i}.", block_in)
+        if lvl != 0:
+            inv[f"{p}upsample.conv.weight"], inv[f"{p}upsample.conv.bias"] = (block_in, block_in, 3, 3), (block_in,)
+    inv["decoder.norm_out.weight"] = inv["decoder.norm_out.bias"] = (block_in,)
+    inv["decoder.conv_out.weight"], inv["decoder.conv_out.bias"] = (3, block_in, 3, 3), (3,)
+    return inv
+
+
 def vae_inventory(
     *,
     vocab: int = 4096,
@@ -89,39 +136,8 @@ def vae_inventory(
     share_quant_resi: int = 4,
 ) -> dict[str, Shape]:
     """`VQVAE(...).state_dict()` keys and shapes (LDM vq-f16 encoder/decoder, attention at the lowest level)."""
-    inv: dict[str, Shape] = {}
-    last = len(ch_mult) - 1
-    inv["encoder.conv_in.weight"], inv["encoder.conv_in.bias"] = (ch, 3, 3, 3), (ch,)
-    block_in = ch
-    for lvl, m in enumerate(ch_mult):
-        for i in range(num_res_blocks):
-            _resnet(inv, f"encoder.down.{lvl}.block.{i}.", block_in, ch * m)
-            block_in = ch * m
-            if lvl == last:
-                _attn(inv, f"encoder.down.{lvl}.attn.{i}.", block_in)
-        if lvl != last:
-            inv[f"encoder.down.{lvl}.downsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"encoder.down.{lvl}.downsample.conv.bias"] = (block_in,)
-    for side in ("encoder", "decoder"):
-        top = ch * ch_mult[last]
-        _resnet(inv, f"{side}.mid.block_1.", top, top)
-        _attn(inv, f"{side}.mid.attn_1.", top)
-        _resnet(inv, f"{side}.mid.block_2.", top, top)
-    inv["encoder.norm_out.weight"] = inv["encoder.norm_out.bias"] = (block_in,)
-    inv["encoder.conv_out.weight"], inv["encoder.conv_out.bias"] = (cvae, block_in, 3, 3), (cvae,)
-    block_in = ch * ch_mult[last]
-    inv["decoder.conv_in.weight"], inv["decoder.conv_in.bias"] = (block_in, cvae, 3, 3), (block_in,)
-    for lvl in reversed(range(len(ch_mult))):
-        for i in range(num_res_blocks + 1):
-            _resnet(inv, f"decoder.up.{lvl}.block.{i}.", block_in, ch * ch_mult[lvl])
-            block_in = ch * ch_mult[lvl]
-            if lvl == last:
-                _attn(inv, f"decoder.up.{lvl}.attn.{i}.", block_in)
-        if lvl != 0:
-            inv[f"decoder.up.{lvl}.upsample.conv.weight"] = (block_in, block_in, 3, 3)
-            inv[f"decoder.up.{lvl}.upsample.conv.bias"] = (block_in,)
-    inv["decoder.norm_out.weight"] = inv["decoder.norm_out.bias"] = (block_in,)
-    inv["decoder.conv_out.weight"], inv["decoder.conv_out.bias"] = (3, block_in, 3, 3), (3,)
+    inv = ldm_inventory(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z=cvae, down="down.{level}.",
+                        up="up.{level}.", res="block", mid=("block_1", "attn_1", "block_2"))  # fmt: skip
     inv["quantize.ema_vocab_hit_SV"] = (num_scales, vocab)
     inv["quantize.embedding.weight"] = (vocab, cvae)
     for i in range(share_quant_resi):
@@ -168,22 +184,41 @@ def official_var_logits(
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """VAR.forward of the official code (slow-attention path, no dropout), written with plain ops on a state dict."""
-    import math
-
     import torch.nn.functional as F
 
-    C = sd["word_embed.weight"].shape[0]
-    B, H, hd = label_B.shape[0], depth, C // depth
-    first_l = sd["pos_start"].shape[1]
+    B, first_l = label_B.shape[0], sd["pos_start"].shape[1]
     sos = cond = F.embedding(label_B, sd["class_emb.weight"])
     sos = sos.unsqueeze(1).expand(B, first_l, -1) + sd["pos_start"].expand(B, first_l, -1)
     x = torch.cat((sos, F.linear(x_BLCv, sd["word_embed.weight"], sd["word_embed.bias"])), dim=1)
     x = x + F.embedding(sd["lvl_1L"].expand(B, -1), sd["lvl_embed.weight"]) + sd["pos_1LC"]
-    L = x.shape[1]
+    blocks = [f"blocks.{i}." for i in range(depth)]
+    x = official_blocks(sd, x, cond, sd["attn_bias_for_masking"], blocks, heads=depth, attn_l2_norm=attn_l2_norm,
+                        shared_aln=shared_aln, eps=eps)  # fmt: skip
+    return official_head(sd, x, cond, "head", eps=eps)
+
+
+def official_blocks(
+    sd: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    bias: torch.Tensor,
+    prefixes: list[str],
+    *,
+    heads: int,
+    attn_l2_norm: bool = True,
+    shared_aln: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """The official AdaLNSelfAttn blocks named by `prefixes` (e.g. "blocks.0."), in order, on x (B, L, C)."""
+    import math
+
+    import torch.nn.functional as F
+
+    B, L, C = x.shape
+    H, hd = heads, C // heads
     if shared_aln:
         gss = F.linear(F.silu(cond), sd["shared_ada_lin.1.weight"], sd["shared_ada_lin.1.bias"]).view(-1, 1, 6, C)
-    for i in range(depth):
-        p = f"blocks.{i}."
+    for p in prefixes:
         if shared_aln:
             g1, g2, s1, s2, sh1, sh2 = (sd[p + "ada_gss"] + gss).unbind(2)
         else:
@@ -199,13 +234,23 @@ def official_var_logits(
             k = F.normalize(k, dim=-1)
         else:
             scale = 0.25 / math.sqrt(hd)
-        attn = (q.mul(scale) @ k.transpose(-2, -1) + sd["attn_bias_for_masking"]).softmax(dim=-1)
+        attn = (q.mul(scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
         o = (attn @ v).transpose(1, 2).reshape(B, L, C)
         x = x + F.linear(o, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"]).mul(g1)
         h = F.layer_norm(x, (C,), eps=eps).mul(s2 + 1).add(sh2)
         h = F.gelu(F.linear(h, sd[p + "ffn.fc1.weight"], sd[p + "ffn.fc1.bias"]), approximate="tanh")
         x = x + F.linear(h, sd[p + "ffn.fc2.weight"], sd[p + "ffn.fc2.bias"]).mul(g2)
-    ada = F.linear(F.silu(cond), sd["head_nm.ada_lin.1.weight"], sd["head_nm.ada_lin.1.bias"])
+    return x
+
+
+def official_head(
+    sd: dict[str, torch.Tensor], x: torch.Tensor, cond: torch.Tensor, head: str, *, eps: float = 1e-6
+) -> torch.Tensor:
+    """AdaLNBeforeHead `{head}_nm` then the linear `head` (e.g. "head", "ns_head", "mask_head"): (B, L, C) -> V."""
+    import torch.nn.functional as F
+
+    C = x.shape[-1]
+    ada = F.linear(F.silu(cond), sd[f"{head}_nm.ada_lin.1.weight"], sd[f"{head}_nm.ada_lin.1.bias"])
     scale, shift = ada.view(-1, 1, 2, C).unbind(2)
     h = F.layer_norm(x, (C,), eps=eps).mul(scale + 1).add(shift)
-    return F.linear(h, sd["head.weight"], sd["head.bias"])
+    return F.linear(h, sd[f"{head}.weight"], sd[f"{head}.bias"])
