@@ -105,3 +105,17 @@ def test_convert_keyframe_cli(tmp_path):
     assert main(["convert", "keyframe", "--video", "var-toy", "--keyframe", str(tmp_path / "key"), "-o", str(out)]) == 2
     assert main(["convert", "keyframe", "--video", str(tmp_path / "video"), "--keyframe", str(out), "-o",
                  str(tmp_path / "x")]) == 2  # fmt: skip
+
+
+def test_keyframe_guidance_changes_only_frame_zero():
+    both = attach_keyframe(VideoARPipeline(tiny_model(0), encoder=object()), _keyframe_checkpoint()).model
+    sampled = SamplingConfig(guidance_scale=2.0)
+
+    def run(**kw):
+        settings = dataclasses.replace(sampled, **kw)
+        with torch.no_grad():
+            return list(stream_latents(both, lambda f: TEXT, 2, settings, generator=torch.Generator().manual_seed(0)))
+
+    same, other = run(keyframe_guidance=2.0), run(keyframe_guidance=6.0)
+    assert all(torch.equal(a, b) for a, b in zip(run()[0].tokens, same[0].tokens, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(same[0].tokens, other[0].tokens, strict=True))

@@ -70,7 +70,8 @@ class SamplingConfig:
     s = 1 is plain conditional sampling; schedule "linear" ramps VAR-style from 1 at the coarsest scale.
     `residual_guidance`: the scale for the frames a temporal-residual model codes as changes (every frame after
     the first; None = guidance_scale). Guidance amplifies what the prompt adds, and a change frame adds to the
-    frame before, so a strong scale there makes objects grow from frame to frame."""
+    frame before, so a strong scale there makes objects grow from frame to frame. `keyframe_guidance`: the scale
+    of frame 0 on a model with a keyframe transformer (None = guidance_scale)."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -78,8 +79,13 @@ class SamplingConfig:
     top_k: int = 0
     top_p: float = 0.0
     residual_guidance: float | None = None
+    keyframe_guidance: float | None = None
 
     @property
     def guided(self) -> bool:
         """Whether any frame is guided: then every row has an unconditional twin (2B rows)."""
-        return self.guidance_scale != 1.0 or self.residual_guidance not in (None, 1.0)
+        return (
+            self.guidance_scale != 1.0
+            or self.residual_guidance not in (None, 1.0)
+            or self.keyframe_guidance not in (None, 1.0)
+        )

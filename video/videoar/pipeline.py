@@ -42,7 +42,8 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"top_p={settings.top_p}",
             fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
         )
-    for name, value in (("guidance_scale", settings.guidance_scale), ("residual_guidance", settings.residual_guidance)):
+    named = ("guidance_scale", "residual_guidance", "keyframe_guidance")
+    for name, value in ((n, getattr(settings, n)) for n in named):
         if value is not None and value < 0:
             raise UsageError(f"{name} must be >= 0, got {value}", fix="1 means no guidance")
 
@@ -107,6 +108,7 @@ class VideoARPipeline(VideoStreamer):
         top_k: int = 0,
         top_p: float = 0.0,
         residual_guidance: float | None = None,
+        keyframe_guidance: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
@@ -114,8 +116,9 @@ class VideoARPipeline(VideoStreamer):
         `prompt_schedule` lists (frame, prompt): from that frame on, the new prompt conditions what
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
-        model, which code changes; see `SamplingConfig`): None = what the checkpoint recommends
-        (`default_sampling`, 3 and the same when it says nothing).
+        model, which code changes; see `SamplingConfig`) / `keyframe_guidance` (frame 0's on a model with a
+        keyframe transformer): None = what the checkpoint recommends (`default_sampling`, 3 and the same when
+        it says nothing).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         default = self.default_sampling
@@ -126,6 +129,7 @@ class VideoARPipeline(VideoStreamer):
             top_k=top_k,
             top_p=top_p,
             residual_guidance=default.residual_guidance if residual_guidance is None else residual_guidance,
+            keyframe_guidance=default.keyframe_guidance if keyframe_guidance is None else keyframe_guidance,
         )
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))

@@ -13,7 +13,7 @@ Axes: B videos (2B rows under guidance: conditional first), l tokens of a scale,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -177,7 +177,10 @@ def _keyframe(
     generator: torch.Generator | None,
     processors: Sequence[LogitsProcessor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0)."""
+    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0), at
+    `settings.keyframe_guidance` when it is set."""
     assert model.keyframe is not None
     own = model.keyframe.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    if settings.keyframe_guidance is not None:
+        settings = replace(settings, guidance_scale=settings.keyframe_guidance)
     return _sample_frame(model, 0, rows, None, None, own, settings, generator, processors, transformer=model.keyframe)
