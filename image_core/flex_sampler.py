@@ -22,7 +22,7 @@ from genmotion.errors import UsageError
 from genmotion.image_core.flex_config import FlexVARConfig
 from genmotion.image_core.flex_model import FlexVAR
 from genmotion.image_core.flex_tokenizer import NormalizedQuantizer
-from genmotion.image_core.sampler import _check_labels
+from genmotion.image_core.labels import guided_labels
 from genmotion.kv.layered import LayeredKVCache
 from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import LogitsProcessor, Sampler, apply_processors
@@ -153,9 +153,7 @@ def stream_flex_scales(
     labels_B: (B,) class ids (`model.num_classes` = unconditional). Temperature 0 is greedy. `processors` run
     on the guided logits (B, l, V) with the scale index as step. The KV cache holds every scale's tokens.
     """
-    _check_labels(labels_B, model.num_classes)
-    guided = guidance_scale != 1.0
-    labels = torch.cat((labels_B, torch.full_like(labels_B, model.num_classes))) if guided else labels_B
+    labels, guided = guided_labels(labels_B, model.num_classes, guidance_scale)
     conditions = model.class_conditions(labels)
     cache = model.new_cache(
         labels.shape[0], sum(s * s for s in sizes), dtype=conditions.cond_BD.dtype, device=labels.device

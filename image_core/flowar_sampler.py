@@ -22,7 +22,7 @@ import torch
 
 from genmotion.image_core.flowar_config import FlowARSamplingConfig
 from genmotion.image_core.flowar_model import FlowARImageModel, FlowHead, next_scale_input
-from genmotion.image_core.sampler import _check_labels
+from genmotion.image_core.labels import guided_labels
 from genmotion.sampling.flow import integrate, timesteps
 
 __all__ = ["FlowARScale", "guidance_ramp", "sample_flowar_images", "sample_head", "stream_flowar_scales"]
@@ -89,10 +89,8 @@ def stream_flowar_scales(
     labels_B: (B,) class ids (`num_classes` = unconditional).
     """
     var = model.var
-    _check_labels(labels_B, var.num_classes)
     B, C, pns = labels_B.shape[0], var.Cvae, model.patch_nums
-    guided = settings.guidance_scale != 1.0
-    labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
+    labels, guided = guided_labels(labels_B, var.num_classes, settings.guidance_scale)
     conditions = var.class_conditions(labels)
     like = conditions.cond_BD
     cache = var.new_cache(labels.shape[0], dtype=like.dtype, device=like.device)

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from genmotion.image_core.labels import guided_labels
 from genmotion.image_core.mamba_var import MambaVAR, ScanCache
-from genmotion.image_core.sampler import ScaleOutput, _check_labels, _smooth_codes
+from genmotion.image_core.sampler import ScaleOutput, _smooth_codes
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.nn.vqvae import VQVAE
 from genmotion.sampling.guidance import guidance_schedule, guide
@@ -46,10 +47,8 @@ def stream_mvar_scales(
     Gumbel-softmax mixtures of codes forward (VAR's visualisation mode). `cache`: fresh scan states to fill
     (2B rows with guidance on, B otherwise); by default made here.
     """
-    _check_labels(labels_B, model.num_classes)
     B, K, Cv, H = labels_B.shape[0], len(model.patch_nums), model.Cvae, model.patch_nums[-1]
-    guided = guidance_scale != 1.0
-    labels = torch.cat((labels_B, torch.full_like(labels_B, model.num_classes))) if guided else labels_B
+    labels, guided = guided_labels(labels_B, model.num_classes, guidance_scale)
     conditions = model.class_conditions(labels)
     like = conditions.cond_BD
     if cache is None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from genmotion.errors import UsageError
+from genmotion.image_core.labels import guided_labels
 from genmotion.image_core.var_model import VAR, ClassConditions
 from genmotion.image_core.variants import parse_refine
 from genmotion.nn.quantizer import MultiScaleQuantizer
@@ -174,8 +175,7 @@ def stream_markov_scales(
     scale (needs the refinement branch where a count is > 1; () = one pass everywhere)."""
     steps = check_refine(refine, var) or (1,) * len(var.patch_nums)
     B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
-    guided = guidance_scale != 1.0
-    labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
+    labels, guided = guided_labels(labels_B, var.num_classes, guidance_scale)
     conditions = var.class_conditions(labels)
     sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p)
     calls = _Scales(var, conditions, guidance_schedule("linear", guidance_scale), guided, sampler, processors,

@@ -23,6 +23,7 @@ from genmotion.cache import AttentionProbe, LayeredKVCache
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.errors import UsageError
 from genmotion.image_core.kv_policies import FullKV, ScalePolicy
+from genmotion.image_core.labels import check_labels, guided_labels
 from genmotion.image_core.markov import stream_markov_scales
 from genmotion.image_core.var_model import VAR
 from genmotion.nn.quantizer import MultiScaleQuantizer
@@ -39,16 +40,6 @@ class ScaleOutput:
     scale_index: int
     indices: torch.Tensor
     f_hat: torch.Tensor
-
-
-def _check_labels(labels_B: torch.Tensor, num_classes: int) -> None:
-    if labels_B.ndim != 1 or labels_B.dtype not in (torch.int32, torch.int64):
-        raise UsageError(f"class labels must be a 1-D integer tensor, got {labels_B.dtype} {tuple(labels_B.shape)}")
-    if labels_B.numel() and (int(labels_B.min()) < 0 or int(labels_B.max()) > num_classes):
-        raise UsageError(
-            f"class labels must lie in [0, {num_classes}], got {labels_B.tolist()}",
-            why=f"the model knows {num_classes} classes; {num_classes} itself is the null (unconditional) class",
-        )
 
 
 @torch.no_grad()
@@ -79,7 +70,7 @@ def stream_scales(
     A scale-Markov model (HMAR, MVAR: `var.config.markov`) is sampled without any cache
     (`genmotion.image_core.markov`); `refine` gives its passes per scale (HMAR's masked refinement).
     """
-    _check_labels(labels_B, var.num_classes)
+    check_labels(labels_B, var.num_classes)
     if var.config.markov:
         _check_markov_options(more_smooth, cache, policy)
         steps = stream_markov_scales(
@@ -91,8 +82,7 @@ def stream_scales(
     if refine and any(s > 1 for s in refine):
         raise UsageError("masked refinement (refine) needs an HMAR model", fix="drop refine, or load hmar-toy")
     B, K, Cv, H = labels_B.shape[0], len(var.patch_nums), var.Cvae, var.patch_nums[-1]
-    guided = guidance_scale != 1.0
-    labels = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes))) if guided else labels_B
+    labels, guided = guided_labels(labels_B, var.num_classes, guidance_scale)
     conditions = var.class_conditions(labels)
     cond_BD = conditions.cond_BD
     device = cond_BD.device
