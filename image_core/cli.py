@@ -330,14 +330,16 @@ def _convert_app(app: typer.Typer) -> typer.Typer:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add `genmotion image`, `genmotion convert var`, `genmotion bench image` and `genmotion watermark detect`."""
+    """Add `genmotion image`, `convert var|hmar|flexvar|m-var|flowar`, `bench image` and `watermark detect`."""
     from genmotion.image_core.watermark_cli import watermark_app
 
     app.command("image")(image)
     app.add_typer(watermark_app, name="watermark")
     _convert_app(app).command("var")(convert_var)
-    from genmotion.image_core.official_cli import convert_flexvar, convert_hmar
+    from genmotion.image_core.official_cli import convert_flexvar, convert_flowar, convert_hmar, convert_m_var
 
     _convert_app(app).command("hmar")(convert_hmar)
     _convert_app(app).command("flexvar")(convert_flexvar)
+    _convert_app(app).command("m-var")(convert_m_var)
+    _convert_app(app).command("flowar")(convert_flowar)
     bench_app.command("image")(bench_image)

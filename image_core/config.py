@@ -19,6 +19,7 @@ __all__ = [
     "VARSamplingConfig",
     "official_var_config",
     "official_vqvae_config",
+    "scale_slices",
 ]
 
 
@@ -86,11 +87,16 @@ class VARConfig:
     @property
     def scale_slices(self) -> tuple[tuple[int, int], ...]:
         """(begin, end) of each scale in the flattened token sequence (official `begin_ends`)."""
-        out, cur = [], 0
-        for p in self.patch_nums:
-            out.append((cur, cur + p * p))
-            cur += p * p
-        return tuple(out)
+        return scale_slices(self.patch_nums)
+
+
+def scale_slices(patch_nums: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """(begin, end) of each pn x pn scale in the sequence of all scales, coarse to fine."""
+    out, cur = [], 0
+    for p in patch_nums:
+        out.append((cur, cur + p * p))
+        cur += p * p
+    return tuple(out)
 
 
 @dataclass(frozen=True, kw_only=True)

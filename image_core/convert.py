@@ -51,7 +51,8 @@ __all__ = [
 
 CHECKPOINT_KIND = "var"
 Source = str | Path | Mapping[str, object]
-_PARTS = {"var": "var_wo_ddp", "vae": "vae_local"}
+_PARTS = {"var": "var_wo_ddp", "vae": "vae_local", "m-var": "mvar_wo_ddp"}
+_PART_FILES = {"var": "var_d*.pth", "vae": "vae_ch160v4096z32.pth", "m-var": "M-VAR d*.pth (e.g. d32.pth)"}
 _METADATA_KEYS = ("classes", "sampling")
 _C = TypeVar("_C")
 _S = TypeVar("_S")
@@ -69,11 +70,11 @@ def _strip(name: str) -> str:
     return name
 
 
-def read_official(source: Source, part: Literal["var", "vae"]) -> dict[str, torch.Tensor]:
+def read_official(source: Source, part: Literal["var", "vae", "m-var"]) -> dict[str, torch.Tensor]:
     """A flat state dict of one part from a file path or an already loaded object.
 
     Plain state dicts are returned as they are; training checkpoints are unwrapped from
-    ['trainer'][var_wo_ddp | vae_local]. Prefixes `module.` and `_orig_mod.` are stripped.
+    ['trainer'][var_wo_ddp | vae_local | mvar_wo_ddp (M-VAR's)]. Prefixes `module.` and `_orig_mod.` are stripped.
     """
     inner = _PARTS[part]
     if isinstance(source, (str, Path)):
@@ -92,7 +93,7 @@ def read_official(source: Source, part: Literal["var", "vae"]) -> dict[str, torc
         raise InputError(
             f"{where} holds no {part} weights",
             why=f"neither a plain state dict nor a training checkpoint with ['trainer']['{inner}']",
-            fix=f"pass the official {'var_d*.pth' if part == 'var' else 'vae_ch160v4096z32.pth'} file",
+            fix=f"pass the official {_PART_FILES[part]} file",
         )
     return sd
 
@@ -218,7 +219,7 @@ def load_official_var(
     `config` (else detected) is checked key for key against the file. `neighbourhood` = (kernel, first scale)
     adds MVAR's window, which the weights do not record."""
     sd = read_official(source, "var")
-    require_layout(sd, "var", only=("hmar", "flexvar"))  # name the file's kind and its command (exit 2)
+    require_layout(sd, "var", only=("hmar", "flexvar", "m-var", "flowar"))  # name the file's kind and its command
     cfg = config or detect_var_config(sd)
     if neighbourhood is not None:
         cfg = with_neighbourhood(cfg, *neighbourhood)

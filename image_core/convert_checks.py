@@ -20,6 +20,7 @@ _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
 # (key pattern, likely cause) in priority order; the first pattern that matches names the cause.
 _VAR_CAUSES = (
+    (r"\.mixer\.", "a different Mamba2 layout of M-VAR (official `mamba.`: d_state, expand, headdim, ngroups)"),
     (r"scale_mul_1H11", "the attention L2-norm setting differs (attn_l2_norm)"),
     (
         r"ada_gss|shared_ada_lin|blocks\.\d+\.ada_lin",

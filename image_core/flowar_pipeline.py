@@ -56,6 +56,8 @@ class FlowARPipeline(ClassImages, Pipeline):
     config_keys = frozenset({"kind", "vae", "flowar", "classes", "sampling"})
     model: FlowARImageModel
 
+    _stream_scales = staticmethod(stream_flowar_scales)  # the sampler of this kind's model
+
     def __init__(
         self,
         model: FlowARImageModel,
@@ -149,7 +151,7 @@ class FlowARPipeline(ClassImages, Pipeline):
         )
         K, size = len(self.config.flowar.patch_nums), self.config.vae.latent_size
         with torch.no_grad(), autocast:
-            for step in stream_flowar_scales(self.model, labels, generator=generator, settings=settings):
+            for step in self._stream_scales(self.model, labels, generator=generator, settings=settings):
                 images = None
                 if step.scale_index == K - 1 or preview:
                     latent = torch.nn.functional.interpolate(step.latent, size=(size, size), mode="bicubic")

@@ -1,17 +1,17 @@
-"""`genmotion convert hmar` and `genmotion convert flexvar`: official HMAR / FlexVAR files -> a checkpoint directory
-that `genmotion image --ckpt DIR` runs. Thin: flags are checked before torch loads; a file of another kind is
-exit 2 (naming what it is), a broken one exit 3.
-"""
+"""`genmotion convert hmar`, `flexvar`, `m-var` and `flowar`: official HMAR / FlexVAR / M-VAR (OliverRensu/MVAR) /
+FlowAR (OliverRen/FlowAR) files -> a checkpoint directory that `genmotion image --ckpt DIR` runs. Thin: flags
+are checked before torch loads; a file of another kind is exit 2 (naming what it is), a broken one exit 3."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from genmotion.cli.checks import check_file_input, check_folder_output, check_number
 
-__all__ = ["convert_flexvar", "convert_hmar"]
+__all__ = ["convert_flexvar", "convert_flowar", "convert_hmar", "convert_m_var"]
 
 _OUT = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")
 _FORCE = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside).")
@@ -57,3 +57,52 @@ def convert_flexvar(
 ) -> None:
     """Convert the official FlexVAR checkpoints (kind flexvar: any steps and sizes; the official sampling defaults)."""
     _convert("flexvar", var, vae, out, force, bf16, norm_groups, " --steps 10")
+
+
+def _check(files: dict[str, Path | None], norm_groups: int, out: Path, force: bool) -> None:
+    """Flags of a convert command, before any model loads: input files, --norm-groups, the output folder."""
+    for flag, path in files.items():
+        check_file_input(path, flag)
+    check_number("--norm-groups", norm_groups, low=1)
+    check_folder_output(out, "checkpoint", force)
+
+
+def _dtype(bf16: bool) -> Any:
+    import torch
+
+    return torch.bfloat16 if bf16 else None
+
+
+def _wrote(path: Path) -> None:
+    typer.echo(f"wrote {path} (use it with: genmotion image --ckpt {path} --class 207)")
+
+
+def convert_m_var(
+    var: Path = typer.Option(..., "--var", help="Official M-VAR transformer (e.g. d32.pth, or a training ckpt)."),
+    vae: Path | None = typer.Option(None, "--vae", help="VAR's tokenizer vae_ch160v4096z32.pth (M-VAR uses it)."),
+    out: Path = _OUT,
+    force: bool = _FORCE,
+    bf16: bool = _BF16,
+    norm_groups: int = _GROUPS,
+) -> None:
+    """Convert an official M-VAR checkpoint (+ VAR's tokenizer) to a genmotion checkpoint directory (kind m-var)."""
+    _check({"--var": var, "--vae": vae}, norm_groups, out, force)
+    from genmotion.image_core.official_m_var import convert_official_mvar
+
+    _wrote(convert_official_mvar(var, vae, out, norm_groups=norm_groups, dtype=_dtype(bf16), force=force))
+
+
+def convert_flowar(
+    flowar: Path = typer.Option(..., "--flowar", help="Official FlowAR-S/L/H .pth (OliverRen/FlowAR)."),
+    vae: Path = typer.Option(..., "--vae", help="MAR's KL-16 autoencoder kl16.ckpt (FlowAR decodes with it)."),
+    out: Path = _OUT,
+    force: bool = _FORCE,
+    bf16: bool = _BF16,
+    norm_groups: int = _GROUPS,
+) -> None:
+    """Convert an official FlowAR checkpoint (+ MAR's KL-16) to a genmotion checkpoint directory (kind
+    flowar-official), with the README's sampling settings for its size."""
+    _check({"--flowar": flowar, "--vae": vae}, norm_groups, out, force)
+    from genmotion.image_core.official_flowar import convert_official_flowar
+
+    _wrote(convert_official_flowar(flowar, vae, out, norm_groups=norm_groups, dtype=_dtype(bf16), force=force))

@@ -1,5 +1,6 @@
 """Which official checkpoint a state dict is, told from its keys alone: the VAR family's transformers (VAR and
-MVAR, HMAR, FlexVAR) and tokenizers (VAR's multi-scale VQVAE, FlexVAR's LlamaGen-style FlexVAE).
+MVAR, HMAR, FlexVAR, M-VAR's Mamba one), FlowAR models and tokenizers (VAR's multi-scale VQVAE, FlexVAR's
+LlamaGen-style FlexVAE, MAR's KL-16 autoencoder that FlowAR decodes with).
 
 Each `genmotion convert` command takes one kind; a file of another known kind is a `UsageError` that names what
 was found and the command that reads it (exit 2), so a swapped `--var`/`--vae` or the wrong command is caught
@@ -8,6 +9,7 @@ before any shape is compared.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import torch
 from genmotion.checkpoint import load_foreign
 from genmotion.errors import InputError, UsageError
 
-__all__ = ["LAYOUTS", "official_layout", "read_state_dict", "require_layout"]
+__all__ = ["LAYOUTS", "distinct_storage", "official_layout", "read_state_dict", "require_layout"]
 
 # layout -> (what it is, the command that converts it, the flag it goes to)
 LAYOUTS: dict[str, tuple[str, str, str]] = {
@@ -25,11 +27,19 @@ LAYOUTS: dict[str, tuple[str, str, str]] = {
     "flexvar": ("an official FlexVAR transformer", "genmotion convert flexvar", "--var"),
     "var-vae": ("the VAR tokenizer (vae_ch160v4096z32.pth)", "genmotion convert var or hmar", "--vae"),
     "flexvae": ("FlexVAR's tokenizer (FlexVAE.pth)", "genmotion convert flexvar", "--vae"),
+    "m-var": ("an official M-VAR transformer (Mamba mixers)", "genmotion convert m-var", "--var"),
+    "flowar": ("an official FlowAR model", "genmotion convert flowar", "--flowar"),
+    "kl-autoencoder": ("MAR's KL-16 autoencoder (kl16.ckpt)", "genmotion convert flowar", "--vae"),
 }
+_MAMBA = re.compile(r"^blocks\.\d+\.mamba\.")
 
 
 def official_layout(sd: Mapping[str, torch.Tensor]) -> str | None:
-    """The layout name ("var", "hmar", "flexvar", "var-vae" or "flexvae") from marker keys, or None."""
+    """The layout name (a key of `LAYOUTS`) from marker keys, or None."""
+    if any(_MAMBA.match(k) for k in sd):
+        return "m-var"
+    if "encoder_blocks.0.attn.qkv.weight" in sd or any(k.startswith("flownet.") for k in sd):
+        return "flowar"
     if "ns_head.weight" in sd or any(k.startswith(("base_blocks.", "ns_blocks.")) for k in sd):
         return "hmar"
     if "word_embed.weight" in sd and "head.weight" in sd:
@@ -43,6 +53,8 @@ def official_layout(sd: Mapping[str, torch.Tensor]) -> str | None:
             return "flexvae"
         if any(k.startswith("encoder.down.") for k in sd):
             return "var-vae"
+    if "encoder.conv_in.weight" in sd and "quant_conv.weight" in sd and "encoder.mid.attn_1.q.weight" in sd:
+        return "kl-autoencoder"  # LDM's KL-VAE: no codebook, separate q/k/v convolutions
     return None
 
 
@@ -86,3 +98,15 @@ def read_state_dict(source: str | Path | Mapping[str, object], *nestings: tuple[
             return sd
     where = "the state dict" if isinstance(source, Mapping) else str(source)
     raise InputError(f"{where} holds no tensors", why=f"looked at the top level and under {list(nestings)}")
+
+
+def distinct_storage(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`sd` with every tensor that shares memory with an earlier one copied: a file may store one tensor under
+    several keys (e.g. identical buffers), which safetensors refuses to save once loaded into a model."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in sd.items():
+        ptr = value.untyped_storage().data_ptr() if value.device.type != "meta" else id(value)
+        out[key] = value.clone() if ptr in seen else value
+        seen.add(ptr)
+    return out

@@ -17,7 +17,7 @@ VARIANTS: dict[str, str] = {  # --model name -> registry name of its embedded de
     "mvar": "mvar-toy",  # kind var with markov + neighbourhood_kernel: scale- and spatial-Markov
     "nfig": "nfig-toy",  # kind var with vae.resample spectral: scales are cosine frequency bands
 }
-IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var", "flowar")
+IMAGE_KINDS: tuple[str, ...] = ("var", "flexvar", "m-var", "flowar", "flowar-official")
 
 
 def variant_checkpoint(model: str) -> str:

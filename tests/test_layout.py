@@ -96,7 +96,8 @@ RECIPES = {"video": "video", "image_core": "image", "panorama": "panorama", "rig
 FAMILIES = {"video": ("videoar", "ca2vdm")}
 FAMILY_FILES = ("config.py", "cli.py", "bench.py")
 MEMBER_FILES = ("config.py", "model.py", "sampler.py", "pipeline.py", "train.py")
-PIPELINE_BASES = {"Pipeline", "VideoStreamer", "VARPipeline"}  # VARPipeline: the VAR family's variants (m-var)
+# VARPipeline, FlowARPipeline: the VAR family's variants (m-var, flowar-official)
+PIPELINE_BASES = {"Pipeline", "VideoStreamer", "VARPipeline", "FlowARPipeline"}
 
 
 def _built(folder: str) -> bool:
