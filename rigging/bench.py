@@ -195,14 +195,15 @@ def run_rig_bench(
     if every:
         _creature_sections(results, ckpt, compare, meshes, every)
     if assets:
-        from genmotion.rigging.bench_assets import evaluate_assets
+        from genmotion.rigging.bench_assets import evaluate_assets, measurable
 
+        pipe = genmotion.load(ckpt) if measurable(assets) else None  # no model load when nothing is installed
         results["real_assets"] = {
             "model": ckpt,
             "weights_sha256": _weights_digest(ckpt),
             "runs_per_asset": meshes,
             "note": "out of distribution: real humans and robots, not procedural creatures",
-            "assets": evaluate_assets(genmotion.load(ckpt), assets, meshes, previews),
+            "assets": evaluate_assets(pipe, assets, meshes, previews),
         }
     save_results(results, json_path, plot, _plot)
     return results

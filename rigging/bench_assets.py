@@ -16,7 +16,7 @@ import numpy as np
 from genmotion.rigging.assets import ASSETS, RigAsset, asset_status, load_asset, urdf_asset
 from genmotion.rigging.skeleton import bfs_order, reorder
 
-__all__ = ["evaluate_assets", "render_comparison", "resolve_assets"]
+__all__ = ["evaluate_assets", "measurable", "render_comparison", "resolve_assets"]
 
 log = logging.getLogger(__name__)
 EXTRAS = "genmotion[assets]"
@@ -41,6 +41,15 @@ def resolve_assets(spec: str) -> list[str]:
     if not chosen:
         raise UsageError("--assets names nothing", fix="give all, none, asset names or .urdf paths")
     return chosen
+
+
+def _missing(item: str) -> str | None:
+    return None if item.lower().endswith(".urdf") else asset_status(item)
+
+
+def measurable(items: list[str]) -> bool:
+    """True when at least one of `items` can be read here (a .urdf file, or an asset whose package is installed)."""
+    return any(_missing(item) is None for item in items)
 
 
 def _read(item: str) -> RigAsset:
@@ -116,10 +125,11 @@ def evaluate_assets(
         previews.mkdir(parents=True, exist_ok=True)
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        missing = None if item.lower().endswith(".urdf") else asset_status(item)
+        missing = _missing(item)
         if missing is not None:
             out[item] = {"status": f"{missing} (or pip install '{EXTRAS}')"}
             continue
+        assert pipe is not None, "a measurable asset needs the pipeline"
         asset = _read(item)
         entry: dict[str, Any] = {
             "status": "measured",

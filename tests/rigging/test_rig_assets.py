@@ -186,3 +186,16 @@ def test_packaged_pybullet_robots_read():
             assert y[leaves].min() > y[a.skeleton.root]
         else:  # upright in the creatures' frame: the feet are the lowest joints, well below the root
             assert int(np.argmin(y)) in leaves and y[a.skeleton.root] - y.min() > 0.3 * np.ptp(a.vertices[:, 1])
+
+
+def test_bench_with_no_asset_installed_loads_no_model(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    import genmotion
+
+    monkeypatch.setattr(assets_module, "_package_folder", lambda module: None)
+    monkeypatch.setattr(genmotion, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "rig.json"
+    args = ["bench", "rig", "--ckpt", str(tiny_ckpt), "--plans", "none", "--threads", "1", "--json", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    section = json.loads(out.read_text())["real_assets"]["assets"]
+    assert set(section) == set(assets_module.ASSETS)
+    assert all(v["status"].startswith("not installed: pip install ") for v in section.values())
