@@ -199,3 +199,12 @@ def test_bench_with_no_asset_installed_loads_no_model(tmp_path, tiny_ckpt, capsy
     section = json.loads(out.read_text())["real_assets"]["assets"]
     assert set(section) == set(assets_module.ASSETS)
     assert all(v["status"].startswith("not installed: pip install ") for v in section.values())
+
+
+def test_bench_refuses_a_urdf_without_links(tmp_path, tiny_ckpt, capsys):
+    bad = tmp_path / "empty.urdf"
+    bad.write_text('<robot name="empty"></robot>')
+    out = tmp_path / "rig.json"
+    args = ["bench", "rig", "--ckpt", str(tiny_ckpt), "--plans", "none", "--assets", str(bad), "--json", str(out)]
+    assert main(args) == 3
+    assert "has no <link>" in capsys.readouterr().err and not out.exists()
