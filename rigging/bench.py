@@ -26,7 +26,7 @@ from genmotion.rigging.postprocess import postprocess_skin
 from genmotion.rigging.sampler import teacher_forced_skin
 from genmotion.rigging.skeleton import Skeleton, bfs_order, pose_skeleton, random_rotations, reorder
 
-__all__ = ["TARGETS", "evaluate_pipeline", "run_rig_bench"]
+__all__ = ["TARGETS", "evaluate_pipeline", "rig_timed", "run_rig_bench", "score_rig"]
 
 log = logging.getLogger(__name__)
 TOLERANCE = 0.1  # joint match distance in normalised units (Anymate's evaluate_joint threshold)
@@ -70,6 +70,14 @@ def _score(
     seed: int,
     folder: Path,
 ) -> dict[str, float]:
+    result, seconds = rig_timed(pipe, V, F, seed, folder)
+    out = score_rig(pipe, result, V, F, gt, skin, rng)
+    out["seconds"] = seconds
+    return out
+
+
+def rig_timed(pipe: Any, V: np.ndarray, F: np.ndarray, seed: int, folder: Path) -> tuple[Any, float]:
+    """Rig a mesh end to end as a user does (write an OBJ, load it, rig, write the GLB): (result, seconds)."""
     import trimesh
 
     from genmotion.rigging.meshio import load_mesh
@@ -79,14 +87,20 @@ def _score(
     start = time.perf_counter()
     result = pipe.rig(load_mesh(obj), seed=seed)
     result.save(folder / "rig.glb")
-    seconds = time.perf_counter() - start
+    return result, time.perf_counter() - start
+
+
+def score_rig(
+    pipe: Any, result: Any, V: np.ndarray, F: np.ndarray, gt: Skeleton, skin: np.ndarray, rng: np.random.Generator
+) -> dict[str, float]:
+    """Skeleton metrics of `result` against the true BFS skeleton `gt` and skin metrics (teacher-forced on the
+    true skeleton, when the model can hold that many joints), in the mesh's normalised units."""
     centre, scale = normalisation(V)
     pred = Skeleton((result.joints - centre) / scale, result.parents)
     gts = Skeleton((gt.joints - centre) / scale, gt.parents)
     out = skeleton_metrics(pred, gts, TOLERANCE)
     if gts.num_joints <= pipe.config.max_joints:
         out.update(_skin_scores(pipe, V, F, gts, skin, centre, scale, rng))
-    out["seconds"] = seconds
     return out
 
 
@@ -159,11 +173,12 @@ def run_rig_bench(
     meshes: int,
     threads: int,
     plans: list[str] | None = None,
+    assets: list[str] | None = None,
+    previews: Path | None = None,
 ) -> dict[str, Any]:
-    """Score `ckpt` on every body plan (or `plans`) and `compare` on the held-out ones; write JSON (+ a chart)."""
+    """Score `ckpt` on every body plan (or `plans`; [] for none) and `compare` on the held-out ones, and `ckpt`
+    on the real `assets` (`meshes` seeds each, previews into `previews`); write JSON (+ a chart)."""
     import genmotion
-    from genmotion.checkpoint import read_checkpoint_config
-    from genmotion.registry import resolve
 
     set_bench_threads(threads)
     results: dict[str, Any] = {
@@ -176,7 +191,38 @@ def run_rig_bench(
             "pose_degrees": 30.0,
         }
     }
-    every = plans or sorted(BODY_PLANS)
+    every = sorted(BODY_PLANS) if plans is None else plans
+    if every:
+        _creature_sections(results, ckpt, compare, meshes, every)
+    if assets:
+        from genmotion.rigging.bench_assets import evaluate_assets, measurable
+
+        pipe = genmotion.load(ckpt) if measurable(assets) else None  # no model load when nothing is installed
+        results["real_assets"] = {
+            "model": ckpt,
+            "weights_sha256": _weights_digest(ckpt),
+            "runs_per_asset": meshes,
+            "note": "out of distribution: real humans and robots, not procedural creatures",
+            "assets": evaluate_assets(pipe, assets, meshes, previews),
+        }
+    save_results(results, json_path, plot, _plot)
+    return results
+
+
+def _weights_digest(ckpt: str) -> str:
+    """The first 16 hex digits of the checkpoint's model.safetensors SHA-256: which weights were measured."""
+    import hashlib
+
+    from genmotion.registry import resolve
+
+    return hashlib.sha256((Path(resolve(ckpt)) / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def _creature_sections(results: dict[str, Any], ckpt: str, compare: str | None, meshes: int, every: list[str]) -> None:
+    import genmotion
+    from genmotion.checkpoint import read_checkpoint_config
+    from genmotion.registry import resolve
+
     for name in [ckpt] + ([compare] if compare else []):
         held = list(read_checkpoint_config(resolve(name)).get("held_out", []))
         pipe = genmotion.load(name)
@@ -207,8 +253,6 @@ def run_rig_bench(
                 "value": {ckpt: a["cd_j2j"], compare: b["cd_j2j"]},
                 "met": a["cd_j2j"] < b["cd_j2j"],
             }
-    save_results(results, json_path, plot, _plot)
-    return results
 
 
 def _verdict(value: float | None, target: float) -> dict[str, Any]:
@@ -220,7 +264,7 @@ def _verdict(value: float | None, target: float) -> dict[str, Any]:
 
 
 def _plot(results: dict[str, Any], path: str | Path) -> None:
-    names = [k for k in results if k not in ("setup", "targets")]
+    names = [k for k in results if k not in ("setup", "targets", "real_assets")]
     panels = []
     for metric in ("cd_j2j", "cd_b2b", "recall", "parent_accuracy", "skin_l1", "seconds_median"):
         bars = {
@@ -228,5 +272,11 @@ def _plot(results: dict[str, Any], path: str | Path) -> None:
             for n in names
             for p, v in results[n]["per_plan"].items()
         }
-        panels.append((f"{metric} per body plan (held out: {', '.join(results[names[0]]['held_out_plans'])})", bars))
+        if bars:
+            held = ", ".join(results[names[0]]["held_out_plans"])
+            panels.append((f"{metric} per body plan (held out: {held})", bars))
+        real = {a: v for a, v in results.get("real_assets", {}).get("assets", {}).items() if metric in v}
+        if real:
+            bars = {f"real {a}": float(np.nan_to_num(v[metric])) for a, v in real.items()}
+            panels.append((f"{metric} per real asset (out of distribution)", bars))
     bar_chart(panels, path, label_width=280)

@@ -106,23 +106,47 @@ def bench_rig(
     threads: BenchThreads = 1,
     ckpt: BenchCkpt = "riganything-toy",
     compare: str | None = typer.Option(None, "--compare", help="A second checkpoint (e.g. a regression head)."),
-    meshes: int = typer.Option(10, "--meshes", help="Creatures per body plan."),
-    plans: str | None = typer.Option(None, "--plans", help="Comma-separated body plans (default: all)."),
+    meshes: int = typer.Option(10, "--meshes", help="Creatures per body plan (and seeds per real asset)."),
+    plans: str | None = typer.Option(None, "--plans", help="Comma-separated body plans, or none (default: all)."),
+    assets: str = typer.Option(
+        "all", "--assets", help="Real rigged assets: all, none, or comma-separated names and .urdf files."
+    ),
+    previews: Path | None = typer.Option(None, "--previews", help="Folder for one PNG per real asset."),
 ) -> None:
-    """CD-J2J / J2B / B2B, joint precision and recall, parent accuracy, skin L1, seconds per mesh per body plan."""
+    """CD-J2J / J2B / B2B, joint precision and recall, parent accuracy, skin L1, seconds per mesh per body plan,
+    and the same on real rigged assets (mannequin-x humans, pybullet robots) where their packages are installed."""
     check_bench_flags(json_path, plot, threads)
     if meshes < 1:
         raise UsageError(f"--meshes must be >= 1, got {meshes}")
     from genmotion.rigging.creatures import BODY_PLANS
 
-    chosen = sorted(BODY_PLANS) if plans is None else [p.strip() for p in plans.split(",") if p.strip()]
-    unknown = [p for p in chosen if p not in BODY_PLANS]
-    if unknown or not chosen:
-        raise UsageError(f"unknown body plans {unknown}", fix=f"use some of {', '.join(sorted(BODY_PLANS))}")
+    if plans is not None and plans.strip() == "none":
+        chosen: list[str] = []
+    else:
+        chosen = sorted(BODY_PLANS) if plans is None else [p.strip() for p in plans.split(",") if p.strip()]
+        unknown = [p for p in chosen if p not in BODY_PLANS]
+        if unknown or not chosen:
+            every = ", ".join(sorted(BODY_PLANS))
+            raise UsageError(f"unknown body plans {unknown}", fix=f"use none or some of {every}")
+    if previews is not None and previews.exists() and not previews.is_dir():
+        raise InputError(f"--previews {previews} is a file", fix="give a folder")
+    from genmotion.rigging.bench_assets import resolve_assets
+
+    items = resolve_assets(assets)
+    if not chosen and not items:
+        raise UsageError("--plans none with --assets none measures nothing", fix="keep one of them")
     from genmotion.rigging.bench import run_rig_bench
 
     run_rig_bench(
-        json_path, plot, ckpt=ckpt, compare=compare, meshes=2 if quick else meshes, threads=threads, plans=chosen
+        json_path,
+        plot,
+        ckpt=ckpt,
+        compare=compare,
+        meshes=2 if quick else meshes,
+        threads=threads,
+        plans=chosen,
+        assets=items,
+        previews=previews,
     )
 
 

@@ -92,7 +92,8 @@ def test_bench_rig_through_the_cli(tmp_path, tiny_ckpt, capsys):
     import json
 
     out, png = tmp_path / "rig.json", tmp_path / "rig.png"
-    args = ["--ckpt", str(tiny_ckpt), "--quick", "--plans", "snake", "--threads", "1", "--json", str(out)]
+    args = ["--ckpt", str(tiny_ckpt), "--quick", "--plans", "snake", "--assets", "none", "--threads", "1"]
+    args += ["--json", str(out)]
     assert main(["bench", "rig", *args, "--plot", str(png)]) == 0, capsys.readouterr().err
     results = json.loads(out.read_text())
     assert results["setup"]["meshes_per_plan"] == 2 and results["setup"]["threads"] == 1
