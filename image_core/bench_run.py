@@ -18,7 +18,8 @@ Parts (`--parts a,b,...`, default all; the JSON is updated part by part, so re-r
 * `hmar`, `mvar`: hmar-toy (one pass per scale and with masked refinement) and mvar-toy: class accuracy, and peak
   tensor memory of sampling 64 images against var-toy (`genmotion.image_core.bench_markov`);
 * `watermark`: LBW detection rates at 1 % false positives on 200 watermarked (soft and hard) and 200 plain
-  images, clean and after JPEG 75, 0.5x resize, a crop and noise, with the class accuracy of each set.
+  images, clean and after JPEG 75, 0.5x resize, a crop and noise, with the class accuracy of each set; also what
+  the exact sampled latent and decoder inversion read back (`genmotion.image_core.watermark_bench`).
 
 Every part that measures a model's class accuracy also adds rows to `table` (model, setting, accuracy, tokens,
 seconds per image, peak bytes): the one table every VAR-family variant is read from. `--quick` shrinks every
@@ -352,6 +353,10 @@ def summary(r: dict[str, Any]) -> str:
             w = r["watermark"][mode]["attacks"]
             rates = ", ".join(f"{k} {v['detection_at_empirical']:.0%}" for k, v in w.items())
             lines.append(f"LBW {mode}: detection at 1% FPR {rates}")
+            inverted = r["watermark"][mode].get("decoder_inversion", {}).get("attacks", {})
+            if inverted:
+                rates = ", ".join(f"{k} {v['detection_at_empirical']:.0%}" for k, v in inverted.items())
+                lines.append(f"LBW {mode}, decoder inversion: detection at 1% FPR {rates}")
     for row in r.get("table", []):
         peak = f", peak {row['peak_bytes'] / 2**20:.1f} MiB" if row.get("peak_bytes") else ""
         cost = f"{row['tokens_per_image']} tokens, {row['seconds_per_image'] * 1000:.0f} ms/image{peak}"

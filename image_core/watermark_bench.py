@@ -1,6 +1,7 @@
 """The `watermark` part of `genmotion bench image`: LBW detection on watermarked and unwatermarked images of one
 model, clean and after the usual attacks (JPEG, downscale and back, crop, Gaussian noise), and what it costs
-in class accuracy.
+in class accuracy. Besides the encoder's read-back, what two other detectors read: the exact sampled latent
+(the ceiling of a better encoder) and decoder inversion (`genmotion.image_core.watermark_probe`).
 
 Axes: B batch, H/W image size, P pool size.
 """
@@ -15,9 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from genmotion.image_core.watermark import Watermark, prepare_images, token_scores, watermark_scores, z_threshold
+from genmotion.image_core.watermark import (
+    Watermark,
+    code_groups,
+    prepare_images,
+    token_scores,
+    watermark_tokens,
+    z_threshold,
+)
+from genmotion.image_core.watermark_probe import INVERSION_STEPS, exact_latent_read, inversion_read, kept_rates
 
 __all__ = ["ATTACKS", "attack", "detection_rates", "max_scores", "tokens_kept", "watermark_robustness"]
+
+INVERSION_ATTACKS = ("clean", "jpeg75", "resize0.5")  # the target's attacks, read by decoder inversion
 
 BENCH_KEY = "0be5c0ffee5eed5a"
 NOISE_SIGMA = 0.05  # of the [0, 1] range: ~13 grey levels
@@ -75,13 +86,33 @@ def attack(images_BHW3: np.ndarray, name: str) -> np.ndarray:
     return ATTACKS[name](images_BHW3)
 
 
+def _batches(pipe: Any, images_BHW3: np.ndarray, batch: int = 100) -> list[torch.Tensor]:
+    """uint8 images in batches of (b, 3, size, size) in [-1, 1] on the pipe's device."""
+    return [prepare_images(torch.from_numpy(np.ascontiguousarray(images_BHW3[i : i + batch])), pipe.height)
+            .to(pipe.device) for i in range(0, len(images_BHW3), batch)]  # fmt: skip
+
+
 def max_scores(pipe: Any, images_BHW3: np.ndarray, watermark: Watermark, batch: int = 100) -> np.ndarray:
     """The detector's z (max over the pool) of each uint8 image (B,), re-tokenised at the model's size."""
-    out = []
-    for i in range(0, len(images_BHW3), batch):
-        x = prepare_images(torch.from_numpy(np.ascontiguousarray(images_BHW3[i : i + batch])), pipe.height)
-        out.append(watermark_scores(pipe.model.vae, x.to(pipe.device), watermark).max(dim=1).values.cpu().numpy())
-    return np.concatenate(out)
+    vae = pipe.model.vae
+    reads = [vae.encode(x) for x in _batches(pipe, images_BHW3, batch)]
+    return _z(reads, vae, watermark)
+
+
+def _z(reads: list[list[torch.Tensor]], vae: Any, watermark: Watermark) -> np.ndarray:
+    """Max-over-the-pool z (B,) of batches of per-scale indices."""
+    return np.concatenate([token_scores(r, vae.quantize, watermark).max(dim=1).values.cpu().numpy() for r in reads])
+
+
+def _inverted(pipe: Any, images_BHW3: np.ndarray) -> tuple[list[list[torch.Tensor]], dict[str, float]]:
+    """Decoder-inversion read-back of uint8 images, batch by batch, with seconds per image and mean PSNR."""
+    reads, stats = [], []
+    for x in _batches(pipe, images_BHW3):
+        indices, info = inversion_read(pipe.model.vae, x)
+        reads.append(indices)
+        stats.append((info, x.shape[0]))
+    n = sum(b for _, b in stats)
+    return reads, {key: sum(info[key] * b for info, b in stats) / n for key in ("seconds_per_image", "psnr_db")}
 
 
 def detection_rates(marked_B: np.ndarray, plain_B: np.ndarray, analytic: float, fpr: float) -> dict[str, Any]:
@@ -118,23 +149,37 @@ def _sample(
 def tokens_kept(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor], groups: int) -> dict[str, list[float]]:
     """Per scale, the share of sampled codes, and of their code groups, that re-tokenising the images gives back:
     what a token watermark can hope to find again."""
-    from genmotion.image_core.watermark import code_groups
-
     vae = pipe.model.vae
     read = vae.encode(prepare_images(torch.from_numpy(images_BHW3), pipe.height).to(pipe.device))
-    g = code_groups(vae.quantize.embedding.weight, groups).to(pipe.device)
-    pairs = [(t.to(pipe.device), r) for t, r in zip(tokens, read, strict=True)]
-    return {
-        "codes": [round(float((t == r).float().mean()), 3) for t, r in pairs],
-        "groups": [round(float((g[t] == g[r]).float().mean()), 3) for t, r in pairs],
-    }
+    return kept_rates(tokens, read, code_groups(vae.quantize.embedding.weight, groups).to(pipe.device))
+
+
+def _other_detectors(pipe: Any, marked: np.ndarray, marked_tokens: list[torch.Tensor], plain_reads: dict[str, Any],
+                     wm: Watermark, threshold: float, fpr: float) -> dict[str, Any]:  # fmt: skip
+    """The exact-latent ceiling (kept codes and groups) and decoder inversion (kept, detection rates per attack,
+    seconds per image) for one watermark; `plain_reads` caches the unwatermarked inversions across modes."""
+    vae = pipe.model.vae
+    groups = code_groups(vae.quantize.embedding.weight, wm.groups).to(pipe.device)
+    tokens = [t.to(pipe.device) for t in marked_tokens]
+    inversion: dict[str, Any] = {"steps": INVERSION_STEPS, "attacks": {}}
+    for name in INVERSION_ATTACKS:
+        reads, info = _inverted(pipe, attack(marked, name))
+        if name not in plain_reads:
+            plain_reads[name] = _inverted(pipe, attack(plain_reads["images"], name))[0]
+        rates = detection_rates(_z(reads, vae, wm), _z(plain_reads[name], vae, wm), threshold, fpr)
+        inversion["attacks"][name] = rates | {k: round(v, 4) for k, v in info.items()}
+        if name == "clean":
+            inversion["kept"] = kept_rates(tokens, [torch.cat(s) for s in zip(*reads, strict=True)], groups)
+    return {"kept_exact_latent": kept_rates(tokens, exact_latent_read(vae, tokens), groups),
+            "decoder_inversion": inversion}  # fmt: skip
 
 
 def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] = ("soft", "hard"), fpr: float = 0.01,
                          seed: int = 0, batch: int = 50, model: str = "var-toy") -> dict[str, Any]:  # fmt: skip
     """`num_images` unwatermarked images and as many watermarked per mode (classes in turn, one seed for all
-    sets): per mode the detection rates per attack at `fpr`, the tokens re-tokenising gives back, and the class
-    accuracy of every set (rows of the variants table)."""
+    sets): per mode the detection rates per attack at `fpr`, the tokens re-tokenising gives back (and those the
+    exact latent and decoder inversion give back, with inversion's detection rates), and the class accuracy of
+    every set (rows of the variants table)."""
     from genmotion.image_core.bench_run import table_row
 
     labels = [i % pipe.num_classes for i in range(num_images)]
@@ -144,10 +189,11 @@ def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] =
     groups = Watermark(BENCH_KEY).groups
     out: dict[str, Any] = {"images": num_images, "false_positive_rate": fpr,
                            "kept_unwatermarked": tokens_kept(pipe, plain, plain_tokens, groups)}  # fmt: skip
+    plain_reads: dict[str, Any] = {"images": plain}
     for mode in modes:
         wm = Watermark(BENCH_KEY, mode=mode)  # type: ignore[arg-type]
         marked, marked_tokens, marked_s = _sample(pipe, labels, wm, seed, batch)
-        analytic = z_threshold(fpr, wm.pool_size)
+        analytic = z_threshold(fpr, wm.pool_size, watermark_tokens(wm, pipe.config.var.patch_nums), wm.green_share)
         attacks = {}
         for name in ATTACKS:
             z_marked = max_scores(pipe, attack(marked, name), wm)
@@ -163,6 +209,6 @@ def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] =
             "z_sampled_tokens_median": float(z_sampled.median()),
             "kept": tokens_kept(pipe, marked, marked_tokens, wm.groups),
             "class_accuracy": rows[-1]["class_accuracy"], "class_accuracy_unwatermarked": rows[0]["class_accuracy"],
-        }  # fmt: skip
+        } | _other_detectors(pipe, marked, marked_tokens, plain_reads, wm, analytic, fpr)  # fmt: skip
     out["rows"] = rows
     return out

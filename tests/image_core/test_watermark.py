@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_watermarked_tokens_are_detected_and_plain_ones_are_not(tiny):
     T = sum(p * p for p in TINY.var.patch_nums[-2:])
     z_marked = token_scores(marked.tokens, tiny.model.vae.quantize, hard).max(dim=1).values
     z_plain = token_scores(plain.tokens, tiny.model.vae.quantize, hard).max(dim=1).values
-    threshold = z_threshold(0.01, hard.pool_size)
+    threshold = z_threshold(0.01, hard.pool_size, T)
     assert torch.allclose(z_marked, torch.full((5,), math.sqrt(T)).double())  # every token green: z = sqrt(T)
     assert bool((z_marked > threshold).all()) and bool((z_plain < threshold).all())
     soft = tiny.generate(list(range(5)), num_images=5, seed=1, watermark=Watermark(KEY))
@@ -128,7 +129,7 @@ def test_watermarked_tokens_are_detected_and_plain_ones_are_not(tiny):
 
 
 def test_unwatermarked_images_stay_below_the_threshold(tiny):
-    threshold = z_threshold(0.01, 8)
+    threshold = z_threshold(0.01, 8, sum(p * p for p in TINY.var.patch_nums[-2:]))
     images = tiny.generate(list(range(5)), num_images=20, seed=2).images
     z = watermark_scores(tiny.model.vae, prepare_images(torch.from_numpy(images), tiny.height), Watermark(KEY))
     assert z.shape == (20, 8) and float(z.max()) < threshold
@@ -141,7 +142,12 @@ def test_unwatermarked_var_toy_images_stay_below_the_threshold():
     pipe = genmotion.load("var-toy")
     images = pipe.generate(list(range(12)), num_images=24, seed=0).images
     z = watermark_scores(pipe.model.vae, prepare_images(torch.from_numpy(images), pipe.height), Watermark(KEY))
-    assert float(z.max()) < z_threshold(0.01, 8)
+    assert float(z.max()) < z_threshold(0.01, 8, 100)  # 36 + 64 tokens
+
+
+def _tail(count, tokens, gamma=Fraction(1, 2)):
+    """P(Binomial(tokens, gamma) >= count), exactly in fractions (independent of the module's log-space sum)."""
+    return float(sum(math.comb(tokens, k) * gamma**k * (1 - gamma) ** (tokens - k) for k in range(count, tokens + 1)))
 
 
 def _png(path, array):
@@ -169,7 +175,9 @@ def test_detect_exits_0_found_1_not_found_2_bad_flags_3_bad_image(tiny, tiny_ckp
     # the verdict follows the stated false-positive rate: a rate whose threshold lies below this image's z finds it
     keys = [f"{i:02x}" + KEY[2:] for i in range(8)]
     key, z = max(((k, detect_watermark(tiny, image, k).z) for k in keys), key=lambda kz: kz[1])
-    fpr = 8 * 0.5 * math.erfc((z - 0.05) / math.sqrt(2))
+    T = sum(p * p for p in TINY.var.patch_nums[-2:])
+    green = round(T / 2 + z * math.sqrt(T) / 2)  # the image's green count G, back from z
+    fpr = 8 * _tail(green, T) * 1.001  # the smallest rate whose exact threshold G reaches
     assert fpr < 0.99 and main([*detect, "--key", key, "--fpr", f"{fpr:.6f}"]) == 0
     assert f"z = {z:.2f}" in capsys.readouterr().out
     assert main([*detect, "--key", "xyz"]) == 2
@@ -190,6 +198,11 @@ def test_bench_part_watermark_adds_rows(tiny_ckpt, tmp_path):
         assert set(rates) == {"clean", "jpeg75", "resize0.5", "crop0.75", "noise0.05"}
         assert all(0.0 <= v["detection_at_empirical"] <= 1.0 and v["fpr_at_empirical"] <= 0.01 for v in rates.values())
     assert r["hard"]["z_sampled_tokens_median"] == pytest.approx(5.0)  # sqrt(25 tokens): all green when sampled
+    for mode in ("soft", "hard"):  # the other read-backs: the exact latent (a ceiling) and decoder inversion
+        ceiling, inversion = r[mode]["kept_exact_latent"], r[mode]["decoder_inversion"]
+        assert len(ceiling["groups"]) == len(TINY.var.patch_nums) and all(0 <= v <= 1 for v in ceiling["groups"])
+        assert set(inversion["attacks"]) == {"clean", "jpeg75", "resize0.5"} and inversion["steps"] == 40
+        assert all(v["fpr_at_empirical"] <= 0.01 and v["seconds_per_image"] > 0 for v in inversion["attacks"].values())
 
 
 def test_the_var_family_variants_and_the_watermark(tmp_path):
