@@ -10,7 +10,8 @@ import pytest
 import genmotion
 
 GOLDEN = {
-    "videoar-toy": {"sum": 695439, "slice": [27, 29, 30, 28, 29, 26, 28, 27]},
+    "videoar-toy": {"sum": 695439, "slice": [27, 29, 30, 28, 29, 26, 28, 27]},  # at guidance 3
+    "videoar-toy recommended": {"sum": 958035, "slice": [99, 98, 96, 99, 137, 136, 136, 136]},  # its config's 2
     "ca2vdm-toy": {"sum": 1447758, "slice": [183, 200, 203, 200, 193, 189, 190, 195]},
     "var-toy": {
         "sum": 610070,
@@ -49,11 +50,12 @@ def _sum(frames: np.ndarray) -> int:
     return int(frames.astype(np.int64).sum())
 
 
-def test_videoar_toy_golden():
-    frames = genmotion.load("videoar-toy").generate("a red ball moving left", num_frames=3, seed=0).frames
+@pytest.mark.parametrize("name, sampling", [("videoar-toy", {"guidance_scale": 3.0}), ("videoar-toy recommended", {})])
+def test_videoar_toy_golden(name, sampling):
+    frames = genmotion.load("videoar-toy").generate("a red ball moving left", num_frames=3, seed=0, **sampling).frames
     assert frames.shape[0] == 3
-    assert frames[2, 10, :8, 0].tolist() == GOLDEN["videoar-toy"]["slice"]
-    assert _sum(frames) == GOLDEN["videoar-toy"]["sum"]
+    assert frames[2, 10, :8, 0].tolist() == GOLDEN[name]["slice"]
+    assert _sum(frames) == GOLDEN[name]["sum"]
 
 
 def test_ca2vdm_toy_golden():

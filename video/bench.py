@@ -38,7 +38,6 @@ from genmotion.video.evaluate import (
     train_template_prompts,
 )
 from genmotion.video.quality_bench import plot_strip, quality_line, quality_panels, run_quality
-from genmotion.video.videoar.config import SamplingConfig
 from genmotion.video.videoar.sampler import stream_latents
 
 __all__ = ["BenchSettings", "cli_cold_start", "frame_flops", "plot_video_bench", "run_video_bench", "summary_line"]
@@ -59,12 +58,17 @@ class BenchSettings:
     switch_delay: int = 8
     speed_frames: int = 64
     repeats: int = 5
-    guidance_scale: float = 3.0
+    guidance_scale: float | None = None  # None: the checkpoint's recommended sampling (3, first frame 2 on videoar-toy)
     probe_captions: int = 2000
     fvd_clips: int = 256  # clips per set in the toy-world FVD (generated, reference and floor each)
     diagnosis_clips: int = 128  # the first of those prompts, for every diagnosis row
     sweep: bool = True  # the sampling-settings rows of the diagnosis
     held_out_clips: int = 128  # the same specs in held-out paraphrases: their own FVD
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """The guidance keywords of every generation: none (the checkpoint's recommendation) or the one scale."""
+        return {} if self.guidance_scale is None else {"guidance_scale": self.guidance_scale}
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -104,9 +108,7 @@ def _held_out(count: int, num_objects: int = 1) -> list[Any]:
 def _adherence(pipe: Any, s: BenchSettings, num_objects: int, count: int) -> dict[str, Any]:
     """Mean accuracies; for one object also `by_value`, each attribute's accuracy per asked-for value."""
     prompts = _held_out(count, num_objects)
-    out, by_value = adherence_details(
-        pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, guidance_scale=s.guidance_scale
-    )
+    out, by_value = adherence_details(pipe, prompts, seeds=s.seeds, num_frames=s.num_frames, **s.sampling)
     return {**out, "by_value": by_value} if num_objects == 1 else dict(out)
 
 
@@ -117,7 +119,7 @@ def _text_side(pipe: Any, s: BenchSettings) -> dict[str, Any]:
     train = train_template_prompts(held_out)
     return {
         "adherence_train_templates": adherence_summary(
-            pipe, train, seeds=s.seeds[:1], num_frames=s.num_frames, guidance_scale=s.guidance_scale
+            pipe, train, seeds=s.seeds[:1], num_frames=s.num_frames, **s.sampling
         ),
         "text_ceiling": text_ceiling(pipe.encoder, held_out, train_captions=s.probe_captions),
     }
@@ -128,7 +130,7 @@ def _drift(pipe: Any, s: BenchSettings) -> dict[str, Any]:
     first: list[dict[str, bool]] = []
     last: list[dict[str, bool]] = []
     for item in eval_prompts(s.drift_prompts, seed=99):
-        frames = pipe.generate(item.text, num_frames=s.drift_frames, seed=0, guidance_scale=s.guidance_scale).frames
+        frames = pipe.generate(item.text, num_frames=s.drift_frames, seed=0, **s.sampling).frames
         first.append(score_frames(frames[:16], item.text))
         last.append(score_frames(frames[-16:], item.text))
 
@@ -153,7 +155,7 @@ def _switch(pipe: Any, s: BenchSettings) -> dict[str, float]:
             before,
             num_frames=start + 16,
             seed=0,
-            guidance_scale=s.guidance_scale,
+            **s.sampling,
             prompt_schedule=[(s.switch_frame, after)],
         ).frames
         score = score_frames(frames[start:], after)
@@ -162,27 +164,27 @@ def _switch(pipe: Any, s: BenchSettings) -> dict[str, float]:
     return {f"{k}_after_switch": float(np.mean(v)) for k, v in ok.items()}
 
 
-def _latent_run(pipe: Any, prompt: str, frames: int, guidance: float) -> tuple[float, int]:
+def _latent_run(pipe: Any, prompt: str, frames: int, sampling: dict[str, float]) -> tuple[float, int]:
     """Seconds of `frames` frames of generation without decoding, and the matmul/attention FLOPs they take."""
     flow = isinstance(pipe, FlowPolicyHost)
     if flow:  # causal flow: FLOPs counted by torch on a separate run
         from torch.utils.flop_counter import FlopCounterMode
 
         def run() -> None:
-            pipe.latents(prompt, num_frames=frames, guidance_scale=guidance)
+            pipe.latents(prompt, num_frames=frames, **sampling)
 
         with FlopCounterMode(display=False) as counter:
             run()
         flops = counter.get_total_flops()
     else:
         text = pipe.text_embedding(prompt)
-        settings = SamplingConfig(guidance_scale=guidance)
+        settings = pipe.sampling_settings(**sampling)
 
         def run() -> None:
             for _ in stream_latents(pipe.model, lambda f: text, frames, settings, generator=torch.Generator()):
                 pass
 
-        flops = frame_flops(pipe, guided=guidance != 1.0) * frames
+        flops = frame_flops(pipe, guided=settings.guided) * frames
     start = time.perf_counter()
     run()
     return time.perf_counter() - start, flops
@@ -200,9 +202,9 @@ def _speed(pipe: Any, s: BenchSettings) -> dict[str, float]:
 
     ttff = statistics.median(first_frame() for _ in range(s.repeats))
     start = time.perf_counter()
-    pipe.generate(prompt, num_frames=s.speed_frames, guidance_scale=s.guidance_scale)
+    pipe.generate(prompt, num_frames=s.speed_frames, **s.sampling)
     with_decode = s.speed_frames / (time.perf_counter() - start)
-    seconds, flops = _latent_run(pipe, prompt, s.speed_frames, s.guidance_scale)
+    seconds, flops = _latent_run(pipe, prompt, s.speed_frames, s.sampling)
     peak = matmul_peak(1024, 1, max(1, s.repeats), torch.Generator().manual_seed(0))
     achieved = flops / seconds / 1e9
     return {
@@ -256,7 +258,7 @@ def _generator_parameters(pipe: Any) -> int:
 def _cache_curve(pipe: Any, s: BenchSettings) -> dict[str, Any]:
     """Bytes the KV cache holds (valid entries) and has allocated, at 1, 2, 4, ... frames."""
     frames, held, allocated = [], [], []
-    for chunk in pipe.stream("a blue box moving up", num_frames=s.drift_frames, guidance_scale=s.guidance_scale):
+    for chunk in pipe.stream("a blue box moving up", num_frames=s.drift_frames, **s.sampling):
         n = chunk.index + chunk.frames.shape[0]
         if n & (n - 1) == 0 or n == s.drift_frames:
             frames.append(n)

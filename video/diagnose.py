@@ -56,12 +56,11 @@ def teacher_forced_codes(
     """VideoAR: frame t sampled with the given codes of frames < t (per scale (1, T, l)) in the cache, as the
     previous frame's codes and as the decoder's previous latent; the given frame, not the sample, is committed
     before frame t + 1. -> frames (T, 3, H, W) in [-1, 1] and each frame's sampled codes per scale (1, l)."""
-    from genmotion.video.videoar.config import SamplingConfig
     from genmotion.video.videoar.sampler import _commit, _sample_frame
 
     model, tok = pipe.model, pipe.model.tokenizer
     tr = model.transformer
-    settings = SamplingConfig(**{"guidance_scale": 3.0, **sampling})
+    settings = pipe.sampling_settings(**sampling)  # the checkpoint's recommendation where `sampling` is silent
     guided = settings.guided
     truth = tok.indices_to_fhat(indices)[0].to(pipe.dtype)  # (T, Cv, h, w)
     temporal = tok.config.temporal_residual
@@ -131,12 +130,14 @@ def teacher_forced(
 
 
 def sampling_variants(pipe: Any) -> dict[str, dict[str, Any]]:
-    """The sampling settings the diagnosis sweeps (the default, guidance 3, is the free-running row)."""
+    """The sampling settings the diagnosis sweeps (the checkpoint's recommendation is the free-running row; a
+    guidance scale given alone guides every frame, frame 0 too)."""
     if _is_flow(pipe):
         return {"guidance 1": {"guidance_scale": 1.0}, "guidance 6": {"guidance_scale": 6.0},
                 "steps 24": {"num_steps": 24}}  # fmt: skip
-    return {"guidance 1": {"guidance_scale": 1.0}, "guidance 6": {"guidance_scale": 6.0},
-            "temperature 0.5": {"temperature": 0.5}, "top-k 4": {"top_k": 4}}  # fmt: skip
+    return {"guidance 1": {"guidance_scale": 1.0}, "guidance 3": {"guidance_scale": 3.0},
+            "guidance 6": {"guidance_scale": 6.0}, "temperature 0.5": {"temperature": 0.5},
+            "top-k 4": {"top_k": 4}}  # fmt: skip
 
 
 def _frozen_frame(yardstick: Yardstick, free: np.ndarray, t: int) -> dict[str, float]:
@@ -161,14 +162,14 @@ def context_rows(pipe: Any, yardstick: Yardstick, count: int) -> dict[str, dict[
     prompts, truth = yardstick.prompts[:count], yardstick.floor_clips[:count]
     return {
         "tokenizer_reconstruction": yardstick.score(reconstruct(pipe, truth)),
-        "teacher_forced": yardstick.score(teacher_forced(pipe, prompts, truth, guidance_scale=3.0)),
+        "teacher_forced": yardstick.score(teacher_forced(pipe, prompts, truth)),
     }
 
 
 def diagnose(pipe: Any, yardstick: Yardstick, free: np.ndarray, count: int, *, sweep: bool = True) -> dict[str, Any]:
     """Every diagnosis row on the first `count` prompts of the yardstick, with the ground-truth floor beside it.
 
-    `free`: the free-running clips already made for those prompts (seed 0, guidance 3)."""
+    `free`: the free-running clips already made for those prompts (seed 0, the checkpoint's sampling)."""
     prompts, frames = yardstick.prompts[:count], free.shape[1]
     rows: dict[str, Any] = {
         "clips": count,
@@ -179,7 +180,7 @@ def diagnose(pipe: Any, yardstick: Yardstick, free: np.ndarray, count: int, *, s
     rows["frames"] = {t: _frozen_frame(yardstick, free[:count], t) for t in sorted({0, 1, frames // 2, frames - 1})}
     if sweep:
         rows["sampling"] = {
-            name: yardstick.score(generate_set(pipe, prompts, num_frames=frames, **{"guidance_scale": 3.0, **kw}))
+            name: yardstick.score(generate_set(pipe, prompts, num_frames=frames, **kw))
             for name, kw in sampling_variants(pipe).items()
         }
     return rows

@@ -31,10 +31,11 @@ STRIP_PROMPTS = (
 )
 
 
-def strip_clips(pipe: Any, num_frames: int, guidance_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Ground truth (seed 1) and generated (seed 0) clips of `STRIP_PROMPTS`, each uint8 (8, T, H, W, 3)."""
+def strip_clips(pipe: Any, num_frames: int, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth (seed 1) and generated (seed 0, `sampling` keywords) clips of `STRIP_PROMPTS`, each uint8
+    (8, T, H, W, 3)."""
     truth, _ = ground_truth(STRIP_PROMPTS, num_frames=num_frames, size=pipe.height, seed=1)
-    made = generate_set(pipe, STRIP_PROMPTS, num_frames=num_frames, guidance_scale=guidance_scale)
+    made = generate_set(pipe, STRIP_PROMPTS, num_frames=num_frames, **sampling)
     return truth, made
 
 
@@ -78,13 +79,13 @@ def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
     held_out = balanced_prompts(s.fvd_clips, seed=2025)
     train_words = [p.text for p in train_template_prompts(held_out)]
     stick = Yardstick(train_words, num_frames=s.num_frames, size=pipe.height)
-    made = generate_set(pipe, train_words, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
+    made = generate_set(pipe, train_words, num_frames=s.num_frames, **s.sampling)
     anchors = stick.anchors()
     generated = stick.score(made)
     held_out = held_out[: s.held_out_clips]
     paraphrases = Yardstick([p.text for p in held_out], num_frames=s.num_frames, size=pipe.height, net=stick.net)
-    made_held_out = generate_set(pipe, paraphrases.prompts, num_frames=s.num_frames, guidance_scale=s.guidance_scale)
-    truth, strip_made = strip_clips(pipe, s.num_frames, s.guidance_scale)
+    made_held_out = generate_set(pipe, paraphrases.prompts, num_frames=s.num_frames, **s.sampling)
+    truth, strip_made = strip_clips(pipe, s.num_frames, **s.sampling)
     return {
         "prompt_set": f"{s.fvd_clips} one-object specs (balanced_prompts, seed 2025) captioned with the training "
         "templates and words; ground truth: each prompt rendered with what it leaves open drawn from seed 1 "

@@ -1,5 +1,6 @@
 """The embedded video defaults load by name, stream frames, and stay within the shipped-weights budget."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +24,20 @@ def test_embedded_video_model_streams_frames(name, kwargs):
     assert "## Evaluation" in card and "command" in card
 
 
-@pytest.mark.parametrize(("name", "kwargs", "least"), [("videoar-toy", {}, 3), ("ca2vdm-toy", {"num_steps": 10}, 2)])
-def test_embedded_video_model_draws_the_prompted_colour(name, kwargs, least):
-    """Fixed seeds, so deterministic: the detector reads the prompted colour (of 4) in `least` of 3 clips."""
+@pytest.mark.parametrize(
+    ("name", "kwargs", "seeds", "least"),
+    [("videoar-toy", {}, (0, 1, 2), 8), ("ca2vdm-toy", {"num_steps": 10}, (0,), 2)],
+)
+def test_embedded_video_model_draws_the_prompted_colour(name, kwargs, seeds, least):
+    """Fixed seeds, so deterministic: the detector reads the prompted colour in `least` of the 3 x len(seeds)
+    clips (videoar-toy at its recommended guidance 2 reads one blue square as cyan; at 3 all nine)."""
     pipe = genmotion.load(name)
     prompts = {"red": "a red ball moving left", "blue": "a blue square moving up", "green": "a green box moving right"}
     read = []
-    for colour, prompt in prompts.items():
-        found = detect(pipe.generate(prompt, num_frames=8, seed=0, **kwargs).frames).objects
+    for (colour, prompt), seed in itertools.product(prompts.items(), seeds):
+        found = detect(pipe.generate(prompt, num_frames=8, seed=seed, **kwargs).frames).objects
         read.append(bool(found) and found[0].colour == colour)
-    assert sum(read) >= least, f"{name} drew the prompted colour in {sum(read)} of 3 clips"
+    assert sum(read) >= least, f"{name} drew the prompted colour in {sum(read)} of {len(read)} clips"
 
 
 def test_shipped_weights_fit_the_budget():

@@ -107,7 +107,7 @@ def test_convert_keyframe_cli(tmp_path):
                  str(tmp_path / "x")]) == 2  # fmt: skip
 
 
-def test_keyframe_guidance_changes_only_frame_zero():
+def test_first_frame_guidance_changes_only_frame_zero_of_a_keyframe_model():
     both = attach_keyframe(VideoARPipeline(tiny_model(0), encoder=object()), _keyframe_checkpoint()).model
     sampled = SamplingConfig(guidance_scale=2.0)
 
@@ -116,6 +116,21 @@ def test_keyframe_guidance_changes_only_frame_zero():
         with torch.no_grad():
             return list(stream_latents(both, lambda f: TEXT, 2, settings, generator=torch.Generator().manual_seed(0)))
 
-    same, other = run(keyframe_guidance=2.0), run(keyframe_guidance=6.0)
+    same, other = run(first_frame_guidance=2.0), run(first_frame_guidance=6.0)
     assert all(torch.equal(a, b) for a, b in zip(run()[0].tokens, same[0].tokens, strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(same[0].tokens, other[0].tokens, strict=True))
+
+
+def test_first_frame_guidance_is_frame_zeros_scale_on_a_plain_model():
+    model = tiny_model(0)
+
+    def run(**kw):
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            return [f.tokens for f in stream_latents(model, lambda f: TEXT, 2, SamplingConfig(**kw), generator=g)]
+
+    mixed = run(guidance_scale=3.0, first_frame_guidance=6.0)
+    strong, weak = run(guidance_scale=6.0), run(guidance_scale=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(mixed[0], strong[0], strict=True))  # frame 0 at 6
+    assert any(not torch.equal(a, b) for a, b in zip(mixed[0], weak[0], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(mixed[1], strong[1], strict=True))  # frame 1 at 3

@@ -70,8 +70,10 @@ class SamplingConfig:
     s = 1 is plain conditional sampling; schedule "linear" ramps VAR-style from 1 at the coarsest scale.
     `residual_guidance`: the scale for the frames a temporal-residual model codes as changes (every frame after
     the first; None = guidance_scale). Guidance amplifies what the prompt adds, and a change frame adds to the
-    frame before, so a strong scale there makes objects grow from frame to frame. `keyframe_guidance`: the scale
-    of frame 0 on a model with a keyframe transformer (None = guidance_scale)."""
+    frame before, so a strong scale there makes objects grow from frame to frame. `first_frame_guidance`: the
+    scale of frame 0, the one frame drawn from the text alone (by the keyframe transformer where the model has
+    one; None = guidance_scale). Frame 0 wants less than the later frames: a strong scale there draws oversized
+    objects on the wrong background, which every later frame then inherits."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -79,7 +81,7 @@ class SamplingConfig:
     top_k: int = 0
     top_p: float = 0.0
     residual_guidance: float | None = None
-    keyframe_guidance: float | None = None
+    first_frame_guidance: float | None = None
 
     @property
     def guided(self) -> bool:
@@ -87,5 +89,5 @@ class SamplingConfig:
         return (
             self.guidance_scale != 1.0
             or self.residual_guidance not in (None, 1.0)
-            or self.keyframe_guidance not in (None, 1.0)
+            or self.first_frame_guidance not in (None, 1.0)
         )

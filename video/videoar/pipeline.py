@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"top_p={settings.top_p}",
             fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
         )
-    named = ("guidance_scale", "residual_guidance", "keyframe_guidance")
+    named = ("guidance_scale", "residual_guidance", "first_frame_guidance")
     for name, value in ((n, getattr(settings, n)) for n in named):
         if value is not None and value < 0:
             raise UsageError(f"{name} must be >= 0, got {value}", fix="1 means no guidance")
@@ -95,6 +96,16 @@ class VideoARPipeline(VideoStreamer):
         image = self.model.tokenizer.decode_frame(fhat.to(self.dtype), None if prev is None else prev.to(self.dtype))
         return to_uint8(image)
 
+    def sampling_settings(self, **given: Any) -> SamplingConfig:
+        """`SamplingConfig` of the keywords given, the checkpoint's recommendation (`default_sampling`) where a
+        keyword is None or missing. A guidance_scale given without a first_frame_guidance guides frame 0 too (so
+        `guidance_scale=1` turns guidance off everywhere): the recommended first-frame scale goes with the
+        recommended scale."""
+        chosen = {k: v for k, v in given.items() if v is not None}
+        if "guidance_scale" in chosen and "first_frame_guidance" not in chosen:
+            chosen["first_frame_guidance"] = None
+        return replace(self.default_sampling, **chosen)
+
     def stream(
         self,
         prompt: str | None = None,
@@ -108,7 +119,7 @@ class VideoARPipeline(VideoStreamer):
         top_k: int = 0,
         top_p: float = 0.0,
         residual_guidance: float | None = None,
-        keyframe_guidance: float | None = None,
+        first_frame_guidance: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
@@ -116,21 +127,14 @@ class VideoARPipeline(VideoStreamer):
         `prompt_schedule` lists (frame, prompt): from that frame on, the new prompt conditions what
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
-        model, which code changes; see `SamplingConfig`) / `keyframe_guidance` (frame 0's on a model with a
-        keyframe transformer): None = what the checkpoint recommends (`default_sampling`, 3 and the same when
-        it says nothing).
+        model, which code changes; see `SamplingConfig`) / `first_frame_guidance` (frame 0's, drawn from the text
+        alone): None = what the checkpoint recommends (see `sampling_settings`).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
-        default = self.default_sampling
-        settings = SamplingConfig(
-            guidance_scale=default.guidance_scale if guidance_scale is None else guidance_scale,
-            guidance_schedule=guidance_schedule,  # type: ignore[arg-type]
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            residual_guidance=default.residual_guidance if residual_guidance is None else residual_guidance,
-            keyframe_guidance=default.keyframe_guidance if keyframe_guidance is None else keyframe_guidance,
-        )
+        settings = self.sampling_settings(
+            guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k,
+            top_p=top_p, residual_guidance=residual_guidance, first_frame_guidance=first_frame_guidance,
+        )  # fmt: skip
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))
 

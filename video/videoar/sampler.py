@@ -13,7 +13,7 @@ Axes: B videos (2B rows under guidance: conditional first), l tokens of a scale,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -93,6 +93,8 @@ def _sample_frame(
     scale = settings.guidance_scale
     if base is not None and settings.residual_guidance is not None:
         scale = settings.residual_guidance
+    if frame == 0 and settings.first_frame_guidance is not None:
+        scale = settings.first_frame_guidance
     loop = TokenLoopConfig(
         block_sizes=layout.scale_sizes, guidance_scale=scale, guidance=settings.guidance_schedule, paired=guided
     )
@@ -177,10 +179,7 @@ def _keyframe(
     generator: torch.Generator | None,
     processors: Sequence[LogitsProcessor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0), at
-    `settings.keyframe_guidance` when it is set."""
+    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0)."""
     assert model.keyframe is not None
     own = model.keyframe.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
-    if settings.keyframe_guidance is not None:
-        settings = replace(settings, guidance_scale=settings.keyframe_guidance)
     return _sample_frame(model, 0, rows, None, None, own, settings, generator, processors, transformer=model.keyframe)
