@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from genmotion.nn.vqvae_config import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS
 
 __all__ = [
     "CHECKPOINT_KIND",
+    "assemble",
     "convert_official",
     "detect_var_config",
     "detect_vqvae_config",
@@ -56,6 +57,7 @@ _PART_FILES = {"var": "var_d*.pth", "vae": "vae_ch160v4096z32.pth", "m-var": "M-
 _METADATA_KEYS = ("classes", "sampling")
 _C = TypeVar("_C")
 _S = TypeVar("_S")
+M = TypeVar("M", bound=nn.Module)
 _KNOWN_SCHEDULES = (PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024)
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
@@ -278,9 +280,14 @@ def load_official(
         norm_groups=norm_groups,
         dtype=dtype,
     )
-    config = VARImageConfig(vae=vae.config, var=var.config)
+    return assemble(VARImageModel, VARImageConfig(vae=vae.config, var=var.config), vae, var)
+
+
+def assemble(model_class: Callable[[Any], M], config: Any, vae: nn.Module, var: nn.Module) -> M:
+    """A two-part image model (`.vae` tokenizer, `.var` transformer) of `config`, built on the meta device (no
+    memory, no init) and given the two loaded parts: what every official converter ends with."""
     with torch.device("meta"):
-        model = VARImageModel(config)
+        model = model_class(config)
     model.vae, model.var = vae, var
     return model
 

@@ -20,7 +20,7 @@ import torch
 from genmotion.checkpoint import save_pretrained
 from genmotion.errors import InputError
 from genmotion.image_core.config import VARSamplingConfig
-from genmotion.image_core.convert import Source, _materialise
+from genmotion.image_core.convert import Source, _materialise, assemble
 from genmotion.image_core.convert_checks import match_state_dict
 from genmotion.image_core.flex_checkpoint import FlexVARImageModel, flexvar_checkpoint_config
 from genmotion.image_core.flex_config import FlexVARConfig, FlexVARImageConfig
@@ -111,10 +111,7 @@ def load_official_flexvar_model(
         config = FlexVARImageConfig(vae=vae.config, flexvar=var.config)
     except ValueError as e:
         raise InputError("the FlexVAR transformer and tokenizer files do not belong together", why=str(e)) from e
-    with torch.device("meta"):
-        model = FlexVARImageModel(config)
-    model.vae, model.var = vae, var
-    return model
+    return assemble(FlexVARImageModel, config, vae, var)
 
 
 def convert_official_flexvar(

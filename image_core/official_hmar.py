@@ -21,6 +21,7 @@ from genmotion.errors import InputError
 from genmotion.image_core.config import VARConfig, VARImageConfig, VARSamplingConfig
 from genmotion.image_core.convert import (
     Source,
+    assemble,
     detect_var_config,
     load_official_var,
     load_official_vqvae,
@@ -114,10 +115,7 @@ def load_official_hmar_model(
     vae_sd = read_state_dict(vae_source, ("trainer", "vae_local"), ("model",))
     require_layout(vae_sd, "var-vae")
     vae = load_official_vqvae(vae_sd, patch_nums=var.patch_nums, norm_groups=norm_groups, dtype=dtype)
-    with torch.device("meta"):
-        model = VARImageModel(VARImageConfig(vae=vae.config, var=var.config))
-    model.vae, model.var = vae, var
-    return model
+    return assemble(VARImageModel, VARImageConfig(vae=vae.config, var=var.config), vae, var)
 
 
 def convert_official_hmar(

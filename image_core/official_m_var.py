@@ -21,7 +21,7 @@ import torch
 from genmotion.checkpoint import save_pretrained
 from genmotion.errors import InputError
 from genmotion.image_core.config import VARConfig
-from genmotion.image_core.convert import Source, detect_var_config, load_official_vqvae, read_official
+from genmotion.image_core.convert import Source, assemble, detect_var_config, load_official_vqvae, read_official
 from genmotion.image_core.convert_checks import match_state_dict
 from genmotion.image_core.mamba_var import (
     MambaVAR,
@@ -173,10 +173,7 @@ def load_official_mvar_image(
     vae_sd = read_official(var_source if vae_source is None else vae_source, "vae")
     require_layout(vae_sd, "var-vae")
     vae = load_official_vqvae(vae_sd, patch_nums=var.patch_nums, norm_groups=norm_groups, dtype=dtype)
-    with torch.device("meta"):
-        model = MambaVARImageModel(MambaVARImageConfig(vae=vae.config, var=var.config))
-    model.vae, model.var = vae, var
-    return model
+    return assemble(MambaVARImageModel, MambaVARImageConfig(vae=vae.config, var=var.config), vae, var)
 
 
 def convert_official_mvar(
