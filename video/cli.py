@@ -55,7 +55,8 @@ def video(
     guidance: float | None = typer.Option(
         None,
         "--guidance",
-        help="Classifier-free guidance scale (1 = off) [the checkpoint's recommended scale; 3 for the defaults].",
+        help="Classifier-free guidance scale (1 = off) "
+        "[the checkpoint's recommended scale: 2 videoar-toy, 3 ca2vdm-toy].",
     ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="VideoAR sampling temperature [1; 0 = greedy]."
