@@ -27,6 +27,7 @@ from genmotion.image_core.flowar_config import FlowARSamplingConfig, KLAutoencod
 from genmotion.image_core.flowar_model import next_scale_input
 from genmotion.image_core.flowar_sampler import FlowARScale, guidance_ramp
 from genmotion.image_core.kl_autoencoder import KLAutoencoder
+from genmotion.image_core.labels import check_labels
 from genmotion.image_core.official_flowar_model import (
     FlowNet,
     OfficialFlowAR,
@@ -35,7 +36,6 @@ from genmotion.image_core.official_flowar_model import (
     scale_causal_mask,
 )
 from genmotion.image_core.official_layouts import distinct_storage, read_state_dict, require_layout
-from genmotion.image_core.sampler import _check_labels
 
 __all__ = [
     "OFFICIAL_FLOWAR_KIND",
@@ -269,7 +269,7 @@ def stream_official_scales(
 ) -> Iterator[FlowARScale]:  # fmt: skip
     """Sample scale by scale as the official `sample_tokens` does, yielding each scale's (scaled) latent."""
     net, cfg = model.net, model.config.flowar
-    _check_labels(labels_B, cfg.num_classes)
+    check_labels(labels_B, cfg.num_classes)
     B, C, pns = labels_B.shape[0], cfg.latent_channels, cfg.patch_nums
     guided = settings.guidance_scale != 1.0
     labels = torch.cat((labels_B, torch.full_like(labels_B, cfg.num_classes))) if guided else labels_B
