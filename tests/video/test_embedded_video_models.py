@@ -30,7 +30,8 @@ def test_embedded_video_model_streams_frames(name, kwargs):
 )
 def test_embedded_video_model_draws_the_prompted_colour(name, kwargs, seeds, least):
     """Fixed seeds, so deterministic: the detector reads the prompted colour in `least` of the 3 x len(seeds)
-    clips (videoar-toy at its recommended guidance 2 reads one blue square as cyan; at 3 all nine)."""
+    clips (videoar-toy at its recommended sampling: all nine with the keyframe transformer, 2026-12-03; eight
+    without it at guidance 2, one blue square read as cyan)."""
     pipe = genmotion.load(name)
     prompts = {"red": "a red ball moving left", "blue": "a blue square moving up", "green": "a green box moving right"}
     read = []
