@@ -23,9 +23,9 @@ TEXT = torch.randn(1, 384, generator=torch.Generator().manual_seed(7))
 def _keyframe_checkpoint(seed: int = 1) -> VideoARPipeline:
     """A single-frame VideoAR checkpoint with the tiny video model's tokenizer and its own transformer."""
     video = tiny_model(0)
-    model = VideoAR(dataclasses.replace(TINY, transformer=KEY))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # the weights depend on `seed` alone, not on the tests run before
         torch.manual_seed(seed)
+        model = VideoAR(dataclasses.replace(TINY, transformer=KEY))
         for p in model.transformer.parameters():
             p.data.add_(torch.randn_like(p) * 0.05)
     model.tokenizer.load_state_dict(video.tokenizer.state_dict())
