@@ -58,7 +58,7 @@ class BenchSettings:
     switch_delay: int = 8
     speed_frames: int = 64
     repeats: int = 5
-    guidance_scale: float | None = None  # None: the checkpoint's recommended sampling (3, first frame 2 on videoar-toy)
+    guidance_scale: float | None = None  # None: the checkpoint's recommended sampling (videoar-toy: 2, frame 0 1.5)
     probe_captions: int = 2000
     fvd_clips: int = 256  # clips per set in the toy-world FVD (generated, reference and floor each)
     diagnosis_clips: int = 128  # the first of those prompts, for every diagnosis row

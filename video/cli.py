@@ -55,8 +55,8 @@ def video(
     guidance: float | None = typer.Option(
         None,
         "--guidance",
-        help="Classifier-free guidance scale (1 = off) "
-        "[the checkpoint's recommended scale: 2 videoar-toy, 3 ca2vdm-toy].",
+        help="Classifier-free guidance scale of every frame (1 = off) "
+        "[the checkpoint's recommendation: videoar-toy 2 with frame 0 at 1.5, ca2vdm-toy 3].",
     ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="VideoAR sampling temperature [1; 0 = greedy]."
