@@ -64,6 +64,8 @@ class BenchSettings:
     diagnosis_clips: int = 128  # the first of those prompts, for every diagnosis row
     sweep: bool = True  # the sampling-settings rows of the diagnosis
     held_out_clips: int = 128  # the same specs in held-out paraphrases: their own FVD
+    long_clips: int = 64  # long clips (the first of the FVD prompts): first vs last 16 frames against ground truth
+    long_frames: int = 256
 
     @property
     def sampling(self) -> dict[str, float]:
@@ -75,7 +77,7 @@ class BenchSettings:
         return cls(
             prompts=2, seeds=(0,), num_frames=8, two_object_prompts=1, drift_prompts=1, drift_frames=24,
             switch_prompts=1, switch_frame=4, switch_delay=2, speed_frames=8, repeats=1, probe_captions=64,
-            fvd_clips=6, diagnosis_clips=4, sweep=False, held_out_clips=4,
+            fvd_clips=6, diagnosis_clips=4, sweep=False, held_out_clips=4, long_clips=3, long_frames=32,
         )  # fmt: skip
 
 

@@ -16,8 +16,9 @@ import numpy as np
 from genmotion.video.diagnose import diagnose, generate_set
 from genmotion.video.evaluate import balanced_prompts, train_template_prompts
 from genmotion.video.fvd import Yardstick, frame_strip, ground_truth
+from genmotion.video.long_quality import long_clip_quality
 
-__all__ = ["STRIP_PROMPTS", "plot_strip", "quality_line", "quality_panels", "run_quality", "strip_clips"]
+__all__ = ["STRIP_PROMPTS", "long_clips", "plot_strip", "quality_line", "quality_panels", "run_quality", "strip_clips"]
 
 STRIP_PROMPTS = (
     "a red ball bouncing to the left",
@@ -101,8 +102,15 @@ def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
             "ground_truth_fvd": paraphrases.fvd(paraphrases.floor_clips),
         },
         "diagnosis": diagnose(pipe, stick, made, min(s.diagnosis_clips, s.fvd_clips), sweep=s.sweep),
+        "long_clips": long_clips(pipe, s, stick.net),
         "strip": _encode_strip(truth, strip_made),
     }
+
+
+def long_clips(pipe: Any, s: Any, net: Any = None) -> dict[str, Any]:
+    """First vs last 16 frames of `s.long_frames`-frame clips of the first `s.long_clips` FVD prompts."""
+    prompts = [p.text for p in train_template_prompts(balanced_prompts(s.fvd_clips, seed=2025))][: s.long_clips]
+    return long_clip_quality(pipe, prompts, num_frames=s.long_frames, net=net, **s.sampling)
 
 
 def _redo_context_rows(pipe: Any, quality: dict[str, Any], s: Any, command: str) -> None:
@@ -139,14 +147,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--diagnosis-clips", type=int, default=BenchSettings.diagnosis_clips)
     parser.add_argument("--held-out-clips", type=int, default=BenchSettings.held_out_clips)
+    parser.add_argument("--long-clips", type=int, default=BenchSettings.long_clips)
     parser.add_argument("--context-rows-only", action="store_true", help="redo the tokenizer/teacher-forced rows")
+    parser.add_argument("--long-only", action="store_true", help="redo only the long-clip rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = BenchSettings(diagnosis_clips=args.diagnosis_clips, held_out_clips=args.held_out_clips)
+    settings = BenchSettings(
+        diagnosis_clips=args.diagnosis_clips, held_out_clips=args.held_out_clips, long_clips=args.long_clips
+    )
     start = time.perf_counter()
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     if args.context_rows_only:
         _redo_context_rows(genmotion.load(args.ckpt), results["quality"], settings, " ".join(argv or sys.argv[1:]))
+        write_json(results, args.json)
+        return
+    if args.long_only:
+        results["quality"]["long_clips"] = long_clips(genmotion.load(args.ckpt), settings)
+        results["quality"]["setup"]["long_clips_redone"] = "python -m genmotion.video.quality_bench " + " ".join(
+            argv or sys.argv[1:]
+        )
         write_json(results, args.json)
         return
     quality = run_quality(genmotion.load(args.ckpt), settings)
@@ -158,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "processor": platform.processor(),
         "seconds": time.perf_counter() - start,
         "settings": {k: v for k, v in asdict(settings).items() if k in ("fvd_clips", "diagnosis_clips",
-                     "held_out_clips", "sweep", "num_frames", "guidance_scale")},
+                     "held_out_clips", "sweep", "num_frames", "guidance_scale", "long_clips", "long_frames")},
     }  # fmt: skip
     results["quality"] = quality
     write_json(results, args.json)
@@ -196,7 +215,22 @@ def quality_panels(q: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
         (f"diagnosis: FVD on {d['clips']} clips", {k: v["fvd"] for k, v in rows.items()}),
         ("diagnosis: pieces per frame", {k: v["pieces"] for k, v in rows.items()}),
         ("diagnosis: background change per frame", {k: v["background_change"] for k, v in rows.items()}),
+        *_long_panels(q),
     ]
+
+
+def _long_panels(q: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """FVD and background change of the long clips' first and last windows, ground truth beside them."""
+    if "long_clips" not in q:  # a JSON from before the long-clip rows
+        return []
+    lc, out = q["long_clips"], []
+    for key, name in (("fvd", "FVD"), ("background_change", "background change")):
+        bars: dict[str, float] = {}
+        for part in ("first", "last"):
+            bars |= {f"{part} {lc['window']}: ground truth": lc["ground_truth"][part][key]}
+            bars |= {f"{part} {lc['window']}: generated": lc["generated"][part][key]}
+        out.append((f"{lc['frames']}-frame clips ({lc['clips']}): {name}", bars))
+    return out
 
 
 if __name__ == "__main__":

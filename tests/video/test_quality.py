@@ -148,6 +148,7 @@ def test_bench_video_quick_has_the_quality_section_and_strip(tmp_path):
     q = json.loads(out.read_text())["quality"]
     assert q["generated"]["fvd"] > q["ground_truth"]["fvd"] > 0
     assert set(q["diagnosis"]) >= {"tokenizer_reconstruction", "teacher_forced", "free_running", "frames"}
+    assert q["long_clips"]["frames"] == 32 and q["long_clips"]["generated"]["last"]["fvd"] > 0
     strip = tmp_path / "bench_strip.png"
     assert png.is_file() and strip.is_file()
 
@@ -165,3 +166,40 @@ def test_quality_section_on_a_tiny_causal_flow_model(tmp_path):
     assert d["clips"] == 4 and d["teacher_forced"]["clips"] == 4.0 and d["tokenizer_reconstruction"]["fvd"] > 0
     assert q["ground_truth"]["pieces"] == pytest.approx(1.0, abs=0.1)
     assert plot_strip(q, tmp_path / "strip.png").stat().st_size > 0
+
+
+class _ToyWorldPipe:
+    """Plays a generator that draws the toy world's own renders (seed 3), its later frames held still from
+    `freeze_from` on: the long-clip rows must read the first as steady and the second as breaking down."""
+
+    height = 32
+
+    def __init__(self, freeze_from: int | None = None) -> None:
+        self.freeze_from = freeze_from
+
+    def generate(self, prompt, *, num_frames, seed, **sampling):
+        from types import SimpleNamespace
+
+        from genmotion.video.fvd import ground_truth
+
+        clip = ground_truth([prompt], num_frames=num_frames, size=32, seed=3)[0][0]
+        if self.freeze_from is not None:
+            clip[self.freeze_from :] = clip[self.freeze_from]
+        return SimpleNamespace(frames=clip)
+
+
+def test_long_clip_rows_see_a_clip_that_stops_moving(net):
+    from genmotion.video.long_quality import long_clip_quality
+
+    prompts = [
+        f"a {c} {s} moving {m}" for c in ("red", "blue", "green") for s in ("ball", "box") for m in ("left", "up")
+    ]
+    steady = long_clip_quality(_ToyWorldPipe(), prompts, num_frames=48, net=net)
+    stuck = long_clip_quality(_ToyWorldPipe(freeze_from=24), prompts, num_frames=48, net=net)
+    assert steady["clips"] == 12 and steady["window"] == 16
+    assert 0.5 < steady["last_over_first"]["fvd"] < 2.0
+    assert stuck["generated"]["first"]["fvd"] == pytest.approx(steady["generated"]["first"]["fvd"])
+    assert stuck["last_over_first"]["fvd"] > 1.8 * steady["last_over_first"]["fvd"]
+    assert stuck["generated"]["last"]["frame_change"] == 0.0
+    with pytest.raises(ValueError, match="2 \\* window"):
+        long_clip_quality(_ToyWorldPipe(), prompts, num_frames=20, net=net)

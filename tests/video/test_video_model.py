@@ -135,3 +135,47 @@ def test_change_weight_has_no_effect_on_a_clip_that_never_changes():
 def test_change_weight_below_one_is_refused():
     with pytest.raises(ValueError, match="change_weight"):
         TrainingSettings(change_weight=0.5)
+
+
+def test_self_context_replaces_the_chosen_clips_context_by_the_models_own_draws(model, monkeypatch):
+    """With logits peaked on code (token index mod V), the drawn codes are that pattern, the context is their
+    f_hat, and clips not chosen keep their clean coding."""
+    from genmotion.video.videoar.loss import _own_context
+
+    tr, q = model.transformer, model.tokenizer.quantize
+    B, T, V = 2, 3, q.vocab_size
+    g = torch.Generator().manual_seed(3)
+    video = torch.rand(B, T, 3, 16, 16, generator=g) * 2 - 1
+    f = model.tokenizer.latents(video).flatten(0, 1)
+    gt = q.f_to_indices(f)
+    inputs = q.idxBl_to_var_input(gt).view(B, T, tr.layout.scale_tokens - 1, -1)
+    context, codes = requantize_with_errors(q, f, torch.zeros(B * T), g)
+    pattern = torch.arange(T * tr.layout.scale_tokens) % V  # (T * N_s,)
+    monkeypatch.setattr(
+        tr, "logits", lambda h, cond: 100.0 * torch.nn.functional.one_hot(pattern, V).float().expand(h.shape[0], -1, -1)
+    )
+    cond = tr.condition(torch.randn(B, 384, generator=g))
+    own = torch.tensor([False, True])
+    new_context, new_codes = _own_context(model, cond, inputs, context, codes, None, own, g)
+    drawn = torch.cat([c.view(B, T, -1) for c in new_codes], dim=2)  # (B, T, N_s) in scale order per frame
+    expected = pattern.view(T, -1)
+    assert torch.equal(drawn[1], expected)
+    assert torch.equal(drawn[0], torch.cat([c.view(B, T, -1) for c in codes], dim=2)[0])
+    fhat = q.indices_to_fhat([c.view(B, T, -1)[1] for c in new_codes])  # clip 1's T frames
+    torch.testing.assert_close(new_context.view(B, T, *f.shape[1:])[1], fhat)
+    torch.testing.assert_close(new_context.view(B, T, *f.shape[1:])[0], context.view(B, T, *f.shape[1:])[0])
+
+
+def test_self_context_changes_the_loss_and_its_rate_is_checked(model):
+    from genmotion.video.videoar.loss import videoar_loss
+
+    g = torch.Generator().manual_seed(4)
+    video = torch.rand(2, 4, 3, 16, 16, generator=g) * 2 - 1
+    text = torch.randn(2, 384, generator=g)
+    plain, _ = videoar_loss(model, video, text, TrainingSettings(), torch.Generator().manual_seed(5))
+    own, _ = videoar_loss(model, video, text, TrainingSettings(self_context_rate=1.0), torch.Generator().manual_seed(5))
+    assert torch.isfinite(own) and not torch.isclose(own, plain)
+    own.backward()
+    assert model.transformer.clean_embed.weight.grad is not None
+    with pytest.raises(ValueError, match="self_context_rate"):
+        TrainingSettings(self_context_rate=1.5)

@@ -44,12 +44,15 @@ class TrainingSettings:
     frame_mask_rate: float = 0.1
     change_weight: float = 1.0
     first_frame_weight: float = 1.0
+    self_context_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.change_weight < 1.0:
             raise ValueError(f"change_weight must be >= 1 (1 = plain mean cross-entropy), got {self.change_weight}")
         if self.first_frame_weight <= 0.0:
             raise ValueError(f"first_frame_weight must be > 0 (1 = plain mean), got {self.first_frame_weight}")
+        if not 0.0 <= self.self_context_rate <= 1.0:
+            raise ValueError(f"self_context_rate must be in [0, 1] (0 = off), got {self.self_context_rate}")
 
 
 @torch.no_grad()
@@ -103,7 +106,7 @@ def videoar_loss(
     """Mean cross-entropy of every scale token of every frame (tokens that change from the previous frame
     weighted by `settings.change_weight`); the tokenizer stays frozen (fp32)."""
     tr, q = model.transformer, model.tokenizer.quantize
-    layout, cfg = tr.layout, tr.config
+    layout = tr.layout
     B, T = video_BT3HW.shape[:2]
     tok = model.tokenizer
     with torch.no_grad(), torch.autocast(video_BT3HW.device.type, enabled=False):
@@ -119,18 +122,17 @@ def videoar_loss(
             gt = q.f_to_indices(f)  # K x (B*T, p^2)
             inputs = q.idxBl_to_var_input(gt)  # (B*T, N_s - 1, Cv)
             context, context_codes = requantize_with_errors(q, f, rate.repeat_interleave(T), generator)
-    context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
     keep = _frame_keep(B, T, settings.frame_mask_rate, generator) if settings.frame_mask_rate > 0 else None
-    prev = previous_codes(tr, torch.cat(context_codes, dim=1).view(B, T, -1), keep)  # (B, T, N_s)
     keep_text = torch.rand(B, generator=generator) >= settings.condition_dropout
     cond = tr.condition(text_BE, keep_text.to(text_BE.device))  # (B, W)
-    scales = tr.embed_scales(cond, inputs.view(B, T, *inputs.shape[1:]), prev)  # (B, T, N_s, W)
-    clean = tr.embed_clean(context_BTlC)  # (B, T, N_c, W)
-    x = torch.cat([scales, clean], dim=2).flatten(1, 2)  # (B, T * N, W)
-    clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames, keep_frames=keep)
-    pos = layout.clip_positions(T).to(x.device)
-    h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]
-    logits = tr.logits(h.flatten(1, 2), cond).float()  # (B, T * N_s, V)
+    inputs_BT = inputs.view(B, T, *inputs.shape[1:])  # (B, T, N_s - 1, Cv)
+    if settings.self_context_rate > 0 and T > 1:
+        own = torch.rand(B, generator=generator) < settings.self_context_rate
+        if bool(own.any()):
+            context, context_codes = _own_context(
+                model, cond, inputs_BT, context, context_codes, keep, own.to(context.device), generator
+            )
+    logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
     target = torch.cat(gt, dim=1).view(B, T * layout.scale_tokens)
     loss, changed = change_weighted_loss(
         logits, target.view(B, T, -1), settings.change_weight, first_frame_weight=settings.first_frame_weight
@@ -146,6 +148,58 @@ def videoar_loss(
         if bool(changed.any()):
             logs["changed_token_accuracy"] = float(correct[changed].float().mean())
     return loss, logs
+
+
+def _clip_logits(
+    tr: Any,
+    cond: torch.Tensor,
+    inputs_BT: torch.Tensor,
+    context: torch.Tensor,
+    context_codes: Sequence[torch.Tensor],
+    keep: torch.Tensor | None,
+) -> torch.Tensor:
+    """Teacher-forced logits (B, T * N_s, V) of every scale token of a clip from its scale inputs
+    (B, T, N_s - 1, Cv), the finished frames' context latents (B*T, Cv, h, w) and their codes (K x (B*T, p^2))."""
+    layout, cfg = tr.layout, tr.config
+    B, T = inputs_BT.shape[:2]
+    context_BTlC = context.flatten(2).transpose(1, 2).reshape(B, T, -1, context.shape[1])
+    prev = previous_codes(tr, torch.cat(list(context_codes), dim=1).view(B, T, -1), keep)  # (B, T, N_s)
+    scales = tr.embed_scales(cond, inputs_BT, prev)  # (B, T, N_s, W)
+    clean = tr.embed_clean(context_BTlC)  # (B, T, N_c, W)
+    x = torch.cat([scales, clean], dim=2).flatten(1, 2)  # (B, T * N, W)
+    clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames, keep_frames=keep)
+    pos = layout.clip_positions(T).to(x.device)
+    h = tr(x, cond, pos, clip.to(x.device)).view(B, T, layout.tokens_per_frame, -1)[:, :, : layout.scale_tokens]
+    return tr.logits(h.flatten(1, 2), cond).float()
+
+
+@torch.no_grad()
+def _own_context(
+    model: VideoAR,
+    cond: torch.Tensor,
+    inputs_BT: torch.Tensor,
+    context: torch.Tensor,
+    context_codes: Sequence[torch.Tensor],
+    keep: torch.Tensor | None,
+    own_B: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Self context (not in VideoAR; parallel scheduled sampling): for the clips where own_B (B,) bool, every
+    frame's context becomes the model's own draw of that frame (each scale sampled at temperature 1 from a
+    teacher-forced pass) instead of its clean coding, so training meets the frames inference conditions on
+    and learns to pull the next frame back to the toy world's. Returns (context (B*T, Cv, h, w), codes)."""
+    tr, q = model.transformer, model.tokenizer.quantize
+    B, T = inputs_BT.shape[:2]
+    logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
+    probs = logits.softmax(-1).flatten(0, 1)
+    drawn = torch.multinomial(probs.cpu(), 1, generator=generator).view(B * T, -1).to(logits.device)  # (B*T, N_s)
+    sizes = [pn * pn for pn in q.patch_nums]
+    codes = list(drawn.split(sizes, dim=1))
+    fhat = q.indices_to_fhat(codes).to(context.dtype)  # (B*T, Cv, h, w)
+    mine = own_B.repeat_interleave(T)  # (B*T,)
+    mixed_context = torch.where(mine[:, None, None, None], fhat, context)
+    mixed_codes = [torch.where(mine[:, None], c, old) for c, old in zip(codes, context_codes, strict=True)]
+    return mixed_context, mixed_codes
 
 
 def change_weighted_loss(

@@ -53,6 +53,7 @@ class VideoARModelConfig:
     frame_mask_rate: float = 0.1
     change_weight: float = 1.0  # > 1: tokens whose code changes from the previous frame weigh more
     first_frame_weight: float = 1.0  # frame 0's tokens (drawn from text alone) weigh this much in the loss
+    self_context_rate: float = 0.0  # share of clips whose context frames are the model's own draws (not in VideoAR)
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
 
     def __post_init__(self) -> None:
@@ -71,6 +72,7 @@ class VideoARModelConfig:
             frame_mask_rate=self.frame_mask_rate,
             change_weight=self.change_weight,
             first_frame_weight=self.first_frame_weight,
+            self_context_rate=self.self_context_rate,
         )
 
 
