@@ -18,15 +18,14 @@ __all__ = ["long_clip_quality", "window_scores"]
 
 
 def window_scores(
-    net: Any, made: np.ndarray, reference: np.ndarray, colours: Sequence[str], window: slice
+    net: Any, made: np.ndarray, reference_features: np.ndarray, colours: Sequence[str], window: slice
 ) -> dict[str, float]:
-    """FVD of `made[:, window]` against `reference[:, window]` (both uint8 (N, T, H, W, 3)) and the object
-    statistics of `made[:, window]`."""
+    """FVD of `made[:, window]` (uint8 (N, T, H, W, 3)) against the reference's features of the same window
+    (N, F), and the object statistics of `made[:, window]`."""
     from genmotion.data.toyworld.feature_net import clip_features
 
     a = np.ascontiguousarray(made[:, window])
-    b = np.ascontiguousarray(reference[:, window])
-    return {"fvd": frechet_distance(clip_features(net, a), clip_features(net, b)), **set_statistics(a, colours)}
+    return {"fvd": frechet_distance(clip_features(net, a), reference_features), **set_statistics(a, colours)}
 
 
 _RATIOS = ("fvd", "area_variation", "pieces", "background_change", "missing")
@@ -45,7 +44,7 @@ def long_clip_quality(
     """First and last `window` frames of `num_frames`-frame clips (one per prompt, seed 0, `sampling` keywords)
     against ground truth of the same frames. -> {"generated": {"first", "last"}, "ground_truth": {"first",
     "last"}, "last_over_first": {...}, "clips", "frames", "window"}."""
-    from genmotion.data.toyworld.feature_net import load_feature_net
+    from genmotion.data.toyworld.feature_net import clip_features, load_feature_net
 
     if num_frames < 2 * window:
         raise ValueError(f"need num_frames >= 2 * window to compare two windows, got {num_frames} and {window}")
@@ -55,8 +54,9 @@ def long_clip_quality(
     colours = [s.objects[0].colour for s in specs]
     made = generate_set(pipe, prompts, num_frames=num_frames, **sampling)
     parts = {"first": slice(0, window), "last": slice(num_frames - window, num_frames)}
-    generated = {k: window_scores(net, made, reference, colours, w) for k, w in parts.items()}
-    truth = {k: window_scores(net, floor, reference, colours, w) for k, w in parts.items()}
+    ref = {k: clip_features(net, np.ascontiguousarray(reference[:, w])) for k, w in parts.items()}  # (N, F) each
+    generated = {k: window_scores(net, made, ref[k], colours, w) for k, w in parts.items()}
+    truth = {k: window_scores(net, floor, ref[k], colours, w) for k, w in parts.items()}
     ratio = {k: _ratio(generated["last"][k], generated["first"][k]) for k in _RATIOS}
     return {
         "clips": len(prompts),

@@ -74,6 +74,11 @@ def _ratios(made: dict[str, float], truth: dict[str, float]) -> dict[str, float]
     return {k: made[k] / truth[k] if truth[k] > 0 else float("inf") for k in keys}
 
 
+def _train_word_prompts(s: Any) -> list[str]:
+    """The FVD prompts: `s.fvd_clips` balanced one-object specs (seed 2025) in the training templates and words."""
+    return [p.text for p in train_template_prompts(balanced_prompts(s.fvd_clips, seed=2025))]
+
+
 def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
     """Every figure of the section; `s` is the bench's `BenchSettings` (fvd_clips, diagnosis_clips, sweep,
     num_frames, guidance_scale)."""
@@ -109,7 +114,7 @@ def run_quality(pipe: Any, s: Any) -> dict[str, Any]:
 
 def long_clips(pipe: Any, s: Any, net: Any = None) -> dict[str, Any]:
     """First vs last 16 frames of `s.long_frames`-frame clips of the first `s.long_clips` FVD prompts."""
-    prompts = [p.text for p in train_template_prompts(balanced_prompts(s.fvd_clips, seed=2025))][: s.long_clips]
+    prompts = _train_word_prompts(s)[: s.long_clips]
     return long_clip_quality(pipe, prompts, num_frames=s.long_frames, net=net, **s.sampling)
 
 
@@ -117,8 +122,7 @@ def _redo_context_rows(pipe: Any, quality: dict[str, Any], s: Any, command: str)
     """Recompute the diagnosis's tokenizer and teacher-forced rows of an existing `quality` section in place."""
     from genmotion.video.diagnose import context_rows
 
-    held_out = balanced_prompts(s.fvd_clips, seed=2025)
-    stick = Yardstick([p.text for p in train_template_prompts(held_out)], num_frames=s.num_frames, size=pipe.height)
+    stick = Yardstick(_train_word_prompts(s), num_frames=s.num_frames, size=pipe.height)
     quality["diagnosis"].update(context_rows(pipe, stick, quality["diagnosis"]["clips"]))
     quality.setdefault("setup", {})["context_rows_redone"] = "python -m genmotion.video.quality_bench " + command
 

@@ -7,26 +7,28 @@ import pytest
 import torch
 
 from genmotion.video.videoar.layout import ScaleLayout, clip_attention, context_frames
-from genmotion.video.videoar.loss import TrainingSettings, change_weighted_loss, previous_codes, requantize_with_errors
+from genmotion.video.videoar.loss import (
+    TrainingSettings,
+    _clip_logits,
+    change_weighted_loss,
+    previous_codes,
+    requantize_with_errors,
+)
 
 
 def _teacher_forced(model, video, text):
-    """Logits of every scale token of a clip, by the training pass and by the cached loop."""
+    """Logits of every scale token of a clip, by the training pass (the loss's own) and by the cached loop."""
     tr, q = model.transformer, model.tokenizer.quantize
-    layout, cfg = tr.layout, tr.config
+    layout = tr.layout
     B, T = video.shape[:2]
     f = model.tokenizer.latents(video).flatten(0, 1)
     gt = q.f_to_indices(f)
     inputs = q.idxBl_to_var_input(gt).view(B, T, layout.scale_tokens - 1, -1)
-    fhat, codes = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
-    codes = torch.cat(codes, dim=1).view(B, T, -1)
+    fhat, scale_codes = requantize_with_errors(q, f, torch.zeros(B * T), torch.Generator())
+    codes = torch.cat(scale_codes, dim=1).view(B, T, -1)
     clean_in = fhat.flatten(2).transpose(1, 2).reshape(B, T, layout.clean_tokens, -1)
     cond = tr.condition(text)
-    prev = previous_codes(tr, codes, None)
-    x = torch.cat([tr.embed_scales(cond, inputs, prev), tr.embed_clean(clean_in)], dim=2).flatten(1, 2)
-    clip = clip_attention(layout, T, sink=cfg.sink_frames, window=cfg.window_frames)
-    h = tr(x, cond, layout.clip_positions(T), clip).view(B, T, layout.tokens_per_frame, -1)
-    full = tr.logits(h[:, :, : layout.scale_tokens].flatten(1, 2), cond).view(B, T, layout.scale_tokens, -1)
+    full = _clip_logits(tr, cond, inputs, fhat, scale_codes, None).view(B, T, layout.scale_tokens, -1)
 
     cache = tr.new_cache(B, dtype=torch.float32)
     steps = []
