@@ -181,3 +181,35 @@ def test_self_context_changes_the_loss_and_its_rate_is_checked(model):
     assert model.transformer.clean_embed.weight.grad is not None
     with pytest.raises(ValueError, match="self_context_rate"):
         TrainingSettings(self_context_rate=1.5)
+
+
+def test_self_context_copy_targets_the_own_previous_code_only_where_the_world_is_unchanged():
+    from genmotion.video.videoar.loss import _copy_unchanged, changed_codes
+
+    clean = torch.tensor([[[1, 2, 3], [1, 5, 3], [1, 5, 6]], [[1, 2, 3], [1, 5, 3], [1, 5, 6]]])  # (B=2, T=3, N=3)
+    own = torch.tensor([[[7, 2, 9], [8, 5, 4], [0, 0, 0]], [[7, 2, 9], [8, 5, 4], [0, 0, 0]]])
+    changed = changed_codes(clean)
+    assert changed[0].tolist() == [[False] * 3, [False, True, False], [False, False, True]]
+    out = _copy_unchanged(clean, changed, own, torch.tensor([True, False]))
+    # clip 0 (own context): frame 0 keeps its clean codes; an unchanged token copies frame t-1's own code,
+    # a changed one keeps the clean target; clip 1 (clean context) is untouched
+    assert out[0].tolist() == [[1, 2, 3], [7, 5, 9], [8, 5, 6]]
+    assert torch.equal(out[1], clean[1])
+
+
+def test_self_context_copy_changes_the_self_context_loss(model):
+    from genmotion.video.videoar.loss import videoar_loss
+
+    g = torch.Generator().manual_seed(4)
+    video = (torch.rand(2, 1, 3, 16, 16, generator=g) * 2 - 1).repeat(1, 4, 1, 1, 1)  # a still world
+    video[:, 2:, :, :4, :4] = 1.0  # that changes in one corner
+    text = torch.randn(2, 384, generator=g)
+    own = TrainingSettings(self_context_rate=1.0)
+    copy = TrainingSettings(self_context_rate=1.0, self_context_copy=True)
+    a, _ = videoar_loss(model, video, text, own, torch.Generator().manual_seed(5))
+    b, _ = videoar_loss(model, video, text, copy, torch.Generator().manual_seed(5))
+    assert torch.isfinite(b) and not torch.isclose(a, b)
+    plain = TrainingSettings(self_context_copy=True)  # inert without self context
+    c, _ = videoar_loss(model, video, text, plain, torch.Generator().manual_seed(5))
+    d, _ = videoar_loss(model, video, text, TrainingSettings(), torch.Generator().manual_seed(5))
+    assert torch.equal(c, d)

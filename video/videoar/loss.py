@@ -30,6 +30,7 @@ from genmotion.video.videoar.model import VideoAR
 __all__ = [
     "TrainingSettings",
     "change_weighted_loss",
+    "changed_codes",
     "nearest_codes",
     "previous_codes",
     "requantize_with_errors",
@@ -45,6 +46,7 @@ class TrainingSettings:
     change_weight: float = 1.0
     first_frame_weight: float = 1.0
     self_context_rate: float = 0.0
+    self_context_copy: bool = False
 
     def __post_init__(self) -> None:
         if self.change_weight < 1.0:
@@ -126,17 +128,19 @@ def videoar_loss(
     keep_text = torch.rand(B, generator=generator) >= settings.condition_dropout
     cond = tr.condition(text_BE, keep_text.to(text_BE.device))  # (B, W)
     inputs_BT = inputs.view(B, T, *inputs.shape[1:])  # (B, T, N_s - 1, Cv)
+    target = torch.cat(gt, dim=1).view(B, T, layout.scale_tokens)
+    changed = changed_codes(target)
     if settings.self_context_rate > 0 and T > 1:
-        own = torch.rand(B, generator=generator) < settings.self_context_rate
+        own = (torch.rand(B, generator=generator) < settings.self_context_rate).to(context.device)
         if bool(own.any()):
-            context, context_codes = _own_context(
-                model, cond, inputs_BT, context, context_codes, keep, own.to(context.device), generator
-            )
+            context, context_codes = _own_context(model, cond, inputs_BT, context, context_codes, keep, own, generator)
+            if settings.self_context_copy:
+                target = _copy_unchanged(target, changed, torch.cat(list(context_codes), dim=1).view(B, T, -1), own)
     logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
-    target = torch.cat(gt, dim=1).view(B, T * layout.scale_tokens)
-    loss, changed = change_weighted_loss(
-        logits, target.view(B, T, -1), settings.change_weight, first_frame_weight=settings.first_frame_weight
-    )
+    loss = change_weighted_loss(
+        logits, target, settings.change_weight, first_frame_weight=settings.first_frame_weight, changed_BTN=changed
+    )[0]
+    target = target.view(B, T * layout.scale_tokens)
     with torch.no_grad():
         correct = (logits.argmax(-1) == target).view(B, T, -1)
         last = layout.scale_slice(layout.num_scales - 1)
@@ -202,15 +206,39 @@ def _own_context(
     return mixed_context, mixed_codes
 
 
+def changed_codes(codes_BTN: torch.Tensor) -> torch.Tensor:
+    """(B, T, N_s) bool: where a frame's code differs from the previous frame's at the same place (frame 0:
+    False)."""
+    changed = torch.zeros_like(codes_BTN, dtype=torch.bool)
+    changed[:, 1:] = codes_BTN[:, 1:] != codes_BTN[:, :-1]
+    return changed
+
+
+def _copy_unchanged(
+    target_BTN: torch.Tensor, changed_BTN: torch.Tensor, own_BTN: torch.Tensor, own_B: torch.Tensor
+) -> torch.Tensor:
+    """Self-context copy targets: in the clips where own_B (B,), a token the toy world leaves unchanged from
+    frame t-1 to t (not changed_BTN) targets the model's own code of frame t-1 there (own_BTN), not the clean
+    one, so a background drawn slightly wrong is kept steady rather than pulled back to the clean frame."""
+    copy = own_B[:, None, None] & ~changed_BTN
+    copy[:, 0] = False
+    previous = torch.cat([own_BTN[:, :1], own_BTN[:, :-1]], dim=1)
+    return torch.where(copy, previous, target_BTN)
+
+
 def change_weighted_loss(
-    logits_BLV: torch.Tensor, target_BTN: torch.Tensor, change_weight: float, *, first_frame_weight: float = 1.0
+    logits_BLV: torch.Tensor,
+    target_BTN: torch.Tensor,
+    change_weight: float,
+    *,
+    first_frame_weight: float = 1.0,
+    changed_BTN: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of logits (B, T * N_s, V) against codes (B, T, N_s), averaged with weight
-    `change_weight` on tokens whose code differs from the previous frame's at the same place, weight
-    `first_frame_weight` on frame 0's tokens (no previous frame; the one frame drawn from text alone) and 1
-    on the rest. Returns (loss, changed (B, T, N_s) bool)."""
-    changed = torch.zeros_like(target_BTN, dtype=torch.bool)
-    changed[:, 1:] = target_BTN[:, 1:] != target_BTN[:, :-1]
+    `change_weight` on tokens whose code differs from the previous frame's at the same place (or where
+    `changed_BTN`, when given), weight `first_frame_weight` on frame 0's tokens (no previous frame; the one
+    frame drawn from text alone) and 1 on the rest. Returns (loss, changed (B, T, N_s) bool)."""
+    changed = changed_codes(target_BTN) if changed_BTN is None else changed_BTN
     if change_weight == 1.0 and first_frame_weight == 1.0:
         return F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten()), changed
     ce = F.cross_entropy(logits_BLV.flatten(0, 1), target_BTN.flatten(), reduction="none")

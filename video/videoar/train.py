@@ -54,6 +54,7 @@ class VideoARModelConfig:
     change_weight: float = 1.0  # > 1: tokens whose code changes from the previous frame weigh more
     first_frame_weight: float = 1.0  # frame 0's tokens (drawn from text alone) weigh this much in the loss
     self_context_rate: float = 0.0  # share of clips whose context frames are the model's own draws (not in VideoAR)
+    self_context_copy: bool = False  # in those clips, tokens the toy world keeps target the model's own previous code
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
 
     def __post_init__(self) -> None:
@@ -73,6 +74,7 @@ class VideoARModelConfig:
             change_weight=self.change_weight,
             first_frame_weight=self.first_frame_weight,
             self_context_rate=self.self_context_rate,
+            self_context_copy=self.self_context_copy,
         )
 
 
