@@ -7,6 +7,7 @@ Everything genmotion writes is safetensors. A foreign checkpoint is read with
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,10 @@ def save_pretrained(
     dtype: torch.dtype | None = None,
     *,
     force: bool = False,
+    files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write `config` (plain YAML data, with a `kind` key naming the pipeline) and the model's weights.
+    """Write `config` (plain YAML data, with a `kind` key naming the pipeline) and the model's weights, and
+    copy `files` ({name in the checkpoint: source}) beside them.
 
     The directory is assembled under a temporary name beside it and swapped in under the output rule of
     `genmotion.io.atomic` (kind "checkpoint"): it replaces an absent folder, an empty one or a previous
@@ -76,6 +79,8 @@ def save_pretrained(
         (tmp / CONFIG_NAME).write_text(yaml.safe_dump(dict(config), sort_keys=False))
         if card is not None:
             (tmp / CARD_NAME).write_text(card)
+        for name, source in (files or {}).items():
+            shutil.copyfile(source, tmp / name)
         _share_modes(tmp)
     return out
 

@@ -50,19 +50,26 @@ def _sum(frames: np.ndarray) -> int:
     return int(frames.astype(np.int64).sum())
 
 
+SUM_SLACK = 16  # uint8 units: AVX2 and AVX-512 kernels round a few pixels of a float decoder differently
+
+
+def _assert_sum(frames: np.ndarray, expected: int) -> None:
+    assert abs(_sum(frames) - expected) <= SUM_SLACK, (_sum(frames), expected)
+
+
 @pytest.mark.parametrize("name, sampling", [("videoar-toy", {"guidance_scale": 3.0}), ("videoar-toy recommended", {})])
 def test_videoar_toy_golden(name, sampling):
     frames = genmotion.load("videoar-toy").generate("a red ball moving left", num_frames=3, seed=0, **sampling).frames
     assert frames.shape[0] == 3
     assert frames[2, 10, :8, 0].tolist() == GOLDEN[name]["slice"]
-    assert _sum(frames) == GOLDEN[name]["sum"]
+    _assert_sum(frames, GOLDEN[name]["sum"])
 
 
 def test_ca2vdm_toy_golden():
     frames = genmotion.load("ca2vdm-toy").generate("a blue square moving up", num_frames=4, seed=0).frames
     assert frames.shape[0] == 4
     assert frames[3, 10, :8, 2].tolist() == GOLDEN["ca2vdm-toy"]["slice"]
-    assert _sum(frames) == GOLDEN["ca2vdm-toy"]["sum"]
+    _assert_sum(frames, GOLDEN["ca2vdm-toy"]["sum"])
 
 
 @pytest.mark.parametrize("name", ["var-toy", "m-var-toy", "hmar-toy", "mvar-toy", "nfig-toy"])
@@ -70,7 +77,7 @@ def test_var_toy_golden(name):
     result = genmotion.load(name).generate("red circle", num_images=2, seed=0)
     assert result.tokens[-1][0, :8].tolist() == GOLDEN[name]["tokens"]
     assert result.images[1, 8, :8, 0].tolist() == GOLDEN[name]["slice"]
-    assert _sum(result.images) == GOLDEN[name]["sum"]
+    _assert_sum(result.images, GOLDEN[name]["sum"])
 
 
 def test_flowar_toy_golden():
@@ -78,4 +85,4 @@ def test_flowar_toy_golden():
     latent = result.tokens[-1][0, :2].flatten().tolist()
     np.testing.assert_allclose(latent, GOLDEN["flowar-toy"]["latent"], atol=2e-4)
     assert result.images[1, 8, :8, 0].tolist() == GOLDEN["flowar-toy"]["slice"]
-    assert _sum(result.images) == GOLDEN["flowar-toy"]["sum"]
+    _assert_sum(result.images, GOLDEN["flowar-toy"]["sum"])

@@ -299,16 +299,20 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def convert_keyframe(
-    video_ckpt: str = typer.Option(..., "--video", help="The videoar checkpoint (registry name or directory)."),
-    keyframe: str = typer.Option(..., "--keyframe", help="A videoar checkpoint trained on single frames."),
+    video_ckpt: str = typer.Option(
+        ..., "--video", help="The videoar or ca2vdm checkpoint (registry name or directory)."
+    ),
+    keyframe: str = typer.Option(
+        ..., "--keyframe", help="A checkpoint of the same kind trained on single frames (videoar) or chunks (ca2vdm)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
     force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
 ) -> None:
-    """One videoar checkpoint whose frame 0 is drawn by the keyframe checkpoint's transformer."""
+    """One videoar (ca2vdm) checkpoint whose frame 0 (first chunk) is drawn by the keyframe checkpoint's transformer."""
     from genmotion.cli.checks import check_folder_output
 
     for flag, name in (("--video", video_ckpt), ("--keyframe", keyframe)):
-        check_checkpoint_kind(name, ("videoar",), f"convert keyframe {flag}")
+        check_checkpoint_kind(name, ("videoar", "ca2vdm"), f"convert keyframe {flag}")
     check_folder_output(out, "checkpoint", force)
     from genmotion.video.videoar.keyframe import convert_keyframe as convert
 

@@ -9,7 +9,7 @@ Policies get this model's context window as their default, so every name is vali
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from genmotion.errors import UsageError
 from genmotion.kv.protocol import CachePolicy, FrameLayout
 from genmotion.pipeline import to_uint8
 from genmotion.video.ca2vdm.config import Ca2VDMConfig
-from genmotion.video.ca2vdm.model import Ca2VDM
+from genmotion.video.ca2vdm.model import Ca2VDM, CausalFlowNet
 from genmotion.video.ca2vdm.sampler import GuidedFlow
-from genmotion.video.streamer import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
+from genmotion.video.streamer import DEFAULT_FPS, VideoChunk, VideoStreamer, check_prompt_schedule, prompt_at
 
 __all__ = ["KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
 
@@ -62,10 +62,11 @@ class Ca2VDMPipeline(VideoStreamer):
         profile = Path(directory) / PROFILE_NAME
         return cls(model, head_profile=profile if profile.is_file() else None)
 
-    def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
-        return save_pretrained(
-            directory, self.model, {"kind": KIND, "model": to_dict(self.config)}, card, torch.bfloat16
-        )
+    def save_pretrained(self, directory: str | Path, card: str | None = None, *, force: bool = False) -> Path:
+        """The weights (bf16), config and card, and the Forcing-KV head profile when the pipeline has one."""
+        profile = {PROFILE_NAME: self.head_profile} if self.head_profile is not None else {}
+        config = {"kind": KIND, "model": to_dict(self.config)}
+        return save_pretrained(directory, self.model, config, card, torch.bfloat16, force=force, files=profile)
 
     @property
     def frame_layout(self) -> FrameLayout:
@@ -129,10 +130,26 @@ class Ca2VDMPipeline(VideoStreamer):
         return int(self.config.flow.context_frames + self.config.flow.frames_per_chunk)
 
     @torch.no_grad()
-    def condition(self, prompt: str) -> torch.Tensor:
-        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
+    def condition(self, prompt: str, net: CausalFlowNet | None = None) -> torch.Tensor:
+        """The condition (1, W) of one prompt as the flow transformer `net` reads it (default the model's own;
+        the keyframe has its own text projection)."""
         pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
-        return self.model.text_condition(pooled)  # (1, cond_dim)
+        return (net or self.model).text_condition(pooled)  # (1, cond_dim)
+
+    def _flows(self, schedule: tuple[tuple[int, str], ...], guidance: float) -> Callable[[int], GuidedFlow]:
+        """`model_at` of the flow loop: the flow transformer bound to the prompt in effect at a chunk's first
+        frame, the keyframe's for the first chunk when the model has one; each binding made once."""
+        flows: dict[tuple[str, bool], GuidedFlow] = {}
+        chunk = self.frame_layout.frames_per_chunk
+
+        def flow_at(frame: int) -> GuidedFlow:
+            key = (prompt_at(schedule, frame), frame < chunk and self.model.keyframe is not None)
+            if key not in flows:
+                net = self.model.first_chunk_net() if key[1] else self.model
+                flows[key] = GuidedFlow(net, self.condition(key[0], net), guidance)
+            return flows[key]
+
+        return flow_at
 
     def stream(
         self,
@@ -174,20 +191,13 @@ class Ca2VDMPipeline(VideoStreamer):
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        condition = PromptConditions(schedule, self.condition)
-        flows: dict[str, GuidedFlow] = {}  # one binding per prompt of the schedule
-
-        def flow_at(frame: int) -> GuidedFlow:
-            text = condition.prompt_at(frame)
-            if text not in flows:
-                flows[text] = GuidedFlow(self.model, condition(frame), guidance)
-            return flows[text]
-
+        flow_at = self._flows(schedule, guidance)
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
         config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
         layout, prev = self.frame_layout, None
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
-        chunks = flow_stream(flow_at(0), policy, layout, config, model_at=flow_at, **options)
+        # the policy allocates from the video transformer (the keyframe has its architecture); chunk 0 the keyframe's
+        chunks = flow_stream(flow_at(layout.frames_per_chunk), policy, layout, config, model_at=flow_at, **options)
         with torch.no_grad():
             for chunk in chunks:
                 frames = self.model.decode_tokens(chunk.latents, prev)  # (1, F, 3, H, W)
@@ -195,7 +205,7 @@ class Ca2VDMPipeline(VideoStreamer):
                 yield VideoChunk(
                     frames=to_uint8(frames[0]),
                     index=chunk.start_frame,
-                    prompt=condition.prompt_at(chunk.start_frame),
+                    prompt=prompt_at(schedule, chunk.start_frame),
                     cache_bytes=policy.bytes_held(),
                     cache_valid_bytes=_valid_bytes(policy),
                     seconds=time.perf_counter() - start,
@@ -213,13 +223,14 @@ class Ca2VDMPipeline(VideoStreamer):
         cache: str | CachePolicy = "shared",
     ) -> torch.Tensor:
         """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons)."""
-        flow = self.conditioned_flow(prompt, guidance_scale)
+        check_prompt_schedule(prompt, ())
+        flow_at = self._flows(((0, prompt),), guidance_scale)
         policy = self.policy(cache) if isinstance(cache, str) else cache
         generator = self.make_generator(seed)
         config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
-        return flow_generate(
-            flow, policy, self.frame_layout, config, generator=generator, device=self.device, dtype=self.dtype
-        )
+        first = flow_at(self.frame_layout.frames_per_chunk)  # the policy allocates from it
+        options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
+        return flow_generate(first, policy, self.frame_layout, config, model_at=flow_at, **options)
 
 
 def _bounded(policy: CachePolicy) -> bool:

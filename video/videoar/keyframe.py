@@ -57,16 +57,25 @@ def attach_keyframe(video: VideoARPipeline, keyframe: VideoARPipeline) -> VideoA
 
 
 def convert_keyframe(video: str | Path, keyframe: str | Path, out: str | Path, *, force: bool = False) -> Path:
-    """`genmotion convert keyframe`: load both checkpoints (registry names or directories), attach, save."""
+    """`genmotion convert keyframe`: load both checkpoints (registry names or directories; both videoar or both
+    ca2vdm), attach, save."""
     import genmotion
+    from genmotion.video.ca2vdm import keyframe as flow_keyframe
+    from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
 
     pipes = [genmotion.load(str(p)) for p in (video, keyframe)]
-    for flag, pipe in zip(("--video", "--keyframe"), pipes, strict=True):
-        if not isinstance(pipe, VideoARPipeline):
-            raise UsageError(f"{flag} must be a videoar checkpoint, got kind {pipe.kind!r}")
-    made = attach_keyframe(*pipes)
+    kinds = {type(p) for p in pipes}
+    if len(kinds) != 1 or not kinds <= {VideoARPipeline, Ca2VDMPipeline}:
+        raise UsageError(
+            f"--video and --keyframe must be two videoar or two ca2vdm checkpoints, got {pipes[0].kind!r} and "
+            f"{pipes[1].kind!r}",
+            fix="compose a keyframe with the video model it was fine-tuned beside",
+        )
+    made = attach_keyframe(*pipes) if isinstance(pipes[0], VideoARPipeline) else flow_keyframe.attach_keyframe(*pipes)
+    what = "frame 0" if isinstance(pipes[0], VideoARPipeline) else "the first chunk"
     card = (
-        f"# VideoAR with a keyframe transformer\n\nThe video transformer and tokenizer of `{video}`; frame 0 drawn by "
-        f"the transformer of `{keyframe}` (trained on single frames with the same tokenizer).\n"
+        f"# {type(made).__name__.removesuffix('Pipeline')} with a keyframe transformer\n\nThe video transformer and "
+        f"tokenizer of `{video}`; {what} drawn by the transformer of `{keyframe}` (trained on single frames or "
+        "chunks with the same tokenizer).\n"
     )
     return made.save_pretrained(out, card=card, force=force)
