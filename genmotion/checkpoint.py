@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +49,10 @@ def save_pretrained(
     dtype: torch.dtype | None = None,
     *,
     force: bool = False,
-    files: Mapping[str, Path] | None = None,
+    files: Mapping[str, Path | Callable[[Path], object]] | None = None,
 ) -> Path:
     """Write `config` (plain YAML data, with a `kind` key naming the pipeline) and the model's weights, and
-    copy `files` ({name in the checkpoint: source}) beside them.
+    `files` beside them ({name in the checkpoint: a file to copy, or a writer called with the path}).
 
     The directory is assembled under a temporary name beside it and swapped in under the output rule of
     `genmotion.io.atomic` (kind "checkpoint"): it replaces an absent folder, an empty one or a previous
@@ -80,7 +80,10 @@ def save_pretrained(
         if card is not None:
             (tmp / CARD_NAME).write_text(card)
         for name, source in (files or {}).items():
-            shutil.copyfile(source, tmp / name)
+            if callable(source):
+                source(tmp / name)
+            else:
+                shutil.copyfile(source, tmp / name)
         _share_modes(tmp)
     return out
 

@@ -303,16 +303,17 @@ def convert_keyframe(
         ..., "--video", help="The videoar or ca2vdm checkpoint (registry name or directory)."
     ),
     keyframe: str = typer.Option(
-        ..., "--keyframe", help="A checkpoint of the same kind trained on single frames (videoar) or chunks (ca2vdm)."
+        ..., "--keyframe", help="videoar: one trained on single frames; ca2vdm: any videoar model of its frame size."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
     force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
 ) -> None:
-    """One videoar (ca2vdm) checkpoint whose frame 0 (first chunk) is drawn by the keyframe checkpoint's transformer."""
+    """One checkpoint whose start is drawn by the keyframe: a videoar video's frame 0 by the keyframe's
+    transformer, a ca2vdm video's first chunk by the whole videoar keyframe model."""
     from genmotion.cli.checks import check_folder_output
 
-    for flag, name in (("--video", video_ckpt), ("--keyframe", keyframe)):
-        check_checkpoint_kind(name, ("videoar", "ca2vdm"), f"convert keyframe {flag}")
+    check_checkpoint_kind(video_ckpt, ("videoar", "ca2vdm"), "convert keyframe --video")
+    check_checkpoint_kind(keyframe, ("videoar",), "convert keyframe --keyframe")
     check_folder_output(out, "checkpoint", force)
     from genmotion.video.videoar.keyframe import convert_keyframe as convert
 

@@ -38,15 +38,10 @@ class CausalFlowConfig:
 class Ca2VDMConfig:
     tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
     flow: CausalFlowConfig = field(default_factory=CausalFlowConfig)
-    keyframe: CausalFlowConfig | None = None  # a second flow transformer for the first chunk (same architecture)
 
     def __post_init__(self) -> None:
         if self.tokenizer.latent_size % self.flow.patch:
             raise ValueError(f"latent size {self.tokenizer.latent_size} is not a multiple of patch {self.flow.patch}")
-        if self.keyframe is not None and self.keyframe != self.flow:
-            raise ValueError(
-                "keyframe must have the flow transformer's architecture (the first chunk's K/V cache is shared)"
-            )
 
     @property
     def tokens_per_frame(self) -> int:

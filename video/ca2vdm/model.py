@@ -21,30 +21,30 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig, flow_inputs
-from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
+from genmotion.video.ca2vdm.config import Ca2VDMConfig
 from genmotion.video.text import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
 
-__all__ = ["Ca2VDM", "CausalFlowNet"]
+__all__ = ["Ca2VDM"]
 
 
-class CausalFlowNet(nn.Module):
-    """The flow side of `Ca2VDM`: text condition, input/output projections, the chunk-causal transformer.
-    `forward` is the velocity model the core flow loop drives (bound to a text with `GuidedFlow`). A `Ca2VDM`
-    is one (its flow transformer) and may hold a second of the same architecture, its keyframe (`keyframe`),
-    which denoises the first chunk, the one drawn from the text alone."""
+class Ca2VDM(nn.Module):
+    """Frozen autoencoder + flow transformer. `forward` is the velocity model the core flow loop drives
+    (bound to a text with `GuidedFlow`); `encode_tokens` / `decode_tokens` convert frames and tokens."""
 
-    text_mean: torch.Tensor  # (E,) buffers: text standardisation statistics
+    latent_mean: torch.Tensor  # (C,) buffers: latent and text standardisation statistics
+    latent_std: torch.Tensor
+    text_mean: torch.Tensor  # (E,)
     text_std: torch.Tensor
 
-    def __init__(self, f: CausalFlowConfig, *, token_channels: int, tokens_per_frame: int) -> None:
+    def __init__(self, config: Ca2VDMConfig) -> None:
         super().__init__()
-        self._build(f, token_channels, tokens_per_frame)
-
-    def _build(self, f: CausalFlowConfig, token_channels: int, tokens_per_frame: int) -> None:
-        """Register the flow side's buffers and modules (after what a subclass registers first)."""
-        self.flow_config = f
-        D, N = token_channels, tokens_per_frame
+        self.config = config
+        f, D, N = config.flow, config.token_channels, config.tokens_per_frame
+        self.tokenizer = VideoTokenizer(config.tokenizer)
+        C = config.tokenizer.latent_channels
+        self.register_buffer("latent_mean", torch.zeros(C))
+        self.register_buffer("latent_std", torch.ones(C))
         self.register_buffer("text_mean", torch.zeros(f.text_dim))
         self.register_buffer("text_std", torch.ones(f.text_dim))
         self.proj_in = nn.Linear(D, f.width)
@@ -66,6 +66,12 @@ class CausalFlowNet(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
+    # -- the autoencoder side -------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_latent_statistics(self, f_BTChw: torch.Tensor) -> None:
+        self.latent_mean.copy_(f_BTChw.float().mean((0, 1, 3, 4)))
+        self.latent_std.copy_(f_BTChw.float().std((0, 1, 3, 4)).clamp_min(1e-3))
+
     @torch.no_grad()
     def set_text_statistics(self, text_NE: torch.Tensor) -> None:
         """Standardise MiniLM embeddings with the training captions' statistics (its dimensions are tiny)."""
@@ -73,6 +79,33 @@ class CausalFlowNet(nn.Module):
         self.text_mean.copy_(mean)
         self.text_std.copy_(std)
 
+    def encode_tokens(self, video_BT3HW: torch.Tensor) -> torch.Tensor:
+        """Frames in [-1, 1] (B, T, 3, H, W) -> standardised latent tokens (B, T, N, D)."""
+        f = self.tokenizer.latents(video_BT3HW)
+        f = (f - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+        B, T, C, h, w = f.shape
+        p = self.config.flow.patch
+        x = f.view(B, T, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, h/p, w/p, C, p, p)
+        return x.reshape(B, T, (h // p) * (w // p), C * p * p)
+
+    def tokens_to_latents(self, x_BTND: torch.Tensor) -> torch.Tensor:
+        """Inverse of the patching and standardisation of `encode_tokens`: (B, T, N, D) -> f (B, T, C, h, w)."""
+        B, T = x_BTND.shape[:2]
+        C, p, s = self.config.tokenizer.latent_channels, self.config.flow.patch, self.config.tokenizer.latent_size
+        f = x_BTND.reshape(B, T, s // p, s // p, C, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, T, C, s, s)
+        return f * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    def decode_tokens(self, x_BTND: torch.Tensor, prev_f_BChw: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, T, N, D) -> frames (B, T, 3, H, W) in [-1, 1]; `prev_f_BChw` is the latent of the frame
+        before the first (the decoder mixes each latent with its predecessor's, causally)."""
+        f = self.tokens_to_latents(x_BTND)
+        frames, prev = [], prev_f_BChw
+        for t in range(f.shape[1]):
+            frames.append(self.tokenizer.decode_frame(f[:, t], prev))
+            prev = f[:, t]
+        return torch.stack(frames, dim=1)
+
+    # -- the flow side --------------------------------------------------------------------------------
     def text_condition(self, text_BE: torch.Tensor, keep_B: torch.Tensor | None = None) -> torch.Tensor:
         """MiniLM embeddings (B, E) -> (B, cond_dim); rows where keep_B is False use the null text."""
         text = (text_BE - self.text_mean) / self.text_std
@@ -105,68 +138,8 @@ class CausalFlowNet(nn.Module):
             proj_in=self.proj_in,
             spatial_NW=self.spatial,
             time_mlp=self.time_mlp,
-            cond_dim=self.flow_config.cond_dim,
+            cond_dim=self.config.flow.cond_dim,
             extra_BE=cond_BE,
             memo=memo,
         )
         return self.proj_out(self.backbone(h, positions_L, cache=cache, mask=mask, cond=cond))
-
-
-class Ca2VDM(CausalFlowNet):
-    """Frozen autoencoder + flow transformer (this module's `CausalFlowNet` side) + an optional keyframe flow
-    transformer for the first chunk; `encode_tokens` / `decode_tokens` convert frames and tokens."""
-
-    latent_mean: torch.Tensor  # (C,) buffers: latent standardisation statistics
-    latent_std: torch.Tensor
-
-    def __init__(self, config: Ca2VDMConfig) -> None:
-        nn.Module.__init__(self)  # the autoencoder first: parameter order as in checkpoints before the keyframe
-        self.config = config
-        self.tokenizer = VideoTokenizer(config.tokenizer)
-        C = config.tokenizer.latent_channels
-        self.register_buffer("latent_mean", torch.zeros(C))
-        self.register_buffer("latent_std", torch.ones(C))
-        self._build(config.flow, config.token_channels, config.tokens_per_frame)
-        self.keyframe = (
-            None
-            if config.keyframe is None
-            else CausalFlowNet(
-                config.keyframe, token_channels=config.token_channels, tokens_per_frame=config.tokens_per_frame
-            )
-        )
-
-    def first_chunk_net(self) -> CausalFlowNet:
-        """The flow transformer of the first chunk: the keyframe's when there is one, else this one."""
-        return self if self.keyframe is None else self.keyframe
-
-    # -- the autoencoder side -------------------------------------------------------------------------
-    @torch.no_grad()
-    def set_latent_statistics(self, f_BTChw: torch.Tensor) -> None:
-        self.latent_mean.copy_(f_BTChw.float().mean((0, 1, 3, 4)))
-        self.latent_std.copy_(f_BTChw.float().std((0, 1, 3, 4)).clamp_min(1e-3))
-
-    def encode_tokens(self, video_BT3HW: torch.Tensor) -> torch.Tensor:
-        """Frames in [-1, 1] (B, T, 3, H, W) -> standardised latent tokens (B, T, N, D)."""
-        f = self.tokenizer.latents(video_BT3HW)
-        f = (f - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
-        B, T, C, h, w = f.shape
-        p = self.config.flow.patch
-        x = f.view(B, T, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, h/p, w/p, C, p, p)
-        return x.reshape(B, T, (h // p) * (w // p), C * p * p)
-
-    def tokens_to_latents(self, x_BTND: torch.Tensor) -> torch.Tensor:
-        """Inverse of the patching and standardisation of `encode_tokens`: (B, T, N, D) -> f (B, T, C, h, w)."""
-        B, T = x_BTND.shape[:2]
-        C, p, s = self.config.tokenizer.latent_channels, self.config.flow.patch, self.config.tokenizer.latent_size
-        f = x_BTND.reshape(B, T, s // p, s // p, C, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, T, C, s, s)
-        return f * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
-
-    def decode_tokens(self, x_BTND: torch.Tensor, prev_f_BChw: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens (B, T, N, D) -> frames (B, T, 3, H, W) in [-1, 1]; `prev_f_BChw` is the latent of the frame
-        before the first (the decoder mixes each latent with its predecessor's, causally)."""
-        f = self.tokens_to_latents(x_BTND)
-        frames, prev = [], prev_f_BChw
-        for t in range(f.shape[1]):
-            frames.append(self.tokenizer.decode_frame(f[:, t], prev))
-            prev = f[:, t]
-        return torch.stack(frames, dim=1)

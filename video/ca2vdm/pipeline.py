@@ -24,14 +24,15 @@ from genmotion.errors import UsageError
 from genmotion.kv.protocol import CachePolicy, FrameLayout
 from genmotion.pipeline import to_uint8
 from genmotion.video.ca2vdm.config import Ca2VDMConfig
-from genmotion.video.ca2vdm.model import Ca2VDM, CausalFlowNet
+from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.sampler import GuidedFlow
 from genmotion.video.streamer import DEFAULT_FPS, VideoChunk, VideoStreamer, check_prompt_schedule, prompt_at
 
-__all__ = ["KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
+__all__ = ["FIRST_CHUNK_DIR", "KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
 
 KIND = "ca2vdm"
 PROFILE_NAME = "head_profile.json"  # the Forcing-KV head profile shipped beside the weights, if any
+FIRST_CHUNK_DIR = "first_chunk"  # a videoar checkpoint inside the folder that draws the first chunk, if any
 
 
 def read_ca2vdm_config(directory: Any) -> Ca2VDMConfig:
@@ -49,24 +50,58 @@ class Ca2VDMPipeline(VideoStreamer):
     model: Ca2VDM
 
     def __init__(
-        self, model: Ca2VDM, *, encoder: Any = None, fps: float = DEFAULT_FPS, head_profile: Path | None = None
+        self,
+        model: Ca2VDM,
+        *,
+        encoder: Any = None,
+        fps: float = DEFAULT_FPS,
+        head_profile: Path | None = None,
+        first_chunk: VideoStreamer | None = None,
     ) -> None:
+        """`first_chunk`: a text-to-video pipeline of the same frame size (a `videoar` one) that draws the first
+        chunk, which the flow model then continues from as a clean prefix (see `with_first_chunk`)."""
         super().__init__(model, encoder=encoder, fps=fps)
         self.config: Ca2VDMConfig = model.config
         self.head_profile = head_profile
+        self.first_chunk = first_chunk
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> Ca2VDMPipeline:
         model = Ca2VDM(from_dict(Ca2VDMConfig, config["model"], prefix="model"))
         load_weights(model, directory)
-        profile = Path(directory) / PROFILE_NAME
-        return cls(model, head_profile=profile if profile.is_file() else None)
+        profile, first = Path(directory) / PROFILE_NAME, Path(directory) / FIRST_CHUNK_DIR
+        first_chunk = None
+        if first.is_dir():
+            from genmotion.video.videoar.pipeline import VideoARPipeline
+
+            first_chunk = VideoARPipeline.from_pretrained(first)
+        return cls(model, head_profile=profile if profile.is_file() else None, first_chunk=first_chunk)
 
     def save_pretrained(self, directory: str | Path, card: str | None = None, *, force: bool = False) -> Path:
-        """The weights (bf16), config and card, and the Forcing-KV head profile when the pipeline has one."""
-        profile = {PROFILE_NAME: self.head_profile} if self.head_profile is not None else {}
+        """The weights (bf16), config and card, the Forcing-KV head profile and the first-chunk checkpoint
+        (`first_chunk/`) when the pipeline has them."""
+        files: dict[str, Path | Callable[[Path], object]] = {}
+        if self.head_profile is not None:
+            files[PROFILE_NAME] = self.head_profile
+        if self.first_chunk is not None:
+            files[FIRST_CHUNK_DIR] = self.first_chunk.save_pretrained
         config = {"kind": KIND, "model": to_dict(self.config)}
-        return save_pretrained(directory, self.model, config, card, torch.bfloat16, force=force, files=profile)
+        return save_pretrained(directory, self.model, config, card, torch.bfloat16, force=force, files=files)
+
+    def with_first_chunk(self, first_chunk: VideoStreamer | None) -> Ca2VDMPipeline:
+        """This model with `first_chunk` (None: none) drawing the first `frames_per_chunk` frames from the text,
+        a new pipeline sharing the weights. The flow model draws its first chunk from the text alone, which is
+        where the toy-world models lose most of their quality; a frame model that draws it better (the VideoAR
+        default) gives every later chunk a coherent scene to continue."""
+        if first_chunk is not None and (first_chunk.height, first_chunk.width) != (self.height, self.width):
+            raise UsageError(
+                f"the first-chunk model makes {first_chunk.height}x{first_chunk.width} frames, this model "
+                f"{self.height}x{self.width}",
+                fix="pair models of the same frame size",
+            )
+        return Ca2VDMPipeline(
+            self.model, encoder=self._encoder, fps=self.fps, head_profile=self.head_profile, first_chunk=first_chunk
+        )
 
     @property
     def frame_layout(self) -> FrameLayout:
@@ -130,26 +165,36 @@ class Ca2VDMPipeline(VideoStreamer):
         return int(self.config.flow.context_frames + self.config.flow.frames_per_chunk)
 
     @torch.no_grad()
-    def condition(self, prompt: str, net: CausalFlowNet | None = None) -> torch.Tensor:
-        """The condition (1, W) of one prompt as the flow transformer `net` reads it (default the model's own;
-        the keyframe has its own text projection)."""
+    def condition(self, prompt: str) -> torch.Tensor:
+        """The model's condition of one prompt, (1, W), as every frame of that prompt reads it."""
         pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
-        return (net or self.model).text_condition(pooled)  # (1, cond_dim)
+        return self.model.text_condition(pooled)  # (1, cond_dim)
 
     def _flows(self, schedule: tuple[tuple[int, str], ...], guidance: float) -> Callable[[int], GuidedFlow]:
-        """`model_at` of the flow loop: the flow transformer bound to the prompt in effect at a chunk's first
-        frame, the keyframe's for the first chunk when the model has one; each binding made once."""
-        flows: dict[tuple[str, bool], GuidedFlow] = {}
-        chunk = self.frame_layout.frames_per_chunk
+        """`model_at` of the flow loop: the model bound to the prompt in effect at a chunk's first frame, each
+        prompt bound once."""
+        flows: dict[str, GuidedFlow] = {}
 
         def flow_at(frame: int) -> GuidedFlow:
-            key = (prompt_at(schedule, frame), frame < chunk and self.model.keyframe is not None)
-            if key not in flows:
-                net = self.model.first_chunk_net() if key[1] else self.model
-                flows[key] = GuidedFlow(net, self.condition(key[0], net), guidance)
-            return flows[key]
+            text = prompt_at(schedule, frame)
+            if text not in flows:
+                flows[text] = GuidedFlow(self.model, self.condition(text), guidance)
+            return flows[text]
 
         return flow_at
+
+    @torch.no_grad()
+    def _first_chunk(
+        self, prompt: str, count: int, generator: torch.Generator
+    ) -> tuple[np.ndarray, torch.Tensor] | None:
+        """The first `count` frames drawn by `first_chunk` (uint8 (count, H, W, 3)) and their latent tokens
+        (1, count, N, D), the flow loop's clean prefix; None without a first-chunk model."""
+        if self.first_chunk is None:
+            return None
+        self.first_chunk.encoder = self.encoder  # one prompt encoder for both
+        frames = self.first_chunk.generate(prompt, num_frames=count, generator=generator).frames
+        unit = torch.as_tensor(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # (count, 3, H, W)
+        return frames, self.model.encode_tokens(unit[None].to(self.device, self.dtype))
 
     def stream(
         self,
@@ -193,11 +238,20 @@ class Ca2VDMPipeline(VideoStreamer):
         start = time.perf_counter()
         flow_at = self._flows(schedule, guidance)
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
-        config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
         layout, prev = self.frame_layout, None
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
-        # the policy allocates from the video transformer (the keyframe has its architecture); chunk 0 the keyframe's
-        chunks = flow_stream(flow_at(layout.frames_per_chunk), policy, layout, config, model_at=flow_at, **options)
+        first = self._first_chunk(prompt_at(schedule, 0), min(layout.frames_per_chunk, total), generator)
+        if first is not None:
+            frames0, options["prefix_BFNC"] = first
+            seconds = time.perf_counter() - start
+            text = prompt_at(schedule, 0)
+            yield VideoChunk(frames=frames0, index=0, prompt=text, cache_bytes=0, cache_valid_bytes=0, seconds=seconds)
+            prev = self.model.tokens_to_latents(first[1][:, -1:])[:, 0]
+            total -= len(frames0)
+            if total == 0:
+                return
+        config = FlowLoopConfig(num_frames=total, num_steps=num_steps)
+        chunks = flow_stream(flow_at(0), policy, layout, config, model_at=flow_at, **options)
         with torch.no_grad():
             for chunk in chunks:
                 frames = self.model.decode_tokens(chunk.latents, prev)  # (1, F, 3, H, W)
@@ -222,15 +276,21 @@ class Ca2VDMPipeline(VideoStreamer):
         num_steps: int = 10,
         cache: str | CachePolicy = "shared",
     ) -> torch.Tensor:
-        """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons)."""
-        check_prompt_schedule(prompt, ())
-        flow_at = self._flows(((0, prompt),), guidance_scale)
+        """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons);
+        with a first-chunk model its frames' tokens come first."""
+        flow = self.conditioned_flow(prompt, guidance_scale)
         policy = self.policy(cache) if isinstance(cache, str) else cache
         generator = self.make_generator(seed)
-        config = FlowLoopConfig(num_frames=num_frames, num_steps=num_steps)
-        first = flow_at(self.frame_layout.frames_per_chunk)  # the policy allocates from it
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
-        return flow_generate(first, policy, self.frame_layout, config, model_at=flow_at, **options)
+        first = self._first_chunk(prompt, min(self.frame_layout.frames_per_chunk, num_frames), generator)
+        done = 0 if first is None else first[1].shape[1]
+        if first is not None:
+            options["prefix_BFNC"] = first[1]
+            if done == num_frames:
+                return first[1]
+        config = FlowLoopConfig(num_frames=num_frames - done, num_steps=num_steps)
+        made = flow_generate(flow, policy, self.frame_layout, config, **options)
+        return made if first is None else torch.cat([first[1], made], dim=1)
 
 
 def _bounded(policy: CachePolicy) -> bool:

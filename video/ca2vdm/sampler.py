@@ -15,14 +15,13 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.blocks import ConditionMemo
 from genmotion.nn.masks import MaskArg
 from genmotion.sampling.guidance import guide
-from genmotion.video.ca2vdm.model import CausalFlowNet
+from genmotion.video.ca2vdm.model import Ca2VDM
 
 __all__ = ["GuidedFlow"]
 
 
 class GuidedFlow(nn.Module):
-    """A `Ca2VDM` (or its keyframe, any `CausalFlowNet`) bound to a text condition, as the core `FlowModel`
-    (velocity of x at t, positions, cache).
+    """`Ca2VDM` bound to a text condition, as the core `FlowModel` (velocity of x at t, positions, cache).
 
     With `guidance != 1` every call runs the conditional and the null rows as one doubled batch (the cache
     holds both) and returns null + guidance * (cond - null), the one guidance rule (`genmotion.sampling.guide`).
@@ -31,7 +30,7 @@ class GuidedFlow(nn.Module):
     holds the AdaLN values of this condition per flow time (a cache of values, not state the output depends on).
     """
 
-    def __init__(self, model: CausalFlowNet, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
+    def __init__(self, model: Ca2VDM, cond_BE: torch.Tensor, guidance: float = 1.0) -> None:
         super().__init__()
         self.model, self.guidance = model, guidance  # a wrapper: its weights are the model's
         self.batch = cond_BE.shape[0]

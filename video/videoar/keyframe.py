@@ -57,25 +57,24 @@ def attach_keyframe(video: VideoARPipeline, keyframe: VideoARPipeline) -> VideoA
 
 
 def convert_keyframe(video: str | Path, keyframe: str | Path, out: str | Path, *, force: bool = False) -> Path:
-    """`genmotion convert keyframe`: load both checkpoints (registry names or directories; both videoar or both
-    ca2vdm), attach, save."""
+    """`genmotion convert keyframe`: load both checkpoints (registry names or directories), attach, save. A
+    videoar `video` takes the keyframe's transformer for frame 0; a ca2vdm `video` takes the whole videoar
+    `keyframe` checkpoint as its first-chunk model (`Ca2VDMPipeline.with_first_chunk`)."""
     import genmotion
-    from genmotion.video.ca2vdm import keyframe as flow_keyframe
     from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
 
-    pipes = [genmotion.load(str(p)) for p in (video, keyframe)]
-    kinds = {type(p) for p in pipes}
-    if len(kinds) != 1 or not kinds <= {VideoARPipeline, Ca2VDMPipeline}:
-        raise UsageError(
-            f"--video and --keyframe must be two videoar or two ca2vdm checkpoints, got {pipes[0].kind!r} and "
-            f"{pipes[1].kind!r}",
-            fix="compose a keyframe with the video model it was fine-tuned beside",
-        )
-    made = attach_keyframe(*pipes) if isinstance(pipes[0], VideoARPipeline) else flow_keyframe.attach_keyframe(*pipes)
-    what = "frame 0" if isinstance(pipes[0], VideoARPipeline) else "the first chunk"
+    made: VideoARPipeline | Ca2VDMPipeline
+    base, key = (genmotion.load(str(p)) for p in (video, keyframe))
+    if not isinstance(key, VideoARPipeline):
+        raise UsageError(f"--keyframe must be a videoar checkpoint, got kind {key.kind!r}")
+    if isinstance(base, Ca2VDMPipeline):
+        made, what = base.with_first_chunk(key), f"the first chunk ({base.frame_layout.frames_per_chunk} frames)"
+    elif isinstance(base, VideoARPipeline):
+        made, what = attach_keyframe(base, key), "frame 0"
+    else:
+        raise UsageError(f"--video must be a videoar or ca2vdm checkpoint, got kind {base.kind!r}")
     card = (
-        f"# {type(made).__name__.removesuffix('Pipeline')} with a keyframe transformer\n\nThe video transformer and "
-        f"tokenizer of `{video}`; {what} drawn by the transformer of `{keyframe}` (trained on single frames or "
-        "chunks with the same tokenizer).\n"
+        f"# {base.kind} with a keyframe model\n\nThe model of `{video}`; {what} drawn by `{keyframe}` (a VideoAR "
+        "model with the same frame size).\n"
     )
     return made.save_pretrained(out, card=card, force=force)
