@@ -121,7 +121,7 @@ class Ca2VDMPipeline(VideoStreamer):
             | ({"profile": self.head_profile} if self.head_profile else {}),
         }[kv_part(name)]
         if uses_steps(name):
-            defaults |= {"thresh": 0.1, "order": 1, "rule": "error", "warmup": 3}
+            defaults |= {"thresh": 0.15, "order": 0, "rule": "error", "warmup": 2, "correct": True}
         return parse_policy(name, **{**defaults, **params})
 
     @property
