@@ -70,7 +70,8 @@ def video(
     cache_param: list[str] = typer.Option(
         [],
         "--cache-param",
-        help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
+        help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input, correct=false or "
+        "queries=denoising (repeatable).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
     height: int | None = typer.Option(

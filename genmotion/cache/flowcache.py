@@ -132,7 +132,7 @@ class FlowCache:
         self._history: list[tuple[float, torch.Tensor]] = []
         self.trace: list[list[bool]] = []
         self._evaluations: int | None = None
-        self._accumulated = 0.0
+        self._accumulated, self._error_scale = 0.0, math.inf
         # correct=True: the chunk's Euler steps dt_k, and the skipped steps since the last computed evaluation as
         # (t_k, dt_k, velocity used (B, L, C))
         self._steps: list[float] = []
@@ -150,7 +150,7 @@ class FlowCache:
     def begin_chunk(self, start_frame: int, num_evaluations: int, times: Sequence[float] | None = None) -> None:
         self.context.begin_chunk(start_frame, num_evaluations, times=times)
         self.features.clear()
-        self._history, self._skipped = [], []
+        self._history, self._skipped, self._error_scale = [], [], math.inf
         self.trace.append([])
         self._evaluations, self._accumulated = num_evaluations, 0.0
         if self.correct:
@@ -180,6 +180,7 @@ class FlowCache:
         returned = self._corrected(v, float(t), step) if self._skipped else v
         older = [(s, u) for s, u in self._history if s != float(t)]  # a time evaluated again (Heun): the newest
         self._history = [(float(t), v), *older[: self._keep - 1]]
+        self._error_scale = self._divided_difference_scale() if self.rule == "error" else math.inf
         trace.append(True)
         return returned
 
@@ -219,12 +220,18 @@ class FlowCache:
 
     def _forecast_error(self, t: float) -> float:
         """mean|f[t_0..t_(order+1)] prod_(j <= order) (t - t_j)| / mean|v_0| over the stored velocities (newest
-        first), or inf while fewer than `order` + 2 are stored."""
+        first), or inf while fewer than `order` + 2 are stored. The product is a number, so this is |product| times
+        `_error_scale`, the divided difference's relative mean, made once per computed evaluation."""
         if len(self._history) < self._keep:
             return math.inf
-        times = [s for s, _ in self._history]
-        span = math.prod(t - tj for tj in times[:-1])
-        estimate = _combine(self._history, [w * span for w in divided_difference_weights(times)])
+        return abs(math.prod(t - tj for tj, _ in self._history[:-1])) * self._error_scale
+
+    def _divided_difference_scale(self) -> float:
+        """mean|f[t_0..t_(order+1)]| / mean|v_0| of the stored velocities (inf while fewer than `order` + 2)."""
+        if len(self._history) < self._keep:
+            return math.inf
+        weights = divided_difference_weights([s for s, _ in self._history])
+        estimate = _combine(self._history, weights)
         return float(estimate.abs().mean() / (self._history[0][1].abs().mean() + 1e-8))
 
     def _forecast(self, t: float) -> torch.Tensor:
