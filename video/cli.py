@@ -70,7 +70,8 @@ def video(
     cache_param: list[str] = typer.Option(
         [],
         "--cache-param",
-        help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input or queries=denoising (repeatable).",
+        help="ca2vdm cache policy parameter, e.g. thresh=0.1, order=1, rule=input, correct=false or "
+        "queries=denoising (repeatable).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
     height: int | None = typer.Option(
@@ -208,11 +209,17 @@ def parse_cache_params(cache: str, items: list[str]) -> dict[str, object]:
 
 
 _TEXT_PARAMS = {"rule", "queries"}  # the cache parameters that take a word; every other one a finite number
+_FLAG_PARAMS = {"correct"}  # the cache parameters that are on or off
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 def _parse_param(key: str, text: str) -> object:
     if key in _TEXT_PARAMS:
         return text
+    if key in _FLAG_PARAMS:
+        if text.lower() not in _FLAGS:
+            raise UsageError(f"--cache-param {key}={text} is not on or off", fix=f"write --cache-param {key}=true")
+        return _FLAGS[text.lower()]
     for kind in (int, float):
         try:
             value = kind(text)

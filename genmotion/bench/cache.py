@@ -10,8 +10,9 @@ end with decoding), speedups, forwards skipped, peak cache bytes, fidelity to th
 (latent MSE and PSNR on latents mapped to [0, 1] by the exact output's range; frame PSNR and SSIM when
 decoded), temporal flicker and the chunk-discontinuity ratio. Also the FLOP-count ideal of `SharedClean`
 vs `Recompute` and `FlowCache`'s threshold curves: FlowCache's input rule with reuse (its own) and with the
-linear forecast (`order=1`), and the forecast-error rule (`rule="error"`). Threads are whatever the caller
-fixed.
+linear forecast (`order=1`), the forecast-error rule (`rule="error"`) and, when `corrected_thresholds` are
+given, the error rule with reuse and the chord correction of skipped Euler steps (`order=0, correct=True`).
+Threads are whatever the caller fixed.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class CacheBenchConfig:
     warmup: int = 5
     error_thresholds: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)  # rule="error", order 1
     error_warmup: int = 3
+    corrected_thresholds: tuple[float, ...] = ()  # rule="error", order 0, correct=True (none: not curved)
+    corrected_warmup: int = 2
     rolling_window: int = 7
     fit_steps: int = 600
     fit_batch: int = 8
@@ -241,19 +244,29 @@ def _row(run: _Run, exact: _Run, shared: _Run, layout: FrameLayout) -> dict[str,
 
 def _policies(cfg: CacheBenchConfig, subject: Subject, point: dict[str, Any]) -> dict[str, Maker]:
     """Every policy of the table, each with the subject's defaults; flowcache parts get the operating point."""
-    step = {k: point[k] for k in ("thresh", "order", "rule", "warmup")} | {"embed": subject.embed}
+    step = {k: point[k] for k in STEP_KEYS} | {"embed": subject.embed}
     return {name: partial(subject.policy, name, **(step if uses_steps(name) else {})) for name in NAMES}
 
 
+STEP_KEYS = ("rule", "order", "warmup", "thresh", "correct")  # a FlowCache setting of the curve
+
+
 def _curve_grid(cfg: CacheBenchConfig) -> list[dict[str, Any]]:
-    """The FlowCache settings the curve runs: the input rule at every order and threshold, then the error
-    rule (order 1) at its thresholds."""
+    """The FlowCache settings the curve runs: the input rule at every order and threshold, the error rule
+    (order 1) at its thresholds, then the error rule with reuse and the chord correction at its own."""
     grid = [
-        {"rule": "input", "order": order, "warmup": cfg.warmup, "thresh": t}
+        {"rule": "input", "order": order, "warmup": cfg.warmup, "thresh": t, "correct": False}
         for order in cfg.orders
         for t in cfg.thresholds
     ]
-    return grid + [{"rule": "error", "order": 1, "warmup": cfg.error_warmup, "thresh": t} for t in cfg.error_thresholds]
+    grid += [
+        {"rule": "error", "order": 1, "warmup": cfg.error_warmup, "thresh": t, "correct": False}
+        for t in cfg.error_thresholds
+    ]
+    return grid + [
+        {"rule": "error", "order": 0, "warmup": cfg.corrected_warmup, "thresh": t, "correct": True}
+        for t in cfg.corrected_thresholds
+    ]
 
 
 def _threshold_curve(cfg: CacheBenchConfig, bench: _Bench) -> tuple[list[Any], dict[str, Any]]:
@@ -278,8 +291,7 @@ def _threshold_curve(cfg: CacheBenchConfig, bench: _Bench) -> tuple[list[Any], d
     good = [c for c in curve if _psnr(c) >= 30.0]
     point = max(good, key=lambda c: c["speedup_vs_shared"]) if good else min(curve, key=lambda c: c["thresh"])
     rule = "the fastest setting on the curve with PSNR >= 30 dB vs exact (else the smallest threshold)"
-    keys = ("rule", "order", "warmup", "thresh")
-    return curve, {**{k: point[k] for k in keys}, "rule_of_choice": rule, "chunks": cfg.curve_chunks}
+    return curve, {**{k: point[k] for k in STEP_KEYS}, "rule_of_choice": rule, "chunks": cfg.curve_chunks}
 
 
 def _length(bench: _Bench, makers: dict[str, Maker], n: int) -> tuple[dict[str, Any], Any, torch.Tensor]:
@@ -540,9 +552,11 @@ def plot_cache_bench(results: dict[str, Any], path: str | Path) -> None:
 
 
 def _variant(row: dict[str, Any]) -> str:
-    """A curve row's FlowCache variant in words: "reuse", "forecast" (input rule) or "forecast, error rule"."""
+    """A curve row's FlowCache variant in words: "reuse", "forecast" (input rule), "forecast, error rule" or
+    "reuse, error rule, corrected" (rows of earlier files have no "correct")."""
     kind = {0: "reuse", 1: "forecast"}.get(row["order"], f"order {row['order']}")
-    return kind if row["rule"] == "input" else f"{kind}, {row['rule']} rule"
+    name = kind if row["rule"] == "input" else f"{kind}, {row['rule']} rule"
+    return f"{name}, corrected" if row.get("correct") else name
 
 
 def _curve_label(row: dict[str, Any]) -> str:

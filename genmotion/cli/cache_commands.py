@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,14 @@ def cache(
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps per chunk (default 24, quick 12)."),
     lengths: str | None = typer.Option(None, "--lengths", help="Video lengths in chunks, e.g. '4,8,16,32'."),
     repeats: int | None = typer.Option(None, "--repeats", help="Timed passes per policy (median)."),
+    curve_chunks: int | None = typer.Option(
+        None, "--curve-chunks", help="Chunks of FlowCache's threshold curve (default 16, at most the longest length)."
+    ),
+    corrected: str | None = typer.Option(
+        None,
+        "--corrected",
+        help="Also curve the error rule with reuse and the chord correction at these thresholds, e.g. '0.1,0.15'.",
+    ),
     threads: BenchThreads = 2,
     quick: BenchQuick = False,
 ) -> None:
@@ -106,8 +115,10 @@ def cache(
         sizes = tuple(int(n) for n in lengths.split(",")) if lengths else None
     except ValueError:
         raise UsageError(f"--lengths must be comma-separated chunk counts, got {lengths!r}") from None
-    if (sizes is not None and (not sizes or min(sizes) < 1)) or min(steps or 1, repeats or 1) < 1:
-        raise UsageError("--lengths, --steps and --repeats must be >= 1")
+    counts = [n for n in (steps, repeats, curve_chunks) if n is not None]  # 0 is given, and too few
+    if (sizes is not None and (not sizes or min(sizes) < 1)) or min(counts, default=1) < 1:
+        raise UsageError("--lengths, --steps, --repeats and --curve-chunks must be >= 1")
+    corrected_thresholds = _thresholds("--corrected", corrected)
     from genmotion.bench.cache import CacheBenchConfig, plot_cache_bench, run_cache_bench
     from genmotion.bench.report import run_bench
 
@@ -119,6 +130,8 @@ def cache(
         num_steps=steps,
         lengths=sizes,
         repeats=repeats,
+        curve_chunks=curve_chunks,
+        corrected_thresholds=corrected_thresholds,
     )
     results = run_bench(lambda: run_cache_bench(cfg), threads, json_path, plot, plot_cache_bench)
     targets = results["targets"]
@@ -126,6 +139,22 @@ def cache(
     typer.echo(f"wrote {json_path}: {met}/{len(targets)} targets met")
     for name, t in targets.items():
         typer.echo(f"  {'met ' if t['met'] else 'MISS'} {name}: {t['value']} (target {t['target']})")
+
+
+def _thresholds(flag: str, text: str | None) -> tuple[float, ...] | None:
+    """Comma-separated thresholds >= 0 (None when the flag is not given); anything else is a UsageError."""
+    from genmotion.errors import UsageError
+
+    if text is None:
+        return None
+    fix = f"e.g. {flag} 0.1,0.15"
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated thresholds, got {text!r}", fix=fix) from None
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise UsageError(f"{flag} thresholds must be finite and >= 0, got {text!r}", fix=fix)
+    return values
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

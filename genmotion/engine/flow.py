@@ -68,7 +68,7 @@ def _denoise(
     config: FlowLoopConfig,
     start_frame: int,
 ) -> torch.Tensor:
-    policy.begin_chunk(start_frame, config.evaluations_per_chunk)
+    policy.begin_chunk(start_frame, config.evaluations_per_chunk, times=[float(t) for t in times])
 
     def velocity(x_BLC: torch.Tensor, t: float) -> torch.Tensor:
         return policy.velocity(model, x_BLC, t, start_frame=start_frame)

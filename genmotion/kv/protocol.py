@@ -9,6 +9,7 @@ L tokens (whole frames of `tokens_per_frame`), C latent channels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,8 +94,10 @@ class CachePolicy(Protocol):
     def start(self, model: FlowModel, layout: FrameLayout, *, batch: int, max_frames: int, like: torch.Tensor) -> None:
         """Allocate state for a new video of at most `max_frames` frames (`like` gives dtype and device)."""
 
-    def begin_chunk(self, start_frame: int, num_evaluations: int) -> None:
-        """A chunk starting at `start_frame` will now be denoised with `num_evaluations` model evaluations."""
+    def begin_chunk(self, start_frame: int, num_evaluations: int, times: Sequence[float] | None = None) -> None:
+        """A chunk starting at `start_frame` will now be denoised with `num_evaluations` model evaluations over
+        the increasing flow times `times` ((steps + 1,): the solver's grid, when the loop knows it; policies
+        that need no grid ignore it)."""
 
     def velocity(self, model: FlowModel, x_BLC: torch.Tensor, t: float, *, start_frame: int) -> torch.Tensor:
         """Velocity (B, L, C) of the noisy chunk x at flow time t, given the committed context."""
@@ -119,7 +122,7 @@ class PolicyBase:
     def forwards_skipped(self) -> int:
         return self.stats.forwards_skipped
 
-    def begin_chunk(self, start_frame: int, num_evaluations: int) -> None:
+    def begin_chunk(self, start_frame: int, num_evaluations: int, times: Sequence[float] | None = None) -> None:
         return None
 
     def _layout(self) -> FrameLayout:

@@ -22,6 +22,7 @@ from genmotion.bench.cache_metrics import frame_fidelity, ssim
 from genmotion.bench.cache_subject import describe_policy
 from genmotion.cache import FrameLayout, parse_policy
 from genmotion.cli.cache_commands import register
+from genmotion.errors import UsageError
 
 MICRO = CacheBenchConfig(
     tokens_per_frame=6,
@@ -150,3 +151,23 @@ def test_describe_policy_names_the_settings_that_matter():
     assert text == "FlowCache(thresh=0.1, warmup=5, order=1, rule=error, context=RollingWindow(sink=1, window=3))"
     kv = describe_policy(parse_policy("flowcache-kv", budget=64, queries="denoising"))
     assert kv == "FlowCacheKV(sink=0, window=None, budget=64, queries=denoising)"
+
+
+def test_corrected_variant_joins_the_curve_when_given_thresholds():
+    assert all(not s["correct"] for s in bench_cache._curve_grid(MICRO))  # none by default
+    cfg = CacheBenchConfig.for_model(corrected_thresholds=(0.1, 0.2), curve_chunks=8)
+    corrected = [s for s in bench_cache._curve_grid(cfg) if s["correct"]]
+    assert (
+        corrected == [{"rule": "error", "order": 0, "warmup": 2, "thresh": t, "correct": True} for t in (0.1, 0.2)]
+        and cfg.curve_chunks == 8
+    )
+    assert bench_cache._variant(corrected[0]) == "reuse, error rule, corrected"
+    assert bench_cache._variant({"rule": "error", "order": 1}) == "forecast, error rule"  # a row of an older file
+
+
+@pytest.mark.parametrize(
+    "flag", [["--corrected", "0.1,x"], ["--corrected", "-1"], ["--curve-chunks", "0"], ["--steps", "0"]]
+)
+def test_cli_bench_cache_checks_the_curve_flags(tmp_path, flag):
+    result = invoke(register, ["bench", "cache", "--json", str(tmp_path / "c.json"), "--quick", *flag])
+    assert isinstance(result.exception, UsageError) and not (tmp_path / "c.json").exists()

@@ -7,6 +7,7 @@ from genmotion.cache.flowcache import divided_difference_weights, lagrange_weigh
 from genmotion.engine import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
 from genmotion.nn import TinyFlowModel
+from genmotion.sampling.flow import integrate, timesteps
 
 LAYOUT = tiny_layout(2)
 
@@ -175,6 +176,77 @@ def test_a_time_evaluated_twice_keeps_only_its_newest_velocity():
     policy = FlowCache(thresh=1e9, warmup=0, order=1, rule="error", context=_LinearInTime())
     assert _evaluate(policy, times) == pytest.approx([2.0 + 3.0 * t for t in times], abs=1e-6)
     assert policy.trace[-1] == [True, True, True, True, False, False, False, True]
+
+
+def _euler(policy, times, x0: torch.Tensor) -> torch.Tensor:
+    """The Euler state at the last of `times` from x0, every velocity through `policy` (its grid given)."""
+    policy.start(None, LAYOUT, batch=1, max_frames=2, like=x0)
+    policy.begin_chunk(0, len(times) - 1, times=[float(t) for t in times])
+    return integrate(lambda x, t: policy.velocity(None, x, t, start_frame=0), x0, times)
+
+
+def test_chord_correction_on_a_hand_computed_run():
+    """Velocities 1 then 2 (the k-th computed is k), two reused steps between them: the returned velocity of
+    the last step carries their error against the chord from v = 1 at t = 0 to v = 2 at t = 0.6."""
+    times = [0.0, 0.1, 0.3, 0.6, 1.0]
+    policy = FlowCache(thresh=1e9, warmup=1, correct=True, context=_Counting())
+    policy.start(None, LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
+    policy.begin_chunk(0, 4, times=times)
+    outs = [float(policy.velocity(None, torch.ones(1, 2, 3), t, start_frame=0)[0, 0, 0]) for t in times[:-1]]
+    chord = lambda t: 1.0 + (2.0 - 1.0) * t / 0.6
+    error = 0.2 * (chord(0.1) - 1.0) + 0.3 * (chord(0.3) - 1.0)  # dt_k (chord(t_k) - used_k), k = 1, 2
+    assert outs == pytest.approx([1.0, 1.0, 1.0, 2.0 + error / 0.4], abs=1e-6)
+    assert policy.trace[-1] == [True, False, False, True]
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_chord_correction_gives_the_exact_euler_state_for_a_velocity_linear_in_t(order):
+    """v = 2 + 3 t whatever the state: the chord through two computed velocities is v itself, so corrected
+    skipping reproduces Euler with every step computed (to float64 rounding); plain reuse does not."""
+    times = timesteps(10, "shifted", 3.0).double()  # uneven steps
+    x0 = torch.randn(1, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = _euler(FlowCache(thresh=0.0, context=_LinearInTime()), times, x0)
+    skipping = FlowCache(thresh=1e9, warmup=1, order=order, correct=True, context=_LinearInTime())
+    assert torch.allclose(_euler(skipping, times, x0), exact, rtol=0, atol=1e-12)
+    assert skipping.trace[-1] == [True, *[False] * 8, True]
+    if order == 0:  # the line through two computed velocities is exact already when order is 1
+        plain = _euler(FlowCache(thresh=1e9, warmup=1, context=_LinearInTime()), times, x0)
+        assert (plain - exact).abs().max() > 0.1
+
+
+def test_chord_correction_with_several_runs_of_skips():
+    """The error rule computes again between skips: each run is corrected against its own chord."""
+    times = timesteps(8).double()
+    x0 = torch.zeros(1, 2, 3, dtype=torch.float64)
+    exact = _euler(FlowCache(thresh=0.0, context=_LinearInTime()), times, x0)
+    policy = FlowCache(thresh=0.2, warmup=2, rule="error", correct=True, context=_LinearInTime())
+    assert torch.allclose(_euler(policy, times, x0), exact, rtol=0, atol=1e-12)
+    assert policy.trace[-1] == [True, True, False, True, False, True, False, True]
+
+
+def test_corrected_zero_threshold_equals_shared_clean_exactly():
+    policy = FlowCache(thresh=0.0, warmup=0, rule="error", order=0, correct=True)
+    assert torch.equal(_run(policy), _run(SharedClean())) and policy.forwards_skipped == 0
+
+
+def test_corrected_skipping_runs_the_flow_loop():
+    corrected, plain = FlowCache(thresh=1e9, warmup=2, correct=True), FlowCache(thresh=1e9, warmup=2)
+    out, reused = _run(corrected), _run(plain)
+    assert torch.isfinite(out).all() and not torch.equal(out, reused)
+    assert corrected.trace == plain.trace and corrected.forwards_skipped == plain.forwards_skipped > 0
+
+
+def test_correction_needs_euler_and_the_time_grid():
+    with pytest.raises(UsageError, match="Euler") as err:
+        config = FlowLoopConfig(num_frames=2, num_steps=4, solver="heun")
+        flow_generate(_model(), FlowCache(correct=True), LAYOUT, config, generator=torch.Generator().manual_seed(0))
+    assert "correct=False" in err.value.fix
+    config = FlowLoopConfig(num_frames=2, num_steps=4, solver="heun")  # uncorrected FlowCache takes any solver
+    flow_generate(_model(), FlowCache(thresh=1e9, warmup=1), LAYOUT, config, generator=torch.Generator().manual_seed(0))
+    policy = FlowCache(correct=True)
+    policy.start(_model(), LAYOUT, batch=1, max_frames=2, like=torch.empty(0))
+    with pytest.raises(UsageError, match="time grid"):
+        policy.begin_chunk(0, 4)
 
 
 def test_misuse_is_a_usage_error():

@@ -270,3 +270,31 @@ def test_fine_tuning_can_resize_the_context_window(pipe, tmp_path):
         torch.testing.assert_close(a.float(), b.float().bfloat16().float())  # saved as bf16
     with pytest.raises(ValueError, match="init_from"):
         Ca2VDMModelConfig(tokenizer_checkpoint="x", context_frames=5)
+
+
+def test_cli_flowcache_default_skips_with_the_chord_correction(ckpt, tmp_path, monkeypatch):
+    """`--cache flowcache` at the CLI's default steps: the shipped default (error rule, reuse, corrected) skips
+    and writes every frame; `--cache-param correct=false` turns the correction off."""
+    built = []
+    original = Ca2VDMPipeline.policy
+
+    def spy(self, name="shared", **params):
+        built.append(original(self, name, **params))
+        return built[-1]
+
+    monkeypatch.setattr(Ca2VDMPipeline, "policy", spy)
+    out = tmp_path / "clip.mp4"
+    args = ["video", "--model", "ca2vdm", "-p", "a red ball", "-n", "6", "--ckpt", str(ckpt), "--cache", "flowcache"]
+    assert main([*args, "--cache-param", "thresh=1e9", "-o", str(out)]) == 0
+    assert probe(out).num_frames == 6
+    policy = built[-1]
+    assert (policy.rule, policy.order, policy.warmup, policy.correct) == ("error", 0, 2, True)
+    assert policy.forwards_skipped > 0 and [len(t) for t in policy.trace] == [10] * 3
+    assert main([*args, "--cache-param", "correct=false", "-o", str(out), "--force"]) == 0
+    assert built[-1].correct is False and built[-1].thresh == 0.15
+
+
+def test_cli_flag_cache_param_must_be_on_or_off(ckpt, tmp_path, capsys):
+    args = ["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "flowcache", "--cache-param", "correct=maybe"]
+    assert main([*args, "--ckpt", str(ckpt), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "on or off" in capsys.readouterr().err
