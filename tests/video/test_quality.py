@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from video_tiny import tiny_model
 
 from genmotion.cli.app import main
 from genmotion.data.toyworld import PALETTE, render_clips, spec_from_prompt
@@ -13,7 +14,6 @@ from genmotion.data.toyworld.feature_net import FEATURE_DIM, ClipFeatureNet, cli
 from genmotion.video.fvd import Yardstick, frozen, shuffled
 from genmotion.video.quality import clip_statistics, frechet_distance, pieces, sharpness
 from genmotion.video.videoar.pipeline import VideoARPipeline
-from tests.video.video_tiny import tiny_model
 
 DARK, LIGHT = (24, 26, 36), (176, 174, 166)
 
