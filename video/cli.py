@@ -322,7 +322,7 @@ def convert_keyframe(
     check_checkpoint_kind(video_ckpt, ("videoar", "ca2vdm"), "convert keyframe --video")
     check_checkpoint_kind(keyframe, ("videoar",), "convert keyframe --keyframe")
     check_folder_output(out, "checkpoint", force)
-    from genmotion.video.videoar.keyframe import convert_keyframe as convert
+    from genmotion.video.keyframe import convert_keyframe as convert
 
     path = convert(video_ckpt, keyframe, out, force=force)
     typer.echo(f"wrote {path} (use it with: genmotion video --ckpt {path} -p ...)")

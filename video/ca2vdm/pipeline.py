@@ -72,9 +72,11 @@ class Ca2VDMPipeline(VideoStreamer):
         profile, first = Path(directory) / PROFILE_NAME, Path(directory) / FIRST_CHUNK_DIR
         first_chunk = None
         if first.is_dir():
-            from genmotion.video.videoar.pipeline import VideoARPipeline
+            import genmotion
 
-            first_chunk = VideoARPipeline.from_pretrained(first)
+            first_chunk = genmotion.load(str(first))
+            if not isinstance(first_chunk, VideoStreamer):
+                raise UsageError(f"{first} is a {first_chunk.kind!r} checkpoint, not a text-to-video one")
         return cls(model, head_profile=profile if profile.is_file() else None, first_chunk=first_chunk)
 
     def save_pretrained(self, directory: str | Path, card: str | None = None, *, force: bool = False) -> Path:

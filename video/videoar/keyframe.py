@@ -6,13 +6,12 @@ where most of the quality is lost. A keyframe transformer is a VideoAR transform
 clips with the same tokenizer (`genmotion train configs/video/videoar_keyframe.yaml`); `attach_keyframe`
 puts it beside the video model's transformer in one checkpoint (`genmotion convert keyframe`). Sampling then
 draws frame 0 with the keyframe transformer and commits it to the video transformer's frame cache, as if
-that transformer had drawn it.
+that transformer had drawn it. (`genmotion.video.keyframe.convert_keyframe` composes checkpoints.)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -20,7 +19,7 @@ from genmotion.errors import UsageError
 from genmotion.video.videoar.model import VideoAR
 from genmotion.video.videoar.pipeline import VideoARPipeline
 
-__all__ = ["attach_keyframe", "convert_keyframe"]
+__all__ = ["attach_keyframe"]
 
 
 def _same_tokenizer(a: VideoAR, b: VideoAR) -> bool:
@@ -54,27 +53,3 @@ def attach_keyframe(video: VideoARPipeline, keyframe: VideoARPipeline) -> VideoA
     state.update({f"keyframe.{k}": v for k, v in keyframe.model.transformer.state_dict().items()})
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return VideoARPipeline(model.eval(), sampling=video.default_sampling, fps=video.fps)
-
-
-def convert_keyframe(video: str | Path, keyframe: str | Path, out: str | Path, *, force: bool = False) -> Path:
-    """`genmotion convert keyframe`: load both checkpoints (registry names or directories), attach, save. A
-    videoar `video` takes the keyframe's transformer for frame 0; a ca2vdm `video` takes the whole videoar
-    `keyframe` checkpoint as its first-chunk model (`Ca2VDMPipeline.with_first_chunk`)."""
-    import genmotion
-    from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
-
-    made: VideoARPipeline | Ca2VDMPipeline
-    base, key = (genmotion.load(str(p)) for p in (video, keyframe))
-    if not isinstance(key, VideoARPipeline):
-        raise UsageError(f"--keyframe must be a videoar checkpoint, got kind {key.kind!r}")
-    if isinstance(base, Ca2VDMPipeline):
-        made, what = base.with_first_chunk(key), f"the first chunk ({base.frame_layout.frames_per_chunk} frames)"
-    elif isinstance(base, VideoARPipeline):
-        made, what = attach_keyframe(base, key), "frame 0"
-    else:
-        raise UsageError(f"--video must be a videoar or ca2vdm checkpoint, got kind {base.kind!r}")
-    card = (
-        f"# {base.kind} with a keyframe model\n\nThe model of `{video}`; {what} drawn by `{keyframe}` (a VideoAR "
-        "model with the same frame size).\n"
-    )
-    return made.save_pretrained(out, card=card, force=force)
