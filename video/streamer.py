@@ -16,15 +16,7 @@ from torch import nn
 from genmotion.errors import UsageError
 from genmotion.pipeline import Chunk, Pipeline, Result
 
-__all__ = [
-    "DEFAULT_FPS",
-    "PromptConditions",
-    "VideoChunk",
-    "VideoResult",
-    "VideoStreamer",
-    "check_prompt_schedule",
-    "prompt_at",
-]
+__all__ = ["DEFAULT_FPS", "PromptConditions", "VideoChunk", "VideoResult", "VideoStreamer", "check_prompt_schedule"]
 
 DEFAULT_FPS = 12.0
 
@@ -79,11 +71,6 @@ def check_prompt_schedule(prompt: str | None, schedule: Sequence[tuple[int, str]
     return tuple((f, p.strip()) for f, p in entries)
 
 
-def prompt_at(schedule: tuple[tuple[int, str], ...], frame: int) -> str:
-    """The prompt in effect at `frame` of a checked schedule ((first frame, prompt), ... from frame 0)."""
-    return [p for f, p in schedule if f <= frame][-1]
-
-
 class PromptConditions:
     """The prompt in effect at a frame of a checked schedule, and its condition, encoded once per prompt."""
 
@@ -92,7 +79,7 @@ class PromptConditions:
         self._cache: dict[str, torch.Tensor] = {}
 
     def prompt_at(self, frame: int) -> str:
-        return prompt_at(self.schedule, frame)
+        return [p for f, p in self.schedule if f <= frame][-1]
 
     def __call__(self, frame: int) -> torch.Tensor:
         text = self.prompt_at(frame)

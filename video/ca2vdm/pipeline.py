@@ -26,7 +26,7 @@ from genmotion.pipeline import to_uint8
 from genmotion.video.ca2vdm.config import Ca2VDMConfig
 from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.sampler import GuidedFlow
-from genmotion.video.streamer import DEFAULT_FPS, VideoChunk, VideoStreamer, check_prompt_schedule, prompt_at
+from genmotion.video.streamer import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
 
 __all__ = ["FIRST_CHUNK_DIR", "KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
 
@@ -174,19 +174,6 @@ class Ca2VDMPipeline(VideoStreamer):
         pooled = self.encoder.encode([prompt]).pooled.to(self.device, self.dtype)
         return self.model.text_condition(pooled)  # (1, cond_dim)
 
-    def _flows(self, schedule: tuple[tuple[int, str], ...], guidance: float) -> Callable[[int], GuidedFlow]:
-        """`model_at` of the flow loop: the model bound to the prompt in effect at a chunk's first frame, each
-        prompt bound once."""
-        flows: dict[str, GuidedFlow] = {}
-
-        def flow_at(frame: int) -> GuidedFlow:
-            text = prompt_at(schedule, frame)
-            if text not in flows:
-                flows[text] = GuidedFlow(self.model, self.condition(text), guidance)
-            return flows[text]
-
-        return flow_at
-
     @torch.no_grad()
     def _first_chunk(
         self, prompt: str, count: int, generator: torch.Generator
@@ -242,15 +229,22 @@ class Ca2VDMPipeline(VideoStreamer):
         generator: torch.Generator,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
-        flow_at = self._flows(schedule, guidance)
+        condition = PromptConditions(schedule, self.condition)
+        flows: dict[str, GuidedFlow] = {}  # one binding per prompt of the schedule
+
+        def flow_at(frame: int) -> GuidedFlow:
+            text = condition.prompt_at(frame)
+            if text not in flows:
+                flows[text] = GuidedFlow(self.model, condition(frame), guidance)
+            return flows[text]
+
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
         layout, prev = self.frame_layout, None
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
-        first = self._first_chunk(prompt_at(schedule, 0), min(layout.frames_per_chunk, total), generator)
+        first = self._first_chunk(condition.prompt_at(0), min(layout.frames_per_chunk, total), generator)
         if first is not None:
             frames0, options["prefix_BFNC"] = first
-            seconds = time.perf_counter() - start
-            text = prompt_at(schedule, 0)
+            seconds, text = time.perf_counter() - start, condition.prompt_at(0)
             yield VideoChunk(frames=frames0, index=0, prompt=text, cache_bytes=0, cache_valid_bytes=0, seconds=seconds)
             prev = self.model.tokens_to_latents(first[1][:, -1:])[:, 0]
             total -= len(frames0)
@@ -265,7 +259,7 @@ class Ca2VDMPipeline(VideoStreamer):
                 yield VideoChunk(
                     frames=to_uint8(frames[0]),
                     index=chunk.start_frame,
-                    prompt=prompt_at(schedule, chunk.start_frame),
+                    prompt=condition.prompt_at(chunk.start_frame),
                     cache_bytes=policy.bytes_held(),
                     cache_valid_bytes=_valid_bytes(policy),
                     seconds=time.perf_counter() - start,
@@ -289,14 +283,13 @@ class Ca2VDMPipeline(VideoStreamer):
         generator = self.make_generator(seed)
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
         first = self._first_chunk(prompt, min(self.frame_layout.frames_per_chunk, num_frames), generator)
-        done = 0 if first is None else first[1].shape[1]
-        if first is not None:
-            options["prefix_BFNC"] = first[1]
-            if done == num_frames:
-                return first[1]
+        prefix = None if first is None else first[1]  # (1, F, N, D)
+        done = 0 if prefix is None else prefix.shape[1]
+        if prefix is not None and done == num_frames:
+            return prefix
         config = FlowLoopConfig(num_frames=num_frames - done, num_steps=num_steps)
-        made = flow_generate(flow, policy, self.frame_layout, config, **options)
-        return made if first is None else torch.cat([first[1], made], dim=1)
+        made = flow_generate(flow, policy, self.frame_layout, config, prefix_BFNC=prefix, **options)
+        return made if prefix is None else torch.cat([prefix, made], dim=1)
 
 
 def _bounded(policy: CachePolicy) -> bool:
