@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["RigDataConfig", "RigModelConfig", "RigSamplingConfig", "SkinPostConfig"]
+__all__ = ["FARTHEST_PREFIX", "RigDataConfig", "RigModelConfig", "RigSamplingConfig", "SkinPostConfig"]
+
+FARTHEST_PREFIX = 256  # surface samples put in farthest-point order (the rest keep theirs): shape tokens <= this
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +37,11 @@ class RigModelConfig:
             raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
         if not 1 <= self.shape_tokens <= self.num_points:
             raise ValueError(f"shape_tokens must be in [1, num_points], got {self.shape_tokens}")
+        if self.shape_tokens > FARTHEST_PREFIX:
+            raise ValueError(
+                f"shape_tokens must be <= {FARTHEST_PREFIX} (the surface samples put in farthest-point order), "
+                f"got {self.shape_tokens}"
+            )
         if not 1 <= self.group_size <= self.num_points:
             raise ValueError(f"group_size must be in [1, num_points], got {self.group_size}")
         if not 1 <= self.anchor_candidates <= self.max_joints:
@@ -80,9 +87,12 @@ class RigDataConfig:
     pose_probability: float = 0.8
     shuffle_siblings: bool = True
     eval_meshes: int = 48  # held-out creatures scored after training
+    workers: int = 0  # background processes that build the batches (1 frees the trainer's thread on 2 cores)
 
     def __post_init__(self) -> None:
         if self.source == "rignet" and not self.root:
             raise ValueError("data.root must name a folder of <id>.obj + <id>.txt pairs when source is rignet")
         if not 1 <= self.skin_points <= self.num_points:
             raise ValueError("data.skin_points must be in [1, num_points]")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")

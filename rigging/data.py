@@ -142,7 +142,8 @@ class RigBatches(torch.utils.data.IterableDataset):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        rng = np.random.default_rng(self.seed)
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, 0 if worker is None else worker.id])
         cfg = self.cfg
         rigs = _rignet_samples(cfg) if cfg.source == "rignet" else []
         while True:

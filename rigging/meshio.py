@@ -13,8 +13,17 @@ from typing import Any
 import numpy as np
 
 from genmotion.errors import InputError, UsageError
+from genmotion.rigging.config import FARTHEST_PREFIX
 
-__all__ = ["MESH_SUFFIXES", "cluster_simplify", "farthest_point_order", "load_mesh", "check_mesh", "sample_surface"]
+__all__ = [
+    "FARTHEST_PREFIX",
+    "MESH_SUFFIXES",
+    "cluster_simplify",
+    "farthest_point_order",
+    "load_mesh",
+    "check_mesh",
+    "sample_surface",
+]
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 MAX_FACES = 1_000_000
@@ -70,19 +79,24 @@ def check_mesh(mesh: Any, name: str = "the mesh", max_faces: int = MAX_FACES) ->
     return mesh
 
 
-def farthest_point_order(xyz: np.ndarray) -> np.ndarray:
-    """A permutation (N,) of points (N, 3) in farthest-point order from point 0: every prefix covers the
-    shape evenly (the rigger's shape tokens are centred on the first points)."""
+def farthest_point_order(xyz: np.ndarray, count: int = FARTHEST_PREFIX) -> np.ndarray:
+    """A permutation (N,) of points (N, 3): the first `count` in farthest-point order from point 0 (every
+    prefix covers the shape evenly; the rigger's shape tokens are centred on the first points), then the
+    others in their original order."""
     n = len(xyz)
-    order = np.zeros(n, dtype=np.int64)
+    count = min(count, n)
+    order = np.zeros(count, dtype=np.int64)
     dist = np.full(n, np.inf)
-    for i in range(1, n):
-        dist = np.minimum(dist, ((xyz - xyz[order[i - 1]]) ** 2).sum(axis=1))
-        order[i] = int(np.argmax(dist))
-        dist[order[i]] = -1.0
+    taken = np.zeros(n, dtype=bool)
     if n:
-        dist[order[0]] = -1.0
-    return order
+        taken[0] = True
+    for i in range(1, count):
+        d = xyz - xyz[order[i - 1]]
+        dist = np.minimum(dist, np.einsum("ij,ij->i", d, d))
+        dist[order[i - 1]] = -1.0
+        order[i] = int(np.argmax(dist))
+        taken[order[i]] = True
+    return np.concatenate([order, np.flatnonzero(~taken)])
 
 
 def sample_surface(

@@ -137,7 +137,14 @@ class RigAnythingTask:
         return RigAnything(model_cfg.net)
 
     def dataloader(self, data_cfg: RigDataConfig, batch_size: int, seed: int, rank: int, world_size: int) -> Any:
-        return torch.utils.data.DataLoader(RigBatches(data_cfg, batch_size, seed), batch_size=None)
+        workers = data_cfg.workers
+        return torch.utils.data.DataLoader(
+            RigBatches(data_cfg, batch_size, seed),
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            persistent_workers=workers > 0,
+        )
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, RigAnything) and self._cfg is not None and self._alphas is not None
@@ -145,7 +152,7 @@ class RigAnythingTask:
         cfg = self._cfg
         loss = parts["position"] + cfg.anchor_weight * parts["anchor"]
         loss = loss + cfg.parent_weight * parts["parent"] + cfg.skin_weight * parts["skin"]
-        return loss, {k: float(v) for k, v in parts.items()}
+        return loss, {k: float(v.detach()) for k, v in parts.items()}
 
     def checkpoint_config(self, model_cfg: RigTrainModel, data_cfg: RigDataConfig) -> dict[str, Any]:
         return {

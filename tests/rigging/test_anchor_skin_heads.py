@@ -21,6 +21,17 @@ def test_farthest_point_order_is_a_permutation_that_covers_first():
     assert order[0] == 0 and order[1] >= 50  # the second point is in the other cluster
 
 
+def test_farthest_point_order_prefix_matches_the_full_order_and_keeps_the_rest():
+    xyz = np.random.default_rng(1).random((300, 3))
+    full, prefix = farthest_point_order(xyz, count=300), farthest_point_order(xyz, count=40)
+    assert prefix[:40].tolist() == full[:40].tolist()
+    assert sorted(prefix.tolist()) == list(range(300))
+    rest = prefix[40:]
+    assert rest.tolist() == sorted(rest.tolist())  # the points after the prefix keep their original order
+    d = np.linalg.norm(xyz[prefix[:40], None] - xyz[None, prefix[:40]], axis=-1) + np.eye(40)
+    assert d.min() > 0.05  # the prefix is spread out
+
+
 def test_bone_distances_by_hand():
     # chain 0 -> 1 -> 2 along x; joint 2 is a leaf, so it owns no bone
     joints = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]]])
