@@ -11,6 +11,7 @@ A = J + 1 anchors, R rows (samples), C width.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from genmotion.rigging.model import RigAnything
 
 __all__ = [
     "AnchorDraw",
+    "AnchorTable",
     "anchor_losses",
     "anchor_mask",
     "anchor_table",
@@ -41,16 +43,30 @@ class AnchorDraw:
     offset: torch.Tensor
 
 
+class AnchorTable(NamedTuple):
+    """What the position head draws from: anchor features (B, A, C), anchor geometry (B, A, 6) = (position,
+    position - its parent's), and the shape around the anchors (contextual shape tokens (B, S, C), their
+    centres (B, S, 3)) for models with `local_tokens`."""
+
+    feat: torch.Tensor
+    geo: torch.Tensor
+    shape: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 def anchor_table(
-    begin_BC: torch.Tensor, joint_BJC: torch.Tensor, joints_BJ3: torch.Tensor, parents_BJ: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchor features (B, A, C) and geometry (B, A, 6) = (position, position - its parent's) of the origin
-    (feature: the begin token's output) and the joints (their token outputs; parents (B, J), root's -> 0)."""
+    begin_BC: torch.Tensor,
+    joint_BJC: torch.Tensor,
+    joints_BJ3: torch.Tensor,
+    parents_BJ: torch.Tensor,
+    shape: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> AnchorTable:
+    """The anchor table of the origin (feature: the begin token's output) and the joints (their token
+    outputs; parents (B, J), root's -> 0); `shape` = (shape token outputs (B, S, C), centres (B, S, 3))."""
     B = joint_BJC.shape[0]
     parent_xyz = torch.gather(joints_BJ3, 1, parents_BJ.clamp(min=0)[..., None].expand(-1, -1, 3))
     geo = torch.cat([joints_BJ3, joints_BJ3 - parent_xyz], dim=-1)
     feat = torch.cat([begin_BC[:, None], joint_BJC], dim=1)
-    return feat, torch.cat([geo.new_zeros(B, 1, 6), geo], dim=1)
+    return AnchorTable(feat, torch.cat([geo.new_zeros(B, 1, 6), geo], dim=1), shape)
 
 
 def anchor_mask(steps: int, anchors: int, device: torch.device | None = None) -> torch.Tensor:
@@ -63,7 +79,7 @@ def anchor_mask(steps: int, anchors: int, device: torch.device | None = None) ->
 def anchor_losses(
     model: RigAnything,
     h_BKC: torch.Tensor,
-    table: tuple[torch.Tensor, torch.Tensor],
+    table: AnchorTable,
     goal_BK: torch.Tensor,
     target_BK3: torch.Tensor,
     alphas: torch.Tensor,
@@ -73,12 +89,12 @@ def anchor_losses(
     """Per-step pointer cross-entropy (B, K) against the true anchor `goal` (table index), offset loss (B, K)
     (diffusion noise MSE or squared regression error, scaled units) and pointer accuracy (B, K)."""
     c = model.config
-    feat, geo = table
+    feat, geo = table.feat, table.geo
     B, K, _ = h_BKC.shape
     logits = model.anchor_logits(h_BKC, feat).masked_fill(~anchor_mask(K, feat.shape[1], h_BKC.device), -1e9)
     pointer = F.cross_entropy(logits.flatten(0, 1), goal_BK.flatten(), reduction="none").view(B, K)
     idx = goal_BK[..., None]  # (B, K, 1)
-    ctx = model.anchor_context(h_BKC, feat, geo, idx)[:, :, 0]  # (B, K, C)
+    ctx = model.anchor_context(h_BKC, feat, geo, idx, table.shape)[:, :, 0]  # (B, K, C)
     anchor_xyz = torch.gather(geo[..., :3], 1, goal_BK[..., None].expand(-1, -1, 3))
     x0 = (target_BK3 - anchor_xyz) / c.offset_scale
     if model.denoiser is not None:
@@ -96,28 +112,30 @@ def anchor_losses(
 def draw_positions(
     model: RigAnything,
     h_RC: torch.Tensor,
-    table: tuple[torch.Tensor, torch.Tensor],
+    table: AnchorTable,
     step: int,
     alphas: torch.Tensor,
     sample_steps: int,
     temperature: float,
     generator: torch.Generator | None,
+    anchor_temperature: float | None = None,
 ) -> AnchorDraw:
     """Draw step `step`'s joint per row from the anchor table (R, A, C), (R, A, 6) (A >= step + 1): the anchor
-    among the `anchor_candidates` most likely allowed ones (softmax at `temperature`; 0 = the most likely),
-    then its offset."""
+    among the `anchor_candidates` most likely allowed ones (softmax at `anchor_temperature`, default
+    `temperature`; 0 = the most likely), then its offset (noise at `temperature`)."""
     c = model.config
-    feat, geo = table
+    feat, geo = table.feat, table.geo
     allowed = anchor_mask(step + 1, feat.shape[1], h_RC.device)[step]
     logits = model.anchor_logits(h_RC[:, None], feat)[:, 0].float().masked_fill(~allowed, float("-inf"))
     top, idx = logits.topk(min(c.anchor_candidates, int(allowed.sum())), dim=-1)
-    logp = torch.log_softmax(top / max(temperature, 1e-6), dim=-1)
-    if temperature <= 0:
+    tau = temperature if anchor_temperature is None else anchor_temperature
+    logp = torch.log_softmax(top / max(tau, 1e-6), dim=-1)
+    if tau <= 0:
         pick = torch.zeros(len(idx), 1, dtype=torch.long, device=idx.device)
     else:
         pick = torch.multinomial(logp.exp(), 1, generator=generator)
     anchor = idx.gather(1, pick)  # (R, 1)
-    ctx = model.anchor_context(h_RC[:, None], feat, geo, anchor[:, None])[:, 0, 0]  # (R, C)
+    ctx = model.anchor_context(h_RC[:, None], feat, geo, anchor[:, None], table.shape)[:, 0, 0]  # (R, C)
     if model.denoiser is not None:
         x0 = sample_positions(model.denoiser, ctx, alphas.to(ctx.dtype), sample_steps, generator, max(temperature, 0))
     else:

@@ -26,6 +26,7 @@ class RigModelConfig:
     position_head: Literal["diffusion", "regression"] = "diffusion"  # how the offset from the anchor is drawn
     anchor_candidates: int = 8  # sampling picks the anchor among this many most likely earlier joints
     offset_scale: float = 0.3  # joint - anchor offsets (bone vectors) are divided by this for the head
+    local_tokens: int = 0  # shape tokens nearest the anchor that the position head reads directly (0: none)
     head_width: int = 128  # diffusion / regression MLP width
     head_depth: int = 3  # residual blocks of the diffusion MLP
     diffusion_steps: int = 1000  # training noise schedule (cosine)
@@ -46,6 +47,8 @@ class RigModelConfig:
             raise ValueError(f"group_size must be in [1, num_points], got {self.group_size}")
         if not 1 <= self.anchor_candidates <= self.max_joints:
             raise ValueError(f"anchor_candidates must be in [1, max_joints], got {self.anchor_candidates}")
+        if not 0 <= self.local_tokens <= self.shape_tokens:
+            raise ValueError(f"local_tokens must be in [0, shape_tokens], got {self.local_tokens}")
         if not 2 <= self.max_joints <= 256:
             raise ValueError(f"max_joints must be in [2, 256], got {self.max_joints}")
 
@@ -69,6 +72,8 @@ class RigSamplingConfig:
     temperature: float = 1.0
     num_samples: int = 1
     snap_inside: bool = True  # a drawn joint outside the surface moves to the medial point under it
+    anchor_temperature: float | None = None  # the pointer's own temperature (None: `temperature`; 0: most likely)
+    parent_from_anchor: bool = False  # the joint's parent is its anchor; the parent head only decides stop
     skin: SkinPostConfig = field(default_factory=SkinPostConfig)
 
 

@@ -4,7 +4,10 @@ and heads for the next joint's position, its parent (self = stop) and the skin.
 
 The position head is anchored: a pointer scores the earlier joints (which one the next joint grows from;
 the origin for the root), and a small head (diffusion or regression) draws the offset from the chosen
-anchor. The skin head sees, for each point and joint, the distance from the point to the joint's bones
+anchor. With `local_tokens` > 0 the head also reads the shape around the anchor directly: the contextual
+shape tokens nearest to it, each with its centre relative to the anchor (where the body goes on from here),
+max-pooled; the pooled feature enters through a zero-initialised projection, so a model without it loads
+and starts unchanged. The skin head sees, for each point and joint, the distance from the point to the joint's bones
 (the segments to its children), the feature skin weights mostly depend on.
 """
 
@@ -133,6 +136,13 @@ class RigAnything(nn.Module):
             self.denoiser, self.regressor = None, _mlp([c.width, c.head_width, c.head_width, 3])
         self.anchor_query, self.anchor_key = nn.Linear(c.width, c.width), nn.Linear(c.width, c.width)
         self.anchor_embed = _mlp([c.width + fdim + 3, c.width, c.width])
+        self.local_rel: nn.Module | None = None
+        if c.local_tokens:
+            self.local_rel = _mlp([fdim, c.width, c.width])
+            self.local_mlp = _mlp([c.width, c.width, c.width])
+            self.local_out = nn.Linear(c.width, c.width)
+            nn.init.zeros_(self.local_out.weight)
+            nn.init.zeros_(self.local_out.bias)
         self.query = _mlp([c.width + fdim, c.width, c.width])
         self.candidate = nn.Linear(c.width, c.width)
         self.pair_score = nn.Sequential(nn.GELU(), nn.Linear(c.width, 1))
@@ -194,16 +204,36 @@ class RigAnything(nn.Module):
         return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
 
     def anchor_context(
-        self, h_BKC: torch.Tensor, anchor_BAC: torch.Tensor, geo_BA6: torch.Tensor, idx_BKM: torch.Tensor
+        self,
+        h_BKC: torch.Tensor,
+        anchor_BAC: torch.Tensor,
+        geo_BA6: torch.Tensor,
+        idx_BKM: torch.Tensor,
+        shape: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The position head's context (B, K, M, C) for M chosen anchors (B, K, M) of every step: the step's
-        context plus an embedding of the anchor's features and geometry (position, and its own bone vector)."""
+        context plus an embedding of the anchor's features and geometry (position, and its own bone vector),
+        plus, with `local_tokens`, the pooled shape tokens around the anchor (`shape` = contextual shape
+        tokens (B, S, C) and their centres (B, S, 3); required then)."""
         B, K, M = idx_BKM.shape
         flat = idx_BKM.reshape(B, K * M, 1)
         feat = gather_rows(anchor_BAC, flat)[:, :, 0]  # (B, K M, C)
         geo = gather_rows(geo_BA6, flat)[:, :, 0]  # (B, K M, 6)
         emb = self.anchor_embed(torch.cat([feat, self._feat(geo[..., :3], geo[..., 3:])], dim=-1))
+        if self.local_rel is not None:
+            if shape is None:
+                raise ValueError("this model reads the shape around each anchor: pass shape=(tokens, centres)")
+            emb = emb + self.local_context(geo[..., :3], *shape)
         return h_BKC[:, :, None] + emb.reshape(B, K, M, -1)
+
+    def local_context(self, xyz_BQ3: torch.Tensor, shape_BSC: torch.Tensor, centres_BS3: torch.Tensor) -> torch.Tensor:
+        """(B, Q, C): the `local_tokens` shape tokens nearest each query position (B, Q, 3), their features
+        plus an embedding of their centre relative to the query (in bone-vector units), max-pooled."""
+        assert self.local_rel is not None
+        idx = torch.cdist(xyz_BQ3, centres_BS3).topk(self.config.local_tokens, dim=-1, largest=False).indices
+        rel = (gather_rows(centres_BS3, idx) - xyz_BQ3[:, :, None]) / self.config.offset_scale  # (B, Q, G, 3)
+        x = gather_rows(shape_BSC, idx) + self.local_rel(fourier(rel, self.config.fourier_bands))
+        return self.local_out(self.local_mlp(x).amax(dim=2))
 
     def regress(self, context: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., 3) scaled offset from the anchor (regression head)."""

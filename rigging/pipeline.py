@@ -5,6 +5,7 @@ predicts the skin on the mesh vertices, post-processes it as released, and retur
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,10 +144,10 @@ class RigAnythingPipeline(Pipeline):
             raise UsageError(f"num_samples must be >= 1, got {rows}")
         if not 2 <= cap <= self.config.max_joints:
             raise UsageError(f"max_joints must be in [2, {self.config.max_joints}], got {cap}")
-        cfg = RigSamplingConfig(
+        cfg = dataclasses.replace(
+            s,
+            num_samples=rows,
             sample_steps=sample_steps or s.sample_steps,
-            skin=s.skin,
-            snap_inside=s.snap_inside,
             temperature=s.temperature if temperature is None else temperature,
         )
         gen = self.make_generator(seed, generator)

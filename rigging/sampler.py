@@ -68,8 +68,15 @@ class _EngineModel:
 class _JointDecoder:
     """The loop's token sampler and `embed_next`; holds the joints decoded so far."""
 
-    def __init__(self, model: RigAnything, points_RN6: torch.Tensor, cfg: RigSamplingConfig, max_joints: int) -> None:
-        self.model, self.cfg, self.step, self.max_joints = model, cfg, 0, max_joints
+    def __init__(
+        self,
+        model: RigAnything,
+        engine: _EngineModel,
+        points_RN6: torch.Tensor,
+        cfg: RigSamplingConfig,
+        max_joints: int,
+    ) -> None:
+        self.model, self.engine, self.cfg, self.step, self.max_joints = model, engine, cfg, 0, max_joints
         self.points = points_RN6  # the shape's surface samples: drawn joints outside it are snapped inside
         rows, device = points_RN6.shape[0], points_RN6.device
         self.begin: torch.Tensor | None = None  # the begin token's output: the origin anchor's feature (R, C)
@@ -96,8 +103,12 @@ class _JointDecoder:
             torch.stack(self.features, dim=1) if k else h.new_zeros(R, 0, C),
             torch.stack(self.xyz, dim=1) if k else h.new_zeros(R, 0, 3),
             torch.stack(self.parents, dim=1) if k else torch.zeros(R, 0, dtype=torch.long, device=h.device),
+            self._shape(),
         )
-        draw = draw_positions(m, h, table, k, self.alphas, self.cfg.sample_steps, self.cfg.temperature, generator)
+        cfg = self.cfg
+        draw = draw_positions(
+            m, h, table, k, self.alphas, cfg.sample_steps, cfg.temperature, generator, cfg.anchor_temperature
+        )
         pos = snap_inside(draw.positions, self.points) if self.cfg.snap_inside else draw.positions
         self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
@@ -107,9 +118,16 @@ class _JointDecoder:
             logits = torch.cat([pair[:, 0], stop], dim=-1).float()  # (R, k + 1): column k = stop
             if k >= self.max_joints:
                 logits[:, :k] = float("-inf")  # the joint budget is spent: stop
-            logp = torch.log_softmax(logits / max(self.cfg.temperature, 1e-6), dim=-1)
-            parent = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
-            self.logp += torch.where(self.alive, logp.gather(1, parent[:, None])[:, 0], 0.0)
+            logp = torch.log_softmax(logits / max(cfg.temperature, 1e-6), dim=-1)
+            if cfg.parent_from_anchor:  # stop or not by the head; the parent is the anchor (table index i + 1)
+                p_stop = logp[:, k].exp()
+                stop = torch.rand(R, generator=generator, device=h.device) < p_stop
+                parent = torch.where(stop, k, draw.anchor - 1)
+                chosen = torch.where(stop, p_stop, 1 - p_stop).clamp(min=1e-12).log()
+            else:
+                parent = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+                chosen = logp.gather(1, parent[:, None])[:, 0]
+            self.logp += torch.where(self.alive, chosen, 0.0)
         self.last = JointStep(k, pos, parent, self.alive.clone())
         self.contexts.append(draw.context)
         self.offsets.append(draw.offset)
@@ -119,6 +137,11 @@ class _JointDecoder:
             self.alive = self.alive & (parent != k)
         self.step += 1
         return torch.cat([pos, parent[:, None].to(pos.dtype)], dim=-1)[:, None]
+
+    def _shape(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefill's contextual shape tokens (R, S, C) and their centres (R, S, 3)."""
+        assert self.engine.shape_features is not None
+        return self.engine.shape_features, self.points[:, : self.model.config.shape_tokens, :3]
 
     def embed_next(self, tokens_R14: torch.Tensor, k: int) -> torch.Tensor:
         """The token of joint k - 1 (R, 1, C) from its position and parent."""
@@ -172,7 +195,7 @@ def joint_steps(
         c.depth, rows, c.heads, c.shape_tokens + 1 + steps, c.width // c.heads, dtype=prompt.dtype, device=prompt.device
     )
     engine = _EngineModel(model)
-    dec = _JointDecoder(model, points_N6[None].expand(rows, -1, -1), cfg, cap)
+    dec = _JointDecoder(model, engine, points_N6[None].expand(rows, -1, -1), cfg, cap)
     loop = token_stream(
         engine,
         prompt,

@@ -72,7 +72,7 @@ def rig_losses(
     valid = steps[None] <= n[:, None]  # (B, K): real joints and the stop step
     target = torch.cat([joints, joints[:, :1]], dim=1)  # the stop step's position is the root's
     target = torch.where((steps[None] == n[:, None])[..., None], joints[:, :1], target)
-    table = anchor_table(out[:, S], cand, joints, parents)
+    table = anchor_table(out[:, S], cand, joints, parents, (out[:, :S], points[:, :S, :3]))
     goal = torch.cat([parents.new_zeros(B, 1), parents[:, 1:] + 1, parents.new_ones(B, 1)], dim=1)  # (B, K)
     goal = torch.where(steps[None] == n[:, None], 1, goal)  # the stop step grows from the root, offset 0
     pointer, offset, hit = anchor_losses(model, h, table, goal, target, alphas, cfg.noise_samples, generator)
@@ -113,7 +113,7 @@ def teacher_forced_error(
     S = model.config.shape_tokens
     x = torch.cat([model.prompt(points), model.joint_tokens(joints, parents)], dim=1)
     out = model.backbone(x, sequence_positions(S, J, points.device))
-    table = anchor_table(out[:, S], out[:, S + 1 :], joints, parents)
+    table = anchor_table(out[:, S], out[:, S + 1 :], joints, parents, (out[:, :S], points[:, :S, :3]))
     alphas = cosine_alphas_cumprod(model.config.diffusion_steps).to(out)
     drawn = [draw_positions(model, out[:, S + k], table, k, alphas, sample_steps, 1.0, generator) for k in range(J)]
     err = (torch.stack([d.positions for d in drawn], dim=1) - joints).norm(dim=-1)  # (B, J)

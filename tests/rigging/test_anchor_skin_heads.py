@@ -2,13 +2,14 @@
 ordering, and the bone distances the skin head is given, checked on hand-made cases."""
 
 import numpy as np
+import pytest
 import torch
 from rigging_tiny import TINY
 
 from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions, snap_inside
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.meshio import farthest_point_order
-from genmotion.rigging.model import RigAnything, bone_distances
+from genmotion.rigging.model import RigAnything, bone_distances, fourier
 
 
 def test_farthest_point_order_is_a_permutation_that_covers_first():
@@ -106,3 +107,32 @@ def test_snap_inside_moves_outside_joints_to_the_medial_point():
     out = snap_inside(x, sphere)
     assert out[0].norm() < 0.03  # the medial point of a sphere is its centre
     torch.testing.assert_close(out[1], x[1])  # inside: kept
+
+
+def test_local_context_starts_at_zero_and_reads_the_nearest_shape_tokens():
+    torch.manual_seed(0)
+    cfg = TINY.__class__(**{**TINY.__dict__, "local_tokens": 2})
+    model, plain = RigAnything(cfg), RigAnything(TINY)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and {k.split(".")[0] for k in missing} == {"local_rel", "local_mlp", "local_out"}
+    B, S, C = 2, cfg.shape_tokens, cfg.width
+    shape = (torch.randn(B, S, C), torch.randn(B, S, 3))
+    joints, parents = torch.randn(B, 3, 3), torch.tensor([[0, 0, 1]]).expand(B, -1)
+    table = anchor_table(torch.randn(B, C), torch.randn(B, 3, C), joints, parents, shape)
+    h, idx = torch.randn(B, 4, C), torch.tensor([[[0], [1], [1], [2]]]).expand(B, -1, -1)
+    # zero-initialised output: a model with the local context starts as the one without
+    torch.testing.assert_close(model.anchor_context(h, table.feat, table.geo, idx, table.shape),
+                               plain.anchor_context(h, table.feat, table.geo, idx))  # fmt: skip
+    with pytest.raises(ValueError, match="shape"):
+        model.anchor_context(h, table.feat, table.geo, idx)
+    torch.nn.init.normal_(model.local_out.weight)
+    q = torch.tensor([[[0.0, 0.0, 0.0]]])
+    centres = torch.tensor([[[5.0, 0, 0], [0.1, 0, 0], [0, 0.2, 0], [3.0, 0, 0]]])
+    feats = torch.randn(1, 4, C)
+    out = model.local_context(q, feats, centres)
+    rel = centres[:, [1, 2]] / cfg.offset_scale
+    x = feats[:, [1, 2]] + model.local_rel(fourier(rel, cfg.fourier_bands))
+    torch.testing.assert_close(out[0, 0], model.local_out(model.local_mlp(x).amax(dim=1))[0])
+    far = feats.clone()
+    far[:, [0, 3]] = 100.0  # tokens beyond the 2 nearest do not matter
+    torch.testing.assert_close(model.local_context(q, far, centres), out)

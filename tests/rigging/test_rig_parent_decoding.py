@@ -75,3 +75,32 @@ def test_decoded_parents_and_stop_reach_the_skeleton_unshifted(monkeypatch):
         assert parents.tolist() == [-1, 0, 0, 1, 2]
         assert joints.shape == (5, 3) and features.shape == (5, TINY.width)
     np.testing.assert_allclose(out.joints[0].numpy(), torch.stack([s.positions[0] for s in steps[:5]]).numpy())
+
+
+def test_parent_from_anchor_takes_the_pointer_choice_and_the_head_only_stops(monkeypatch):
+    """With `parent_from_anchor`, a pointer forced to joint k - 1 and a parent head that would say joint 0
+    give the chain [-1, 0, 1, 2]; the head's stop at step 4 still ends it."""
+    torch.manual_seed(0)
+    model = RigAnything(TINY).eval()
+
+    def scores(h_BKC, xyz_BK3, cand_BIC):
+        B, k = h_BKC.shape[0], cand_BIC.shape[1]
+        pair = torch.full((B, 1, k), -1e4)
+        pair[:, :, 0] = 1e4  # the head alone would hang every joint on the root
+        return pair, torch.full((B, 1), 1e5 if k == 4 else -1e4)
+
+    def pointer(h_BKC, anchor_BAC):
+        B, K, A = h_BKC.shape[0], h_BKC.shape[1], anchor_BAC.shape[1]
+        logits = torch.full((B, K, A), -1e4)
+        logits[..., (A - 1) if A > 1 else 0] = 1e4  # the latest joint (table index A - 1)
+        return logits
+
+    monkeypatch.setattr(model, "parent_scores", scores)
+    monkeypatch.setattr(model, "anchor_logits", pointer)
+    cfg = RigSamplingConfig(sample_steps=2, parent_from_anchor=True, anchor_temperature=0.0)
+    *_, out = joint_steps(model, torch.randn(TINY.num_points, 6), cfg, 2, torch.Generator().manual_seed(1))
+    assert isinstance(out, SampledSkeletons)
+    assert [p.tolist() for p in out.parents] == [[-1, 0, 1, 2]] * 2
+    cfg = RigSamplingConfig(sample_steps=2)  # the default: the head's parent
+    *_, out = joint_steps(model, torch.randn(TINY.num_points, 6), cfg, 2, torch.Generator().manual_seed(1))
+    assert [p.tolist() for p in out.parents] == [[-1, 0, 0, 0]] * 2

@@ -99,11 +99,13 @@ def test_parent_logits_allow_earlier_joints_and_self_only():
         torch.testing.assert_close(logits[0, k, :k], pair[0, k, :k])
 
 
-def test_losses_are_finite_and_train():
+@pytest.mark.parametrize("local_tokens", [0, 4])
+def test_losses_are_finite_and_train(local_tokens):
     torch.manual_seed(0)
     from genmotion.rigging.model import RigAnything
 
-    model = RigAnything(TINY)
+    net = TINY.__class__(**{**TINY.__dict__, "local_tokens": local_tokens})
+    model = RigAnything(net)
     cfg = RigDataConfig(num_points=256, skin_points=32, max_joints=8)
     rng = np.random.default_rng(6)
     samples = []
@@ -113,7 +115,7 @@ def test_losses_are_finite_and_train():
             samples.append(s)
     batch = collate(samples, 32, rng)
     alphas = cosine_alphas_cumprod(100).float()
-    parts = rig_losses(model, batch, RigTrainModel(net=TINY), alphas, torch.Generator().manual_seed(0))
+    parts = rig_losses(model, batch, RigTrainModel(net=net), alphas, torch.Generator().manual_seed(0))
     loss = parts["position"] + parts["anchor"] + parts["parent"] + parts["skin"]
     assert torch.isfinite(loss)
     loss.backward()
