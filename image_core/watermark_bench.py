@@ -19,6 +19,7 @@ import torch
 from genmotion.image_core.watermark import (
     Watermark,
     code_groups,
+    detection_tokenizer,
     prepare_images,
     token_scores,
     watermark_tokens,
@@ -94,7 +95,7 @@ def _batches(pipe: Any, images_BHW3: np.ndarray, batch: int = 100) -> list[torch
 
 def max_scores(pipe: Any, images_BHW3: np.ndarray, watermark: Watermark, batch: int = 100) -> np.ndarray:
     """The detector's z (max over the pool) of each uint8 image (B,), re-tokenised at the model's size."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     reads = [vae.encode(x) for x in _batches(pipe, images_BHW3, batch)]
     return _z(reads, vae, watermark)
 
@@ -108,7 +109,7 @@ def _inverted(pipe: Any, images_BHW3: np.ndarray) -> tuple[list[list[torch.Tenso
     """Decoder-inversion read-back of uint8 images, batch by batch, with seconds per image and mean PSNR."""
     reads, stats = [], []
     for x in _batches(pipe, images_BHW3):
-        indices, info = inversion_read(pipe.model.vae, x)
+        indices, info = inversion_read(detection_tokenizer(pipe), x)
         reads.append(indices)
         stats.append((info, x.shape[0]))
     n = sum(b for _, b in stats)
@@ -149,7 +150,7 @@ def _sample(
 def tokens_kept(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor], groups: int) -> dict[str, list[float]]:
     """Per scale, the share of sampled codes, and of their code groups, that re-tokenising the images gives back:
     what a token watermark can hope to find again."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     read = vae.encode(prepare_images(torch.from_numpy(images_BHW3), pipe.height).to(pipe.device))
     return kept_rates(tokens, read, code_groups(vae.quantize.embedding.weight, groups).to(pipe.device))
 
@@ -158,7 +159,7 @@ def _other_detectors(pipe: Any, marked: np.ndarray, marked_tokens: list[torch.Te
                      wm: Watermark, threshold: float, fpr: float) -> dict[str, Any]:  # fmt: skip
     """The exact-latent ceiling (kept codes and groups) and decoder inversion (kept, detection rates per attack,
     seconds per image) for one watermark; `plain_reads` caches the unwatermarked inversions across modes."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     groups = code_groups(vae.quantize.embedding.weight, wm.groups).to(pipe.device)
     tokens = [t.to(pipe.device) for t in marked_tokens]
     inversion: dict[str, Any] = {"steps": INVERSION_STEPS, "attacks": {}}

@@ -42,6 +42,9 @@ def detect(
     runtime = configure(device, "auto", None)
     pipe = genmotion.load(ckpt, device=runtime.device)
     result = detect_watermark(pipe, pixels, key, false_positive_rate=fpr)
+    if result.tokenizer == "model":
+        note = "ships no watermark tokenizer (watermark_vae.safetensors): the image is read with the model's own"
+        typer.echo(f"note: {ckpt} {note}", err=True)
     typer.echo(f"{image}: {result.summary()}")
     raise typer.Exit(0 if result.detected else 1)
 
