@@ -9,6 +9,7 @@ Axes: B batch, H/W image size, P pool size.
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -175,6 +176,19 @@ def _other_detectors(pipe: Any, marked: np.ndarray, marked_tokens: list[torch.Te
             "decoder_inversion": inversion}  # fmt: skip
 
 
+@torch.no_grad()
+def _decoder_psnr(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor]) -> float | None:
+    """PSNR (dB, uint8) of watermarked images against the model's own decoding of their tokens: what decoding with
+    the watermark tokenizer changes (None when they are the same images: the checkpoint ships no such tokenizer)."""
+    from genmotion.metrics import psnr
+    from genmotion.pipeline import to_uint8
+
+    vae = pipe.model.vae
+    plain = to_uint8(vae.fhat_to_image(vae.indices_to_fhat([t.to(pipe.device) for t in tokens])))
+    value = psnr(images_BHW3.astype(np.float64), plain.astype(np.float64), data_range=255.0)
+    return None if math.isinf(value) else value
+
+
 def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] = ("soft", "hard"), fpr: float = 0.01,
                          seed: int = 0, batch: int = 50, model: str = "var-toy") -> dict[str, Any]:  # fmt: skip
     """`num_images` unwatermarked images and as many watermarked per mode (classes in turn, one seed for all
@@ -203,11 +217,12 @@ def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] =
         setting = f"LBW {mode}" + (f" delta {wm.delta:g}" if mode == "soft" else "")
         rows.append(table_row(model, setting, labels, marked, tokens=tokens, seconds=marked_s))
         z_sampled = token_scores(marked_tokens, pipe.model.vae.quantize, wm).max(dim=1).values
+        fidelity = _decoder_psnr(pipe, marked, marked_tokens)
         out[mode] = {
             "gamma": wm.green_share, "delta": wm.delta if mode == "soft" else None, "groups": wm.groups,
             "pool_size": wm.pool_size, "scales": list(wm.scale_indices(len(pipe.config.var.patch_nums))),
             "analytic_threshold": analytic, "attacks": attacks,
-            "z_sampled_tokens_median": float(z_sampled.median()),
+            "z_sampled_tokens_median": float(z_sampled.median()), "psnr_to_model_decoder_db": fidelity,
             "kept": tokens_kept(pipe, marked, marked_tokens, wm.groups),
             "class_accuracy": rows[-1]["class_accuracy"], "class_accuracy_unwatermarked": rows[0]["class_accuracy"],
         } | _other_detectors(pipe, marked, marked_tokens, plain_reads, wm, analytic, fpr)  # fmt: skip

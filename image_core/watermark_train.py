@@ -1,7 +1,7 @@
 """Task `var-watermark-tokenizer`: fine-tune a copy of a VAR checkpoint's encoder and decoder into the LBW watermark
 pair (`genmotion.image_core.watermark_vae`), the quantizer, codebook and transformer frozen.
 
-Token maps come half from the VAR model itself (a pool sampled once with random keys, soft, hard and plain) and
+Token maps come half from the VAR model itself (a pool sampled once with random keys, two thirds hard, one soft) and
 half from the frozen encoder on toy-world images; at the watermarked scales a share of their codes is re-drawn at
 random, as a watermark would move them. Per batch: decode with the new decoder; the fidelity loss holds the image
 to the frozen decoder's image of the same tokens; the image goes through random attacks (uint8 rounding, JPEG
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from torch import nn
 from genmotion.config import to_dict
 from genmotion.errors import UsageError
 from genmotion.image_core.data import ImageDataConfig, image_batches
-from genmotion.image_core.watermark import GROUPS, Watermark, code_groups
+from genmotion.image_core.watermark import GROUPS, Mode, Watermark, code_groups
 from genmotion.image_core.watermark_vae import WatermarkPair, scale_logits
 from genmotion.metrics import psnr
 
@@ -36,6 +35,8 @@ __all__ = ["WATERMARK_TOKENIZER_KIND", "WatermarkTokenizerTask", "WatermarkTrain
 
 log = logging.getLogger(__name__)
 WATERMARK_TOKENIZER_KIND = "var-watermark-tokenizer"
+_POOL_MODES: tuple[Mode, ...] = ("hard", "soft", "hard")  # hard codes are the ones the frozen tokenizer loses
+EVAL_KEY = "7a11c0de5eed0b1e"  # the held-out key of `evaluate` (the pool's keys are random)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +46,7 @@ class WatermarkTrainModel:
     base: str = "var-toy"  # the var checkpoint (name or directory) whose tokenizer the pair copies
     fine_scales: int = 2  # the watermarked scales: the last ones (as `Watermark.scales`)
     groups: int = GROUPS  # code groups of the watermark
-    pool_images: int = 1536  # token maps sampled once from the VAR model (thirds soft, hard, plain)
+    pool_images: int = 1536  # token maps sampled once from the VAR model (two thirds hard, one soft)
     redraw: float = 0.3  # share of the watermarked scales' codes re-drawn at random
     temperature: float = 0.01  # of the squared code distances in the read-back cross-entropy
     fidelity_weight: float = 200.0  # MSE to the frozen decoder's image (no L1: it tolerates sparse blotches)
@@ -173,8 +174,8 @@ class WatermarkTokenizerTask:
         return tuple(range(K - self._cfg.fine_scales, K))
 
     def _token_pool(self) -> list[torch.Tensor]:
-        """Token maps (per scale (N, l)) sampled once from the VAR model: random classes and keys, thirds soft,
-        hard and unwatermarked (seeded, so a resumed run gets the same pool)."""
+        """Token maps (per scale (N, l)) sampled once from the VAR model: random classes and keys, two thirds hard
+        and one soft (plain tokens come from the encoded images; seeded, so a resumed run gets the same pool)."""
         if self._pool is None:
             g = torch.Generator().manual_seed(1)
             n, chunks = self._cfg.pool_images, []
@@ -182,8 +183,7 @@ class WatermarkTokenizerTask:
                 size = min(64, n - start)
                 labels = torch.randint(self._pipe.num_classes, (size,), generator=g).tolist()
                 key = bytes(torch.randint(256, (16,), generator=g).tolist()).hex()
-                mode = ("soft", "hard", None)[i % 3]
-                wm = Watermark(key, mode=mode) if mode else None  # type: ignore[arg-type]
+                wm = Watermark(key, mode=_POOL_MODES[i % len(_POOL_MODES)])
                 result = self._pipe.generate(labels, num_images=size, generator=g, watermark=wm)
                 chunks.append(result.tokens)
             self._pool = [torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0]))]
@@ -223,7 +223,7 @@ class WatermarkTokenizerTask:
         assert isinstance(model, WatermarkPair) and self._groups is not None
         vae = watermark_tokenizer(self._pipe.model.vae, model)
         g = torch.Generator().manual_seed(12345)
-        wm = Watermark(secrets.token_hex(8), mode="hard")
+        wm = Watermark(EVAL_KEY, mode="hard")
         tokens = self._pipe.generate([i % 12 for i in range(48)], num_images=48, generator=g, watermark=wm).tokens
         f_hat = vae.quantize.indices_to_fhat(tokens)
         image = vae.fhat_to_image(f_hat)
