@@ -120,5 +120,5 @@ def test_the_cycle_loss_goes_down_on_the_tiny_model():
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0] and 0.0 <= logs["group_read"] <= 1.0
