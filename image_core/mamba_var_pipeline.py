@@ -23,6 +23,7 @@ from genmotion.image_core.mamba_var import MambaVARImageModel
 from genmotion.image_core.mamba_var_io import MVAR_KIND, load_mvar_model, save_mvar_model
 from genmotion.image_core.mamba_var_sampler import stream_mvar_scales
 from genmotion.image_core.pipeline import ScaleChunk, VARPipeline
+from genmotion.nn.vqvae import VQVAE
 from genmotion.pipeline import to_uint8
 from genmotion.sampling.logits import LogitsProcessor
 
@@ -48,7 +49,9 @@ class MambaVARPipeline(VARPipeline):
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> MambaVARPipeline:
         names, sampling = read_image_metadata(directory)
-        return cls(load_mvar_model(directory), class_names=names, sampling=sampling)  # type: ignore[arg-type]
+        pipe = cls(load_mvar_model(directory), class_names=names, sampling=sampling)  # type: ignore[arg-type]
+        pipe.watermark_source = Path(directory)
+        return pipe
 
     def save_pretrained(self, directory: str | Path, card: str | None = None) -> Path:
         return save_mvar_model(self.model, directory, card=card, class_names=self.class_names, sampling=self.sampling)
@@ -78,6 +81,7 @@ class MambaVARPipeline(VARPipeline):
         processors: list[LogitsProcessor],
         policy: ScalePolicy,
         preview: bool,
+        decoder: VQVAE,
     ) -> Iterator[ScaleChunk]:
         if not isinstance(policy, _ScanStats):
             raise UsageError("M-VAR takes no KV cache policy", fix="pass kv='full'")
@@ -98,7 +102,7 @@ class MambaVARPipeline(VARPipeline):
             for step in steps:
                 last = step.scale_index == K - 1
                 policy.record(cache.nbytes(), last)
-                images = to_uint8(vae.fhat_to_image(step.f_hat)) if last or preview else None
+                images = to_uint8(decoder.fhat_to_image(step.f_hat)) if last or preview else None
                 yield ScaleChunk(
                     index=step.scale_index, num_scales=K, tokens=step.indices, images=images,
                     cache_bytes=0 if last else cache.nbytes(), seconds=time.perf_counter() - start,

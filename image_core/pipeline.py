@@ -34,6 +34,7 @@ from genmotion.sampling.logits import LogitsProcessor
 if TYPE_CHECKING:
     from genmotion.image_core.tts import TTSResult
     from genmotion.image_core.watermark import Watermark
+    from genmotion.nn.vqvae import VQVAE
 
 __all__ = ["HEAD_PROFILE_NAME", "ImageResult", "ScaleChunk", "VARPipeline", "to_uint8"]
 
@@ -146,6 +147,8 @@ class VARPipeline(ClassImages, Pipeline):
         self.sampling = sampling or VARSamplingConfig()
         self.compute_dtype = compute_dtype  # bf16: autocast over fp32 weights
         self.head_profile = head_profile
+        self.watermark_source: Path | None = None  # checkpoint folder that may ship `watermark_vae.safetensors`
+        self._watermark_vae: VQVAE | None = None
 
     @classmethod
     def _from_checkpoint(cls, directory: Path, config: Mapping[str, Any]) -> VARPipeline:
@@ -155,13 +158,36 @@ class VARPipeline(ClassImages, Pipeline):
         names, sampling = read_image_metadata(directory)
         profile_path = Path(directory) / HEAD_PROFILE_NAME
         profile = load_head_profile(profile_path, model.var) if profile_path.is_file() else None
-        return cls(model, class_names=names, sampling=sampling, head_profile=profile)
+        pipe = cls(model, class_names=names, sampling=sampling, head_profile=profile)
+        pipe.watermark_source = Path(directory)
+        return pipe
 
     def to(self, device: Any = None, dtype: Any = None) -> VARPipeline:
         super().to(device=device, dtype=dtype)
         if dtype is not None:
             self.compute_dtype = dtype
         return self
+
+    def watermark_tokenizer(self) -> VQVAE | None:
+        """The tokenizer of LBW watermarking: the checkpoint's `watermark_vae.safetensors` pair (encoder and
+        decoder trained to give the watermarked codes back) around the model's quantizer, loaded on first use;
+        None when the checkpoint ships none (watermarking then decodes and detects with the model's own)."""
+        from genmotion.image_core.watermark_vae import load_watermark_pair, watermark_tokenizer
+
+        if self._watermark_vae is None and self.watermark_source is not None:
+            pair = load_watermark_pair(self.watermark_source, self.config.vae)
+            if pair is not None:
+                self._watermark_vae = watermark_tokenizer(self.model.vae, pair)
+        return None if self._watermark_vae is None else self._watermark_vae.to(self.device)
+
+    def _decoder(self, watermark: Watermark | None) -> VQVAE:
+        """The tokenizer that decodes a sample: the watermark pair for a watermarked one, where shipped."""
+        if watermark is None:
+            return self.model.vae
+        marked = self.watermark_tokenizer()
+        if marked is None:
+            log.info("this checkpoint ships no watermark tokenizer: the watermark is decoded with the model's own")
+        return marked or self.model.vae
 
     def profile_heads(self, out: str | Path, *, seed: int = 0, num_samples: int = 8) -> str:
         """Profile this model's heads for HACK/ScaleKV (`genmotion profile-heads --model M -o F`): write the JSON
@@ -254,7 +280,8 @@ class VARPipeline(ClassImages, Pipeline):
         generator = self.make_generator(seed, generator)
         if watermark is not None:  # before the forcing, so a forced token always survives
             processors.insert(0, watermark.processor(self.model.vae.quantize, num_images, generator))
-        return self._scales(labels, settings, generator, more_smooth, processors, policy, preview)
+        return self._scales(labels, settings, generator, more_smooth, processors, policy, preview,
+                            self._decoder(watermark))  # fmt: skip
 
     def _scales(
         self,
@@ -265,7 +292,9 @@ class VARPipeline(ClassImages, Pipeline):
         processors: list[LogitsProcessor],
         policy: ScalePolicy,
         preview: bool,
+        decoder: VQVAE,
     ) -> Iterator[ScaleChunk]:
+        """The chunks of one sampling run; `decoder` turns f_hat into images (the watermark pair or the model's)."""
         start = time.perf_counter()
         autocast = torch.autocast(
             self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32
@@ -279,7 +308,7 @@ class VARPipeline(ClassImages, Pipeline):
             )  # fmt: skip
             for step in steps:
                 last = step.scale_index == K - 1
-                images = to_uint8(vae.fhat_to_image(step.f_hat)) if last or preview else None
+                images = to_uint8(decoder.fhat_to_image(step.f_hat)) if last or preview else None
                 held = policy.stats.context_bytes[-1] if policy.stats.context_bytes and not last else 0
                 yield ScaleChunk(
                     index=step.scale_index,

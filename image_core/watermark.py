@@ -7,7 +7,9 @@ every watermarked scale its own random `gamma` share of the groups. While sampli
 entry (drawn with the seed of the sampling generator, not from its stream, so the scales before the first
 watermarked one come out as in plain sampling) and its watermarked scales are pushed towards the green codes:
 `soft` adds `delta` to their logits after guidance, `hard` samples green codes only. Detection re-tokenises the
-image with the model's own tokenizer (encode -> multi-scale residual indices), counts the tokens G of the
+image (encode -> multi-scale residual indices) with the checkpoint's watermark tokenizer where it ships one
+(`genmotion.image_core.watermark_vae`: the encoder and decoder pair that also decodes the watermarked samples,
+trained to give their codes back), else with the model's own, counts the tokens G of the
 watermarked scales whose group is green at their position, and runs a one-sided z-test against every pool
 entry, z = (|G| - gamma T) / sqrt(T gamma (1 - gamma)); the largest z is compared with the threshold of the
 requested false-positive rate, Bonferroni-corrected for the pool size and exact for the binomial null (the
@@ -42,6 +44,7 @@ __all__ = [
     "WatermarkBias",
     "WatermarkDetection",
     "detect_watermark",
+    "detection_tokenizer",
     "prepare_images",
     "binomial_tail",
     "code_groups",
@@ -249,7 +252,8 @@ def watermark_scores(vae: Any, images_B3HW: torch.Tensor, watermark: Watermark) 
 @dataclass(frozen=True)
 class WatermarkDetection:
     """The verdict on one image: `z` the largest z-score over the pool (of entry `entry`, over `tokens` tokens),
-    `threshold` for `false_positive_rate`, `detected` when z > threshold."""
+    `threshold` for `false_positive_rate`, `detected` when z > threshold. `tokenizer`: "watermark" when the
+    checkpoint's watermark tokenizer read the image, "model" when it ships none and the model's own did."""
 
     detected: bool
     z: float
@@ -258,6 +262,7 @@ class WatermarkDetection:
     entry: int
     tokens: int
     pool_size: int
+    tokenizer: Literal["watermark", "model"] = "watermark"
 
     def summary(self) -> str:
         verdict = "watermark found" if self.detected else "no watermark"
@@ -275,12 +280,21 @@ def detect_watermark(pipe: Any, image: Any, key: str | Watermark, *, false_posit
     tokens = watermark_tokens(watermark, pipe.model.vae.patch_nums)
     threshold = z_threshold(false_positive_rate, watermark.pool_size, tokens, watermark.green_share)
     images = prepare_images(_as_array(image, "image")[None], pipe.height, pipe.device)
-    z = watermark_scores(pipe.model.vae, images, watermark)[0]
+    vae = detection_tokenizer(pipe)
+    z = watermark_scores(vae, images, watermark)[0]
     entry = int(z.argmax())
     return WatermarkDetection(
         detected=float(z[entry]) > threshold, z=float(z[entry]), threshold=threshold,
         false_positive_rate=false_positive_rate, entry=entry, tokens=tokens, pool_size=watermark.pool_size,
+        tokenizer="model" if vae is pipe.model.vae else "watermark",
     )  # fmt: skip
+
+
+def detection_tokenizer(pipe: Any) -> Any:
+    """The tokenizer that re-tokenises images for detection: the checkpoint's watermark tokenizer (the pair that
+    decoded the watermarked samples), else the model's own."""
+    marked = pipe.watermark_tokenizer() if hasattr(pipe, "watermark_tokenizer") else None
+    return pipe.model.vae if marked is None else marked
 
 
 def prepare_images(images_BHW3: torch.Tensor, size: int, device: Any = "cpu") -> torch.Tensor:

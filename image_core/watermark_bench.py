@@ -9,6 +9,7 @@ Axes: B batch, H/W image size, P pool size.
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from genmotion.image_core.watermark import (
     Watermark,
     code_groups,
+    detection_tokenizer,
     prepare_images,
     token_scores,
     watermark_tokens,
@@ -94,7 +96,7 @@ def _batches(pipe: Any, images_BHW3: np.ndarray, batch: int = 100) -> list[torch
 
 def max_scores(pipe: Any, images_BHW3: np.ndarray, watermark: Watermark, batch: int = 100) -> np.ndarray:
     """The detector's z (max over the pool) of each uint8 image (B,), re-tokenised at the model's size."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     reads = [vae.encode(x) for x in _batches(pipe, images_BHW3, batch)]
     return _z(reads, vae, watermark)
 
@@ -108,7 +110,7 @@ def _inverted(pipe: Any, images_BHW3: np.ndarray) -> tuple[list[list[torch.Tenso
     """Decoder-inversion read-back of uint8 images, batch by batch, with seconds per image and mean PSNR."""
     reads, stats = [], []
     for x in _batches(pipe, images_BHW3):
-        indices, info = inversion_read(pipe.model.vae, x)
+        indices, info = inversion_read(detection_tokenizer(pipe), x)
         reads.append(indices)
         stats.append((info, x.shape[0]))
     n = sum(b for _, b in stats)
@@ -149,7 +151,7 @@ def _sample(
 def tokens_kept(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor], groups: int) -> dict[str, list[float]]:
     """Per scale, the share of sampled codes, and of their code groups, that re-tokenising the images gives back:
     what a token watermark can hope to find again."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     read = vae.encode(prepare_images(torch.from_numpy(images_BHW3), pipe.height).to(pipe.device))
     return kept_rates(tokens, read, code_groups(vae.quantize.embedding.weight, groups).to(pipe.device))
 
@@ -158,7 +160,7 @@ def _other_detectors(pipe: Any, marked: np.ndarray, marked_tokens: list[torch.Te
                      wm: Watermark, threshold: float, fpr: float) -> dict[str, Any]:  # fmt: skip
     """The exact-latent ceiling (kept codes and groups) and decoder inversion (kept, detection rates per attack,
     seconds per image) for one watermark; `plain_reads` caches the unwatermarked inversions across modes."""
-    vae = pipe.model.vae
+    vae = detection_tokenizer(pipe)
     groups = code_groups(vae.quantize.embedding.weight, wm.groups).to(pipe.device)
     tokens = [t.to(pipe.device) for t in marked_tokens]
     inversion: dict[str, Any] = {"steps": INVERSION_STEPS, "attacks": {}}
@@ -172,6 +174,19 @@ def _other_detectors(pipe: Any, marked: np.ndarray, marked_tokens: list[torch.Te
             inversion["kept"] = kept_rates(tokens, [torch.cat(s) for s in zip(*reads, strict=True)], groups)
     return {"kept_exact_latent": kept_rates(tokens, exact_latent_read(vae, tokens), groups),
             "decoder_inversion": inversion}  # fmt: skip
+
+
+@torch.no_grad()
+def _decoder_psnr(pipe: Any, images_BHW3: np.ndarray, tokens: list[torch.Tensor]) -> float | None:
+    """PSNR (dB, uint8) of watermarked images against the model's own decoding of their tokens: what decoding with
+    the watermark tokenizer changes (None when they are the same images: the checkpoint ships no such tokenizer)."""
+    from genmotion.metrics import psnr
+    from genmotion.pipeline import to_uint8
+
+    vae = pipe.model.vae
+    plain = to_uint8(vae.fhat_to_image(vae.indices_to_fhat([t.to(pipe.device) for t in tokens])))
+    value = psnr(images_BHW3.astype(np.float64), plain.astype(np.float64), data_range=255.0)
+    return None if math.isinf(value) else value
 
 
 def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] = ("soft", "hard"), fpr: float = 0.01,
@@ -202,11 +217,12 @@ def watermark_robustness(pipe: Any, num_images: int, *, modes: tuple[str, ...] =
         setting = f"LBW {mode}" + (f" delta {wm.delta:g}" if mode == "soft" else "")
         rows.append(table_row(model, setting, labels, marked, tokens=tokens, seconds=marked_s))
         z_sampled = token_scores(marked_tokens, pipe.model.vae.quantize, wm).max(dim=1).values
+        fidelity = _decoder_psnr(pipe, marked, marked_tokens)
         out[mode] = {
             "gamma": wm.green_share, "delta": wm.delta if mode == "soft" else None, "groups": wm.groups,
             "pool_size": wm.pool_size, "scales": list(wm.scale_indices(len(pipe.config.var.patch_nums))),
             "analytic_threshold": analytic, "attacks": attacks,
-            "z_sampled_tokens_median": float(z_sampled.median()),
+            "z_sampled_tokens_median": float(z_sampled.median()), "psnr_to_model_decoder_db": fidelity,
             "kept": tokens_kept(pipe, marked, marked_tokens, wm.groups),
             "class_accuracy": rows[-1]["class_accuracy"], "class_accuracy_unwatermarked": rows[0]["class_accuracy"],
         } | _other_detectors(pipe, marked, marked_tokens, plain_reads, wm, analytic, fpr)  # fmt: skip

@@ -23,7 +23,9 @@ watermark_app = typer.Typer(help="LBW watermarks of VAR images: detect them.", n
 def detect(
     image: Path = typer.Argument(..., help="Image to test (.png, .jpg, ...; resized to the model's size)."),
     key: str = typer.Option(..., "--key", help="The watermark key: 16-64 hex digits."),
-    ckpt: str = typer.Option("var-toy", "--ckpt", help="The VAR model that made the image (its tokenizer reads it)."),
+    ckpt: str = typer.Option(
+        "var-toy", "--ckpt", help="The VAR model that made the image (its watermark tokenizer, else its own, reads it)."
+    ),
     fpr: float = typer.Option(0.01, "--fpr", help="False-positive rate of the verdict, in (0, 1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
@@ -42,6 +44,9 @@ def detect(
     runtime = configure(device, "auto", None)
     pipe = genmotion.load(ckpt, device=runtime.device)
     result = detect_watermark(pipe, pixels, key, false_positive_rate=fpr)
+    if result.tokenizer == "model":
+        note = "ships no watermark tokenizer (watermark_vae.safetensors): the image is read with the model's own"
+        typer.echo(f"note: {ckpt} {note}", err=True)
     typer.echo(f"{image}: {result.summary()}")
     raise typer.Exit(0 if result.detected else 1)
 

@@ -115,6 +115,25 @@ def rig_picture(plan: str = "hexapod", seed: int = 11) -> np.ndarray:
     return stack(rows)
 
 
+def watermark_grid() -> np.ndarray:
+    """var-toy LBW, the 12 classes, seed 0: plain samples; hard-watermarked tokens through the model's decoder;
+    the same tokens through the watermark decoder (what `--watermark` gives); their difference x 4."""
+    import torch
+
+    import genmotion
+    from genmotion.image_core.watermark import Watermark
+    from genmotion.pipeline import to_uint8
+
+    pipe = genmotion.load("var-toy")
+    plain = pipe.generate(list(range(12)), num_images=12, seed=0).images
+    marked = pipe.generate(list(range(12)), num_images=12, seed=0, watermark=Watermark("0be5c0ffee5eed5a", mode="hard"))
+    with torch.no_grad():
+        own = to_uint8(pipe.model.vae.decode_indices(list(marked.tokens)))
+    diff = np.clip(np.abs(marked.images.astype(int) - own.astype(int)) * 4, 0, 255).astype(np.uint8)
+    rows = [plain, own, marked.images, diff]
+    return stack([np.concatenate([enlarge(im, 3) for im in row], axis=1) for row in rows])
+
+
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "videoar.png": lambda: video_strips("videoar-toy"),
     "ca2vdm.png": lambda: video_strips("ca2vdm-toy"),
@@ -122,6 +141,7 @@ PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "image_family.png": var_family_grid,
     "flowar.png": flowar_grid,
     "rigging.png": rig_picture,
+    "watermark_lbw.png": watermark_grid,
 }
 
 

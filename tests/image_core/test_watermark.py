@@ -25,6 +25,7 @@ from genmotion.image_core.watermark import (
     Watermark,
     code_groups,
     detect_watermark,
+    detection_tokenizer,
     green_groups,
     parse_key,
     prepare_images,
@@ -141,8 +142,10 @@ def test_unwatermarked_images_stay_below_the_threshold(tiny):
 def test_unwatermarked_var_toy_images_stay_below_the_threshold():
     pipe = genmotion.load("var-toy")
     images = pipe.generate(list(range(12)), num_images=24, seed=0).images
-    z = watermark_scores(pipe.model.vae, prepare_images(torch.from_numpy(images), pipe.height), Watermark(KEY))
-    assert float(z.max()) < z_threshold(0.01, 8, 100)  # 36 + 64 tokens
+    x = prepare_images(torch.from_numpy(images), pipe.height)
+    for vae in (pipe.model.vae, detection_tokenizer(pipe)):  # the model's tokenizer and the shipped watermark pair
+        assert float(watermark_scores(vae, x, Watermark(KEY)).max()) < z_threshold(0.01, 8, 100)  # 36 + 64 tokens
+    assert detection_tokenizer(pipe) is not pipe.model.vae
 
 
 def _tail(count, tokens, gamma=Fraction(1, 2)):
@@ -198,6 +201,7 @@ def test_bench_part_watermark_adds_rows(tiny_ckpt, tmp_path):
         assert set(rates) == {"clean", "jpeg75", "resize0.5", "crop0.75", "noise0.05"}
         assert all(0.0 <= v["detection_at_empirical"] <= 1.0 and v["fpr_at_empirical"] <= 0.01 for v in rates.values())
     assert r["hard"]["z_sampled_tokens_median"] == pytest.approx(5.0)  # sqrt(25 tokens): all green when sampled
+    assert r["hard"]["psnr_to_model_decoder_db"] is None  # no watermark tokenizer: the model's own decodes
     for mode in ("soft", "hard"):  # the other read-backs: the exact latent (a ceiling) and decoder inversion
         ceiling, inversion = r[mode]["kept_exact_latent"], r[mode]["decoder_inversion"]
         assert len(ceiling["groups"]) == len(TINY.var.patch_nums) and all(0 <= v <= 1 for v in ceiling["groups"])

@@ -17,6 +17,7 @@ from genmotion.image_core.watermark import (
     Watermark,
     binomial_tail,
     critical_count,
+    detection_tokenizer,
     prepare_images,
     token_scores,
     z_threshold,
@@ -46,7 +47,7 @@ def test_the_threshold_keeps_the_false_positive_rate_at_every_token_count(gamma,
 def test_unwatermarked_var_toy_images_under_random_keys_meet_the_stated_rate():
     pipe = genmotion.load("var-toy")
     images = pipe.generate(list(range(12)), num_images=24, seed=3).images
-    read = pipe.model.vae.encode(prepare_images(torch.from_numpy(images), pipe.height))
+    read = detection_tokenizer(pipe).encode(prepare_images(torch.from_numpy(images), pipe.height))
     quantizer, fpr = pipe.model.vae.quantize, 0.2  # a high rate, so that a few hundred keys can tell it from more
     z_pool, z_single = [], []
     for word in torch.randint(2**62, (300,), generator=torch.Generator().manual_seed(5)).tolist():
