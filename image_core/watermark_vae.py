@@ -20,7 +20,6 @@ from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.nn.resample import resample_down
 from genmotion.nn.vqvae import VQVAE
 from genmotion.nn.vqvae_config import VQVAEConfig
-from genmotion.nn.vqvae_nets import Decoder, Encoder
 
 __all__ = [
     "WATERMARK_VAE_NAME",
@@ -41,12 +40,10 @@ class WatermarkPair(nn.Module):
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
-        k = config.quant_conv_kernel
-        c, z = config.latent_channels, config.bottleneck
-        self.quant_conv = nn.Conv2d(z, c, kernel_size=k, stride=1, padding=k // 2)
-        self.post_quant_conv = nn.Conv2d(c, z, kernel_size=k, stride=1, padding=k // 2)
+        # the tokenizer's own modules and keys, so the two cannot drift apart; its quantizer is dropped
+        vae = VQVAE(config)
+        self.encoder, self.decoder = vae.encoder, vae.decoder
+        self.quant_conv, self.post_quant_conv = vae.quant_conv, vae.post_quant_conv
 
     @classmethod
     def from_vae(cls, vae: VQVAE) -> WatermarkPair:
