@@ -109,7 +109,7 @@ class _JointDecoder:
         draw = draw_positions(
             m, h, table, k, self.alphas, cfg.sample_steps, cfg.temperature, generator, cfg.anchor_temperature
         )
-        pos = snap_inside(draw.positions, self.points) if self.cfg.snap_inside else draw.positions
+        pos = snap_inside(draw.positions, self.points) if cfg.snap_inside else draw.positions
         self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
             parent = torch.zeros(R, dtype=torch.long, device=h.device)
