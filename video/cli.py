@@ -297,12 +297,14 @@ def bench_video(
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add `genmotion video`, `genmotion convert keyframe` and `genmotion bench video`."""
+    """Add `genmotion video`, `genmotion convert keyframe|decoder` and `genmotion bench video`."""
     from genmotion.cli.app import CONVERT_HELP, command_group
 
     app.command("video")(video)
     bench_app.command("video")(bench_video)
-    command_group(app, "convert", CONVERT_HELP).command("keyframe")(convert_keyframe)
+    convert = command_group(app, "convert", CONVERT_HELP)
+    convert.command("keyframe")(convert_keyframe)
+    convert.command("decoder")(convert_decoder)
 
 
 def convert_keyframe(
@@ -325,4 +327,25 @@ def convert_keyframe(
     from genmotion.video.keyframe import convert_keyframe as convert
 
     path = convert(video_ckpt, keyframe, out, force=force)
+    typer.echo(f"wrote {path} (use it with: genmotion video --ckpt {path} -p ...)")
+
+
+def convert_decoder(
+    ckpt: str = typer.Option(..., "--ckpt", help="The videoar or ca2vdm checkpoint (registry name or directory)."),
+    decoder: str = typer.Option(
+        ..., "--decoder", help="A decoder-only fine-tune of its tokenizer (model.train=decoder; a run's model/)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+    force: bool = typer.Option(False, "--force", help="Write over a folder genmotion did not write (moved aside)."),
+) -> None:
+    """The checkpoint with another decoder for the same tokens (a sharper one, or one that makes larger frames,
+    model.output_size); a ca2vdm's first-chunk model gets it too."""
+    from genmotion.cli.checks import check_folder_output
+
+    check_checkpoint_kind(ckpt, ("videoar", "ca2vdm"), "convert decoder --ckpt")
+    check_checkpoint_kind(decoder, ("video-tokenizer",), "convert decoder --decoder")
+    check_folder_output(out, "checkpoint", force)
+    from genmotion.video.decoder_swap import convert_decoder as convert
+
+    path = convert(ckpt, decoder, out, force=force)
     typer.echo(f"wrote {path} (use it with: genmotion video --ckpt {path} -p ...)")

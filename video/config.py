@@ -22,7 +22,11 @@ class VideoTokenizerConfig:
     """Causal-in-time multi-scale VQ tokenizer: per-frame conv encoder/decoder, causal temporal mixing of
     latents, VAR's residual quantiser per frame (`genmotion.image_core`).
 
-    `widths` are the level widths at H/2, H/4, ... (finest first); downsampling is 2 ** len(widths).
+    `widths` are the level widths at H/2, H/4, ... (finest first) of the encoder, which reads frames
+    area-pooled by `input_pool` first; downsampling is input_pool * 2 ** len(widths). `decoder_widths`
+    (default: `widths`) are the decoder's, finest first; it upsamples by 2 ** len(decoder_widths), which must
+    equal the downsampling. A pooled encoder with a deeper decoder makes frames larger than the ones the tokens
+    were learnt on (a 64x64 decoder for the tokens of 32x32 frames: same tokens, a finer picture).
     `temporal_residual`: frames after the first code only their change from the previous frame's quantised
     latent (`genmotion.video.residual`), with code 0 = no change for residuals below `deadzone` (mean square
     per channel); needs `quant_resi: 0`.
@@ -38,6 +42,8 @@ class VideoTokenizerConfig:
     beta: float = 0.25
     temporal_residual: bool = False
     deadzone: float = 0.0
+    input_pool: int = 1
+    decoder_widths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_scales(self.patch_nums)
@@ -47,15 +53,27 @@ class VideoTokenizerConfig:
             raise ValueError(f"deadzone must be >= 0, got {self.deadzone}")
         if not self.widths or min(self.widths) < 1:
             raise ValueError(f"widths must be positive, got {self.widths}")
+        if self.input_pool < 1 or self.input_pool & (self.input_pool - 1):
+            raise ValueError(f"input_pool must be a power of two >= 1, got {self.input_pool}")
         if self.image_size != self.patch_nums[-1] * self.downsample:
             raise ValueError(
                 f"image_size {self.image_size} must equal finest scale {self.patch_nums[-1]} x downsampling "
-                f"{self.downsample} (2 ** len(widths))"
+                f"{self.downsample} (input_pool x 2 ** len(widths))"
+            )
+        if 2 ** len(self.decoder_level_widths) != self.downsample:
+            raise ValueError(
+                f"the decoder upsamples by 2 ** len(decoder_widths) = {2 ** len(self.decoder_level_widths)}, "
+                f"the encoder downsamples by {self.downsample}: give decoder_widths {len(self.widths)} + "
+                f"log2(input_pool) levels"
             )
 
     @property
     def downsample(self) -> int:
-        return 2 ** len(self.widths)
+        return self.input_pool * 2 ** len(self.widths)
+
+    @property
+    def decoder_level_widths(self) -> tuple[int, ...]:
+        return self.widths if self.decoder_widths is None else self.decoder_widths
 
     @property
     def latent_size(self) -> int:

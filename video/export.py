@@ -22,24 +22,12 @@ import torch
 
 from genmotion.checkpoint import CARD_NAME, load_weights, read_checkpoint_config, save_pretrained
 from genmotion.errors import InputError
+from genmotion.video.decoder_swap import different_tokens
 from genmotion.video.tokenizer_task import load_tokenizer
 from genmotion.video.videoar.model import VideoAR
 from genmotion.video.videoar.train import read_videoar_config
 
 __all__ = ["export_ca2vdm", "export_videoar", "main"]
-
-_TOKEN_PARTS = ("encoder", "encoder_mix", "quantize")  # what decides the tokens
-_SKIP = ("ema_vocab_hit",)  # codebook usage statistics: not weights
-
-
-def _same_tokens(a: torch.nn.Module, b: torch.nn.Module) -> list[str]:
-    """Names of token-deciding tensors that differ between two tokenizers."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return [
-        k
-        for k in sa
-        if k.split(".")[0] in _TOKEN_PARTS and not any(s in k for s in _SKIP) and not torch.equal(sa[k], sb[k])
-    ]
 
 
 def _card(path: Path) -> str:
@@ -77,7 +65,7 @@ def export_videoar(
         )
     if decoder is not None:
         tuned = load_tokenizer(str(decoder))
-        if tuned.config != model.tokenizer.config or (diff := _same_tokens(tuned, model.tokenizer)):
+        if tuned.config != model.tokenizer.config or (diff := different_tokens(tuned, model.tokenizer)):
             raise InputError(
                 f"{decoder} is not a decoder-only fine-tune of this checkpoint's tokenizer",
                 why="its config or token-deciding weights differ"

@@ -107,7 +107,7 @@ class VideoTokenizer(nn.Module):
         self.encoder_mix = CausalTemporalMix(c.latent_channels)
         self.quantize = MultiScaleQuantizer(self.quantizer_config(c))
         self.decoder_mix = CausalTemporalMix(c.latent_channels)
-        self.decoder = FrameDecoder(c.widths, c.latent_channels)
+        self.decoder = FrameDecoder(c.decoder_level_widths, c.latent_channels)
         if c.temporal_residual:
             with torch.no_grad():
                 self.quantize.embedding.weight[0].zero_()  # code 0 = "no change" (pinned in every use)
@@ -157,7 +157,10 @@ class VideoTokenizer(nn.Module):
         """Continuous latents f before quantisation: (B, T, 3, H, W) -> (B, T, C, h, w)."""
         self._check(video_BT3HW)
         B, T = video_BT3HW.shape[:2]
-        z = self.encoder(video_BT3HW.flatten(0, 1))
+        x = video_BT3HW.flatten(0, 1)
+        if self.config.input_pool > 1:
+            x = F.avg_pool2d(x, self.config.input_pool)
+        z = self.encoder(x)
         return self.encoder_mix(z.view(B, T, *z.shape[1:]))
 
     @torch.no_grad()

@@ -7,7 +7,8 @@ networks are reachable here). Evaluation: reconstruction PSNR through all scales
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -23,7 +24,7 @@ from genmotion.video.config import VideoDataConfig, VideoTokenizerConfig
 from genmotion.video.data import clip_source
 from genmotion.video.tokenizer import VideoTokenizer
 
-__all__ = ["VideoTokenizerModelConfig", "VideoTokenizerTask", "load_tokenizer", "psnr"]
+__all__ = ["VideoTokenizerModelConfig", "VideoTokenizerTask", "load_tokenizer", "psnr", "with_new_decoder"]
 
 
 def load_tokenizer(name: str) -> VideoTokenizer:
@@ -49,6 +50,10 @@ class VideoTokenizerModelConfig:
 
     `init_from` starts from a `video-tokenizer` checkpoint (its config wins); `train: decoder` then trains
     only the decoder side, so every token stays as it was and a transformer trained on them still fits.
+    `output_size` (with `train: decoder`): a new decoder, of `decoder_widths` (finest first), that makes
+    frames of this size from the same tokens; the encoder then reads frames area-pooled back to the size it
+    was trained on. `continuous_fraction`: the share of clips whose decoder input is the encoder's continuous
+    latent (what a flow model such as Ca2-VDM decodes) instead of the quantised one.
     """
 
     tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
@@ -56,6 +61,39 @@ class VideoTokenizerModelConfig:
     restart_every: int = 50
     init_from: str | None = None
     train: Literal["all", "decoder"] = "all"
+    output_size: int | None = None
+    decoder_widths: tuple[int, ...] | None = None
+    continuous_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.output_size is not None and (self.train != "decoder" or self.init_from is None):
+            raise ValueError(
+                "model.output_size makes a new decoder for trained tokens: set model.train=decoder and model.init_from"
+            )
+        if not 0.0 <= self.continuous_fraction <= 1.0:
+            raise ValueError(f"model.continuous_fraction must be in [0, 1], got {self.continuous_fraction}")
+
+
+def with_new_decoder(
+    tokenizer: VideoTokenizer, output_size: int, decoder_widths: Sequence[int] | None = None
+) -> VideoTokenizer:
+    """The same encoder, temporal mixing and codebook (so the same tokens) with a fresh decoder that makes
+    `output_size` frames; the encoder reads frames area-pooled to the size it learnt on. `decoder_widths`
+    (finest first) default to the old decoder's with the new levels prepended at its finest width."""
+    c = tokenizer.config
+    factor, rest = divmod(output_size, c.image_size)
+    if rest or factor < 1 or factor & (factor - 1):
+        raise UsageError(
+            f"output_size {output_size} is not the tokenizer's {c.image_size} px times a power of two",
+            fix=f"use {c.image_size} x 1, 2, 4, ...",
+        )
+    old = c.decoder_level_widths
+    widths = tuple(decoder_widths) if decoder_widths else (old[0],) * (factor.bit_length() - 1) + tuple(old)
+    new = VideoTokenizer(replace(c, image_size=output_size, input_pool=c.input_pool * factor, decoder_widths=widths))
+    state = {k: v for k, v in tokenizer.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("decoder.") for k in missing), (missing, unexpected)
+    return new
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,6 +128,8 @@ class VideoTokenizerTask:
         model = (
             VideoTokenizer(model_cfg.tokenizer) if model_cfg.init_from is None else load_tokenizer(model_cfg.init_from)
         )
+        if model_cfg.output_size is not None:
+            model = with_new_decoder(model, model_cfg.output_size, model_cfg.decoder_widths)
         if model_cfg.train == "decoder":  # tokens depend on encoder + codebook only: freeze them
             for part in (model.encoder, model.encoder_mix, model.quantize):
                 part.requires_grad_(False)
@@ -155,6 +195,9 @@ class VideoTokenizerTask:
         else:
             fhat, vq_loss = model.quantize(f.flatten(0, 1))
             fhat = fhat.view(B, T, *fhat.shape[1:])
+        if self._cfg.continuous_fraction > 0 and model.training:
+            keep = torch.rand(B, device=f.device) >= self._cfg.continuous_fraction  # (B,) quantised clips
+            fhat = torch.where(keep[:, None, None, None, None], fhat, f.detach())
         recon = model.decode_train(fhat)
         l1 = (recon.float() - video).abs().mean()
         mse = F.mse_loss(recon.float(), video)
