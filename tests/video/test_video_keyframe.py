@@ -3,6 +3,7 @@ transformer had drawn it; composition through `attach_keyframe` and `genmotion c
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from video_tiny import TINY, tiny_model
@@ -134,3 +135,60 @@ def test_first_frame_guidance_is_frame_zeros_scale_on_a_plain_model():
     assert all(torch.equal(a, b) for a, b in zip(mixed[0], strong[0], strict=True))  # frame 0 at 6
     assert any(not torch.equal(a, b) for a, b in zip(mixed[0], weak[0], strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(mixed[1], strong[1], strict=True))  # frame 1 at 3
+
+
+def _forced(tokens):
+    """A processor that forces every scale of one frame to `tokens` (per scale (B, l))."""
+
+    def force(logits, step):
+        out = torch.full_like(logits, float("-inf"))
+        return out.scatter(-1, tokens[step].unsqueeze(-1), 0.0)
+
+    return force
+
+
+@pytest.mark.parametrize("keyframe", [False, True])
+def test_first_frame_candidates_keep_the_draw_the_text_explains_best(keyframe):
+    from genmotion.video.videoar.sampler import _first_frame, _rows, _sample_frame
+
+    video = VideoARPipeline(tiny_model(0), encoder=object())
+    model = attach_keyframe(video, _keyframe_checkpoint()).model if keyframe else video.model
+    tr = model.keyframe or model.transformer
+    settings = dataclasses.replace(GREEDY, temperature=1.0, first_frame_candidates=4)
+    with torch.no_grad():
+        fhat, chosen = _first_frame(model, TEXT, settings, torch.Generator().manual_seed(0), ())
+        rows4 = _rows(tr, TEXT.repeat_interleave(4, dim=0), True)
+        scores: list = []  # the same four draws, scored together
+        g = torch.Generator().manual_seed(0)
+        _, drawn = _sample_frame(model, 0, rows4, None, None, tr.new_cache(8), settings, g, (),
+                                 transformer=tr, commit=False, score=scores)  # fmt: skip
+        alone = []  # each draw scored on its own, its tokens forced
+        for i in range(4):
+            got: list = []
+            forced = [d[i : i + 1] for d in drawn]
+            _, again = _sample_frame(model, 0, _rows(tr, TEXT, True), None, None, tr.new_cache(2), settings,
+                                     None, (_forced(forced),), transformer=tr, commit=False, score=got)  # fmt: skip
+            assert all(torch.equal(a, b) for a, b in zip(again, forced, strict=True))
+            alone.append(float(got[0]))
+    torch.testing.assert_close(scores[0], torch.tensor(alone), atol=1e-3, rtol=1e-4)
+    best = max(range(4), key=alone.__getitem__)
+    assert all(torch.equal(c[0], d[best]) for c, d in zip(chosen, drawn, strict=True))
+    assert len({tuple(d[i].tolist()) for d in drawn[-1:] for i in range(4)}) > 1  # the draws differ
+    # the score is log p(x | text) - log p(x | no text): a text that explains nothing scores about 0
+    null = _rows(tr, TEXT, True)
+    same = torch.cat([null[1:], null[1:]])  # the null condition in both rows
+    got = []
+    _sample_frame(model, 0, same, None, None, tr.new_cache(2), settings, torch.Generator().manual_seed(0), (),
+                  transformer=tr, commit=False, score=got)  # fmt: skip
+    assert abs(float(got[0])) < 1e-4
+
+
+def test_first_frame_candidates_through_the_pipeline():
+    pipe = VideoARPipeline(tiny_model(0), encoder=object())
+    pipe.text_embedding = lambda prompt: TEXT  # type: ignore[method-assign]
+    one = pipe.generate("x", num_frames=2, seed=0).frames
+    assert np.array_equal(one, pipe.generate("x", num_frames=2, seed=0, first_frame_candidates=1).frames)
+    four = pipe.generate("x", num_frames=2, seed=0, first_frame_candidates=4).frames
+    assert four.shape == one.shape
+    with pytest.raises(UsageError, match="first_frame_candidates"):
+        pipe.generate("x", num_frames=2, first_frame_candidates=0)

@@ -73,7 +73,10 @@ class SamplingConfig:
     frame before, so a strong scale there makes objects grow from frame to frame. `first_frame_guidance`: the
     scale of frame 0, the one frame drawn from the text alone (by the keyframe transformer where the model has
     one; None = guidance_scale). Frame 0 wants less than the later frames: a strong scale there draws oversized
-    objects on the wrong background, which every later frame then inherits."""
+    objects on the wrong background, which every later frame then inherits. `first_frame_candidates` N: frame 0
+    is drawn N times per video and the draw whose tokens the text explains best is kept (the sum over its
+    tokens of log p(token | text) - log p(token | no text), read from the two passes guidance makes); N = 1
+    draws once."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -82,6 +85,7 @@ class SamplingConfig:
     top_p: float = 0.0
     residual_guidance: float | None = None
     first_frame_guidance: float | None = None
+    first_frame_candidates: int = 1
 
     @property
     def guided(self) -> bool:

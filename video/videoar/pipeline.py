@@ -43,6 +43,10 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"top_p={settings.top_p}",
             fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
         )
+    if settings.first_frame_candidates < 1:
+        raise UsageError(
+            f"first_frame_candidates must be >= 1, got {settings.first_frame_candidates}", fix="1 draws frame 0 once"
+        )
     named = ("guidance_scale", "residual_guidance", "first_frame_guidance")
     for name, value in ((n, getattr(settings, n)) for n in named):
         if value is not None and value < 0:
@@ -120,6 +124,7 @@ class VideoARPipeline(VideoStreamer):
         top_p: float = 0.0,
         residual_guidance: float | None = None,
         first_frame_guidance: float | None = None,
+        first_frame_candidates: int | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
@@ -128,12 +133,14 @@ class VideoARPipeline(VideoStreamer):
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
         model, which code changes; see `SamplingConfig`) / `first_frame_guidance` (frame 0's, drawn from the text
-        alone): None = what the checkpoint recommends (see `sampling_settings`).
+        alone) / `first_frame_candidates` (draws of frame 0 to choose from): None = what the checkpoint
+        recommends (see `sampling_settings`).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         settings = self.sampling_settings(
             guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k,
             top_p=top_p, residual_guidance=residual_guidance, first_frame_guidance=first_frame_guidance,
+            first_frame_candidates=first_frame_candidates,
         )  # fmt: skip
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))

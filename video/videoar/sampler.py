@@ -57,12 +57,18 @@ def _sample_frame(
     processors: Sequence[LogitsProcessor],
     *,
     transformer: VideoARTransformer | None = None,
+    commit: bool = True,
+    score: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """All scales of one frame on the core discrete loop, then the frame's commit to the frame cache; returns
     (f_hat (B, Cv, h, w), per-scale tokens (B, p^2)). Scale 0 (the start token) is the loop's prefill, every
     finer scale a decode step whose input is built from the sampled codes by `embed_next`. `base` (B, Cv, h, w):
     the previous frame's f_hat under temporal residual coding (the codes add to it), else None. `transformer`:
-    the one that draws (default `model.transformer`; the keyframe's for frame 0, which commits nothing)."""
+    the one that draws (default `model.transformer`; the keyframe's for frame 0, which commits nothing);
+    `commit=False`: the main transformer's frame is not committed either. `score`: a list that receives the
+    frame's score per video (B,), the sum over its tokens of log p(token | text) - log p(token | no text) (the
+    text's pointwise mutual information with the frame, from the same two passes guidance makes; without
+    guidance log p(token | text) alone)."""
     tr, q = transformer or model.transformer, model.tokenizer.quantize
     layout = tr.layout
     guided = settings.guided
@@ -77,15 +83,27 @@ def _sample_frame(
     prev = torch.cat([prev, prev]) if guided else prev
     scale_of_call = iter(range(layout.num_scales))
     state = cache  # the whole VideoAR cache (frame ring + this frame's scales); the loop sees only cache.scales
+    last: list[torch.Tensor] = []  # the logits of the scale being drawn, (rows, l, V), when scoring
+    total = torch.zeros(B, device=device)
 
     def scale_logits(inputs: torch.Tensor, positions: torch.Tensor, *, cache: LayeredKVCache) -> torch.Tensor:
         # the loop's positions count tokens; VideoAR places them (frame, row, column) and reads both caches
         h = tr.step(inputs, mod, layout.scale_positions(frame, next(scale_of_call)).to(device), state, clean=False)
         assert h is not None
-        return tr.logits(h, mod).float()  # (rows, l, V)
+        logits = tr.logits(h, mod).float()  # (rows, l, V)
+        if score is not None:
+            last[:] = [logits]
+        return logits
+
+    def add_score(idx_BL: torch.Tensor) -> None:
+        nonlocal total
+        logp = last[0].log_softmax(-1).gather(-1, torch.cat([idx_BL, idx_BL]) if guided else idx_BL).sum((1, 2))
+        total = total + (logp[:B] - logp[B:] if guided else logp)
 
     def embed_next(idx_BL: torch.Tensor, si: int) -> torch.Tensor:
         nonlocal fhat
+        if score is not None:
+            add_score(idx_BL[:B].unsqueeze(-1))
         fhat, nxt = _add_scale(q, fhat, idx_BL[:B], si - 1, layout.patch_nums[si - 1])
         inp = nxt.flatten(2).transpose(1, 2).to(dtype)  # (B, p'^2, Cv)
         return tr.embed_scales(cond_BW, torch.cat([inp, inp]) if guided else inp, prev[:, layout.scale_slice(si)], si)
@@ -106,7 +124,10 @@ def _sample_frame(
     )  # fmt: skip
     tokens = [chunk.tokens for chunk in chunks]
     fhat, _ = _add_scale(q, fhat, tokens[-1], layout.num_scales - 1, layout.patch_nums[-1])
-    if tr is model.transformer:
+    if score is not None:
+        add_score(tokens[-1].unsqueeze(-1))
+        score.append(total)
+    if tr is model.transformer and commit:
         _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
 
@@ -149,9 +170,8 @@ def stream_latents(
     fhat: torch.Tensor | None = None
     while num_frames is None or frame < num_frames:
         rows = _rows(tr, text(frame).to(p.dtype), guided)
-        if frame == 0 and model.keyframe is not None:
-            new_fhat, tokens = _keyframe(model, _rows(model.keyframe, text(0).to(p.dtype), guided), settings,
-                                         generator, processors)  # fmt: skip
+        if frame == 0 and (settings.first_frame_candidates > 1 or model.keyframe is not None):
+            new_fhat, tokens = _first_frame(model, text(0).to(p.dtype), settings, generator, processors)
             _commit(model, 0, new_fhat.to(p.dtype), tr.modulation(rows), cache, guided)
         else:
             base = fhat if temporal else None
@@ -172,14 +192,25 @@ def _rows(tr: VideoARTransformer, text_BE: torch.Tensor, guided: bool) -> torch.
     return torch.cat([cond, tr.null_condition(cond.shape[0]).to(cond.dtype)]) if guided else cond
 
 
-def _keyframe(
+def _first_frame(
     model: VideoAR,
-    rows: torch.Tensor,
+    text_BE: torch.Tensor,
     settings: SamplingConfig,
     generator: torch.Generator | None,
     processors: Sequence[LogitsProcessor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Frame 0 drawn by the keyframe transformer through a cache of its own (nothing precedes frame 0)."""
-    assert model.keyframe is not None
-    own = model.keyframe.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
-    return _sample_frame(model, 0, rows, None, None, own, settings, generator, processors, transformer=model.keyframe)
+    """Frame 0, drawn by the keyframe transformer where the model has one (else the main one), through a cache
+    of its own (nothing precedes frame 0; the caller commits it). With `first_frame_candidates` N > 1, N frames
+    per video are drawn and the one whose tokens the text explains best is kept (`_sample_frame`'s score)."""
+    tr = model.keyframe or model.transformer
+    n = settings.first_frame_candidates
+    rows = _rows(tr, text_BE.repeat_interleave(n, dim=0), settings.guided)  # (N B or 2 N B, W)
+    own = tr.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    score: list[torch.Tensor] | None = [] if n > 1 else None
+    fhat, tokens = _sample_frame(
+        model, 0, rows, None, None, own, settings, generator, processors, transformer=tr, commit=False, score=score
+    )
+    if score is None:
+        return fhat, tokens
+    best = score[0].view(-1, n).argmax(1) + torch.arange(0, fhat.shape[0], n, device=fhat.device)  # (B,)
+    return fhat[best], [t[best] for t in tokens]
