@@ -7,7 +7,6 @@ skin, write the GLB).
 from __future__ import annotations
 
 import logging
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genmotion.bench.report import bar_chart, save_results, set_bench_threads
+from genmotion.bench.report import bar_chart, host_info, save_results, set_bench_threads
 from genmotion.rigging.creatures import BODY_PLANS, random_creature
 from genmotion.rigging.geometry import analytic_skin, capsule_mesh, linear_blend, normalisation
 from genmotion.rigging.meshio import sample_surface, vertex_normals
@@ -31,21 +30,6 @@ __all__ = ["TARGETS", "evaluate_pipeline", "rig_timed", "run_rig_bench", "score_
 log = logging.getLogger(__name__)
 TOLERANCE = 0.1  # joint match distance in normalised units (Anymate's evaluate_joint threshold)
 TARGETS = {"cd_j2j": 0.05, "skin_l1": 0.3, "seconds_per_mesh": 3.0}
-
-
-def _cpu() -> dict[str, Any]:
-    name, flags = platform.processor(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma") if f in have)
-                break
-    except OSError:
-        pass
-    return {"cpu": name, "flags": flags, "machine": platform.machine(), "threads": torch.get_num_threads()}
 
 
 def _case(plan: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Skeleton, np.ndarray]:
@@ -183,7 +167,7 @@ def run_rig_bench(
     set_bench_threads(threads)
     results: dict[str, Any] = {
         "setup": {
-            **_cpu(),
+            **host_info(),
             "meshes_per_plan": meshes,
             "tolerance": TOLERANCE,
             "bone_step": 0.005,

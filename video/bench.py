@@ -12,7 +12,6 @@ loop against the machine's matmul peak. Threads are fixed by the caller.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from genmotion.bench.core import matmul_peak
-from genmotion.bench.report import bar_chart
+from genmotion.bench.report import bar_chart, host_info
 from genmotion.pipeline import FlowPolicyHost
 from genmotion.video.evaluate import (
     ATTRIBUTES,
@@ -279,8 +278,7 @@ def run_video_bench(pipe: Any, settings: BenchSettings | None = None) -> dict[st
             "resolution": f"{t.image_size}x{t.image_size}",
             "model": type(pipe).__name__,
             "transformer_parameters": _generator_parameters(pipe),
-            "threads": torch.get_num_threads(),
-            "machine": platform.machine(),
+            **host_info(),
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
             "prompt_set": f"{s.prompts} one-object held-out prompts balanced over colours, motions, shapes and "
             "their phrases (balanced_prompts, seed 2025) x the seeds; two-object prompts drawn at random (seed 2026)",

@@ -133,7 +133,6 @@ def main(argv: list[str] | None = None) -> None:
     then redraw the chart and strip. For a busy host where the whole bench does not fit."""
     import argparse
     import json
-    import platform
     import sys
     import time
     from dataclasses import asdict
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import genmotion
-    from genmotion.bench.report import write_json
+    from genmotion.bench.report import host_info, write_json
     from genmotion.video.bench import BenchSettings, plot_video_bench
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -176,9 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     quality["setup"] = {
         "command": "python -m genmotion.video.quality_bench " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "threads": args.threads,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
+        **host_info(),
         "seconds": time.perf_counter() - start,
         "settings": {k: v for k, v in asdict(settings).items() if k in ("fvd_clips", "diagnosis_clips",
                      "held_out_clips", "sweep", "num_frames", "guidance_scale", "long_clips", "long_frames")},

@@ -9,9 +9,30 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bar_chart", "run_bench", "save_results", "set_bench_threads", "time_median", "write_json"]
+__all__ = ["bar_chart", "host_info", "run_bench", "save_results", "set_bench_threads", "time_median", "write_json"]
 
 Panel = tuple[str, Mapping[str, float]]
+
+
+def host_info() -> dict[str, Any]:
+    """The CPU model and the vector flags that decide kernel speed (AVX2, AVX-512, bf16, AMX), the machine and
+    torch's thread count: what every benchmark JSON records, since times only compare on one host."""
+    import platform
+
+    import torch
+
+    name, flags = platform.processor(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma") if f in have)
+                break
+    except OSError:
+        pass
+    return {"cpu": name, "flags": flags, "machine": platform.machine(), "threads": torch.get_num_threads()}
 
 
 def set_bench_threads(threads: int) -> None:
