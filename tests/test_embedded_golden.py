@@ -10,9 +10,10 @@ import pytest
 import genmotion
 
 GOLDEN = {
-    "videoar-toy": {"sum": 697233, "slice": [91, 93, 82, 60, 27, 15, 20, 27]},  # at guidance 3 (frame 0 too)
-    "videoar-toy recommended": {"sum": 1089112, "slice": [163, 165, 167, 166, 172, 175, 173, 177]},  # 2, frame 0 1.5
-    "ca2vdm-toy": {"sum": 1447948, "slice": [123, 134, 155, 178, 216, 229, 238, 235]},  # with its first-chunk model
+    # 64x64 frames since the 64x64 decoder (2026-12-05; same tokens as before)
+    "videoar-toy": {"sum": 2762473, "slice": [25, 24, 25, 23, 23, 23, 23, 23]},  # at guidance 3 (frame 0 too)
+    "videoar-toy recommended": {"sum": 4315497, "slice": [173, 174, 174, 174, 174, 174, 174, 175]},  # 2, frame 0 1.5
+    "ca2vdm-toy": {"sum": 5747158, "slice": [111, 113, 111, 108, 110, 110, 108, 105]},  # with its first-chunk model
     "var-toy": {
         "sum": 610070,
         "slice": [21, 27, 26, 25, 25, 21, 22, 24],
@@ -54,7 +55,8 @@ SUM_SLACK = 16  # uint8 units: AVX2 and AVX-512 kernels round a few pixels of a 
 
 
 def _assert_sum(frames: np.ndarray, expected: int) -> None:
-    assert abs(_sum(frames) - expected) <= SUM_SLACK, (_sum(frames), expected)
+    slack = SUM_SLACK * frames[0].size // (32 * 32 * 3)  # the slack above is for 32x32 frames: scale with the pixels
+    assert abs(_sum(frames) - expected) <= max(SUM_SLACK, slack), (_sum(frames), expected)
 
 
 @pytest.mark.parametrize("name, sampling", [("videoar-toy", {"guidance_scale": 3.0}), ("videoar-toy recommended", {})])

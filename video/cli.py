@@ -75,10 +75,10 @@ def video(
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
     height: int | None = typer.Option(
-        None, "--height", help="Frame height; only the model's own size (32 for the defaults)."
+        None, "--height", help="Frame height; only the model's own size (64 for the defaults)."
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Frame width; only the model's own size (32 for the defaults)."
+        None, "--width", help="Frame width; only the model's own size (64 for the defaults)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (small per-frame ops: 1 is fastest)."),

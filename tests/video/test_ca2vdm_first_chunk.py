@@ -82,6 +82,6 @@ def test_round_trip_and_convert_cli(pipes, tmp_path):
 
 def test_a_first_chunk_model_of_another_frame_size_is_refused(pipes):
     flow, _, _ = pipes
-    big = VideoARPipeline.from_pretrained("videoar-toy")  # 32x32 frames; the tiny model's are 16x16
+    big = VideoARPipeline.from_pretrained("videoar-toy")  # 64x64 frames; the tiny model's are 16x16
     with pytest.raises(UsageError, match="frame size"):
         flow.with_first_chunk(big)

@@ -19,7 +19,7 @@ def test_embedded_video_model_streams_frames(name, kwargs):
     pipe = genmotion.load(name)
     chunks = list(pipe.stream("a red ball moving left", num_frames=4, seed=0, **kwargs))
     frames = np.concatenate([c.frames for c in chunks])
-    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 1  # not a blank video
+    assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 1  # not a blank video
     card = (WEIGHTS / name / "card.md").read_text()
     assert "## Evaluation" in card and "command" in card
 
