@@ -64,8 +64,9 @@ def _sample_frame(
     (f_hat (B, Cv, h, w), per-scale tokens (B, p^2)). Scale 0 (the start token) is the loop's prefill, every
     finer scale a decode step whose input is built from the sampled codes by `embed_next`. `base` (B, Cv, h, w):
     the previous frame's f_hat under temporal residual coding (the codes add to it), else None. `transformer`:
-    the one that draws (default `model.transformer`; the keyframe's for frame 0, which commits nothing);
-    `commit=False`: the main transformer's frame is not committed either. `score`: a list that receives the
+    the one that draws (default `model.transformer`; the keyframe's for frame 0). `commit`: append the finished
+    frame to the main transformer's frame cache (False for a frame drawn by another transformer or in a cache of
+    its own, which the caller commits). `score`: a list that receives the
     frame's score per video (B,), the sum over its tokens of log p(token | text) - log p(token | no text) (the
     text's pointwise mutual information with the frame, from the same two passes guidance makes; without
     guidance log p(token | text) alone)."""
@@ -127,7 +128,7 @@ def _sample_frame(
     if score is not None:
         add_score(tokens[-1].unsqueeze(-1))
         score.append(total)
-    if tr is model.transformer and commit:
+    if commit:
         _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
 
