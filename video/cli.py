@@ -63,6 +63,12 @@ def video(
     ),
     top_k: int | None = typer.Option(None, "--top-k", help="VideoAR: keep the k most likely codes [0 = off]."),
     top_p: float | None = typer.Option(None, "--top-p", help="VideoAR: nucleus sampling mass [0 = off]."),
+    copy_threshold: float | None = typer.Option(
+        None,
+        "--copy-threshold",
+        help="VideoAR: a token keeps the previous frame's code where the model gives that code at least this "
+        "probability [the checkpoint's: videoar-toy 0.5; 0 = off].",
+    ),
     prompt_at: list[str] = typer.Option([], "--prompt-at", help='Change the prompt from a frame on: 32="..."'),
     model: str | None = typer.Option(None, "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
@@ -97,6 +103,7 @@ def video(
         ("--temperature", temperature, {"low": 0}),
         ("--top-k", top_k, {"low": 0}),
         ("--top-p", top_p, {"low": 0, "high": 1}),
+        ("--copy-threshold", copy_threshold, {"low": 0, "high": 1}),
         ("--steps", steps, {"low": 1, "high": 1000}),
         ("--threads", threads, {"low": 1}),
     ):
@@ -105,7 +112,7 @@ def video(
     schedule = _prompt_schedule(prompt_at, frames)
     check_output_path(out, force)
     ckpt, kind = _checkpoint(model, ckpt, height, width)
-    sampling = _sampling_flags(kind, temperature, top_k, top_p, cache, cache_param, steps)
+    sampling = _sampling_flags(kind, temperature, top_k, top_p, copy_threshold, cache, cache_param, steps)
     warn_long_prompts([prompt, *(text for _, text in schedule)])
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
 
@@ -135,11 +142,11 @@ def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]
 
 
 def _sampling_flags(
-    kind: str, temperature: float | None, top_k: int | None, top_p: float | None,
+    kind: str, temperature: float | None, top_k: int | None, top_p: float | None, copy_threshold: float | None,
     cache: str | None, cache_param: list[str], steps: int | None,
 ) -> dict[str, object]:  # fmt: skip
     """The sampling keywords of the chosen model; a flag of the other model is an error, not ignored."""
-    given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p}
+    given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p, "--copy-threshold": copy_threshold}
     flow_given = {"--cache": cache, "--cache-param": cache_param or None, "--steps": steps}
     wrong = [f for f, v in (flow_given if kind == "videoar" else given).items() if v is not None]
     if wrong:
@@ -150,7 +157,10 @@ def _sampling_flags(
             fix=f"drop {'it' if len(wrong) == 1 else 'them'}, or pass --model {other}",
         )
     if kind == "videoar":
-        return {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k or 0, "top_p": top_p or 0.0}
+        return {
+            "temperature": 1.0 if temperature is None else temperature, "top_k": top_k or 0, "top_p": top_p or 0.0,
+            "copy_threshold": copy_threshold,  # None: the checkpoint's recommendation
+        }  # fmt: skip
     name = cache or "shared"
     check_cache_name(name)
     return {"cache": name, "cache_params": parse_cache_params(name, cache_param), "num_steps": steps or 10}

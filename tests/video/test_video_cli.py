@@ -87,3 +87,19 @@ def test_a_size_the_model_cannot_make_is_refused(ckpt, tmp_path, capsys):
     assert main(["video", "-p", "a red ball", "-n", "2", "--ckpt", str(ckpt), "--height", "16", "--width", "16",
                  "-o", str(out)]) == 0  # fmt: skip
     assert probe(out).num_frames == 2
+
+
+def test_copy_threshold_reaches_the_sampler(ckpt, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    args = ["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "--seed", "1"]
+    assert main([*args, "--copy-threshold", "1e-12", "-o", f"{tmp_path / 'held'}/"]) == 0
+    assert main([*args, "--copy-threshold", "0", "-o", f"{tmp_path / 'free'}/"]) == 0
+
+    def frames(name: str) -> list:
+        return [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("*.png"))]
+
+    held, free = frames("held"), frames("free")
+    assert np.array_equal(held[1], held[2]) and not np.array_equal(free[1], free[2])
+    assert np.array_equal(held[0], free[0])  # frame 0 has nothing to copy

@@ -76,7 +76,10 @@ class SamplingConfig:
     objects on the wrong background, which every later frame then inherits. `first_frame_candidates` N: frame 0
     is drawn N times per video and the draw whose tokens the text explains best is kept (the sum over its
     tokens of log p(token | text) - log p(token | no text), read from the two passes guidance makes); N = 1
-    draws once."""
+    draws once. `copy_threshold` t in [0, 1]: in every frame after the first, a token whose previous-frame
+    code (same scale, same place) has probability >= t under the guided distribution keeps that code instead of
+    being sampled (0 = off; not for temporal-residual models, which code "no change" themselves). Sampling
+    re-draws a steady background with every frame; this keeps what the model is fairly sure did not change."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -86,6 +89,7 @@ class SamplingConfig:
     residual_guidance: float | None = None
     first_frame_guidance: float | None = None
     first_frame_candidates: int = 1
+    copy_threshold: float = 0.0
 
     @property
     def guided(self) -> bool:

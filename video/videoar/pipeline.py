@@ -43,6 +43,11 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"top_p={settings.top_p}",
             fix="use temperature >= 0, top_k >= 0 (0 = off) and top_p in [0, 1] (0 = off)",
         )
+    if not 0.0 <= settings.copy_threshold <= 1.0:
+        raise UsageError(
+            f"copy_threshold must be in [0, 1], got {settings.copy_threshold}",
+            fix="0 turns the copy rule off; 0.5 keeps a previous code the model gives even odds or better",
+        )
     if settings.first_frame_candidates < 1:
         raise UsageError(
             f"first_frame_candidates must be >= 1, got {settings.first_frame_candidates}", fix="1 draws frame 0 once"
@@ -125,6 +130,7 @@ class VideoARPipeline(VideoStreamer):
         residual_guidance: float | None = None,
         first_frame_guidance: float | None = None,
         first_frame_candidates: int | None = None,
+        copy_threshold: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
@@ -133,14 +139,15 @@ class VideoARPipeline(VideoStreamer):
         follows while the cached frames keep the scene. `seed` (or an explicit `generator`) fixes the draw.
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
         model, which code changes; see `SamplingConfig`) / `first_frame_guidance` (frame 0's, drawn from the text
-        alone) / `first_frame_candidates` (draws of frame 0 to choose from): None = what the checkpoint
+        alone) / `first_frame_candidates` (draws of frame 0 to choose from) / `copy_threshold` (the probability at
+        which a token keeps the previous frame's code): None = what the checkpoint
         recommends (see `sampling_settings`).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         settings = self.sampling_settings(
             guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k,
             top_p=top_p, residual_guidance=residual_guidance, first_frame_guidance=first_frame_guidance,
-            first_frame_candidates=first_frame_candidates,
+            first_frame_candidates=first_frame_candidates, copy_threshold=copy_threshold,
         )  # fmt: skip
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))

@@ -23,6 +23,7 @@ from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.sampling.logits import LogitsProcessor, sample_logits
 from genmotion.video.videoar.config import SamplingConfig
+from genmotion.video.videoar.layout import ScaleLayout
 from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache, VideoARTransformer
 
 __all__ = ["FrameLatent", "stream_latents"]
@@ -117,6 +118,8 @@ def _sample_frame(
     loop = TokenLoopConfig(
         block_sizes=layout.scale_sizes, guidance_scale=scale, guidance=settings.guidance_schedule, paired=guided
     )
+    if settings.copy_threshold > 0 and prev_tokens is not None and base is None:
+        processors = (*processors, _copy_prior(prev[:B], layout, settings.copy_threshold))
     start = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token (rows, 1, W)
     draw = partial(sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
     chunks = token_stream(
@@ -131,6 +134,21 @@ def _sample_frame(
     if commit:
         _commit(model, frame, fhat.to(dtype), mod, cache, guided)
     return fhat, tokens
+
+
+def _copy_prior(prev_BN: torch.Tensor, layout: ScaleLayout, threshold: float) -> LogitsProcessor:
+    """A logits processor that keeps the previous frame's code at each token's place (`prev_BN` (B, N_s): that
+    frame's codes per scale token) wherever the (guided) distribution gives it probability >= `threshold`, and
+    leaves every other token's logits as they are: what the model is fairly sure did not change is not re-drawn
+    (sampling would re-draw a steady background every frame), a change the model is sure of still wins."""
+
+    def process(logits_BLV: torch.Tensor, step: int) -> torch.Tensor:
+        idx = prev_BN[:, layout.scale_slice(step)].unsqueeze(-1)  # (B, l, 1)
+        keep = logits_BLV.softmax(-1).gather(-1, idx) >= threshold  # (B, l, 1)
+        only_prev = torch.full_like(logits_BLV, float("-inf")).scatter(-1, idx, 0.0)
+        return torch.where(keep, only_prev, logits_BLV)
+
+    return process
 
 
 def _add_scale(
