@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from genmotion.errors import InputError, UsageError
 from genmotion.nn.vqvae import VQVAE
+from genmotion.sampling.logits import force_tokens
 
 __all__ = ["TokenForcing", "inpaint_forcing", "prepare_inpaint", "scale_keep_masks"]
 
@@ -58,8 +59,7 @@ class TokenForcing:
                 f"but the sampler makes {tuple(logits_BlV.shape[:2])}",
                 fix="build it for the same batch size (one image and mask per sample)",
             )
-        forced = torch.full_like(logits_BlV, float("-inf")).scatter_(-1, tokens.unsqueeze(-1), 0.0)
-        return torch.where(mask.unsqueeze(-1), forced, logits_BlV)
+        return force_tokens(logits_BlV, tokens, mask)
 
 
 @torch.no_grad()

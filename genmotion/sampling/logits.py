@@ -17,6 +17,7 @@ __all__ = [
     "LogitsProcessor",
     "Sampler",
     "apply_processors",
+    "force_tokens",
     "gumbel_noise",
     "gumbel_softmax",
     "sample_logits",
@@ -32,6 +33,13 @@ def apply_processors(logits_BLV: torch.Tensor, step: int, processors: Sequence[L
     for processor in processors:
         logits_BLV = processor(logits_BLV, step)
     return logits_BLV
+
+
+def force_tokens(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, mask_BL: torch.Tensor) -> torch.Tensor:
+    """Where `mask_BL` holds, all the mass on `tokens_BL` (every other logit -inf, so any sampler, greedy or
+    not, yields that token); elsewhere the logits as they are. tokens (B, L) long, mask (B, L) bool."""
+    forced = torch.full_like(logits_BLV, float("-inf")).scatter_(-1, tokens_BL.unsqueeze(-1), 0.0)
+    return torch.where(mask_BL.unsqueeze(-1), forced, logits_BLV)
 
 
 def top_k_filter(logits_BLV: torch.Tensor, top_k: int) -> torch.Tensor:

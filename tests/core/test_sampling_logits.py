@@ -2,6 +2,7 @@ import torch
 
 from genmotion.sampling import (
     Sampler,
+    force_tokens,
     guidance_schedule,
     guide,
     gumbel_softmax,
@@ -65,3 +66,17 @@ def test_gumbel_softmax_is_seeded_and_normalised():
     assert torch.equal(a, b) and torch.allclose(a.sum(-1), torch.ones(2, 5))
     hard = gumbel_softmax(logits, torch.Generator().manual_seed(1), hard=True)
     assert torch.equal(hard.sum(-1), torch.ones(2, 5)) and set(hard.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_force_tokens_puts_all_mass_on_the_token_where_the_mask_holds_only():
+    logits = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    tokens = torch.tensor([[4, 0, 2], [1, 1, 3]])
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    got = force_tokens(logits, tokens, mask)
+    for b in range(2):
+        for i in range(3):
+            if mask[b, i]:
+                assert got[b, i, tokens[b, i]] == 0 and torch.isinf(got[b, i]).sum() == 4
+                assert int(sample_logits(got[b : b + 1, i : i + 1], None, temperature=1.0)) == int(tokens[b, i])
+            else:
+                assert torch.equal(got[b, i], logits[b, i])

@@ -21,7 +21,7 @@ import torch
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
 from genmotion.nn.quantizer import MultiScaleQuantizer
-from genmotion.sampling.logits import LogitsProcessor, sample_logits
+from genmotion.sampling.logits import LogitsProcessor, force_tokens, sample_logits
 from genmotion.video.videoar.config import SamplingConfig
 from genmotion.video.videoar.layout import ScaleLayout
 from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache, VideoARTransformer
@@ -143,10 +143,9 @@ def _copy_prior(prev_BN: torch.Tensor, layout: ScaleLayout, threshold: float) ->
     (sampling would re-draw a steady background every frame), a change the model is sure of still wins."""
 
     def process(logits_BLV: torch.Tensor, step: int) -> torch.Tensor:
-        idx = prev_BN[:, layout.scale_slice(step)].unsqueeze(-1)  # (B, l, 1)
-        keep = logits_BLV.softmax(-1).gather(-1, idx) >= threshold  # (B, l, 1)
-        only_prev = torch.full_like(logits_BLV, float("-inf")).scatter(-1, idx, 0.0)
-        return torch.where(keep, only_prev, logits_BLV)
+        prev_Bl = prev_BN[:, layout.scale_slice(step)]
+        keep_Bl = logits_BLV.softmax(-1).gather(-1, prev_Bl.unsqueeze(-1)).squeeze(-1) >= threshold
+        return force_tokens(logits_BLV, prev_Bl, keep_Bl)
 
     return process
 
