@@ -1,9 +1,10 @@
 """Configs of FlowAR (Ren et al., 2024): the KL autoencoder of its continuous latents, the next-scale transformer
-with its per-token flow head, the pair a checkpoint holds, and the default sampling settings.
+with its flow head, the pair a checkpoint holds, and the default sampling settings.
 
 FlowAR changes three things about VAR: latents are continuous (a KL autoencoder instead of the multi-scale VQ),
 scales double (1, 2, 4, 8, ...) and each scale is the whole latent area-downsampled (not a residual), and a small
-flow-matching head per token turns the transformer's output into a latent vector (no softmax).
+flow-matching head turns the transformer's output into latent vectors (no softmax): per token, or over the tokens
+of a scale together as FlowAR's own head does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = [
     "FLOWAR_KIND",
+    "FLOW_HEADS",
     "FlowARConfig",
     "FlowARImageConfig",
     "FlowARSamplingConfig",
@@ -24,6 +26,7 @@ __all__ = [
 ]
 
 FLOWAR_KIND = "flowar"
+FLOW_HEADS = ("token", "scale")
 
 
 def check_doubling(patch_nums: tuple[int, ...]) -> None:
@@ -93,13 +96,21 @@ class FlowARConfig:
     norm_eps: float = 1e-6
     attn_l2_norm: bool = True
     z_width: int = 128  # width of the transformer output z that conditions the flow head
-    flow_width: int = 128  # width of the flow head's MLP
-    flow_depth: int = 3  # residual AdaLN blocks of the flow head
+    flow_width: int = 128  # width of the flow head
+    flow_depth: int = 3  # blocks of the flow head
+    # "token": an MLP of residual AdaLN blocks per token, the tokens of a scale drawn independently given z;
+    # "scale": FlowAR's own head, a transformer over one scale's tokens (heads of 64, 2-D RoPE, AdaLN per token
+    # from its z), so the tokens of a scale are denoised together; flow_width must be a multiple of 64
+    flow_head: str = "token"
 
     def __post_init__(self) -> None:
         check_doubling(self.patch_nums)
         if min(self.depth, self.head_dim, self.z_width, self.flow_width, self.flow_depth, self.latent_channels) < 1:
             raise ValueError(f"every width and depth must be >= 1, got {self}")
+        if self.flow_head not in FLOW_HEADS:
+            raise ValueError(f"flow_head must be one of {FLOW_HEADS}, got {self.flow_head!r}")
+        if self.flow_head == "scale" and self.flow_width % 64:
+            raise ValueError(f"a scale flow head needs flow_width a multiple of 64 (its heads), got {self.flow_width}")
 
     def transformer(self) -> VARConfig:
         """The VAR transformer FlowAR runs: its "vocabulary" head is the projection to z (z_width wide)."""

@@ -1,8 +1,9 @@
-"""FlowAR (Ren et al., 2024): next-scale prediction of continuous latents with a flow-matching head per token.
+"""FlowAR (Ren et al., 2024): next-scale prediction of continuous latents with a flow-matching head.
 
 The transformer is VAR's (`genmotion.image_core.var_model.VAR`: AdaLN class conditioning, block-causal scale
 mask, KV cache), run on a doubling schedule (1, 2, 4, 8, ...) of a KL autoencoder's latent; its "vocabulary"
-head is the projection to z, the per-token condition of `FlowHead`. Scale s is the whole (normalised) latent
+head is the projection to z, the per-token condition of the flow head (`FlowHead`, one token at a time, or
+FlowAR's `FlowNet` over the tokens of a scale). Scale s is the whole (normalised) latent
 area-downsampled to pn_s x pn_s, not a residual; the input of scale s + 1 is scale s bicubic-upsampled to the
 full latent size and area-downsampled to pn_{s+1} (FlowAR's code). The head learns the velocity of
 x_t = (1 - t) x + t eps with target eps - x (t = 1 is noise, FlowAR's convention).
@@ -23,14 +24,16 @@ from torch import nn
 
 from genmotion.checkpoint import load_weights, save_pretrained
 from genmotion.image_core.convert import class_checkpoint_config, read_class_checkpoint, read_class_metadata
-from genmotion.image_core.flowar_config import FLOWAR_KIND, FlowARImageConfig, FlowARSamplingConfig
+from genmotion.image_core.flowar_config import FLOWAR_KIND, FlowARConfig, FlowARImageConfig, FlowARSamplingConfig
 from genmotion.image_core.kl_autoencoder import KLAutoencoder
+from genmotion.image_core.official_flowar_model import FlowNet
 from genmotion.image_core.var_model import VAR
 from genmotion.nn.tiny import timestep_embedding
 
 __all__ = [
     "FlowARImageModel",
     "FlowHead",
+    "build_flow_head",
     "flowar_checkpoint_config",
     "load_flowar_model",
     "next_scale_input",
@@ -78,9 +81,11 @@ class _ResBlockAdaLN(nn.Module):
 
 
 class FlowHead(nn.Module):
-    """The per-token flow head: an MLP of residual AdaLN blocks on (x_t, t), conditioned on the transformer's z.
+    """The per-token flow head: an MLP of residual AdaLN blocks on (x_t, t), conditioned on the transformer's z;
+    every token is its own row, so the tokens of a scale are drawn independently given z.
 
-    forward(x_t (N, C), t (N,), z (N, Wz)) -> velocity (N, C) of x_t = (1 - t) x + t eps (target eps - x).
+    forward(x_t (B, l, C), t (B,) or (B, l), z (B, l, Wz)) -> velocity (B, l, C) of x_t = (1 - t) x + t eps
+    (target eps - x).
     """
 
     def __init__(self, channels: int, z_width: int, width: int, depth: int) -> None:
@@ -98,18 +103,33 @@ class FlowHead(nn.Module):
                 layer.weight.zero_()
                 layer.bias.zero_()
 
-    def forward(self, x_NC: torch.Tensor, t_N: torch.Tensor, z_NW: torch.Tensor) -> torch.Tensor:
-        h = self.input_proj(x_NC)
-        time = self.time_mlp(timestep_embedding(t_N, _TIME_FEATURES).to(h.dtype))
-        c = time + self.cond_proj(z_NW.to(h.dtype))
+    def forward(self, x_BlC: torch.Tensor, t: torch.Tensor, z_BlW: torch.Tensor) -> torch.Tensor:
+        B, tokens, _ = x_BlC.shape
+        t_Bl = t[:, None].expand(B, tokens) if t.dim() == 1 else t
+        h = self.input_proj(x_BlC)
+        time = self.time_mlp(timestep_embedding(t_Bl.reshape(-1), _TIME_FEATURES).to(h.dtype))
+        c = time.view(B, tokens, -1) + self.cond_proj(z_BlW.to(h.dtype))
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
         return self.out(self.final_norm(h) * (1 + scale) + shift)
 
 
+def build_flow_head(config: FlowARConfig) -> nn.Module:
+    """The head `config.flow_head` names: `FlowHead` ("token") or FlowAR's `FlowNet` over a scale ("scale",
+    AdaLN-zero initialised). Both map (x_t (B, l, C), t (B,), z (B, l, Wz)) -> velocity (B, l, C)."""
+    if config.flow_head == "token":
+        return FlowHead(config.latent_channels, config.z_width, config.flow_width, config.flow_depth)
+    head = FlowNet(
+        width=config.flow_width, cond_width=config.z_width, latent_channels=config.latent_channels,
+        depth=config.flow_depth, grid=config.patch_nums[-1],
+    )  # fmt: skip
+    head.zero_init()
+    return head
+
+
 class FlowARImageModel(nn.Module):
-    """`vae` (KLAutoencoder) + `var` (VAR transformer, z head) + `head` (FlowHead), and the per-channel latent
+    """`vae` (KLAutoencoder) + `var` (VAR transformer, z head) + `head` (`build_flow_head`), and the per-channel latent
     statistics (`latent_mean`, `latent_std`, each (C,)) that normalise the latents the transformer sees."""
 
     latent_mean: torch.Tensor
@@ -121,7 +141,7 @@ class FlowARImageModel(nn.Module):
         f = config.flowar
         self.vae = KLAutoencoder(config.vae)
         self.var = VAR(f.transformer())
-        self.head = FlowHead(f.latent_channels, f.z_width, f.flow_width, f.flow_depth)
+        self.head = build_flow_head(f)
         self.register_buffer("latent_mean", torch.zeros(f.latent_channels))
         self.register_buffer("latent_std", torch.zeros(f.latent_channels))  # 0: not measured yet
 
@@ -154,20 +174,30 @@ class FlowARImageModel(nn.Module):
     def velocity_loss(
         self, label_B: torch.Tensor, latent_BChw: torch.Tensor, generator: torch.Generator, repeats: int = 1
     ) -> tuple[torch.Tensor, list[float]]:
-        """Mean velocity loss over every token of every scale, `repeats` flow times per token, and each scale's mean.
+        """Mean velocity loss over every token of every scale, `repeats` flow times per token (a per-token head)
+        or per scale of each image (a scale head), and each scale's mean.
 
         label_B: (B,) with `num_classes` = null (drop labels beforehand); latent_BChw: normalised latents.
         """
         z_BLW, x_BLC = self.teacher_forced(label_B, latent_BChw)
-        B, L, C = x_BLC.shape
-        z = z_BLW.reshape(B * L, -1).repeat(repeats, 1)
-        x = x_BLC.reshape(B * L, C).repeat(repeats, 1)
+        z, x = z_BLW.repeat(repeats, 1, 1), x_BLC.repeat(repeats, 1, 1)  # R*B, L, .
+        R, L, C = x.shape
+        slices = self.var.config.scale_slices
         dev = generator.device
-        t = torch.rand(x.shape[0], generator=generator, device=dev).to(x.device)
+        per_scale_time = self.config.flowar.flow_head == "scale"
+        t_RL = torch.rand((R, len(slices)) if per_scale_time else (R, L), generator=generator, device=dev)
+        t_RL = t_RL.to(x.device)
         eps = torch.randn(x.shape, generator=generator, device=dev).to(x.device)
-        x_t = (1 - t[:, None]) * x + t[:, None] * eps
-        per_token = (self.head(x_t, t, z) - (eps - x)).square().mean(-1).view(repeats, B, L)
-        per_scale = [float(per_token[..., b:e].detach().mean()) for b, e in self.var.config.scale_slices]
+        if per_scale_time:  # one flow time per image and scale: the head denoises a scale's tokens together
+            counts = [e - b for b, e in slices]
+            t_RL = t_RL.repeat_interleave(torch.tensor(counts, device=x.device), dim=1)
+        x_t = (1 - t_RL[..., None]) * x + t_RL[..., None] * eps
+        if per_scale_time:
+            v = torch.cat([self.head(x_t[:, b:e], t_RL[:, b], z[:, b:e]) for b, e in slices], dim=1)
+        else:
+            v = self.head(x_t, t_RL, z)
+        per_token = (v - (eps - x)).square().mean(-1).view(repeats, R // repeats, L)
+        per_scale = [float(per_token[..., b:e].detach().mean()) for b, e in slices]
         return per_token.mean(), per_scale
 
 

@@ -1,5 +1,5 @@
 """FlowAR sampling: coarse to fine over doubling scales through VAR's KV cache, each scale's tokens drawn by
-integrating the flow head's ODE with Euler steps (`genmotion.sampling.flow`).
+integrating the flow head's ODE over all of the scale's tokens at once with Euler steps (`genmotion.sampling.flow`).
 
 Per scale s of S: the transformer runs the scale's input once against the cache (giving z per token); then
 `num_steps` Euler steps carry noise to the scale's latent. Guidance uses cfg_s = 1 + (cfg - 1) s / (S - 1)
@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from genmotion.image_core.flowar_config import FlowARSamplingConfig
-from genmotion.image_core.flowar_model import FlowARImageModel, FlowHead, next_scale_input
+from genmotion.image_core.flowar_model import FlowARImageModel, next_scale_input
 from genmotion.image_core.labels import guided_labels
 from genmotion.sampling.flow import integrate, timesteps
 
@@ -45,7 +46,7 @@ def guidance_ramp(guidance_scale: float, scale_index: int, num_scales: int) -> f
 
 @torch.no_grad()
 def sample_head(
-    head: FlowHead,
+    head: nn.Module,
     z_RlW: torch.Tensor,
     noise_BlC: torch.Tensor,
     *,
@@ -55,25 +56,23 @@ def sample_head(
 ) -> torch.Tensor:
     """Integrate the head's ODE from noise (t = 1) to data (t = 0) with `num_steps` Euler steps: (B, l, C).
 
+    head: (x_t (B, l, C), t (B,), z (B, l, Wz)) -> velocity (B, l, C) (`build_flow_head`).
     z_RlW: (B, l, Wz), or (2B, l, Wz) = conditional rows then unconditional rows when guidance is on.
     """
-    B, tokens, C = noise_BlC.shape
+    B = noise_BlC.shape[0]
     guided = z_RlW.shape[0] == 2 * B
-    z = z_RlW.reshape(-1, z_RlW.shape[-1])
-    z_cond = z[: B * tokens]
+    z_cond = z_RlW[:B]
 
-    def velocity(x_NC: torch.Tensor, tau: float) -> torch.Tensor:
+    def velocity(x_BlC: torch.Tensor, tau: float) -> torch.Tensor:
         # The core integrates dx/dtau from tau = 0 (noise) to 1 (data); the head's time is t = 1 - tau and its
         # velocity d x_t / dt = eps - x, so dx/dtau = -head(x, 1 - tau).
         t = 1.0 - tau
         if guided and t <= guidance_interval:
-            both = head(x_NC.repeat(2, 1), x_NC.new_full((2 * x_NC.shape[0],), t), z)
-            v_c, v_u = both.chunk(2)
+            v_c, v_u = head(x_BlC.repeat(2, 1, 1), x_BlC.new_full((2 * B,), t), z_RlW).chunk(2)
             return -(v_u + guidance_scale * (v_c - v_u))
-        return -head(x_NC, x_NC.new_full((x_NC.shape[0],), t), z_cond)
+        return -head(x_BlC, x_BlC.new_full((B,), t), z_cond)
 
-    x = integrate(velocity, noise_BlC.reshape(B * tokens, C), timesteps(num_steps, device=noise_BlC.device))
-    return x.view(B, tokens, C)
+    return integrate(velocity, noise_BlC, timesteps(num_steps, device=noise_BlC.device))
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """The official FlowAR network (Ren et al., 2024), module for module and name for name, so the published FlowAR-S/L/H
 files load key for key: an encoder and a decoder stack of RMSNorm / AdaLN blocks with 2-D rotary attention per
 scale and a GELU-gated MLP, and `flownet`, a small transformer over the tokens of one scale that predicts the
-flow velocity. This suite's own FlowAR (`flowar_model`) runs VAR's blocks and a per-token head instead; this file
-exists to run the official weights.
+flow velocity. This suite's own FlowAR (`flowar_model`) runs VAR's blocks instead, with either a per-token head or
+this file's `FlowNet` (`flow_head: scale`); the rest of this file exists to run the official weights.
 
 Axis legend: B batch, L tokens of all scales, n tokens of one scale, C width, W flow-head width, Cz latent
 channels, H heads, d head dim.
@@ -239,16 +239,39 @@ class FinalLayer(nn.Module):
 
 
 class FlowNet(nn.Module):
-    """forward(x_t (B, n, Cz), t (B,), z (B, n, C)) -> velocity (B, n, Cz) of x_t = (1 - t) x + t eps."""
+    """forward(x_t (B, n, Cz), t (B,), z (B, n, C)) -> velocity (B, n, Cz) of x_t = (1 - t) x + t eps.
 
-    def __init__(self, config: OfficialFlowARConfig) -> None:
+    A transformer over the n tokens of one scale (heads of 64, 2-D RoPE over a `grid`-side square), each token
+    modulated by its own z (spatial AdaLN): the tokens of a scale are denoised together, not one by one.
+    width: the head's width (official diffloss_w); cond_width: the width C of z; depth: blocks (diffloss_d).
+    """
+
+    def __init__(
+        self, *, width: int, cond_width: int, latent_channels: int, depth: int, grid: int, cross: bool = False
+    ) -> None:
         super().__init__()
-        W, C, Cz = config.head_width, config.width, config.latent_channels
+        if width % _HEAD_DIM_OF_FLOWNET:
+            raise ValueError(f"flow head width {width} must be a multiple of {_HEAD_DIM_OF_FLOWNET} (its head dim)")
+        W, C, Cz = width, cond_width, latent_channels
         self.time_embed = TimeEmbedding(W)
         self.cond_embed, self.input_proj = nn.Linear(C, W), nn.Linear(Cz, W)
-        blocks = (HeadBlock(W, C, cross=config.cross, grid=config.rope_grid) for _ in range(config.head_depth))
-        self.res_blocks = nn.ModuleList(blocks)
+        self.res_blocks = nn.ModuleList(HeadBlock(W, C, cross=cross, grid=grid) for _ in range(depth))
         self.final_layer = FinalLayer(W, Cz)
+
+    def zero_init(self) -> None:
+        """AdaLN-zero (for training from scratch): every block starts as the identity and the velocity at 0."""
+        with torch.no_grad():
+            for block in self.res_blocks:
+                for name in ("ada_lin", "ada_lin_attn", "ada_lin_mlp"):
+                    layer = getattr(block, name, None)
+                    if isinstance(layer, nn.Linear):
+                        layer.weight.zero_()
+                        if layer.bias is not None:
+                            layer.bias.zero_()
+            final = cast(FinalLayer, self.final_layer)
+            for layer in (cast(nn.Linear, final.adaLN_modulation[-1]), final.linear):
+                layer.weight.zero_()
+                layer.bias.zero_()
 
     def forward(self, x: torch.Tensor, t_B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h, t, c = self.input_proj(x), self.time_embed(t_B).unsqueeze(1), self.cond_embed(z)
@@ -277,7 +300,10 @@ class OfficialFlowAR(nn.Module):
         self.decoder_blocks = nn.ModuleList(Block(C, config.num_heads, g) for _ in range(config.depth))
         self.decoder_norm = RMSNorm(C)
         self.diffusion_pos_embed_learned = nn.Parameter(torch.zeros(1, L, C))
-        self.flownet = FlowNet(config)
+        self.flownet = FlowNet(
+            width=config.head_width, cond_width=C, latent_channels=config.latent_channels, depth=config.head_depth,
+            grid=g, cross=config.cross,
+        )  # fmt: skip
         self.register_buffer("mask", scale_causal_mask(config.patch_nums))
 
     def blocks(self) -> list[Block]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from flowar_tiny import TINY, TINY_FLOWAR, TINY_KL, tiny_model
+from flowar_tiny import TINY, TINY_FLOWAR, TINY_KL, TINY_SCALE, tiny_model
 
 from genmotion.image_core.flowar_config import (
     FlowARConfig,
@@ -37,9 +37,10 @@ def test_scale_targets_are_area_downsampled_and_inputs_bicubic_upsampled():
     torch.testing.assert_close(next_scale_input(scales[1], 4, 4), up)
 
 
+@pytest.mark.parametrize("config", [TINY, TINY_SCALE], ids=["token", "scale"])
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
-def test_cached_sampling_equals_block_causal_forward(guidance):
-    model = tiny_model()
+def test_cached_sampling_equals_block_causal_forward(guidance, config):
+    model = tiny_model(config=config)
     labels = torch.tensor([0, 3, 4])
     settings = FlowARSamplingConfig(guidance_scale=guidance, guidance_interval=0.9, num_steps=3)
     steps = list(stream_flowar_scales(model, labels, generator=torch.Generator().manual_seed(2), settings=settings))
@@ -72,7 +73,7 @@ class _ConstantHead(torch.nn.Module):
         self.c_cond, self.c_uncond = c_cond, c_uncond
 
     def forward(self, x, t, z):
-        return torch.where(z[:, :1] > 0, self.c_cond, self.c_uncond).expand_as(x)
+        return torch.where(z[..., :1] > 0, self.c_cond, self.c_uncond).expand_as(x)
 
 
 def test_euler_reaches_the_data_point_of_the_exact_velocity_field():
@@ -82,7 +83,7 @@ def test_euler_reaches_the_data_point_of_the_exact_velocity_field():
 
     class Exact(torch.nn.Module):
         def forward(self, x, t, z):
-            return (x - target) / t[:, None]
+            return (x - target) / t[:, None, None]
 
     noise = torch.randn(1, 1, 3, generator=torch.Generator().manual_seed(0))
     for steps in (1, 3, 10):
@@ -105,8 +106,9 @@ def test_guidance_combines_velocities_only_inside_the_interval():
     assert [guidance_ramp(4.0, s, 4) for s in range(4)] == [1.0, 2.0, 3.0, 4.0]
 
 
-def test_save_load_round_trip(tmp_path):
-    model = tiny_model()
+@pytest.mark.parametrize("config", [TINY, TINY_SCALE], ids=["token", "scale"])
+def test_save_load_round_trip(tmp_path, config):
+    model = tiny_model(config=config)
     save_flowar_model(model, tmp_path / "fp32", dtype=None, class_names=("a", "b", "c", "d", "e"))
     back = load_flowar_model(tmp_path / "fp32")
     assert back.config == model.config
@@ -127,14 +129,59 @@ def test_golden_slice():
     with torch.no_grad():
         z, x = model.teacher_forced(torch.tensor([1, 4]), latent)
         t = torch.linspace(0.1, 0.9, x.shape[1]).repeat(2)
-        v = model.head(x.reshape(-1, 3), t, z.reshape(-1, z.shape[-1]))
-    assert z.shape == (2, 21, 16) and v.shape == (42, 3)
+        v = model.head(x, t.view(2, -1), z)
+    assert z.shape == (2, 21, 16) and v.shape == (2, 21, 3)
     torch.testing.assert_close(z.flatten()[-6:], torch.tensor(GOLDEN_Z), rtol=1e-4, atol=2e-6)
     torch.testing.assert_close(v.flatten()[-6:], torch.tensor(GOLDEN_V), rtol=1e-4, atol=2e-6)
 
 
 GOLDEN_Z = [-0.607979, 0.235035, -0.222852, -0.053119, -0.018618, 0.674473]  # the last token's z
 GOLDEN_V = [1.383793, 1.434927, 0.542755, 1.607505, 2.940684, 0.947808]  # its velocity
+
+
+def test_scale_head_golden_slice_and_tokens_denoised_together():
+    model = tiny_model(config=TINY_SCALE)
+    g = torch.Generator().manual_seed(1)
+    latent = torch.randn(2, 3, 4, 4, generator=g)
+    with torch.no_grad():
+        z, x = model.teacher_forced(torch.tensor([1, 4]), latent)
+        z4, x4 = z[:, 5:], x[:, 5:]  # the 4x4 scale
+        t = torch.tensor([0.3, 0.7])
+        v = model.head(x4, t, z4)
+        other = x4.clone()
+        other[:, 0] += 1.0  # move the first token only
+        v_other = model.head(other, t, z4)
+        token_head = tiny_model()
+        w, w_other = token_head.head(x4, t, z[:, 5:]), token_head.head(other, t, z[:, 5:])
+    assert v.shape == (2, 16, 3)
+    # the scale head reads the whole scale: the other tokens' velocities change; the token head's do not
+    assert (v_other[:, 1:] - v[:, 1:]).abs().max() > 1e-3
+    assert torch.equal(w_other[:, 1:], w[:, 1:])
+    torch.testing.assert_close(v.flatten()[-6:], torch.tensor(GOLDEN_SCALE_V), rtol=1e-4, atol=2e-6)
+
+
+GOLDEN_SCALE_V = [0.248807, 0.306368, -0.618672, -0.140687, 0.613332, 0.305919]  # the last token of the 4x4 scale
+
+
+def test_scale_head_loss_draws_one_flow_time_per_image_and_scale():
+    # With repeats images, the loss must equal the head run scale by scale at the times it drew.
+    model = tiny_model(config=TINY_SCALE)
+    latent = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([0, 2])
+    with torch.no_grad():
+        loss, per_scale = model.velocity_loss(labels, latent, torch.Generator().manual_seed(4), repeats=2)
+        g = torch.Generator().manual_seed(4)
+        z, x = model.teacher_forced(labels, latent)
+        z, x = z.repeat(2, 1, 1), x.repeat(2, 1, 1)
+        t = torch.rand(4, 3, generator=g)
+        eps = torch.randn(x.shape, generator=g)
+        errors = []
+        for s, (b, e) in enumerate(model.var.config.scale_slices):
+            x_t = (1 - t[:, s, None, None]) * x[:, b:e] + t[:, s, None, None] * eps[:, b:e]
+            errors.append((model.head(x_t, t[:, s], z[:, b:e]) - (eps[:, b:e] - x[:, b:e])).square().mean(-1))
+        expected = torch.cat(errors, dim=1)
+    torch.testing.assert_close(loss, expected.mean())
+    assert per_scale == pytest.approx([float(e.mean()) for e in errors], rel=1e-5)
 
 
 def test_configs_refuse_what_flowar_cannot_take():
@@ -146,4 +193,8 @@ def test_configs_refuse_what_flowar_cannot_take():
         FlowARImageConfig(vae=TINY_KL, flowar=FlowARConfig(latent_channels=4, patch_nums=(1, 2, 4)))
     with pytest.raises(ValueError, match="num_steps"):
         FlowARSamplingConfig(num_steps=0)
+    with pytest.raises(ValueError, match="flow_head"):
+        FlowARConfig(flow_head="pixel")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        FlowARConfig(flow_head="scale", flow_width=96)
     assert TINY.var.patch_nums == (1, 2, 4) and TINY.vae.image_size == 8
