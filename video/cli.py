@@ -80,6 +80,11 @@ def video(
         "queries=denoising (repeatable).",
     ),
     steps: int | None = typer.Option(None, "--steps", help="ca2vdm denoising steps per chunk [10]."),
+    reencode_context: bool | None = typer.Option(
+        None,
+        "--reencode-context/--no-reencode-context",
+        help="ca2vdm: commit each chunk to the context as its frames encoded again [on].",
+    ),
     height: int | None = typer.Option(
         None, "--height", help="Frame height; only the model's own size (64 for the defaults)."
     ),
@@ -112,7 +117,9 @@ def video(
     schedule = _prompt_schedule(prompt_at, frames)
     check_output_path(out, force)
     ckpt, kind = _checkpoint(model, ckpt, height, width)
-    sampling = _sampling_flags(kind, temperature, top_k, top_p, copy_threshold, cache, cache_param, steps)
+    sampling = _sampling_flags(
+        kind, temperature, top_k, top_p, copy_threshold, cache, cache_param, steps, reencode_context
+    )
     warn_long_prompts([prompt, *(text for _, text in schedule)])
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
 
@@ -143,11 +150,12 @@ def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]
 
 def _sampling_flags(
     kind: str, temperature: float | None, top_k: int | None, top_p: float | None, copy_threshold: float | None,
-    cache: str | None, cache_param: list[str], steps: int | None,
+    cache: str | None, cache_param: list[str], steps: int | None, reencode_context: bool | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """The sampling keywords of the chosen model; a flag of the other model is an error, not ignored."""
     given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p, "--copy-threshold": copy_threshold}
-    flow_given = {"--cache": cache, "--cache-param": cache_param or None, "--steps": steps}
+    flow_given = {"--cache": cache, "--cache-param": cache_param or None, "--steps": steps,
+                  "--(no-)reencode-context": reencode_context}  # fmt: skip
     wrong = [f for f, v in (flow_given if kind == "videoar" else given).items() if v is not None]
     if wrong:
         other = "ca2vdm" if kind == "videoar" else "videoar"
@@ -163,7 +171,10 @@ def _sampling_flags(
         }  # fmt: skip
     name = cache or "shared"
     check_cache_name(name)
-    return {"cache": name, "cache_params": parse_cache_params(name, cache_param), "num_steps": steps or 10}
+    return {
+        "cache": name, "cache_params": parse_cache_params(name, cache_param), "num_steps": steps or 10,
+        "reencode_context": True if reencode_context is None else reencode_context,
+    }  # fmt: skip
 
 
 DEFAULT_CKPT = {"videoar": "videoar-toy", "ca2vdm": "ca2vdm-toy"}

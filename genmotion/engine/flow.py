@@ -93,13 +93,16 @@ def flow_stream(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     model_at: Callable[[int], FlowModel] | None = None,
+    project: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> Iterator[FlowChunk]:
     """Yield `config.num_frames` new frames chunk by chunk, after the optional clean `prefix_BFNC` context.
 
     The model is a pure velocity function (see `FlowModel`); noise comes only from `generator`. The last
     chunk is not committed, since nothing reads it. `model_at(frame)`: the model of the chunk that starts at
     `frame` and of the commit just before it (a prompt schedule: each prompt's condition bound once, the
-    committed frames then read as the next prompt sees them); default `model` throughout.
+    committed frames then read as the next prompt sees them); default `model` throughout. `project(clean
+    (B, F*N, C), start_frame) -> (B, F*N, C)`: what a generated chunk is committed as (e.g. decoded and
+    re-encoded by the autoencoder); the chunk yielded and the prefix are not projected.
     """
     bound = model_at or (lambda frame: model)
     prefix_frames = 0 if prefix_BFNC is None else prefix_BFNC.shape[1]
@@ -118,7 +121,7 @@ def flow_stream(
         clean = _denoise(bound(frame), policy, noise, times, config, frame)
         yield FlowChunk(index=index, start_frame=frame, latents=clean.view(batch, frames, N, C))
         if frame + frames < end:
-            _commit(bound(frame + frames), policy, clean, frame)
+            _commit(bound(frame + frames), policy, clean if project is None else project(clean, frame), frame)
         frame, index = frame + frames, index + 1
 
 

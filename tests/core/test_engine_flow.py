@@ -46,3 +46,28 @@ def test_model_at_picks_the_model_of_each_chunk_and_of_the_commit_before_it():
     plain = flow_generate(first, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(3))
     assert torch.equal(mixed[:, :2], plain[:, :2])  # the first chunk never sees the second model
     assert not torch.equal(mixed[:, 4:], plain[:, 4:])
+
+
+def test_project_changes_what_is_committed_not_what_is_yielded():
+    """project(clean, start) is committed in place of each generated chunk (not the last, not the prefix): the
+    same as running the loop chunk by chunk with the projected chunks as the clean prefix."""
+    model, config = _model(), FlowLoopConfig(num_frames=6, num_steps=2)
+    seen: list[int] = []
+
+    def project(clean: torch.Tensor, start: int) -> torch.Tensor:
+        seen.append(start)
+        return 0.5 * clean
+
+    g = torch.Generator().manual_seed(4)
+    chunks = list(flow_stream(model, SharedClean(), LAYOUT, config, generator=g, project=project))
+    assert seen == [0, 2]  # the last chunk is not committed
+    plain = flow_generate(model, SharedClean(), LAYOUT, config, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(chunks[0].latents, plain[:, :2])  # the first chunk is drawn before any projection
+    # chunk 2 by hand: the projected chunks 0 and 1 as a prefix, the generator past their noise
+    g = torch.Generator().manual_seed(4)
+    for _ in range(2):  # chunks 0 and 1's noise
+        torch.randn(1, 2 * LAYOUT.tokens_per_frame, LAYOUT.channels, generator=g)
+    prefix = 0.5 * torch.cat([chunks[0].latents, chunks[1].latents], dim=1)
+    tail = flow_generate(model, SharedClean(), LAYOUT, FlowLoopConfig(num_frames=2, num_steps=2), generator=g,
+                         prefix_BFNC=prefix)  # fmt: skip
+    torch.testing.assert_close(tail, chunks[2].latents)

@@ -9,9 +9,11 @@ from video_tiny import tiny_ca2vdm
 from genmotion.cache import profile_heads, save_head_profile
 from genmotion.cache.policies import RollingWindow, SharedClean
 from genmotion.cli.app import main
+from genmotion.engine.flow import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
 from genmotion.io import probe
 from genmotion.metrics import psnr
+from genmotion.pipeline import to_uint8
 from genmotion.sampling.flow import CLEAN_TIME
 from genmotion.video.ca2vdm.pipeline import Ca2VDMPipeline
 from genmotion.video.ca2vdm.sampler import GuidedFlow
@@ -164,11 +166,36 @@ def test_save_load_round_trip_and_golden_slice(pipe, tmp_path):
     a = ref.generate("a green wedge rising", num_frames=4, seed=0, num_steps=2).frames
     np.testing.assert_array_equal(a, loaded.generate("a green wedge rising", num_frames=4, seed=0, num_steps=2).frames)
     fresh = Ca2VDMPipeline(tiny_ca2vdm(), encoder=_FakeEncoder())
-    got = fresh.latents("golden", num_frames=4, seed=0, num_steps=2)[0, 3, 1]  # frame 3: read through the cache
-    assert torch.allclose(got, torch.tensor(GOLDEN), atol=2e-3), got.tolist()
+    got = fresh.latents("golden", num_frames=4, seed=0, num_steps=2, reencode_context=False)[0, 3, 1]  # frame 3
+    assert torch.allclose(got, torch.tensor(GOLDEN), atol=2e-3), got.tolist()  # committed as sampled: as before
+    got = fresh.latents("golden", num_frames=4, seed=0, num_steps=2)[0, 3, 1]  # chunks committed re-encoded
+    assert torch.allclose(got, torch.tensor(GOLDEN_REENCODED), atol=2e-3), got.tolist()
 
 
 GOLDEN = [0.6591, -0.9594, -0.2104, 0.1284]
+GOLDEN_REENCODED = [1.0517, -1.3608, -0.4546, 0.6992]
+
+
+def test_reencoded_context_commits_the_decoded_chunk_encoded_again(pipe):
+    prompt = "a red ball"
+    latents = pipe.latents(prompt, num_frames=6, seed=0, num_steps=2)  # (1, 6, N, D)
+    # the stream's frames are the decoding of these very tokens, one clip (stream == latents)
+    frames = np.concatenate([c.frames for c in pipe.stream(prompt, num_frames=6, seed=0, num_steps=2)])
+    with torch.no_grad():
+        np.testing.assert_array_equal(frames, to_uint8(pipe.model.decode_tokens(latents)[0]))
+    # what chunk 1 reads is chunk 0 decoded and encoded again: draw chunk 1 by hand from that context
+    F, N, D = pipe.config.flow.frames_per_chunk, pipe.config.tokens_per_frame, latents.shape[-1]
+    with torch.no_grad():
+        context = pipe.model.encode_tokens(pipe.model.decode_tokens(latents[:, :F]).clamp(-1, 1))
+        generator = pipe.make_generator(0)
+        torch.randn(1, F * N, D, generator=generator)  # chunk 0's noise
+        config = FlowLoopConfig(num_frames=F, num_steps=2)
+        chunk1 = flow_generate(pipe.conditioned_flow(prompt, 3.0), pipe.policy("shared"), pipe.frame_layout,
+                               config, generator=generator, prefix_BFNC=context)  # fmt: skip
+    torch.testing.assert_close(chunk1, latents[:, F : 2 * F])
+    plain = pipe.latents(prompt, num_frames=6, seed=0, num_steps=2, reencode_context=False)
+    torch.testing.assert_close(plain[:, :F], latents[:, :F])  # the first chunk is not touched
+    assert not torch.allclose(plain[:, F:], latents[:, F:])  # the later ones read another context
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +212,23 @@ def test_cli_ca2vdm_writes_exact_frame_count(ckpt, tmp_path, cache):
     args = ["video", "--model", "ca2vdm", "-p", "a red ball", "-n", "5", "--ckpt", str(ckpt), "--cache", cache]
     assert main([*args, "--steps", "2", "-o", str(out)]) == 0
     assert probe(out).num_frames == 5
+
+
+def test_cli_reencode_context_switch(ckpt, tmp_path, capsys):
+    from PIL import Image
+
+    clips = {}
+    for flag in ("--reencode-context", "--no-reencode-context"):
+        out = tmp_path / flag.strip("-")
+        args = ["video", "--model", "ca2vdm", "-p", "a red ball", "-n", "6", "--ckpt", str(ckpt), "--steps", "2"]
+        assert main([*args, flag, "-o", f"{out}/"]) == 0
+        clips[flag] = np.stack([np.asarray(Image.open(f)) for f in sorted(out.glob("*.png"))])
+    on, off = clips["--reencode-context"], clips["--no-reencode-context"]
+    F = 2  # the tiny model's chunk
+    np.testing.assert_array_equal(on[:F], off[:F])  # the first chunk is drawn before any commit
+    assert not np.array_equal(on[F:], off[F:])
+    assert main(["video", "-p", "a red ball", "-n", "2", "--no-reencode-context", "-o", f"{tmp_path}/v.mp4"]) == 2
+    assert "reencode-context" in capsys.readouterr().err
 
 
 def test_cli_cache_params_reach_the_policy(ckpt, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from video_tiny import tiny_ca2vdm, tiny_model
 from genmotion.cli.app import main
 from genmotion.engine.flow import FlowLoopConfig, flow_generate
 from genmotion.errors import UsageError
-from genmotion.video.ca2vdm.pipeline import FIRST_CHUNK_DIR, Ca2VDMPipeline
+from genmotion.video.ca2vdm.pipeline import FIRST_CHUNK_DIR, Ca2VDMPipeline, ReencodedContext
 from genmotion.video.videoar.pipeline import VideoARPipeline
 
 PROMPT = "a green wedge rising"
@@ -32,10 +32,12 @@ def test_the_first_chunk_is_the_frame_models_and_the_rest_continues_from_it(pipe
     # the first chunk: the frame model's frames through this model's autoencoder (one decoder for the clip)
     prefix = both.model.encode_tokens(torch.as_tensor(drawn).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None])
     np.testing.assert_array_equal(chunks[0].frames, both.decode_latents(prefix))
-    # the flow model's chunks are its own continuation of those frames' latents (the same generator, drawn on)
+    # the flow model's chunks are its own continuation of those frames' latents (the same generator, drawn on),
+    # each committed re-encoded
     rest = flow_generate(
         both.conditioned_flow(PROMPT), both.policy("shared"), both.frame_layout,
         FlowLoopConfig(num_frames=5, num_steps=2), generator=generator, prefix_BFNC=prefix,
+        project=ReencodedContext(both.model, prefix),
     )  # fmt: skip
     prev = both.model.tokens_to_latents(prefix[:, -1:])[:, 0]
     expected = both.model.decode_tokens(rest, prev)[0].clamp(-1, 1).add(1).mul(127.5).round().byte()

@@ -28,7 +28,7 @@ from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.sampler import GuidedFlow
 from genmotion.video.streamer import DEFAULT_FPS, PromptConditions, VideoChunk, VideoStreamer, check_prompt_schedule
 
-__all__ = ["FIRST_CHUNK_DIR", "KIND", "PROFILE_NAME", "Ca2VDMPipeline", "read_ca2vdm_config"]
+__all__ = ["FIRST_CHUNK_DIR", "KIND", "PROFILE_NAME", "Ca2VDMPipeline", "ReencodedContext", "read_ca2vdm_config"]
 
 KIND = "ca2vdm"
 PROFILE_NAME = "head_profile.json"  # the Forcing-KV head profile shipped beside the weights, if any
@@ -200,10 +200,13 @@ class Ca2VDMPipeline(VideoStreamer):
         num_steps: int = 10,
         cache: str | CachePolicy = "shared",
         prompt_schedule: Sequence[tuple[int, str]] = (),
+        reencode_context: bool = True,
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per chunk of `frames_per_chunk` frames; `num_frames=None` streams forever
         (any policy but recompute, which keeps the whole history). A prompt change takes effect from the
-        first chunk that starts at or after its frame."""
+        first chunk that starts at or after its frame. `reencode_context`: each chunk is committed to the
+        context as its decoded frames encoded again (see `ReencodedContext`); False commits the sampled
+        latents as they are."""
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         if num_frames is not None and num_frames < 1:
             raise UsageError(f"num_frames must be >= 1, got {num_frames}", fix="ask for at least one frame")
@@ -216,8 +219,9 @@ class Ca2VDMPipeline(VideoStreamer):
                 fix="pass num_frames, or use a windowed policy (shared, rolling, or flowcache over them)",
             )
         return self._chunks(
-            schedule, num_frames, guidance_scale, num_steps, policy, self.make_generator(seed, generator)
-        )
+            schedule, num_frames, guidance_scale, num_steps, policy, self.make_generator(seed, generator),
+            reencode_context,
+        )  # fmt: skip
 
     def _chunks(
         self,
@@ -227,6 +231,7 @@ class Ca2VDMPipeline(VideoStreamer):
         num_steps: int,
         policy: CachePolicy,
         generator: torch.Generator,
+        reencode_context: bool,
     ) -> Iterator[VideoChunk]:
         start = time.perf_counter()
         condition = PromptConditions(schedule, self.condition)
@@ -239,14 +244,16 @@ class Ca2VDMPipeline(VideoStreamer):
             return flows[text]
 
         total = num_frames if num_frames is not None else 1 << 40  # forever: a length no stream reaches
-        layout, prev = self.frame_layout, None
+        layout = self.frame_layout
         options: dict[str, Any] = {"generator": generator, "device": self.device, "dtype": self.dtype}
         first = self._first_chunk(condition.prompt_at(0), min(layout.frames_per_chunk, total), generator)
+        decoder = ReencodedContext(self.model, None if first is None else first[1])
+        if reencode_context:
+            options["project"] = decoder
         if first is not None:
             frames0, options["prefix_BFNC"] = first
             seconds, text = time.perf_counter() - start, condition.prompt_at(0)
             yield VideoChunk(frames=frames0, index=0, prompt=text, cache_bytes=0, cache_valid_bytes=0, seconds=seconds)
-            prev = self.model.tokens_to_latents(first[1][:, -1:])[:, 0]
             total -= len(frames0)
             if total == 0:
                 return
@@ -254,8 +261,7 @@ class Ca2VDMPipeline(VideoStreamer):
         chunks = flow_stream(flow_at(0), policy, layout, config, model_at=flow_at, **options)
         with torch.no_grad():
             for chunk in chunks:
-                frames = self.model.decode_tokens(chunk.latents, prev)  # (1, F, 3, H, W)
-                prev = self.model.tokens_to_latents(chunk.latents[:, -1:])[:, 0]
+                frames = decoder.decode(chunk.latents, chunk.start_frame, keep=reencode_context)  # (1, F, 3, H, W)
                 yield VideoChunk(
                     frames=to_uint8(frames[0]),
                     index=chunk.start_frame,
@@ -275,9 +281,11 @@ class Ca2VDMPipeline(VideoStreamer):
         guidance_scale: float = 3.0,
         num_steps: int = 10,
         cache: str | CachePolicy = "shared",
+        reencode_context: bool = True,
     ) -> torch.Tensor:
         """Latent tokens (1, num_frames, N, D) of one prompt, without decoding (benchmarks, policy comparisons);
-        with a first-chunk model its frames' tokens come first."""
+        with a first-chunk model its frames' tokens come first. The same tokens as `stream` with the same
+        settings (with `reencode_context` the committed chunks are decoded here for the projection)."""
         flow = self.conditioned_flow(prompt, guidance_scale)
         policy = self.policy(cache) if isinstance(cache, str) else cache
         generator = self.make_generator(seed)
@@ -287,9 +295,46 @@ class Ca2VDMPipeline(VideoStreamer):
         done = 0 if prefix is None else prefix.shape[1]
         if prefix is not None and done == num_frames:
             return prefix
+        if reencode_context:
+            options["project"] = ReencodedContext(self.model, prefix)
         config = FlowLoopConfig(num_frames=num_frames - done, num_steps=num_steps)
         made = flow_generate(flow, policy, self.frame_layout, config, prefix_BFNC=prefix, **options)
         return made if prefix is None else torch.cat([prefix, made], dim=1)
+
+
+class ReencodedContext:
+    """The decoder of one clip's chunks and the context projection of the flow loop (`flow_stream(project=)`).
+
+    `decode` turns a chunk's latent tokens (1, F, N, D) into frames (1, F, 3, H, W), each frame's decoding mixed
+    with the latent before it, as one clip. Called as `project(clean (1, F*N, D), start_frame)`, it gives the
+    chunk back as its decoded frames encoded again, which is what the next chunks read as context. Why: the
+    flow model was trained on the autoencoder's latents of real frames, and a sampled chunk is a little off
+    them; fed back unchanged, those errors compound over a long clip (ca2vdm-toy, 64 clips: frames 16-32 at
+    FVD 10708 committed as sampled, 8260 re-encoded). Frames `decode` kept for a start frame are reused, so a
+    stream decodes each chunk once.
+    """
+
+    def __init__(self, model: Ca2VDM, prefix_BFND: torch.Tensor | None) -> None:
+        self.model = model
+        self.prev = None if prefix_BFND is None else model.tokens_to_latents(prefix_BFND[:, -1:])[:, 0]
+        self.kept: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def decode(self, latents_BFND: torch.Tensor, start_frame: int, *, keep: bool = False) -> torch.Tensor:
+        frames = self.model.decode_tokens(latents_BFND, self.prev)
+        self.prev = self.model.tokens_to_latents(latents_BFND[:, -1:])[:, 0]
+        if keep:
+            self.kept[start_frame] = frames
+        return frames
+
+    @torch.no_grad()
+    def __call__(self, clean_BLD: torch.Tensor, start_frame: int) -> torch.Tensor:
+        B, L, D = clean_BLD.shape
+        N = self.model.config.tokens_per_frame
+        frames = self.kept.pop(start_frame, None)
+        if frames is None:
+            frames = self.decode(clean_BLD.view(B, L // N, N, D), start_frame)
+        return self.model.encode_tokens(frames.clamp(-1, 1)).reshape(B, L, D).to(clean_BLD)
 
 
 def _bounded(policy: CachePolicy) -> bool:
