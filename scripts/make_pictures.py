@@ -49,6 +49,20 @@ def video_strips(name: str, **kwargs: object) -> np.ndarray:
     return stack([strip(pipe.generate(p, num_frames=16, seed=0, **kwargs).frames) for p in PROMPTS])
 
 
+def ca2vdm_long() -> np.ndarray:
+    """ca2vdm-toy over 128 frames (every 14th), each prompt committed as sampled (upper row) and re-encoded (lower)."""
+    import genmotion
+
+    pipe = genmotion.load("ca2vdm-toy")
+    rows = []
+    for prompt in PROMPTS:
+        for reencode in (False, True):
+            frames = pipe.generate(prompt, num_frames=128, seed=0, reencode_context=reencode).frames
+            label = "sampled" if not reencode else "re-encoded"
+            rows.append(labelled(strip(frames, every=14, count=10, scale=2), label, width=80))
+    return stack(rows)
+
+
 def var_grid() -> np.ndarray:
     import genmotion
 
@@ -137,6 +151,7 @@ def watermark_grid() -> np.ndarray:
 PICTURES: dict[str, Callable[[], np.ndarray]] = {
     "videoar.png": lambda: video_strips("videoar-toy"),
     "ca2vdm.png": lambda: video_strips("ca2vdm-toy"),
+    "ca2vdm_long.png": ca2vdm_long,
     "image.png": var_grid,
     "image_family.png": var_family_grid,
     "flowar.png": flowar_grid,
