@@ -17,6 +17,7 @@ from genmotion.nn.vqvae_config import VQVAEConfig
 
 __all__ = [
     "FLOWAR_KIND",
+    "FLOWNET_HEAD_DIM",
     "FLOW_HEADS",
     "FlowARConfig",
     "FlowARImageConfig",
@@ -27,6 +28,7 @@ __all__ = [
 
 FLOWAR_KIND = "flowar"
 FLOW_HEADS = ("token", "scale")
+FLOWNET_HEAD_DIM = 64  # FlowAR's flow head (`FlowNet`) splits its width into attention heads of this size
 
 
 def check_doubling(patch_nums: tuple[int, ...]) -> None:
@@ -100,7 +102,7 @@ class FlowARConfig:
     flow_depth: int = 3  # blocks of the flow head
     # "token": an MLP of residual AdaLN blocks per token, the tokens of a scale drawn independently given z;
     # "scale": FlowAR's own head, a transformer over one scale's tokens (heads of 64, 2-D RoPE, AdaLN per token
-    # from its z), so the tokens of a scale are denoised together; flow_width must be a multiple of 64
+    # from its z), so the tokens of a scale are denoised together; flow_width a multiple of FLOWNET_HEAD_DIM
     flow_head: str = "token"
 
     def __post_init__(self) -> None:
@@ -109,8 +111,11 @@ class FlowARConfig:
             raise ValueError(f"every width and depth must be >= 1, got {self}")
         if self.flow_head not in FLOW_HEADS:
             raise ValueError(f"flow_head must be one of {FLOW_HEADS}, got {self.flow_head!r}")
-        if self.flow_head == "scale" and self.flow_width % 64:
-            raise ValueError(f"a scale flow head needs flow_width a multiple of 64 (its heads), got {self.flow_width}")
+        if self.flow_head == "scale" and self.flow_width % FLOWNET_HEAD_DIM:
+            raise ValueError(
+                f"a scale flow head needs flow_width a multiple of {FLOWNET_HEAD_DIM} (its heads), "
+                f"got {self.flow_width}"
+            )
 
     def transformer(self) -> VARConfig:
         """The VAR transformer FlowAR runs: its "vocabulary" head is the projection to z (z_width wide)."""

@@ -50,17 +50,20 @@ def sample_head(
     z_RlW: torch.Tensor,
     noise_BlC: torch.Tensor,
     *,
-    num_steps: int,
+    num_steps: int | None = None,
+    times: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
     guidance_interval: float = 1.0,
 ) -> torch.Tensor:
-    """Integrate the head's ODE from noise (t = 1) to data (t = 0) with `num_steps` Euler steps: (B, l, C).
+    """Integrate the head's ODE from noise (t = 1) to data (t = 0) with Euler steps: (B, l, C).
 
-    head: (x_t (B, l, C), t (B,), z (B, l, Wz)) -> velocity (B, l, C) (`build_flow_head`).
-    z_RlW: (B, l, Wz), or (2B, l, Wz) = conditional rows then unconditional rows when guidance is on.
+    head: (x_t (B, l, C), t (B,), z (B, l, Wz)) -> velocity (B, l, C) (`build_flow_head`, the official `FlowNet`).
+    z_RlW: (B, l, Wz), or (2B, l, Wz) = conditional rows then unconditional rows when guidance is on; guidance
+    1 is off (the conditional rows alone). The steps: `num_steps` uniform ones, or along `times` (decreasing
+    flow times from 1 to 0, e.g. the official schedule).
     """
     B = noise_BlC.shape[0]
-    guided = z_RlW.shape[0] == 2 * B
+    guided = z_RlW.shape[0] == 2 * B and guidance_scale != 1.0
     z_cond = z_RlW[:B]
 
     def velocity(x_BlC: torch.Tensor, tau: float) -> torch.Tensor:
@@ -72,7 +75,13 @@ def sample_head(
             return -(v_u + guidance_scale * (v_c - v_u))
         return -head(x_BlC, x_BlC.new_full((B,), t), z_cond)
 
-    return integrate(velocity, noise_BlC, timesteps(num_steps, device=noise_BlC.device))
+    if times is not None and num_steps is None:
+        taus = 1.0 - times
+    elif num_steps is not None and times is None:
+        taus = timesteps(num_steps, device=noise_BlC.device)
+    else:
+        raise ValueError("pass exactly one of num_steps and times")
+    return integrate(velocity, noise_BlC, taus)
 
 
 @torch.no_grad()

@@ -25,11 +25,10 @@ from genmotion.errors import InputError, UsageError
 from genmotion.image_core.convert import class_checkpoint_config, read_class_checkpoint
 from genmotion.image_core.flowar_config import FlowARSamplingConfig, KLAutoencoderConfig
 from genmotion.image_core.flowar_model import next_scale_input
-from genmotion.image_core.flowar_sampler import FlowARScale, guidance_ramp
+from genmotion.image_core.flowar_sampler import FlowARScale, guidance_ramp, sample_head
 from genmotion.image_core.kl_autoencoder import KLAutoencoder
 from genmotion.image_core.labels import check_labels
 from genmotion.image_core.official_flowar_model import (
-    FlowNet,
     OfficialFlowAR,
     OfficialFlowARConfig,
     RopeFrequencies,
@@ -243,26 +242,6 @@ def official_times(num_steps: int, *, device: torch.device | str | None = None) 
 
 
 @torch.no_grad()
-def integrate_head(
-    flownet: FlowNet, z_RnC: torch.Tensor, noise_BnC: torch.Tensor, times: torch.Tensor, guidance_scale: float,
-    guidance_interval: float,
-) -> torch.Tensor:  # fmt: skip
-    """Euler along `times` (decreasing) from noise: x += (t_next - t) v. z (B or 2B, n, C): with 2B rows (cond then
-    uncond) and guidance_scale > 1, v = v_u + s (v_c - v_u) at t <= guidance_interval, the conditional v elsewhere."""
-    B = noise_BnC.shape[0]
-    guided, x = z_RnC.shape[0] == 2 * B and guidance_scale > 1.0, noise_BnC
-    ts = [float(t) for t in times]
-    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-        if guided and t <= guidance_interval:
-            v_c, v_u = flownet(x.repeat(2, 1, 1), x.new_full((2 * B,), t), z_RnC).chunk(2)
-            v = v_u + guidance_scale * (v_c - v_u)
-        else:
-            v = flownet(x, x.new_full((B,), t), z_RnC[:B])
-        x = x + (t_next - t) * v
-    return x
-
-
-@torch.no_grad()
 def stream_official_scales(
     model: OfficialFlowARImageModel, labels_B: torch.Tensor, *, generator: torch.Generator,
     settings: FlowARSamplingConfig,
@@ -279,7 +258,10 @@ def stream_official_scales(
         z = net.forward_scale(si, x_in, cond, cache)  # R, n, C
         noise = torch.randn(B, pn * pn, C, generator=generator, device=generator.device).to(z.device, z.dtype)
         scale = guidance_ramp(settings.guidance_scale, si, len(pns))
-        x = integrate_head(net.flownet, z, noise, times, scale, settings.guidance_interval)
+        x = sample_head(  # the official sampler treats a cfg of at most 1 as no guidance
+            net.flownet, z, noise, times=times, guidance_scale=max(scale, 1.0),
+            guidance_interval=settings.guidance_interval,
+        )  # fmt: skip
         latent = x.transpose(1, 2).reshape(B, C, pn, pn).float()
         yield FlowARScale(si, latent, z[:B])
         if si + 1 < len(pns):

@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.image_core.config import scale_slices
-from genmotion.image_core.flowar_config import check_doubling
+from genmotion.image_core.flowar_config import FLOWNET_HEAD_DIM, check_doubling
 
 __all__ = ["FlowNet", "KVPair", "OfficialFlowAR", "OfficialFlowARConfig", "rope_2d"]
 
 _TIME_FEATURES = 256
-_HEAD_DIM_OF_FLOWNET = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +46,8 @@ class OfficialFlowARConfig:
         check_doubling(self.patch_nums)
         if self.width % self.num_heads or (self.width // self.num_heads) % 4:
             raise ValueError(f"width {self.width} must split into {self.num_heads} heads of a multiple of 4")
-        if self.head_width % _HEAD_DIM_OF_FLOWNET:
-            raise ValueError(f"head_width {self.head_width} must be a multiple of {_HEAD_DIM_OF_FLOWNET}")
+        if self.head_width % FLOWNET_HEAD_DIM:
+            raise ValueError(f"head_width {self.head_width} must be a multiple of {FLOWNET_HEAD_DIM}")
 
     @property
     def num_tokens(self) -> int:
@@ -189,7 +188,7 @@ class HeadBlock(nn.Module):
 
     def __init__(self, width: int, cond_width: int, *, cross: bool, grid: int) -> None:
         super().__init__()
-        heads, self.width, self.cross = width // _HEAD_DIM_OF_FLOWNET, width, cross
+        heads, self.width, self.cross = width // FLOWNET_HEAD_DIM, width, cross
         self.attn = Attention(width, heads, qkv_bias=False, grid=grid)
         self.mlp = GatedMLP(width)
         if cross:
@@ -250,8 +249,8 @@ class FlowNet(nn.Module):
         self, *, width: int, cond_width: int, latent_channels: int, depth: int, grid: int, cross: bool = False
     ) -> None:
         super().__init__()
-        if width % _HEAD_DIM_OF_FLOWNET:
-            raise ValueError(f"flow head width {width} must be a multiple of {_HEAD_DIM_OF_FLOWNET} (its head dim)")
+        if width % FLOWNET_HEAD_DIM:
+            raise ValueError(f"flow head width {width} must be a multiple of {FLOWNET_HEAD_DIM} (its head dim)")
         W, C, Cz = width, cond_width, latent_channels
         self.time_embed = TimeEmbedding(W)
         self.cond_embed, self.input_proj = nn.Linear(C, W), nn.Linear(Cz, W)

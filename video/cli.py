@@ -150,7 +150,7 @@ def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]
 
 def _sampling_flags(
     kind: str, temperature: float | None, top_k: int | None, top_p: float | None, copy_threshold: float | None,
-    cache: str | None, cache_param: list[str], steps: int | None, reencode_context: bool | None = None,
+    cache: str | None, cache_param: list[str], steps: int | None, reencode_context: bool | None,
 ) -> dict[str, object]:  # fmt: skip
     """The sampling keywords of the chosen model; a flag of the other model is an error, not ignored."""
     given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p, "--copy-threshold": copy_threshold}
