@@ -87,3 +87,38 @@ def test_toy_clips_write_the_configured_caption_vocabulary():
 
     assert any(p in captions("rich") for p in rich_only)
     assert not any(f" {p} " in f" {captions('basic')} " for p in rich_only if " " in p)
+
+
+def test_train_layout_prior_through_the_cli(folder, tmp_path):
+    """`genmotion train` with model.train=layout_prior: only the prior changes, the sampling block is kept."""
+    import torch
+
+    from genmotion.checkpoint import read_checkpoint_config
+    from genmotion.cli.app import main
+
+    tok = train(HERE / "tiny_tokenizer.yaml", [f"data.folder={folder}", f"trainer.out_dir={tmp_path / 'tok'}"])
+    ar = train(
+        HERE / "tiny_videoar.yaml",
+        [f"data.folder={folder}", f"model.tokenizer_checkpoint={tok.checkpoint}", f"trainer.out_dir={tmp_path / 'ar'}"],
+    )
+    config = read_checkpoint_config(ar.checkpoint)
+    (ar.checkpoint / "config.yaml").write_text(
+        (ar.checkpoint / "config.yaml").read_text() + "sampling:\n  guidance_scale: 2.0\n"
+    )
+    args = ["train", str(HERE / "tiny_videoar.yaml"), "--set", f"data.folder={folder}", "--set",
+            "model.tokenizer_checkpoint=null", "--set", f"model.init_from={ar.checkpoint}", "--set",
+            "model.train=layout_prior", "--set", "model.layout_prior.scales=1", "--set", "model.layout_prior.width=32",
+            "--set", "model.layout_prior.heads=2", "--set", "data.num_frames=1", "--set",
+            f"trainer.out_dir={tmp_path / 'lay'}"]  # fmt: skip
+    assert main(args) == 0
+    made = tmp_path / "lay" / "model"
+    assert read_checkpoint_config(made)["sampling"] == {"guidance_scale": 2.0}
+    before, after = genmotion.load(str(ar.checkpoint)).model, genmotion.load(str(made)).model
+    assert after.layout_prior is not None and before.layout_prior is None
+    std = after.layout_prior.text_std
+    assert float(std.min()) > 0 and not torch.equal(std, torch.ones(384))  # statistics were set
+    b, a = before.state_dict(), after.state_dict()
+    assert all(torch.equal(b[k], a[k]) for k in b)  # every weight but the prior's as it was
+    assert config["model"]["transformer"] == read_checkpoint_config(made)["model"]["transformer"]
+    video = genmotion.load(str(made)).generate("a red ball moving left", num_frames=2, seed=0)
+    assert video.frames.shape == (2, 16, 16, 3)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from genmotion.video.config import VideoTokenizerConfig
+from genmotion.video.videoar.layout_prior import LayoutPriorConfig
 
 __all__ = ["SamplingConfig", "VideoARConfig", "VideoARTransformerConfig"]
 
@@ -57,11 +58,14 @@ class VideoARTransformerConfig:
 class VideoARConfig:
     """What a `videoar` checkpoint holds: a tokenizer and a transformer that fit together, and optionally a
     `keyframe` transformer (same tokenizer) that draws frame 0 from the text alone, trained on single frames;
-    the main transformer then predicts every later frame from the frames before it."""
+    the main transformer then predicts every later frame from the frames before it. `layout_prior`: a small
+    causal transformer that draws frame 0's coarsest scales token by token before the frame's transformer
+    draws the rest (`genmotion.video.videoar.layout_prior`)."""
 
     tokenizer: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
     transformer: VideoARTransformerConfig = field(default_factory=VideoARTransformerConfig)
     keyframe: VideoARTransformerConfig | None = None
+    layout_prior: LayoutPriorConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +83,9 @@ class SamplingConfig:
     draws once. `copy_threshold` t in [0, 1]: in every frame after the first, a token whose previous-frame
     code (same scale, same place) has probability >= t under the guided distribution keeps that code instead of
     being sampled (0 = off; not for temporal-residual models, which code "no change" themselves). Sampling
-    re-draws a steady background with every frame; this keeps what the model is fairly sure did not change."""
+    re-draws a steady background with every frame; this keeps what the model is fairly sure did not change.
+    `layout_guidance`: the scale of the layout prior's draw of frame 0's coarsest scales, on a model that has
+    one (None = frame 0's scale)."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -90,6 +96,7 @@ class SamplingConfig:
     first_frame_guidance: float | None = None
     first_frame_candidates: int = 1
     copy_threshold: float = 0.0
+    layout_guidance: float | None = None
 
     @property
     def guided(self) -> bool:

@@ -25,6 +25,7 @@ from genmotion.video.text import text_statistics
 from genmotion.video.tokenizer import VideoTokenizer
 from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
 from genmotion.video.videoar.layout import ClipAttention, ScaleLayout
+from genmotion.video.videoar.layout_prior import LayoutPrior
 
 __all__ = ["Condition", "Modulation", "VideoAR", "VideoARCache", "VideoARTransformer"]
 
@@ -343,8 +344,15 @@ class VideoAR(nn.Module):
             raise ValueError("transformer.text_dim must be positive")
         if config.keyframe is not None and config.keyframe.text_dim != config.transformer.text_dim:
             raise ValueError("keyframe.text_dim must equal transformer.text_dim (both read the same prompt embedding)")
+        if config.layout_prior is not None and config.layout_prior.text_dim != config.transformer.text_dim:
+            raise ValueError("layout_prior.text_dim must equal transformer.text_dim (both read the same prompt)")
         self.config = config
         self.tokenizer = VideoTokenizer(config.tokenizer)
         self.transformer = VideoARTransformer(config.transformer, config.tokenizer)
         #: draws frame 0 (text -> first frame) when the checkpoint has one; `transformer` draws the rest
         self.keyframe = None if config.keyframe is None else VideoARTransformer(config.keyframe, config.tokenizer)
+        #: draws frame 0's coarsest scales token by token (the frame's transformer then draws the rest)
+        self.layout_prior = None
+        if config.layout_prior is not None:
+            tok = config.tokenizer
+            self.layout_prior = LayoutPrior(config.layout_prior, tok.vocab_size, tuple(tok.patch_nums))

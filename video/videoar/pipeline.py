@@ -131,6 +131,7 @@ class VideoARPipeline(VideoStreamer):
         first_frame_guidance: float | None = None,
         first_frame_candidates: int | None = None,
         copy_threshold: float | None = None,
+        layout_guidance: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
         """Yield one `VideoChunk` per frame as soon as it is decoded; `num_frames=None` streams forever.
@@ -140,14 +141,15 @@ class VideoARPipeline(VideoStreamer):
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
         model, which code changes; see `SamplingConfig`) / `first_frame_guidance` (frame 0's, drawn from the text
         alone) / `first_frame_candidates` (draws of frame 0 to choose from) / `copy_threshold` (the probability at
-        which a token keeps the previous frame's code): None = what the checkpoint
-        recommends (see `sampling_settings`).
+        which a token keeps the previous frame's code) / `layout_guidance` (the layout prior's scale, on a model
+        with one): None = what the checkpoint recommends (see `sampling_settings`).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         settings = self.sampling_settings(
             guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k,
             top_p=top_p, residual_guidance=residual_guidance, first_frame_guidance=first_frame_guidance,
             first_frame_candidates=first_frame_candidates, copy_threshold=copy_threshold,
+            layout_guidance=layout_guidance,
         )  # fmt: skip
         _check_sampling(num_frames, settings)
         return self._frames(schedule, num_frames, settings, self.make_generator(seed, generator))

@@ -6,7 +6,8 @@ Per frame: reset the scale cache; run scale 0 (the text/start token) and each fi
 the cache, sampling its tokens; then one forward over the frame's clean latent appends it to the ring
 cache (sink + window frames), so every frame costs the same however long the video runs. A model with a
 `keyframe` transformer draws frame 0 with it (its own scale cache, its own condition of the same text) and
-commits that frame to the main transformer's cache, which draws every later frame.
+commits that frame to the main transformer's cache, which draws every later frame. A model with a layout prior
+draws frame 0's coarsest scales with it first (`layout_prior`), jointly instead of token by token independently.
 Axes: B videos (2B rows under guidance: conditional first), l tokens of a scale, Cv latent channels.
 """
 
@@ -24,6 +25,7 @@ from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.sampling.logits import LogitsProcessor, force_tokens, sample_logits
 from genmotion.video.videoar.config import SamplingConfig
 from genmotion.video.videoar.layout import ScaleLayout
+from genmotion.video.videoar.layout_prior import LayoutPrior
 from genmotion.video.videoar.model import Modulation, VideoAR, VideoARCache, VideoARTransformer
 
 __all__ = ["FrameLatent", "stream_latents"]
@@ -136,6 +138,24 @@ def _sample_frame(
     return fhat, tokens
 
 
+def _layout_codes(
+    prior: LayoutPrior, text_BE: torch.Tensor, settings: SamplingConfig, generator: torch.Generator | None
+) -> LogitsProcessor:
+    """Draw frame 0's coarsest scales with the layout prior (jointly, token by token) and return a logits
+    processor that forces them at those scales; the frame's transformer draws the finer scales given them."""
+    scale = settings.first_frame_guidance if settings.first_frame_guidance is not None else settings.guidance_scale
+    if settings.layout_guidance is not None:
+        scale = settings.layout_guidance
+    codes = prior.sample(text_BE, guidance_scale=scale, temperature=settings.temperature, generator=generator)
+
+    def process(logits_BLV: torch.Tensor, step: int) -> torch.Tensor:
+        if step >= len(codes):
+            return logits_BLV
+        return force_tokens(logits_BLV, codes[step], torch.ones_like(codes[step], dtype=torch.bool))
+
+    return process
+
+
 def _copy_prior(prev_BN: torch.Tensor, layout: ScaleLayout, threshold: float) -> LogitsProcessor:
     """A logits processor that keeps the previous frame's code at each token's place (`prev_BN` (B, N_s): that
     frame's codes per scale token) wherever the (guided) distribution gives it probability >= `threshold`, and
@@ -186,9 +206,10 @@ def stream_latents(
     temporal = model.tokenizer.config.temporal_residual
     frame, tokens = 0, None
     fhat: torch.Tensor | None = None
+    own_first = settings.first_frame_candidates > 1 or model.keyframe is not None or model.layout_prior is not None
     while num_frames is None or frame < num_frames:
         rows = _rows(tr, text(frame).to(p.dtype), guided)
-        if frame == 0 and (settings.first_frame_candidates > 1 or model.keyframe is not None):
+        if frame == 0 and own_first:
             new_fhat, tokens = _first_frame(model, text(0).to(p.dtype), settings, generator, processors)
             _commit(model, 0, new_fhat.to(p.dtype), tr.modulation(rows), cache, guided)
         else:
@@ -222,7 +243,10 @@ def _first_frame(
     per video are drawn and the one whose tokens the text explains best is kept (`_sample_frame`'s score)."""
     tr = model.keyframe or model.transformer
     n = settings.first_frame_candidates
-    rows = _rows(tr, text_BE.repeat_interleave(n, dim=0), settings.guided)  # (N B or 2 N B, W)
+    text = text_BE.repeat_interleave(n, dim=0)  # (N B, E)
+    rows = _rows(tr, text, settings.guided)  # (N B or 2 N B, W)
+    if model.layout_prior is not None:
+        processors = (*processors, _layout_codes(model.layout_prior, text, settings, generator))
     own = tr.new_cache(rows.shape[0], dtype=rows.dtype, device=rows.device)
     score: list[torch.Tensor] | None = [] if n > 1 else None
     fhat, tokens = _sample_frame(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from genmotion.video.data import clip_source
 from genmotion.video.text import statistics_captions
 from genmotion.video.tokenizer_task import load_tokenizer
 from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
+from genmotion.video.videoar.layout_prior import LayoutPriorConfig, layout_loss
 from genmotion.video.videoar.loss import TrainingSettings, videoar_loss
 from genmotion.video.videoar.model import VideoAR
 
@@ -42,6 +43,8 @@ class VideoARModelConfig:
     configs come from it), or `tokenizer` (a fresh, untrained tokenizer: only for smoke tests).
     `transformer_init` (with `tokenizer_checkpoint`): start the transformer from another `videoar` checkpoint's
     transformer (same architecture, e.g. a new tokenizer of the same latent and vocabulary sizes).
+    `train: layout_prior` (with `init_from`): train only a layout prior (`layout_prior`, its architecture) for
+    the checkpoint, on the coarsest codes of its frame 0s; every other weight is frozen and exported unchanged.
     """
 
     tokenizer_checkpoint: str | None = None
@@ -56,6 +59,8 @@ class VideoARModelConfig:
     self_context_rate: float = 0.0  # share of clips whose context frames are the model's own draws (not in VideoAR)
     self_context_copy: bool = False  # in those clips, tokens the toy world keeps target the model's own previous code
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
+    train: Literal["transformer", "layout_prior"] = "transformer"
+    layout_prior: LayoutPriorConfig | None = None
 
     def __post_init__(self) -> None:
         given = [n for n in ("tokenizer_checkpoint", "init_from", "tokenizer") if getattr(self, n) is not None]
@@ -64,6 +69,10 @@ class VideoARModelConfig:
                 "set exactly one of model.tokenizer_checkpoint, model.init_from, model.tokenizer "
                 f"(got {given or 'none'})"
             )
+        if self.train == "layout_prior" and self.init_from is None:
+            raise ValueError("model.train=layout_prior trains a prior for a checkpoint: set model.init_from")
+        if self.layout_prior is not None and self.train != "layout_prior":
+            raise ValueError("model.layout_prior is the architecture of model.train=layout_prior; set both")
 
     @property
     def settings(self) -> TrainingSettings:
@@ -99,12 +108,18 @@ class VideoARTask:
         self._config: VideoARConfig | None = None
         self._needs_text_statistics: VideoAR | None = None
         self._generator = torch.Generator().manual_seed(0)
+        self._train_layout = False
+        self._sampling: dict[str, Any] | None = None  # the fine-tuned checkpoint's recommendation, kept
 
     def build_model(self, model_cfg: VideoARModelConfig) -> nn.Module:
         self._settings = model_cfg.settings
+        self._train_layout = model_cfg.train == "layout_prior"
+        if self._train_layout:
+            return self._layout_model(model_cfg)
         if model_cfg.init_from is not None:
             directory = resolve(model_cfg.init_from)
             config = read_videoar_config(directory)
+            self._sampling = read_checkpoint_config(directory).get("sampling")
             given = model_cfg.transformer
             if given != VideoARTransformerConfig():  # only the sink distance may change: no weight depends on it
                 if replace(given, max_sink_distance=config.transformer.max_sink_distance) != config.transformer:
@@ -131,6 +146,27 @@ class VideoARTask:
         self._needs_text_statistics = None if started else model
         return model
 
+    def _layout_model(self, model_cfg: VideoARModelConfig) -> VideoAR:
+        """The `init_from` checkpoint with a layout prior (its own, or a new one of `model_cfg.layout_prior`);
+        only the prior trains."""
+        assert model_cfg.init_from is not None
+        directory = resolve(model_cfg.init_from)
+        config = read_videoar_config(directory)
+        self._sampling = read_checkpoint_config(directory).get("sampling")
+        fresh = config.layout_prior is None or (
+            model_cfg.layout_prior is not None and model_cfg.layout_prior != config.layout_prior
+        )
+        if fresh:
+            config = replace(config, layout_prior=model_cfg.layout_prior or LayoutPriorConfig())
+        model = VideoAR(config)
+        load_weights(model, directory, skip=("layout_prior.",) if fresh else ())
+        model.requires_grad_(False)
+        assert model.layout_prior is not None
+        model.layout_prior.requires_grad_(True)
+        self._config = model.config
+        self._needs_text_statistics = model if fresh else None
+        return model
+
     @staticmethod
     def _init_transformer(model: VideoAR, name: str) -> None:
         directory = resolve(name)
@@ -151,7 +187,10 @@ class VideoARTask:
         encoder = PromptEncoder()
         if self._needs_text_statistics is not None:  # the same on every rank: fixed seed or the sidecar
             texts = encoder.encode(statistics_captions(data_cfg)).pooled
-            self._needs_text_statistics.transformer.set_text_statistics(texts)
+            needs = self._needs_text_statistics
+            target = needs.layout_prior if self._train_layout else needs.transformer
+            assert target is not None
+            target.set_text_statistics(texts)
         source = clip_source(data_cfg, batch_size, seed, encoder=encoder)
         return torch.utils.data.DataLoader(source, batch_size=None)
 
@@ -171,12 +210,19 @@ class VideoARTask:
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, VideoAR)
+        if self._train_layout:
+            assert model.layout_prior is not None
+            with torch.no_grad(), torch.autocast(batch["video"].device.type, enabled=False):
+                codes = [c[:, 0] for c in model.tokenizer.encode(batch["video"][:, :1].float())]  # frame 0, (B, l)
+            prior = model.layout_prior
+            return layout_loss(prior, codes, batch["text"], self._settings.condition_dropout, self._generator)
         return videoar_loss(model, batch["video"], batch["text"], self._settings, self._generator)
 
     def checkpoint_config(self, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, Any]:
         if self._config is None:
             raise RuntimeError("checkpoint_config before build_model")
-        return {"kind": KIND, "model": to_dict(self._config), "data": to_dict(data_cfg)}
+        config = {"kind": KIND, "model": to_dict(self._config), "data": to_dict(data_cfg)}
+        return config if self._sampling is None else {**config, "sampling": self._sampling}
 
     def evaluate(self, model: nn.Module, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, float]:
         """Toy-world prompt adherence on held-out paraphrases (16 frames, guidance 3), for the model card."""
