@@ -99,6 +99,11 @@ class SamplingConfig:
     layout_guidance: float | None = None
 
     @property
+    def frame0_guidance(self) -> float:
+        """Frame 0's scale: `first_frame_guidance`, else `guidance_scale`."""
+        return self.guidance_scale if self.first_frame_guidance is None else self.first_frame_guidance
+
+    @property
     def guided(self) -> bool:
         """Whether any frame is guided: then every row has an unconditional twin (2B rows)."""
         return (

@@ -25,7 +25,7 @@ from torch import nn
 
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig
 from genmotion.sampling.logits import sample_logits
-from genmotion.video.text import text_statistics
+from genmotion.video.text import TextConditioned
 
 __all__ = ["LayoutPrior", "LayoutPriorConfig", "layout_loss"]
 
@@ -49,11 +49,9 @@ class LayoutPriorConfig:
             raise ValueError(f"layout.width {self.width} must split into {self.heads} heads of even size")
 
 
-class LayoutPrior(nn.Module):
-    """Causal transformer over the codes of the first `cfg.scales` scales of `patch_nums`."""
-
-    text_mean: torch.Tensor
-    text_std: torch.Tensor
+class LayoutPrior(TextConditioned):
+    """Causal transformer over the codes of the first `cfg.scales` scales of `patch_nums`; its prompt
+    condition is `TextConditioned`'s."""
 
     def __init__(self, cfg: LayoutPriorConfig, vocab_size: int, patch_nums: tuple[int, ...]) -> None:
         super().__init__()
@@ -66,10 +64,7 @@ class LayoutPrior(nn.Module):
         self.config, self.vocab_size = cfg, vocab_size
         self.sizes = tuple(p * p for p in patch_nums[: cfg.scales])  # tokens per drawn scale
         self.length = sum(self.sizes)
-        self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
-        self.register_buffer("text_std", torch.ones(cfg.text_dim))
-        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, W), nn.SiLU(), nn.Linear(W, W))
-        self.null_text = nn.Parameter(torch.randn(W) * 0.02)
+        self._init_text_condition(cfg.text_dim, W)
         self.start = nn.Parameter(torch.randn(W) * 0.02)
         self.embed = nn.Embedding(vocab_size, W)
         self.pos_embed = nn.Parameter(torch.randn(self.length, W) * 0.02)
@@ -77,23 +72,6 @@ class LayoutPrior(nn.Module):
             TinyTransformerConfig(dim=W, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, cond_dim=W)
         )
         self.head = nn.Linear(W, vocab_size)
-
-    @torch.no_grad()
-    def set_text_statistics(self, text_NE: torch.Tensor) -> None:
-        """Standardise prompts with the per-dimension mean and spread of these caption embeddings (N, E)."""
-        mean, std = text_statistics(text_NE)
-        self.text_mean.copy_(mean)
-        self.text_std.copy_(std)
-
-    def condition(self, text_BE: torch.Tensor, keep_B: torch.Tensor | None = None) -> torch.Tensor:
-        """Text embeddings (B, E) -> condition (B, W); rows where keep_B is False get the null condition."""
-        cond = self.text_proj((text_BE - self.text_mean) / self.text_std)
-        if keep_B is None:
-            return cond
-        return torch.where(keep_B[:, None], cond, self.null_text.to(cond.dtype).expand_as(cond))
-
-    def null_condition(self, batch: int) -> torch.Tensor:
-        return self.null_text.unsqueeze(0).expand(batch, -1)
 
     def forward(self, cond_BW: torch.Tensor, codes_BL: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, l + 1, V) of codes (B, l), l < L: position i predicts code i from the

@@ -21,7 +21,7 @@ from genmotion.nn.attention import attend
 from genmotion.nn.blocks import MLP
 from genmotion.nn.rope import Rotary, rotate
 from genmotion.video.config import VideoTokenizerConfig
-from genmotion.video.text import text_statistics
+from genmotion.video.text import TextConditioned
 from genmotion.video.tokenizer import VideoTokenizer
 from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
 from genmotion.video.videoar.layout import ClipAttention, ScaleLayout
@@ -167,21 +167,14 @@ class VideoARBlock(nn.Module):
         self.attn.write_kv(self.norm1(x_BLW) * (1 + mod[1]) + mod[0], rope, frames, i)
 
 
-class VideoARTransformer(nn.Module):
+class VideoARTransformer(TextConditioned):
     """Text-conditioned next-frame x next-scale transformer over a tokenizer's latents and vocabulary."""
 
     def __init__(self, cfg: VideoARTransformerConfig, tokenizer: VideoTokenizerConfig) -> None:
         super().__init__()
         self.config, self.layout = cfg, ScaleLayout(tokenizer.patch_nums)
         W, Cv, V = cfg.width, tokenizer.latent_channels, tokenizer.vocab_size
-        # MiniLM embeddings of captions are close to each other: standardise them per dimension with statistics
-        # of the training captions (set by the task, saved with the weights) so prompts are told apart early
-        self.text_mean: torch.Tensor
-        self.text_std: torch.Tensor
-        self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
-        self.register_buffer("text_std", torch.ones(cfg.text_dim))
-        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, W), nn.SiLU(), nn.Linear(W, W))
-        self.null_text = nn.Parameter(torch.randn(W) * 0.02)  # the unconditional condition (CFG)
+        self._init_text_condition(cfg.text_dim, W)  # standardised prompt -> (B, W), and the null row of CFG
         self.start = nn.Parameter(torch.randn(W) * 0.02)
         self.word_embed = nn.Linear(Cv, W)  # next-scale inputs (downsampled f_hat)
         self.clean_embed = nn.Linear(Cv, W)  # finished frames' f_hat, the cross-frame context
@@ -198,25 +191,8 @@ class VideoARTransformer(nn.Module):
         self.head = nn.Linear(W, V)
 
     # ---- embeddings ----------------------------------------------------------------------------
-    def condition(self, text_BE: torch.Tensor, keep_B: torch.Tensor | None = None) -> torch.Tensor:
-        """Text embeddings (B, E) -> condition (B, W); rows where keep_B is False get the null condition."""
-        cond = self.text_proj((text_BE - self.text_mean) / self.text_std)
-        if keep_B is None:
-            return cond
-        return torch.where(keep_B[:, None], cond, self.null_text.to(cond.dtype).expand_as(cond))
-
-    def null_condition(self, batch: int) -> torch.Tensor:
-        return self.null_text.unsqueeze(0).expand(batch, -1)
-
     def _place(self, x: torch.Tensor, tokens: slice) -> torch.Tensor:
         return x + self.level_embed(self.layout.levels[tokens].to(x.device)) + self.pos_embed[tokens]
-
-    @torch.no_grad()
-    def set_text_statistics(self, text_NE: torch.Tensor) -> None:
-        """Standardise prompts with the per-dimension mean and spread of these caption embeddings (N, E)."""
-        mean, std = text_statistics(text_NE)
-        self.text_mean.copy_(mean)
-        self.text_std.copy_(std)
 
     @property
     def no_previous(self) -> int:

@@ -115,8 +115,8 @@ def _sample_frame(
     scale = settings.guidance_scale
     if base is not None and settings.residual_guidance is not None:
         scale = settings.residual_guidance
-    if frame == 0 and settings.first_frame_guidance is not None:
-        scale = settings.first_frame_guidance
+    if frame == 0:
+        scale = settings.frame0_guidance
     loop = TokenLoopConfig(
         block_sizes=layout.scale_sizes, guidance_scale=scale, guidance=settings.guidance_schedule, paired=guided
     )
@@ -143,9 +143,7 @@ def _layout_codes(
 ) -> LogitsProcessor:
     """Draw frame 0's coarsest scales with the layout prior (jointly, token by token) and return a logits
     processor that forces them at those scales; the frame's transformer draws the finer scales given them."""
-    scale = settings.first_frame_guidance if settings.first_frame_guidance is not None else settings.guidance_scale
-    if settings.layout_guidance is not None:
-        scale = settings.layout_guidance
+    scale = settings.frame0_guidance if settings.layout_guidance is None else settings.layout_guidance
     codes = prior.sample(text_BE, guidance_scale=scale, temperature=settings.temperature, generator=generator)
 
     def process(logits_BLV: torch.Tensor, step: int) -> torch.Tensor:
