@@ -158,7 +158,9 @@ def test_self_context_replaces_the_chosen_clips_context_by_the_models_own_draws(
     )
     cond = tr.condition(torch.randn(B, 384, generator=g))
     own = torch.tensor([False, True])
-    new_context, new_codes = _own_context(model, cond, inputs, context, codes, None, own, g)
+    new_context, new_codes = _own_context(
+        model.transformer, model.tokenizer.quantize, cond, inputs, context, codes, None, own, g
+    )
     drawn = torch.cat([c.view(B, T, -1) for c in new_codes], dim=2)  # (B, T, N_s) in scale order per frame
     expected = pattern.view(T, -1)
     assert torch.equal(drawn[1], expected)

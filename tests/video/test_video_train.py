@@ -122,3 +122,39 @@ def test_train_layout_prior_through_the_cli(folder, tmp_path):
     assert config["model"]["transformer"] == read_checkpoint_config(made)["model"]["transformer"]
     video = genmotion.load(str(made)).generate("a red ball moving left", num_frames=2, seed=0)
     assert video.frames.shape == (2, 16, 16, 3)
+
+
+def test_train_keyframe_through_the_cli(folder, tmp_path, capsys):
+    """`genmotion train` with model.train=keyframe: only the keyframe transformer changes; a checkpoint
+    without one, or clips longer than one frame, are clear errors (exit 2)."""
+    import torch
+
+    from genmotion.cli.app import main
+    from genmotion.video.videoar.keyframe import attach_keyframe
+
+    tok = train(HERE / "tiny_tokenizer.yaml", [f"data.folder={folder}", f"trainer.out_dir={tmp_path / 'tok'}"])
+    ar = train(
+        HERE / "tiny_videoar.yaml",
+        [f"data.folder={folder}", f"model.tokenizer_checkpoint={tok.checkpoint}", f"trainer.out_dir={tmp_path / 'ar'}"],
+    )
+    plain = genmotion.load(str(ar.checkpoint))
+    composed = attach_keyframe(plain, plain).save_pretrained(tmp_path / "composed")
+
+    def run(init: object, frames: int, out: str) -> int:
+        return main(["train", str(HERE / "tiny_videoar.yaml"), "--set", f"data.folder={folder}", "--set",
+                     "model.tokenizer_checkpoint=null", "--set", f"model.init_from={init}", "--set",
+                     "model.train=keyframe", "--set", f"data.num_frames={frames}", "--set",
+                     f"trainer.out_dir={tmp_path / out}"])  # fmt: skip
+
+    assert run(ar.checkpoint, 1, "none") == 2
+    assert "no keyframe transformer" in capsys.readouterr().err
+    assert run(composed, 2, "two") == 2
+    assert "data.num_frames=1" in capsys.readouterr().err
+    assert run(composed, 1, "kf") == 0
+    before, after = (
+        genmotion.load(str(composed)).model.state_dict(),
+        genmotion.load(str(tmp_path / "kf" / "model")).model.state_dict(),
+    )
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("keyframe.") for k in changed)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from genmotion.nn.quantizer import MultiScaleQuantizer
 from genmotion.video.residual import nearest_codes, teacher_forcing
 from genmotion.video.videoar.layout import clip_attention
-from genmotion.video.videoar.model import VideoAR
+from genmotion.video.videoar.model import VideoAR, VideoARTransformer
 
 __all__ = [
     "TrainingSettings",
@@ -104,10 +104,12 @@ def videoar_loss(
     text_BE: torch.Tensor,
     settings: TrainingSettings,
     generator: torch.Generator,
+    transformer: VideoARTransformer | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean cross-entropy of every scale token of every frame (tokens that change from the previous frame
-    weighted by `settings.change_weight`); the tokenizer stays frozen (fp32)."""
-    tr, q = model.transformer, model.tokenizer.quantize
+    weighted by `settings.change_weight`); the tokenizer stays frozen (fp32). `transformer`: the one that
+    predicts (default `model.transformer`; `model.keyframe` to train the keyframe on one-frame clips)."""
+    tr, q = model.transformer if transformer is None else transformer, model.tokenizer.quantize
     layout = tr.layout
     B, T = video_BT3HW.shape[:2]
     tok = model.tokenizer
@@ -133,7 +135,7 @@ def videoar_loss(
     if settings.self_context_rate > 0 and T > 1:
         own = (torch.rand(B, generator=generator) < settings.self_context_rate).to(context.device)
         if bool(own.any()):
-            context, context_codes = _own_context(model, cond, inputs_BT, context, context_codes, keep, own, generator)
+            context, context_codes = _own_context(tr, q, cond, inputs_BT, context, context_codes, keep, own, generator)
             if settings.self_context_copy:
                 target = _copy_unchanged(target, changed, torch.cat(list(context_codes), dim=1).view(B, T, -1), own)
     logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
@@ -179,7 +181,8 @@ def _clip_logits(
 
 @torch.no_grad()
 def _own_context(
-    model: VideoAR,
+    tr: VideoARTransformer,
+    q: MultiScaleQuantizer,
     cond: torch.Tensor,
     inputs_BT: torch.Tensor,
     context: torch.Tensor,
@@ -192,7 +195,6 @@ def _own_context(
     frame's context becomes the model's own draw of that frame (each scale sampled at temperature 1 from a
     teacher-forced pass) instead of its clean coding, so training meets the frames inference conditions on
     and learns to pull the next frame back to the toy world's. Returns (context (B*T, Cv, h, w), codes)."""
-    tr, q = model.transformer, model.tokenizer.quantize
     B, T = inputs_BT.shape[:2]
     logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
     probs = logits.softmax(-1).flatten(0, 1)

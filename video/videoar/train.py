@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -45,6 +46,8 @@ class VideoARModelConfig:
     transformer (same architecture, e.g. a new tokenizer of the same latent and vocabulary sizes).
     `train: layout_prior` (with `init_from`): train only a layout prior (`layout_prior`, its architecture) for
     the checkpoint, on the coarsest codes of its frame 0s; every other weight is frozen and exported unchanged.
+    `train: keyframe` (with `init_from` a checkpoint that has a keyframe transformer, and one-frame clips):
+    fine-tune only that keyframe transformer, e.g. on the clips' real first frames (`data.max_start_frame=0`).
     """
 
     tokenizer_checkpoint: str | None = None
@@ -59,7 +62,7 @@ class VideoARModelConfig:
     self_context_rate: float = 0.0  # share of clips whose context frames are the model's own draws (not in VideoAR)
     self_context_copy: bool = False  # in those clips, tokens the toy world keeps target the model's own previous code
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
-    train: Literal["transformer", "layout_prior"] = "transformer"
+    train: Literal["transformer", "layout_prior", "keyframe"] = "transformer"
     layout_prior: LayoutPriorConfig | None = None
 
     def __post_init__(self) -> None:
@@ -69,8 +72,8 @@ class VideoARModelConfig:
                 "set exactly one of model.tokenizer_checkpoint, model.init_from, model.tokenizer "
                 f"(got {given or 'none'})"
             )
-        if self.train == "layout_prior" and self.init_from is None:
-            raise ValueError("model.train=layout_prior trains a prior for a checkpoint: set model.init_from")
+        if self.train != "transformer" and self.init_from is None:
+            raise ValueError(f"model.train={self.train} trains a part of a checkpoint: set model.init_from")
         if self.layout_prior is not None and self.train != "layout_prior":
             raise ValueError("model.layout_prior is the architecture of model.train=layout_prior; set both")
 
@@ -108,14 +111,16 @@ class VideoARTask:
         self._config: VideoARConfig | None = None
         self._needs_text_statistics: VideoAR | None = None
         self._generator = torch.Generator().manual_seed(0)
-        self._train_layout = False
+        self._train: str = "transformer"
         self._sampling: dict[str, Any] | None = None  # the fine-tuned checkpoint's recommendation, kept
 
     def build_model(self, model_cfg: VideoARModelConfig) -> nn.Module:
         self._settings = model_cfg.settings
-        self._train_layout = model_cfg.train == "layout_prior"
-        if self._train_layout:
+        self._train = model_cfg.train
+        if self._train == "layout_prior":
             return self._layout_model(model_cfg)
+        if self._train == "keyframe":
+            return self._keyframe_model(model_cfg)
         if model_cfg.init_from is not None:
             directory = resolve(model_cfg.init_from)
             config = read_videoar_config(directory)
@@ -146,13 +151,18 @@ class VideoARTask:
         self._needs_text_statistics = None if started else model
         return model
 
+    def _part_of(self, model_cfg: VideoARModelConfig) -> tuple[Path, VideoARConfig]:
+        """The `init_from` checkpoint a part of which trains: its directory and config (its sampling block kept
+        for the export)."""
+        assert model_cfg.init_from is not None
+        directory = resolve(model_cfg.init_from)
+        self._sampling = read_checkpoint_config(directory).get("sampling")
+        return directory, read_videoar_config(directory)
+
     def _layout_model(self, model_cfg: VideoARModelConfig) -> VideoAR:
         """The `init_from` checkpoint with a layout prior (its own, or a new one of `model_cfg.layout_prior`);
         only the prior trains."""
-        assert model_cfg.init_from is not None
-        directory = resolve(model_cfg.init_from)
-        config = read_videoar_config(directory)
-        self._sampling = read_checkpoint_config(directory).get("sampling")
+        directory, config = self._part_of(model_cfg)
         fresh = config.layout_prior is None or (
             model_cfg.layout_prior is not None and model_cfg.layout_prior != config.layout_prior
         )
@@ -165,6 +175,22 @@ class VideoARTask:
         model.layout_prior.requires_grad_(True)
         self._config = model.config
         self._needs_text_statistics = model if fresh else None
+        return model
+
+    def _keyframe_model(self, model_cfg: VideoARModelConfig) -> VideoAR:
+        """The `init_from` checkpoint, of which only the keyframe transformer trains."""
+        directory, config = self._part_of(model_cfg)
+        if config.keyframe is None:
+            raise UsageError(
+                f"model.train=keyframe: {model_cfg.init_from} has no keyframe transformer",
+                fix="compose one first (genmotion convert keyframe) or train the transformer (model.train=transformer)",
+            )
+        model = VideoAR(config)
+        load_weights(model, directory)
+        model.requires_grad_(False)
+        assert model.keyframe is not None
+        model.keyframe.requires_grad_(True)
+        self._config = config
         return model
 
     @staticmethod
@@ -183,12 +209,18 @@ class VideoARTask:
 
         if self._config is not None:
             self._check_data(data_cfg, self._config)
+        if self._train == "keyframe" and data_cfg.num_frames != 1:
+            raise UsageError(
+                f"model.train=keyframe trains on one-frame clips, got data.num_frames={data_cfg.num_frames}",
+                why="the keyframe transformer draws frame 0 from the text alone",
+                fix="set data.num_frames=1",
+            )
         self._generator = torch.Generator().manual_seed(seed + 7919)
         encoder = PromptEncoder()
         if self._needs_text_statistics is not None:  # the same on every rank: fixed seed or the sidecar
             texts = encoder.encode(statistics_captions(data_cfg)).pooled
             needs = self._needs_text_statistics
-            target = needs.layout_prior if self._train_layout else needs.transformer
+            target = needs.layout_prior if self._train == "layout_prior" else needs.transformer
             assert target is not None
             target.set_text_statistics(texts)
         source = clip_source(data_cfg, batch_size, seed, encoder=encoder)
@@ -210,13 +242,14 @@ class VideoARTask:
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, VideoAR)
-        if self._train_layout:
+        if self._train == "layout_prior":
             assert model.layout_prior is not None
             with torch.no_grad(), torch.autocast(batch["video"].device.type, enabled=False):
                 codes = [c[:, 0] for c in model.tokenizer.encode(batch["video"][:, :1].float())]  # frame 0, (B, l)
             prior = model.layout_prior
             return layout_loss(prior, codes, batch["text"], self._settings.condition_dropout, self._generator)
-        return videoar_loss(model, batch["video"], batch["text"], self._settings, self._generator)
+        tr = model.keyframe if self._train == "keyframe" else None
+        return videoar_loss(model, batch["video"], batch["text"], self._settings, self._generator, transformer=tr)
 
     def checkpoint_config(self, model_cfg: VideoARModelConfig, data_cfg: VideoDataConfig) -> dict[str, Any]:
         if self._config is None:
