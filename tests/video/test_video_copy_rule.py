@@ -64,3 +64,29 @@ def test_copy_threshold_through_the_pipeline_and_bad_values():
     for bad in (-0.1, 1.5):
         with pytest.raises(UsageError, match="copy_threshold"):
             pipe.generate("x", num_frames=2, copy_threshold=bad)
+
+
+def test_copy_scales_limits_the_rule_to_the_coarsest_scales():
+    """copy_scales k: the processor leaves the finer scales' logits untouched; at a threshold that copies
+    everything, frames after the first keep frame 0's codes at the k coarsest scales and draw the finer ones."""
+    layout = ScaleLayout((1, 2, 3))
+    prev = torch.zeros(2, layout.scale_tokens, dtype=torch.long)
+    process = _copy_prior(prev, layout, 1e-12, scales=1)
+    logits = torch.randn(2, 4, 5)
+    assert process(logits, 1) is logits and process(logits, 2) is logits
+    assert torch.isinf(process(torch.randn(2, 1, 5), 0)).sum() == 2 * 4  # the 1x1 scale forced
+    plain = _tokens(SAMPLED)
+    frozen = _tokens(dataclasses.replace(SAMPLED, copy_threshold=1e-12, copy_scales=1))
+    for f in frozen[1:]:
+        assert torch.equal(f[0], frozen[0][0])  # the 1x1 scale kept
+    assert any(not torch.equal(f[s], frozen[0][s]) for f in frozen[1:] for s in range(1, len(f)))
+    every = _tokens(dataclasses.replace(SAMPLED, copy_threshold=1e-12, copy_scales=0))
+    assert all(torch.equal(a, b) for f in every[1:] for a, b in zip(f, every[0], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(frozen[0], plain[0], strict=True))  # frame 0 as drawn
+
+
+def test_copy_scales_bad_value():
+    pipe = VideoARPipeline(tiny_model(0), encoder=object())
+    pipe.text_embedding = lambda prompt: TEXT  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="copy_scales"):
+        pipe.generate("x", num_frames=2, copy_scales=-1)

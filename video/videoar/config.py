@@ -84,8 +84,10 @@ class SamplingConfig:
     code (same scale, same place) has probability >= t under the guided distribution keeps that code instead of
     being sampled (0 = off; not for temporal-residual models, which code "no change" themselves). Sampling
     re-draws a steady background with every frame; this keeps what the model is fairly sure did not change.
-    `layout_guidance`: the scale of the layout prior's draw of frame 0's coarsest scales, on a model that has
-    one (None = frame 0's scale)."""
+    `copy_scales` k: the copy rule acts on the k coarsest scales only (0 = on every scale). The coarse codes
+    hold the background and the object's place; a finer code that keeps its old value where an object grows
+    or shrinks by a few pixels holds the old size. `layout_guidance`: the scale of the layout prior's draw of
+    frame 0's coarsest scales, on a model that has one (None = frame 0's scale)."""
 
     guidance_scale: float = 3.0
     guidance_schedule: Literal["constant", "linear"] = "constant"
@@ -96,6 +98,7 @@ class SamplingConfig:
     first_frame_guidance: float | None = None
     first_frame_candidates: int = 1
     copy_threshold: float = 0.0
+    copy_scales: int = 0
     layout_guidance: float | None = None
 
     @property

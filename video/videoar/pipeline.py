@@ -48,6 +48,11 @@ def _check_sampling(num_frames: int | None, settings: SamplingConfig) -> None:
             f"copy_threshold must be in [0, 1], got {settings.copy_threshold}",
             fix="0 turns the copy rule off; 0.5 keeps a previous code the model gives even odds or better",
         )
+    if settings.copy_scales < 0:
+        raise UsageError(
+            f"copy_scales must be >= 0, got {settings.copy_scales}",
+            fix="0 applies the copy rule at every scale; k at the k coarsest",
+        )
     if settings.first_frame_candidates < 1:
         raise UsageError(
             f"first_frame_candidates must be >= 1, got {settings.first_frame_candidates}", fix="1 draws frame 0 once"
@@ -131,6 +136,7 @@ class VideoARPipeline(VideoStreamer):
         first_frame_guidance: float | None = None,
         first_frame_candidates: int | None = None,
         copy_threshold: float | None = None,
+        copy_scales: int | None = None,
         layout_guidance: float | None = None,
         prompt_schedule: Sequence[tuple[int, str]] = (),
     ) -> Iterator[VideoChunk]:
@@ -141,14 +147,15 @@ class VideoARPipeline(VideoStreamer):
         `guidance_scale` / `residual_guidance` (the guidance of the frames after the first on a temporal-residual
         model, which code changes; see `SamplingConfig`) / `first_frame_guidance` (frame 0's, drawn from the text
         alone) / `first_frame_candidates` (draws of frame 0 to choose from) / `copy_threshold` (the probability at
-        which a token keeps the previous frame's code) / `layout_guidance` (the layout prior's scale, on a model
+        which a token keeps the previous frame's code) / `copy_scales` (how many of the coarsest scales that rule
+        acts on; 0 = all) / `layout_guidance` (the layout prior's scale, on a model
         with one): None = what the checkpoint recommends (see `sampling_settings`).
         """
         schedule = check_prompt_schedule(prompt, prompt_schedule)
         settings = self.sampling_settings(
             guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k,
             top_p=top_p, residual_guidance=residual_guidance, first_frame_guidance=first_frame_guidance,
-            first_frame_candidates=first_frame_candidates, copy_threshold=copy_threshold,
+            first_frame_candidates=first_frame_candidates, copy_threshold=copy_threshold, copy_scales=copy_scales,
             layout_guidance=layout_guidance,
         )  # fmt: skip
         _check_sampling(num_frames, settings)

@@ -121,7 +121,7 @@ def _sample_frame(
         block_sizes=layout.scale_sizes, guidance_scale=scale, guidance=settings.guidance_schedule, paired=guided
     )
     if settings.copy_threshold > 0 and prev_tokens is not None and base is None:
-        processors = (*processors, _copy_prior(prev[:B], layout, settings.copy_threshold))
+        processors = (*processors, _copy_prior(prev[:B], layout, settings.copy_threshold, settings.copy_scales))
     start = tr.embed_scales(cond_BW, cond_BW.new_zeros(rows, 0, Cv), prev[:, :1])  # the start token (rows, 1, W)
     draw = partial(sample_logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
     chunks = token_stream(
@@ -154,13 +154,16 @@ def _layout_codes(
     return process
 
 
-def _copy_prior(prev_BN: torch.Tensor, layout: ScaleLayout, threshold: float) -> LogitsProcessor:
+def _copy_prior(prev_BN: torch.Tensor, layout: ScaleLayout, threshold: float, scales: int = 0) -> LogitsProcessor:
     """A logits processor that keeps the previous frame's code at each token's place (`prev_BN` (B, N_s): that
     frame's codes per scale token) wherever the (guided) distribution gives it probability >= `threshold`, and
     leaves every other token's logits as they are: what the model is fairly sure did not change is not re-drawn
-    (sampling would re-draw a steady background every frame), a change the model is sure of still wins."""
+    (sampling would re-draw a steady background every frame), a change the model is sure of still wins.
+    `scales` > 0: only at the `scales` coarsest scales (step < scales); the finer ones are sampled as drawn."""
 
     def process(logits_BLV: torch.Tensor, step: int) -> torch.Tensor:
+        if scales and step >= scales:
+            return logits_BLV
         prev_Bl = prev_BN[:, layout.scale_slice(step)]
         keep_Bl = logits_BLV.softmax(-1).gather(-1, prev_Bl.unsqueeze(-1)).squeeze(-1) >= threshold
         return force_tokens(logits_BLV, prev_Bl, keep_Bl)
