@@ -69,6 +69,12 @@ def video(
         help="VideoAR: a token keeps the previous frame's code where the model gives that code at least this "
         "probability [the checkpoint's: videoar-toy 0.5; 0 = off].",
     ),
+    copy_scales: int | None = typer.Option(
+        None,
+        "--copy-scales",
+        help="VideoAR: the copy rule acts on this many of the coarsest scales [the checkpoint's: videoar-toy 2; "
+        "0 = every scale].",
+    ),
     prompt_at: list[str] = typer.Option([], "--prompt-at", help='Change the prompt from a frame on: 32="..."'),
     model: str | None = typer.Option(None, "--model", "-m", help="videoar or ca2vdm (sets the default --ckpt)."),
     ckpt: str | None = typer.Option(None, "--ckpt", help="Registry name or checkpoint directory."),
@@ -109,6 +115,7 @@ def video(
         ("--top-k", top_k, {"low": 0}),
         ("--top-p", top_p, {"low": 0, "high": 1}),
         ("--copy-threshold", copy_threshold, {"low": 0, "high": 1}),
+        ("--copy-scales", copy_scales, {"low": 0}),
         ("--steps", steps, {"low": 1, "high": 1000}),
         ("--threads", threads, {"low": 1}),
     ):
@@ -118,7 +125,7 @@ def video(
     check_output_path(out, force)
     ckpt, kind = _checkpoint(model, ckpt, height, width)
     sampling = _sampling_flags(
-        kind, temperature, top_k, top_p, copy_threshold, cache, cache_param, steps, reencode_context
+        kind, temperature, top_k, top_p, (copy_threshold, copy_scales), cache, cache_param, steps, reencode_context
     )
     warn_long_prompts([prompt, *(text for _, text in schedule)])
     _run(prompt, frames, fps, seed, guidance, sampling, schedule, ckpt, device, threads, Path(out), force)
@@ -149,11 +156,15 @@ def _prompt_schedule(prompt_at: list[str], frames: int) -> list[tuple[int, str]]
 
 
 def _sampling_flags(
-    kind: str, temperature: float | None, top_k: int | None, top_p: float | None, copy_threshold: float | None,
-    cache: str | None, cache_param: list[str], steps: int | None, reencode_context: bool | None,
+    kind: str, temperature: float | None, top_k: int | None, top_p: float | None,
+    copy: tuple[float | None, int | None], cache: str | None, cache_param: list[str], steps: int | None,
+    reencode_context: bool | None,
 ) -> dict[str, object]:  # fmt: skip
-    """The sampling keywords of the chosen model; a flag of the other model is an error, not ignored."""
-    given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p, "--copy-threshold": copy_threshold}
+    """The sampling keywords of the chosen model (`copy`: the copy rule's threshold and scales); a flag of the
+    other model is an error, not ignored."""
+    copy_threshold, copy_scales = copy
+    given = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p, "--copy-threshold": copy_threshold,
+             "--copy-scales": copy_scales}  # fmt: skip
     flow_given = {"--cache": cache, "--cache-param": cache_param or None, "--steps": steps,
                   "--(no-)reencode-context": reencode_context}  # fmt: skip
     wrong = [f for f, v in (flow_given if kind == "videoar" else given).items() if v is not None]
@@ -167,7 +178,7 @@ def _sampling_flags(
     if kind == "videoar":
         return {
             "temperature": 1.0 if temperature is None else temperature, "top_k": top_k or 0, "top_p": top_p or 0.0,
-            "copy_threshold": copy_threshold,  # None: the checkpoint's recommendation
+            "copy_threshold": copy_threshold, "copy_scales": copy_scales,  # None: the checkpoint's recommendation
         }  # fmt: skip
     name = cache or "shared"
     check_cache_name(name)

@@ -103,3 +103,24 @@ def test_copy_threshold_reaches_the_sampler(ckpt, tmp_path):
     held, free = frames("held"), frames("free")
     assert np.array_equal(held[1], held[2]) and not np.array_equal(free[1], free[2])
     assert np.array_equal(held[0], free[0])  # frame 0 has nothing to copy
+
+
+def test_copy_scales_reaches_the_sampler(ckpt, tmp_path, capsys):
+    """--copy-scales 1 with a threshold that copies everything keeps only the 1x1 scale: later frames change."""
+    import numpy as np
+    from PIL import Image
+
+    args = ["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "--seed", "1", "--copy-threshold", "1e-12"]
+    assert main([*args, "--copy-scales", "1", "-o", f"{tmp_path / 'coarse'}/"]) == 0
+    assert main([*args, "--copy-scales", "0", "-o", f"{tmp_path / 'all'}/"]) == 0
+
+    def frames(name: str) -> list:
+        return [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("*.png"))]
+
+    coarse, every = frames("coarse"), frames("all")
+    assert np.array_equal(every[1], every[2]) and not np.array_equal(coarse[1], coarse[2])
+    assert main([*args, "--copy-scales", "-1", "-o", f"{tmp_path / 'bad'}/"]) == 2
+    assert "--copy-scales" in capsys.readouterr().err
+    assert main(["video", "-p", "a box", "-n", "2", "--model", "ca2vdm", "--copy-scales", "1",
+                 "-o", f"{tmp_path / 'flow'}/"]) == 2  # fmt: skip
+    assert "does not apply to ca2vdm" in capsys.readouterr().err
