@@ -89,18 +89,21 @@ def test_a_size_the_model_cannot_make_is_refused(ckpt, tmp_path, capsys):
     assert probe(out).num_frames == 2
 
 
-def test_copy_threshold_reaches_the_sampler(ckpt, tmp_path):
+def _png_frames(folder):
+    """The frames a folder output holds, in order: uint8 (H, W, 3) arrays."""
     import numpy as np
     from PIL import Image
+
+    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]
+
+
+def test_copy_threshold_reaches_the_sampler(ckpt, tmp_path):
+    import numpy as np
 
     args = ["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "--seed", "1"]
     assert main([*args, "--copy-threshold", "1e-12", "-o", f"{tmp_path / 'held'}/"]) == 0
     assert main([*args, "--copy-threshold", "0", "-o", f"{tmp_path / 'free'}/"]) == 0
-
-    def frames(name: str) -> list:
-        return [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("*.png"))]
-
-    held, free = frames("held"), frames("free")
+    held, free = _png_frames(tmp_path / "held"), _png_frames(tmp_path / "free")
     assert np.array_equal(held[1], held[2]) and not np.array_equal(free[1], free[2])
     assert np.array_equal(held[0], free[0])  # frame 0 has nothing to copy
 
@@ -108,16 +111,11 @@ def test_copy_threshold_reaches_the_sampler(ckpt, tmp_path):
 def test_copy_scales_reaches_the_sampler(ckpt, tmp_path, capsys):
     """--copy-scales 1 with a threshold that copies everything keeps only the 1x1 scale: later frames change."""
     import numpy as np
-    from PIL import Image
 
     args = ["video", "-p", "a blue box", "-n", "3", "--ckpt", str(ckpt), "--seed", "1", "--copy-threshold", "1e-12"]
     assert main([*args, "--copy-scales", "1", "-o", f"{tmp_path / 'coarse'}/"]) == 0
     assert main([*args, "--copy-scales", "0", "-o", f"{tmp_path / 'all'}/"]) == 0
-
-    def frames(name: str) -> list:
-        return [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("*.png"))]
-
-    coarse, every = frames("coarse"), frames("all")
+    coarse, every = _png_frames(tmp_path / "coarse"), _png_frames(tmp_path / "all")
     assert np.array_equal(every[1], every[2]) and not np.array_equal(coarse[1], coarse[2])
     assert main([*args, "--copy-scales", "-1", "-o", f"{tmp_path / 'bad'}/"]) == 2
     assert "--copy-scales" in capsys.readouterr().err
