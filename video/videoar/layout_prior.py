@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genmotion.nn.tiny import TinyTransformer, TinyTransformerConfig
+from genmotion.sampling.guidance import guide
 from genmotion.sampling.logits import sample_logits
 from genmotion.video.text import TextConditioned
 
@@ -106,8 +107,8 @@ class LayoutPrior(TextConditioned):
         for _ in range(self.length):
             logits = self(rows, torch.cat([codes, codes]) if guided else codes)[:, -1:].float()  # (rows, 1, V)
             if guided:
-                c, u = logits.chunk(2)
-                logits = u + guidance_scale * (c - u)
+                cond_logits, uncond_logits = logits.chunk(2)
+                logits = guide(cond_logits, uncond_logits, guidance_scale)
             nxt = sample_logits(logits, generator, temperature=temperature)  # (B, 1)
             codes = torch.cat([codes, nxt], dim=1)
         return self.split(codes)
