@@ -342,3 +342,54 @@ def test_cli_flag_cache_param_must_be_on_or_off(ckpt, tmp_path, capsys):
     args = ["video", "--model", "ca2vdm", "-p", "a ball", "--cache", "flowcache", "--cache-param", "correct=maybe"]
     assert main([*args, "--ckpt", str(ckpt), "-o", str(tmp_path / "x.mp4")]) == 2
     assert "on or off" in capsys.readouterr().err
+
+
+def test_self_context_draws_every_chunk_as_cached_inference_does_from_the_clean_frames_before_it():
+    """`own_chunks` (one parallel pass per Euler step) equals chunk-by-chunk cached inference that denoises each
+    chunk from the same noise under the same guidance, then commits the clean chunk, as the training mask says."""
+    from genmotion.video.ca2vdm.train import Ca2VDMModelConfig, own_chunks
+
+    model = tiny_ca2vdm()
+    cfg, T, F, steps, scale = model.config, 6, 2, 3, 2.0
+    N, D = cfg.tokens_per_frame, cfg.token_channels
+    g = torch.Generator().manual_seed(1)
+    x1, text = torch.randn(1, T, N, D, generator=g), torch.randn(1, 384, generator=g)
+    settings = Ca2VDMModelConfig(
+        init_from="x", self_context_rate=1.0, self_context_steps=steps, self_context_guidance=scale,
+        self_context_reencode=False,
+    )  # fmt: skip
+    mask = training_mask(T, N, F, sink=0, window=2)
+    positions = (torch.arange(T * N) // N).repeat(2)
+    drawn = own_chunks(model, x1, text, mask, positions, settings, torch.Generator().manual_seed(7))
+    noise = torch.randn(1, T * N, D, generator=torch.Generator().manual_seed(7))
+    flow, pol, outs = GuidedFlow(model, model.text_condition(text), scale), SharedClean(context_frames=2), []
+    times = [0.0, 1 / 3, 2 / 3, 1.0]
+    with torch.no_grad():
+        pol.start(flow, cfg.layout, batch=1, max_frames=T, like=torch.empty(0))
+        for c in range(T // F):
+            chunk = slice(c * F * N, (c + 1) * F * N)
+            x = noise[:, chunk]
+            for t, t_next in zip(times[:-1], times[1:], strict=True):
+                x = x + (t_next - t) * pol.velocity(flow, x, t, start_frame=c * F)
+            outs.append(x)
+            pol.commit(flow, x1.reshape(1, T * N, D)[:, chunk], start_frame=c * F)
+    torch.testing.assert_close(drawn.reshape(1, T * N, D), torch.cat(outs, 1), atol=1e-5, rtol=1e-4)
+
+
+def test_self_context_changes_the_loss_keeps_rate_zero_and_checks_its_settings():
+    from genmotion.video.ca2vdm.train import Ca2VDMModelConfig, ca2vdm_loss
+
+    model = tiny_ca2vdm().train()
+    g = torch.Generator().manual_seed(2)
+    video, text = torch.rand(2, 4, 3, 16, 16, generator=g) * 2 - 1, torch.randn(2, 384, generator=g)
+    plain = Ca2VDMModelConfig(init_from="x")
+    own = Ca2VDMModelConfig(init_from="x", self_context_rate=1.0, self_context_steps=2)
+    a, _ = ca2vdm_loss(model, video, text, plain, torch.Generator().manual_seed(3))
+    b, _ = ca2vdm_loss(model, video, text, own, torch.Generator().manual_seed(3))
+    zero = Ca2VDMModelConfig(init_from="x", self_context_rate=0.0, self_context_steps=2)
+    c, _ = ca2vdm_loss(model, video, text, zero, torch.Generator().manual_seed(3))
+    assert torch.isfinite(b) and not torch.isclose(a, b) and torch.equal(a, c)
+    b.backward()
+    assert model.proj_in.weight.grad is not None
+    with pytest.raises(ValueError, match="self_context_rate"):
+        Ca2VDMModelConfig(init_from="x", self_context_rate=1.5)

@@ -215,3 +215,32 @@ def test_self_context_copy_changes_the_self_context_loss(model):
     c, _ = videoar_loss(model, video, text, plain, torch.Generator().manual_seed(5))
     d, _ = videoar_loss(model, video, text, TrainingSettings(), torch.Generator().manual_seed(5))
     assert torch.equal(c, d)
+
+
+def test_self_context_rounds_draw_each_round_given_the_last(model, monkeypatch):
+    """`self_context_rounds` r: the own context is drawn r times, each draw reading the previous round's context,
+    so the last round's frames inherit r frames of the model's own errors; r = 1 is the single draw."""
+    import genmotion.video.videoar.loss as L
+
+    seen, real = [], L._own_context
+
+    def spy(tr, q, cond, inputs, context, codes, keep, own, generator):
+        seen.append(context.clone())
+        out = real(tr, q, cond, inputs, context, codes, keep, own, generator)
+        seen.append(out[0].clone())
+        return out
+
+    monkeypatch.setattr(L, "_own_context", spy)
+    g = torch.Generator().manual_seed(4)
+    video = torch.rand(2, 4, 3, 16, 16, generator=g) * 2 - 1
+    text = torch.randn(2, 384, generator=g)
+    one_round = TrainingSettings(self_context_rate=1.0)
+    two_rounds = TrainingSettings(self_context_rate=1.0, self_context_rounds=2)
+    one, _ = L.videoar_loss(model, video, text, one_round, torch.Generator().manual_seed(5))
+    assert len(seen) == 2
+    seen.clear()
+    two, _ = L.videoar_loss(model, video, text, two_rounds, torch.Generator().manual_seed(5))
+    assert len(seen) == 4 and torch.equal(seen[2], seen[1])  # round 2 reads round 1's draw
+    assert torch.isfinite(two) and not torch.isclose(one, two)
+    with pytest.raises(ValueError, match="self_context_rounds"):
+        TrainingSettings(self_context_rounds=0)

@@ -7,7 +7,9 @@ Clean tokens attend frame-causally within the context window (what `SharedClean`
 attends to the clean frames of its window before it and to itself frame-causally. So the K/V a clean
 chunk writes at inference are exactly what training showed, for every denoising step. With probability
 `sink_probability` a step also keeps the first frame as an attention sink (the rule `RollingWindow`
-and Forcing-KV use). Axes: B batch, T frames, N tokens per frame, L = T * N, D token channels.
+and Forcing-KV use). Self context (`self_context_rate`, not in Ca2-VDM): a share of the clips read as context
+the model's own draw of each chunk (`own_chunks`) instead of the clean frames, the velocity target unchanged.
+Axes: B batch, T frames, N tokens per frame, L = T * N, D token channels.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from genmotion.config import to_dict
 from genmotion.errors import UsageError
 from genmotion.nn.masks import chunk_window_mask
 from genmotion.registry import resolve
-from genmotion.sampling.flow import CLEAN_TIME, flow_path, velocity_target
+from genmotion.sampling.flow import CLEAN_TIME, flow_path, timesteps, velocity_target
+from genmotion.sampling.guidance import guide
 from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
 from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.pipeline import KIND, read_ca2vdm_config
@@ -33,7 +36,7 @@ from genmotion.video.data import clip_source
 from genmotion.video.text import statistics_captions
 from genmotion.video.tokenizer_task import load_tokenizer
 
-__all__ = ["Ca2VDMModelConfig", "Ca2VDMTask", "ca2vdm_loss", "training_mask"]
+__all__ = ["Ca2VDMModelConfig", "Ca2VDMTask", "ca2vdm_loss", "own_chunks", "training_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,17 @@ class Ca2VDMModelConfig:
     context_noise: float = 0.05  # clean context tokens get N(0, s^2) noise, s ~ U(0, context_noise)
     context_frames: int | None = None  # with init_from: fine-tune to this clean window instead of the checkpoint's
     flow_init: str | None = None
+    self_context_rate: float = 0.0  # share of clips whose context is the model's own draw of each chunk
+    self_context_steps: int = 4  # Euler steps of that draw
+    self_context_guidance: float = 3.0  # its guidance scale (the pipeline's default)
+    self_context_reencode: bool = True  # the draw decoded and encoded again, as the pipeline commits chunks
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.self_context_rate <= 1.0 or self.self_context_steps < 1:
+            raise ValueError(
+                f"model.self_context_rate must lie in [0, 1] and model.self_context_steps be >= 1, got "
+                f"{self.self_context_rate} and {self.self_context_steps}"
+            )
         if (self.tokenizer_checkpoint is None) == (self.init_from is None):
             raise ValueError("set exactly one of model.tokenizer_checkpoint and model.init_from")
         if self.context_frames is not None and (self.init_from is None or self.context_frames < 1):
@@ -103,17 +115,59 @@ def ca2vdm_loss(
     x0 = torch.randn(x1.shape, generator=generator).to(x1.device)
     xt = flow_path(x0, x1, t_frame[:, :, None, None])
     sigma = torch.rand(B, 1, 1, 1, generator=generator).to(x1.device) * settings.context_noise
-    context = x1 + sigma * torch.randn(x1.shape, generator=generator).to(x1.device)
-    x = torch.cat([context.reshape(B, T * N, D), xt.reshape(B, T * N, D)], dim=1)  # (B, 2L, D)
-    t_BL = torch.cat([torch.full((B, T * N), CLEAN_TIME, device=x1.device), t_frame.repeat_interleave(N, dim=1)], 1)
+    noise = sigma * torch.randn(x1.shape, generator=generator).to(x1.device)
+    context = x1 + noise
     positions = (torch.arange(T * N, device=x1.device) // N).repeat(2)
     sink = int(torch.rand((), generator=generator) < settings.sink_probability)
     mask = training_mask(T, N, cfg.frames_per_chunk, sink=sink, window=cfg.context_frames).to(x1.device)
     keep = torch.rand(B, generator=generator) >= settings.condition_dropout
+    if settings.self_context_rate > 0:
+        own = torch.rand(B, generator=generator) < settings.self_context_rate
+        if bool(own.any()):
+            drawn = own_chunks(model, x1[own.to(x1.device)], text_BE[own], mask, positions, settings, generator)
+            context = context.clone()
+            context[own.to(x1.device)] = drawn + noise[own.to(x1.device)]
+    x = torch.cat([context.reshape(B, T * N, D), xt.reshape(B, T * N, D)], dim=1)  # (B, 2L, D)
+    t_BL = torch.cat([torch.full((B, T * N), CLEAN_TIME, device=x1.device), t_frame.repeat_interleave(N, dim=1)], 1)
     cond = model.text_condition(text_BE.to(x1.device), keep)
     v = model(x, t_BL, positions, cond, mask=mask)[:, T * N :]
     loss = (v - velocity_target(x0, x1).reshape(B, T * N, D)).square().mean()
     return loss, {}
+
+
+@torch.no_grad()
+def own_chunks(
+    model: Ca2VDM,
+    x1_BTND: torch.Tensor,
+    text_BE: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    settings: Ca2VDMModelConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Self context (not in Ca2-VDM; parallel scheduled sampling): the model's own draw (B, T, N, D) of every chunk
+    of clean clips x1, each chunk from fresh noise given the clean frames before it (the training mask), by
+    `self_context_steps` Euler steps under guidance `self_context_guidance`, decoded and encoded again when
+    `self_context_reencode` (what the pipeline commits). A training step whose context is this learns to continue
+    from the chunks the model itself makes, as the cached inference does, and to pull them back to the data."""
+    B, T, N, D = x1_BTND.shape
+    L, scale = T * N, settings.self_context_guidance
+    cond = model.text_condition(text_BE.to(x1_BTND.device))
+    rows = torch.cat([cond, model.null_condition(B).to(cond.dtype)]) if scale != 1.0 else cond
+    context = x1_BTND.reshape(B, L, D)
+    x = torch.randn(context.shape, generator=generator).to(context.device)
+    clean = torch.full((B, L), CLEAN_TIME, device=context.device)
+    times = timesteps(settings.self_context_steps).tolist()
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        seq, t_BL = torch.cat([context, x], 1), torch.cat([clean, torch.full_like(clean, t)], 1)  # (B, 2L, ...)
+        if scale != 1.0:
+            cond_v, null_v = model(seq.repeat(2, 1, 1), t_BL.repeat(2, 1), positions, rows, mask=mask)[:, L:].chunk(2)
+            v = guide(cond_v, null_v, scale)
+        else:
+            v = model(seq, t_BL, positions, rows, mask=mask)[:, L:]
+        x = x + (t_next - t) * v
+    drawn = x.view(B, T, N, D)
+    return model.encode_tokens(model.decode_tokens(drawn)) if settings.self_context_reencode else drawn
 
 
 class Ca2VDMTask:

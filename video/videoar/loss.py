@@ -47,6 +47,7 @@ class TrainingSettings:
     first_frame_weight: float = 1.0
     self_context_rate: float = 0.0
     self_context_copy: bool = False
+    self_context_rounds: int = 1
 
     def __post_init__(self) -> None:
         if self.change_weight < 1.0:
@@ -55,6 +56,8 @@ class TrainingSettings:
             raise ValueError(f"first_frame_weight must be > 0 (1 = plain mean), got {self.first_frame_weight}")
         if not 0.0 <= self.self_context_rate <= 1.0:
             raise ValueError(f"self_context_rate must be in [0, 1] (0 = off), got {self.self_context_rate}")
+        if self.self_context_rounds < 1:
+            raise ValueError(f"self_context_rounds must be >= 1, got {self.self_context_rounds}")
 
 
 @torch.no_grad()
@@ -135,7 +138,10 @@ def videoar_loss(
     if settings.self_context_rate > 0 and T > 1:
         own = (torch.rand(B, generator=generator) < settings.self_context_rate).to(context.device)
         if bool(own.any()):
-            context, context_codes = _own_context(tr, q, cond, inputs_BT, context, context_codes, keep, own, generator)
+            for _ in range(settings.self_context_rounds):  # each round drawn given the last: deeper inherited errors
+                context, context_codes = _own_context(
+                    tr, q, cond, inputs_BT, context, context_codes, keep, own, generator
+                )
             if settings.self_context_copy:
                 target = _copy_unchanged(target, changed, torch.cat(list(context_codes), dim=1).view(B, T, -1), own)
     logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
@@ -194,7 +200,9 @@ def _own_context(
     """Self context (not in VideoAR; parallel scheduled sampling): for the clips where own_B (B,) bool, every
     frame's context becomes the model's own draw of that frame (each scale sampled at temperature 1 from a
     teacher-forced pass) instead of its clean coding, so training meets the frames inference conditions on
-    and learns to pull the next frame back to the toy world's. Returns (context (B*T, Cv, h, w), codes)."""
+    and learns to pull the next frame back to the toy world's. Called again on its own output
+    (`self_context_rounds`), each frame's draw reads frames that were themselves drawn, as at inference.
+    Returns (context (B*T, Cv, h, w), codes)."""
     B, T = inputs_BT.shape[:2]
     logits = _clip_logits(tr, cond, inputs_BT, context, context_codes, keep)  # (B, T * N_s, V)
     probs = logits.softmax(-1).flatten(0, 1)

@@ -61,6 +61,7 @@ class VideoARModelConfig:
     first_frame_weight: float = 1.0  # frame 0's tokens (drawn from text alone) weigh this much in the loss
     self_context_rate: float = 0.0  # share of clips whose context frames are the model's own draws (not in VideoAR)
     self_context_copy: bool = False  # in those clips, tokens the toy world keeps target the model's own previous code
+    self_context_rounds: int = 1  # draws of the self context, each given the last: r rounds carry r frames of errors
     transformer_init: str | None = None  # a `videoar` checkpoint whose transformer weights start this run
     train: Literal["transformer", "layout_prior", "keyframe"] = "transformer"
     layout_prior: LayoutPriorConfig | None = None
@@ -87,6 +88,7 @@ class VideoARModelConfig:
             first_frame_weight=self.first_frame_weight,
             self_context_rate=self.self_context_rate,
             self_context_copy=self.self_context_copy,
+            self_context_rounds=self.self_context_rounds,
         )
 
 
