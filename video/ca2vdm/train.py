@@ -27,10 +27,10 @@ from genmotion.errors import UsageError
 from genmotion.nn.masks import chunk_window_mask
 from genmotion.registry import resolve
 from genmotion.sampling.flow import CLEAN_TIME, flow_path, timesteps, velocity_target
-from genmotion.sampling.guidance import guide
 from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
 from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.pipeline import KIND, read_ca2vdm_config
+from genmotion.video.ca2vdm.sampler import GuidedFlow
 from genmotion.video.config import VideoDataConfig
 from genmotion.video.data import clip_source
 from genmotion.video.text import statistics_captions
@@ -151,21 +151,15 @@ def own_chunks(
     `self_context_reencode` (what the pipeline commits). A training step whose context is this learns to continue
     from the chunks the model itself makes, as the cached inference does, and to pull them back to the data."""
     B, T, N, D = x1_BTND.shape
-    L, scale = T * N, settings.self_context_guidance
-    cond = model.text_condition(text_BE.to(x1_BTND.device))
-    rows = torch.cat([cond, model.null_condition(B).to(cond.dtype)]) if scale != 1.0 else cond
+    L = T * N
+    flow = GuidedFlow(model, model.text_condition(text_BE.to(x1_BTND.device)), settings.self_context_guidance)
     context = x1_BTND.reshape(B, L, D)
     x = torch.randn(context.shape, generator=generator).to(context.device)
     clean = torch.full((B, L), CLEAN_TIME, device=context.device)
     times = timesteps(settings.self_context_steps).tolist()
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         seq, t_BL = torch.cat([context, x], 1), torch.cat([clean, torch.full_like(clean, t)], 1)  # (B, 2L, ...)
-        if scale != 1.0:
-            cond_v, null_v = model(seq.repeat(2, 1, 1), t_BL.repeat(2, 1), positions, rows, mask=mask)[:, L:].chunk(2)
-            v = guide(cond_v, null_v, scale)
-        else:
-            v = model(seq, t_BL, positions, rows, mask=mask)[:, L:]
-        x = x + (t_next - t) * v
+        x = x + (t_next - t) * flow(seq, t_BL, positions, mask=mask)[:, L:]
     drawn = x.view(B, T, N, D)
     return model.encode_tokens(model.decode_tokens(drawn)) if settings.self_context_reencode else drawn
 
