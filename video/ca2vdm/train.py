@@ -122,11 +122,10 @@ def ca2vdm_loss(
     mask = training_mask(T, N, cfg.frames_per_chunk, sink=sink, window=cfg.context_frames).to(x1.device)
     keep = torch.rand(B, generator=generator) >= settings.condition_dropout
     if settings.self_context_rate > 0:
-        own = torch.rand(B, generator=generator) < settings.self_context_rate
+        own = (torch.rand(B, generator=generator) < settings.self_context_rate).to(x1.device)
         if bool(own.any()):
-            drawn = own_chunks(model, x1[own.to(x1.device)], text_BE[own], mask, positions, settings, generator)
-            context = context.clone()
-            context[own.to(x1.device)] = drawn + noise[own.to(x1.device)]
+            drawn = own_chunks(model, x1[own], text_BE[own.to(text_BE.device)], mask, positions, settings, generator)
+            context[own] = drawn + noise[own]
     x = torch.cat([context.reshape(B, T * N, D), xt.reshape(B, T * N, D)], dim=1)  # (B, 2L, D)
     t_BL = torch.cat([torch.full((B, T * N), CLEAN_TIME, device=x1.device), t_frame.repeat_interleave(N, dim=1)], 1)
     cond = model.text_condition(text_BE.to(x1.device), keep)
