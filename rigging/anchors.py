@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from genmotion.rigging.diffusion import denoising_error, noise, sample_positions
-from genmotion.rigging.model import RigAnything
+from genmotion.rigging.model import RigAnything, direction_labels
 
 __all__ = [
     "AnchorDraw",
@@ -33,8 +33,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AnchorDraw:
-    """One step's draw for R rows: positions (R, 3), the anchor's log-probability (R,), the anchor (R,) (table
-    index), the head's context (R, C) and the scaled offset (R, 3) (for the diffusion likelihood estimate)."""
+    """One step's draw for R rows: positions (R, 3), the log-probability of the anchor (and of the direction class,
+    where the model has them) (R,), the anchor (R,) (table index), the offset head's context (R, C) and the scaled
+    offset (R, 3) (for the diffusion likelihood estimate)."""
 
     positions: torch.Tensor
     logp: torch.Tensor
@@ -85,9 +86,11 @@ def anchor_losses(
     alphas: torch.Tensor,
     noise_samples: int,
     generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-step pointer cross-entropy (B, K) against the true anchor `goal` (table index), offset loss (B, K)
-    (diffusion noise MSE or squared regression error, scaled units) and pointer accuracy (B, K)."""
+    (diffusion noise MSE or squared regression error, scaled units), pointer accuracy (B, K) and the direction
+    class cross-entropy (B, K) (zeros for a model without `direction_bins`; the offset head is then given the
+    true class)."""
     c = model.config
     feat, geo = table.feat, table.geo
     B, K, _ = h_BKC.shape
@@ -97,6 +100,12 @@ def anchor_losses(
     ctx = model.anchor_context(h_BKC, feat, geo, idx, table.shape)[:, :, 0]  # (B, K, C)
     anchor_xyz = torch.gather(geo[..., :3], 1, goal_BK[..., None].expand(-1, -1, 3))
     x0 = (target_BK3 - anchor_xyz) / c.offset_scale
+    direction = x0.new_zeros(B, K)
+    if model.direction_head is not None:
+        label = direction_labels(x0, model.directions)
+        logits_d = model.direction_logits(ctx)
+        direction = F.cross_entropy(logits_d.flatten(0, 1), label.flatten(), reduction="none").view(B, K)
+        ctx = model.with_direction(ctx, label)
     if model.denoiser is not None:
         n = noise_samples
         t = torch.randint(0, len(alphas), (B, K, n), device=x0.device, generator=generator)
@@ -106,7 +115,7 @@ def anchor_losses(
         offset = ((pred - eps) ** 2).mean(dim=(-1, -2))
     else:
         offset = ((model.regress(ctx) - x0) ** 2).sum(-1)
-    return pointer, offset, (logits.argmax(-1) == goal_BK).float()
+    return pointer, offset, (logits.argmax(-1) == goal_BK).float(), direction
 
 
 def draw_positions(
@@ -136,12 +145,21 @@ def draw_positions(
         pick = torch.multinomial(logp.exp(), 1, generator=generator)
     anchor = idx.gather(1, pick)  # (R, 1)
     ctx = model.anchor_context(h_RC[:, None], feat, geo, anchor[:, None], table.shape)[:, 0, 0]  # (R, C)
+    chosen = logp.gather(1, pick)[:, 0]
+    if model.direction_head is not None:  # the direction class first, then the offset given it
+        logp_d = torch.log_softmax(model.direction_logits(ctx).float() / max(temperature, 1e-6), dim=-1)
+        if temperature <= 0:
+            label = logp_d.argmax(dim=-1)
+        else:
+            label = torch.multinomial(logp_d.exp(), 1, generator=generator)[:, 0]
+        ctx = model.with_direction(ctx, label)
+        chosen = chosen + logp_d.gather(1, label[:, None])[:, 0]
     if model.denoiser is not None:
         x0 = sample_positions(model.denoiser, ctx, alphas.to(ctx.dtype), sample_steps, generator, max(temperature, 0))
     else:
         x0 = model.regress(ctx)
     base = torch.gather(geo[..., :3], 1, anchor[..., None].expand(-1, -1, 3))[:, 0]  # (R, 3)
-    return AnchorDraw(base + c.offset_scale * x0, logp.gather(1, pick)[:, 0], anchor[:, 0], ctx, x0)
+    return AnchorDraw(base + c.offset_scale * x0, chosen, anchor[:, 0], ctx, x0)
 
 
 def offset_error(

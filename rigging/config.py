@@ -27,6 +27,10 @@ class RigModelConfig:
     anchor_candidates: int = 8  # sampling picks the anchor among this many most likely earlier joints
     offset_scale: float = 0.3  # joint - anchor offsets (bone vectors) are divided by this for the head
     local_tokens: int = 0  # shape tokens nearest the anchor that the position head reads directly (0: none)
+    # > 0: the bone vector's direction is first drawn as one of this many directions spread over the sphere
+    # (plus one class for a zero bone: a stop step's), by classification, and the offset head draws the vector
+    # given it: the siblings' directions are separate classes instead of modes of one continuous head
+    direction_bins: int = 0
     head_width: int = 128  # diffusion / regression MLP width
     head_depth: int = 3  # residual blocks of the diffusion MLP
     diffusion_steps: int = 1000  # training noise schedule (cosine)
@@ -49,6 +53,8 @@ class RigModelConfig:
             raise ValueError(f"anchor_candidates must be in [1, max_joints], got {self.anchor_candidates}")
         if not 0 <= self.local_tokens <= self.shape_tokens:
             raise ValueError(f"local_tokens must be in [0, shape_tokens], got {self.local_tokens}")
+        if self.direction_bins < 0:
+            raise ValueError(f"direction_bins must be >= 0, got {self.direction_bins}")
         if not 2 <= self.max_joints <= 256:
             raise ValueError(f"max_joints must be in [2, 256], got {self.max_joints}")
 
@@ -74,6 +80,10 @@ class RigSamplingConfig:
     snap_inside: bool = True  # a drawn joint outside the surface moves to the medial point under it
     anchor_temperature: float | None = None  # the pointer's own temperature (None: `temperature`; 0: most likely)
     parent_from_anchor: bool = False  # the joint's parent is its anchor; the parent head only decides stop
+    # a drawn joint within `duplicate_radius` of an earlier bone or joint (it retraces a limb already drawn, or
+    # makes a bone shorter than that) is drawn again, anchor and offset, up to this many times (0: off)
+    redraw_duplicates: int = 0
+    duplicate_radius: float = 0.03
     skin: SkinPostConfig = field(default_factory=SkinPostConfig)
 
 

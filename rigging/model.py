@@ -22,7 +22,16 @@ from genmotion.nn.blocks import PreNormBlock
 from genmotion.nn.rope import Rotary
 from genmotion.rigging.config import RigModelConfig
 
-__all__ = ["Denoiser", "RigAnything", "bone_distances", "fourier", "gather_rows", "sequence_positions"]
+__all__ = [
+    "Denoiser",
+    "RigAnything",
+    "bone_distances",
+    "direction_labels",
+    "fourier",
+    "gather_rows",
+    "sequence_positions",
+    "sphere_directions",
+]
 
 
 _SKIN_BANDS = 3  # sin/cos frequencies of the point - joint offset seen by the skin head
@@ -37,6 +46,25 @@ def fourier(x: torch.Tensor, bands: int) -> torch.Tensor:
     freqs = (2.0 ** torch.arange(bands, device=x.device, dtype=x.dtype)) * math.pi
     xf = x[..., None] * freqs  # (..., 3, bands)
     return torch.cat([x, xf.sin().flatten(-2), xf.cos().flatten(-2)], dim=-1)
+
+
+_ZERO_BONE = 0.01  # a scaled offset shorter than this is the "zero bone" direction class (a stop step's)
+
+
+def sphere_directions(n: int) -> torch.Tensor:
+    """(n, 3) unit vectors spread evenly over the sphere (a Fibonacci lattice)."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / n
+    phi = math.pi * (1 + math.sqrt(5.0)) * i
+    r = (1 - z * z).sqrt()
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1).float()
+
+
+def direction_labels(x0_K3: torch.Tensor, directions_D3: torch.Tensor) -> torch.Tensor:
+    """(...,) the direction class of scaled offsets (..., 3): the nearest of the D directions, or D (the zero bone)
+    for an offset shorter than `_ZERO_BONE`."""
+    nearest = (x0_K3 @ directions_D3.to(x0_K3).T).argmax(dim=-1)
+    return torch.where(x0_K3.norm(dim=-1) < _ZERO_BONE, directions_D3.shape[0], nearest)
 
 
 def sequence_positions(num_shape: int, num_joint_tokens: int, device: torch.device | None = None) -> torch.Tensor:
@@ -143,6 +171,12 @@ class RigAnything(nn.Module):
             self.local_out = nn.Linear(c.width, c.width)
             nn.init.zeros_(self.local_out.weight)
             nn.init.zeros_(self.local_out.bias)
+        self.direction_head: nn.Module | None = None
+        if c.direction_bins:
+            self.register_buffer("directions", sphere_directions(c.direction_bins), persistent=False)
+            self.direction_head = _mlp([c.width, c.width, c.direction_bins + 1])
+            self.direction_embed = nn.Embedding(c.direction_bins + 1, c.width)
+            nn.init.zeros_(self.direction_embed.weight)  # the offset head starts as it was without a direction
         self.query = _mlp([c.width + fdim, c.width, c.width])
         self.candidate = nn.Linear(c.width, c.width)
         self.pair_score = nn.Sequential(nn.GELU(), nn.Linear(c.width, 1))
@@ -234,6 +268,15 @@ class RigAnything(nn.Module):
         rel = (gather_rows(centres_BS3, idx) - xyz_BQ3[:, :, None]) / self.config.offset_scale  # (B, Q, G, 3)
         x = gather_rows(shape_BSC, idx) + self.local_rel(fourier(rel, self.config.fourier_bands))
         return self.local_out(self.local_mlp(x).amax(dim=2))
+
+    def direction_logits(self, context: torch.Tensor) -> torch.Tensor:
+        """Position-head contexts (..., C) -> (..., D + 1) logits of the bone direction class (D: the zero bone)."""
+        assert self.direction_head is not None, "this model has no direction classes (direction_bins 0)"
+        return self.direction_head(context)
+
+    def with_direction(self, context: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The offset head's context (..., C) given the direction class (...,)."""
+        return context + self.direction_embed(label)
 
     def regress(self, context: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., 3) scaled offset from the anchor (regression head)."""

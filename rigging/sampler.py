@@ -11,13 +11,13 @@ from it), then its parent over the earlier joints and itself (self = stop), and 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from genmotion.engine.discrete import TokenLoopConfig, token_stream
 from genmotion.kv.layered import LayeredKVCache
-from genmotion.rigging.anchors import anchor_table, draw_positions, offset_error, snap_inside
+from genmotion.rigging.anchors import AnchorDraw, AnchorTable, anchor_table, draw_positions, offset_error, snap_inside
 from genmotion.rigging.config import RigSamplingConfig
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
@@ -106,10 +106,7 @@ class _JointDecoder:
             self._shape(),
         )
         cfg = self.cfg
-        draw = draw_positions(
-            m, h, table, k, self.alphas, cfg.sample_steps, cfg.temperature, generator, cfg.anchor_temperature
-        )
-        pos = snap_inside(draw.positions, self.points) if cfg.snap_inside else draw.positions
+        draw, pos = self._draw(h, table, k, generator)
         self.logp += torch.where(self.alive, draw.logp, 0.0)
         if k == 0:
             parent = torch.zeros(R, dtype=torch.long, device=h.device)
@@ -138,6 +135,55 @@ class _JointDecoder:
         self.step += 1
         return torch.cat([pos, parent[:, None].to(pos.dtype)], dim=-1)[:, None]
 
+    def _draw(
+        self, h_RC: torch.Tensor, table: AnchorTable, k: int, generator: torch.Generator | None
+    ) -> tuple[AnchorDraw, torch.Tensor]:
+        """Step k's draw and its (snapped) positions (R, 3). With `redraw_duplicates`, a row whose joint lies within
+        `duplicate_radius` of an earlier bone or joint (it retraces a limb already drawn, or makes a bone shorter
+        than that) is drawn again, anchor and offset, up to that many times; it keeps its clearest draw."""
+        cfg = self.cfg
+        tries = 1 + (cfg.redraw_duplicates if k >= 2 else 0)
+        draw, pos, best = None, None, None
+        for _ in range(tries):
+            d = draw_positions(
+                self.model,
+                h_RC,
+                table,
+                k,
+                self.alphas,
+                cfg.sample_steps,
+                cfg.temperature,
+                generator,
+                cfg.anchor_temperature,
+            )
+            p = snap_inside(d.positions, self.points) if cfg.snap_inside else d.positions
+            if tries == 1:
+                return d, p
+            clear = self._clearance(p, d.anchor - 1)
+            if draw is None or pos is None or best is None:
+                draw, pos, best = d, p, clear
+            else:
+                better = clear > best
+                new = {f.name: getattr(d, f.name) for f in fields(d)}
+                draw = AnchorDraw(**{n: torch.where(_rows(better, v), v, getattr(draw, n)) for n, v in new.items()})
+                pos, best = torch.where(better[:, None], p, pos), torch.maximum(best, clear)
+            if bool((best >= cfg.duplicate_radius).all()):
+                break
+        assert draw is not None and pos is not None
+        return draw, pos
+
+    def _clearance(self, pos_R3: torch.Tensor, anchor_R: torch.Tensor) -> torch.Tensor:
+        """(R,) the distance from each row's new joint (grown from joint `anchor`) to the nearest earlier bone;
+        infinite for a draw at the root from the root (a stop step's position, which is meant to lie there)."""
+        xyz, par = torch.stack(self.xyz, dim=1), torch.stack(self.parents, dim=1)  # (R, k, 3), (R, k)
+        a = xyz.gather(1, par[..., None].clamp(max=xyz.shape[1] - 1).expand(-1, -1, 3))[:, 1:]  # bone starts
+        b = xyz[:, 1:]  # (R, k - 1, 3): bone j ends at joint j (j >= 1; joint 0 is the root)
+        ab, ap = b - a, pos_R3[:, None] - a
+        t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)).clamp(0, 1)
+        clear = (ap - t[..., None] * ab).norm(dim=-1).amin(dim=1)
+        at_root = (anchor_R == 0) & ((pos_R3 - xyz[:, 0]).norm(dim=-1) < self.cfg.duplicate_radius)
+        return torch.where(at_root, float("inf"), clear)
+
     def _shape(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The prefill's contextual shape tokens (R, S, C) and their centres (R, S, 3)."""
         assert self.engine.shape_features is not None
@@ -151,6 +197,11 @@ class _JointDecoder:
         parent_xyz = stacked.gather(1, parent.clamp(max=k - 1)[:, None, None].expand(-1, 1, 3))
         index = torch.full_like(parent[:, None], k - 1)
         return self.model.joint_embedding(xyz, parent_xyz, index, parent[:, None])
+
+
+def _rows(mask_R: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The row mask (R,) shaped to broadcast against `like` (R, ...)."""
+    return mask_R.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _finish(dec: _JointDecoder, shape_features: torch.Tensor, generator: torch.Generator | None) -> SampledSkeletons:

@@ -23,7 +23,7 @@ from genmotion.rigging.data import RigBatches, collate, creature_sample
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.model import RigAnything, sequence_positions
 
-__all__ = ["RIG_KIND", "RigTrainModel", "RigAnythingTask", "rig_losses", "teacher_forced_error"]
+__all__ = ["RIG_KIND", "RigTrainModel", "RigAnythingTask", "jitter_joints", "rig_losses", "teacher_forced_error"]
 
 RIG_KIND = "riganything"
 
@@ -35,6 +35,10 @@ class RigTrainModel:
     net: RigModelConfig = field(default_factory=RigModelConfig)
     sampling: RigSamplingConfig = field(default_factory=RigSamplingConfig)
     noise_samples: int = 4  # noise draws per joint step and anchor (MAR's diffusion batch multiplier)
+    # > 0: the joints the model reads (its tokens and anchors) are jittered by Gaussian noise of a standard
+    # deviation drawn per creature in [0, context_noise] (normalised units); the targets stay the true joints, so
+    # each step learns to grow the true next joint from slightly wrong earlier ones, as in free sampling
+    context_noise: float = 0.0
     anchor_weight: float = 1.0
     parent_weight: float = 1.0
     skin_weight: float = 1.0
@@ -51,20 +55,37 @@ def parent_logits(pair_BKI: torch.Tensor, stop_BK: torch.Tensor) -> torch.Tensor
     return logits.masked_fill(col[None] > step, float("-inf"))
 
 
+def jitter_joints(
+    joints_BJ3: torch.Tensor, num_joints_B: torch.Tensor, max_std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Joints (B, J, 3) plus Gaussian noise of a standard deviation drawn per row uniformly in [0, max_std];
+    padding rows (index >= num_joints) are left as they are."""
+    B, J, _ = joints_BJ3.shape
+    dev = joints_BJ3.device
+    std = torch.rand(B, 1, 1, generator=generator, device=dev) * max_std
+    real = (torch.arange(J, device=dev)[None] < num_joints_B[:, None])[..., None]
+    eps = torch.randn(joints_BJ3.shape, generator=generator, device=dev)
+    return joints_BJ3 + torch.where(real, std * eps, 0.0)
+
+
 def rig_losses(
     model: RigAnything,
     batch: dict[str, torch.Tensor],
     cfg: RigTrainModel,
     alphas: torch.Tensor,
     generator: torch.Generator | None = None,
+    context_joints: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Teacher-forced losses of one batch: `position` (offset head), `anchor` (pointer), `parent`, `skin`
-    (scalars), and the metrics `parent_acc` and `anchor_acc` (how often the pointer's most likely anchor is
-    the true one: the parent, the origin for the root)."""
+    """Teacher-forced losses of one batch: `position` (offset head), `anchor` (pointer), `direction` (the direction
+    class; 0 without `direction_bins`), `parent`, `skin` (scalars), and the metrics `parent_acc` and `anchor_acc`
+    (how often the pointer's most likely anchor is the true one: the parent, the origin for the root).
+    `context_joints` (B, J, 3): the joints the model reads as earlier joints and anchors (default the true ones);
+    targets and the skin are always the true joints."""
     points, joints, parents, n = batch["points"], batch["joints"], batch["parents"], batch["num_joints"]
     B, J, _ = joints.shape
     S = model.config.shape_tokens
-    x = torch.cat([model.prompt(points), model.joint_tokens(joints, parents)], dim=1)
+    seen = joints if context_joints is None else context_joints
+    x = torch.cat([model.prompt(points), model.joint_tokens(seen, parents)], dim=1)
     out = model.backbone(x, sequence_positions(S, J, points.device))
     h, cand = out[:, S : S + J + 1], out[:, S + 1 :]  # (B, K, C) step contexts, (B, J, C) joint features
     K = J + 1
@@ -72,12 +93,12 @@ def rig_losses(
     valid = steps[None] <= n[:, None]  # (B, K): real joints and the stop step
     target = torch.cat([joints, joints[:, :1]], dim=1)  # the stop step's position is the root's
     target = torch.where((steps[None] == n[:, None])[..., None], joints[:, :1], target)
-    table = anchor_table(out[:, S], cand, joints, parents, (out[:, :S], points[:, :S, :3]))
+    table = anchor_table(out[:, S], cand, seen, parents, (out[:, :S], points[:, :S, :3]))
     goal = torch.cat([parents.new_zeros(B, 1), parents[:, 1:] + 1, parents.new_ones(B, 1)], dim=1)  # (B, K)
     goal = torch.where(steps[None] == n[:, None], 1, goal)  # the stop step grows from the root, offset 0
-    pointer, offset, hit = anchor_losses(model, h, table, goal, target, alphas, cfg.noise_samples, generator)
+    pointer, offset, hit, bins = anchor_losses(model, h, table, goal, target, alphas, cfg.noise_samples, generator)
     count = valid.sum()
-    anchor, position, anchor_acc = [(v * valid).sum() / count for v in (pointer, offset, hit)]
+    anchor, position, anchor_acc, direction = [(v * valid).sum() / count for v in (pointer, offset, hit, bins)]
     pair, stop = model.parent_scores(h, target, cand)
     logits = parent_logits(pair, stop)  # (B, K, J + 1)
     goal = torch.cat([parents, parents.new_zeros(B, 1)], dim=1)
@@ -95,6 +116,7 @@ def rig_losses(
     return {
         "position": position,
         "anchor": anchor,
+        "direction": direction,
         "parent": ce,
         "skin": skin,
         "parent_acc": acc,
@@ -148,9 +170,12 @@ class RigAnythingTask:
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, RigAnything) and self._cfg is not None and self._alphas is not None
-        parts = rig_losses(model, batch, self._cfg, self._alphas)
         cfg = self._cfg
-        loss = parts["position"] + cfg.anchor_weight * parts["anchor"]
+        seen = None
+        if cfg.context_noise > 0:
+            seen = jitter_joints(batch["joints"], batch["num_joints"], cfg.context_noise)
+        parts = rig_losses(model, batch, cfg, self._alphas, context_joints=seen)
+        loss = parts["position"] + cfg.anchor_weight * parts["anchor"] + parts["direction"]
         loss = loss + cfg.parent_weight * parts["parent"] + cfg.skin_weight * parts["skin"]
         return loss, {k: float(v.detach()) for k, v in parts.items()}
 

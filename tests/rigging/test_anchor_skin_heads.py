@@ -9,7 +9,7 @@ from rigging_tiny import TINY
 from genmotion.rigging.anchors import anchor_losses, anchor_mask, anchor_table, draw_positions, snap_inside
 from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.meshio import farthest_point_order
-from genmotion.rigging.model import RigAnything, bone_distances, fourier
+from genmotion.rigging.model import RigAnything, bone_distances, direction_labels, fourier, sphere_directions
 
 
 def test_farthest_point_order_is_a_permutation_that_covers_first():
@@ -89,8 +89,8 @@ def test_anchor_draw_is_anchor_plus_offset_and_losses_score_the_parent():
     hk = h[:, None].expand(-1, 4, -1)
     goal = torch.tensor([[0, 1, 1, 1]]).expand(2, -1)  # root <- origin, then joints 1, 2 and the stop <- joint 0
     target = torch.cat([joints, joints[:, :1]], dim=1)
-    pointer, offset, hit = anchor_losses(model, hk, table, goal, target, alphas, 1, None)
-    assert pointer.shape == offset.shape == hit.shape == (2, 4)
+    pointer, offset, hit, direction = anchor_losses(model, hk, table, goal, target, alphas, 1, None)
+    assert pointer.shape == offset.shape == hit.shape == (2, 4) and direction.eq(0).all()  # no direction classes
     assert pointer[:, 0].abs().max() < 1e-6 and pointer[:, 1].abs().max() < 1e-6  # a single allowed anchor
     assert hit[:, :2].eq(1).all()
     x0 = (target[:, 3] - joints[:, 0]) / cfg.offset_scale  # the stop step: offset 0 from the root
@@ -136,3 +136,57 @@ def test_local_context_starts_at_zero_and_reads_the_nearest_shape_tokens():
     far = feats.clone()
     far[:, [0, 3]] = 100.0  # tokens beyond the 2 nearest do not matter
     torch.testing.assert_close(model.local_context(q, far, centres), out)
+
+
+def test_direction_classes_label_bone_vectors_and_start_as_the_model_without():
+    dirs = sphere_directions(64)
+    torch.testing.assert_close(dirs.norm(dim=-1), torch.ones(64))
+    assert (dirs @ dirs.T - 2 * torch.eye(64)).amax() < 0.97  # spread: no two directions within ~14 degrees
+    x0 = torch.stack([2.0 * dirs[5], 0.5 * dirs[40], torch.tensor([0.001, 0.0, 0.0])])
+    assert direction_labels(x0, dirs).tolist() == [5, 40, 64]  # the nearest direction; 64 = the zero bone
+
+    torch.manual_seed(0)
+    cfg = TINY.__class__(**{**TINY.__dict__, "direction_bins": 16})
+    model, plain = RigAnything(cfg), RigAnything(TINY)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and {k.split(".")[0] for k in missing} == {"direction_head", "direction_embed"}
+    B, C = 2, cfg.width
+    joints = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.3, 0.0], [0.2, 0.0, 0.0]]]).expand(B, -1, -1)
+    parents = torch.tensor([[0, 0, 0]]).expand(B, -1)
+    table = anchor_table(torch.randn(B, C), torch.randn(B, 3, C), joints, parents)
+    hk = torch.randn(B, 4, C)
+    goal = torch.tensor([[0, 1, 1, 1]]).expand(B, -1)
+    target = torch.cat([joints, joints[:, :1]], dim=1)
+    alphas = cosine_alphas_cumprod(cfg.diffusion_steps).float()
+    ours = anchor_losses(model, hk, table, goal, target, alphas, 2, torch.Generator().manual_seed(1))
+    theirs = anchor_losses(plain, hk, table, goal, target, alphas, 2, torch.Generator().manual_seed(1))
+    for a, b in zip(ours[:3], theirs[:3], strict=True):  # a zero class embedding: the offset head is unchanged
+        torch.testing.assert_close(a, b)
+    label = direction_labels(
+        (target - table.geo[torch.arange(B)[:, None], goal, :3]) / cfg.offset_scale, model.directions
+    )
+    assert label[:, 3].eq(16).all()  # the stop step grows a zero bone from the root
+    expected = torch.nn.functional.cross_entropy(
+        model.direction_logits(model.anchor_context(hk, table.feat, table.geo, goal[..., None])[:, :, 0]).flatten(0, 1),
+        label.flatten(),
+        reduction="none",
+    )
+    torch.testing.assert_close(ours[3], expected.view(B, 4))
+    # drawing (temperature 0, a regression head for exactness): the most likely class first, then the offset
+    # from the context with that class's embedding
+    reg = RigAnything(TINY.__class__(**{**cfg.__dict__, "position_head": "regression"}))
+    torch.nn.init.normal_(reg.direction_embed.weight)
+    h = torch.randn(B, C)
+    draw = draw_positions(reg, h, table, 3, alphas, 4, 0.0, None)
+    ctx = reg.anchor_context(h[:, None], table.feat, table.geo, draw.anchor[:, None, None])[:, 0, 0]
+    label = reg.direction_logits(ctx).argmax(-1)
+    torch.testing.assert_close(draw.context, reg.with_direction(ctx, label))
+    torch.testing.assert_close(draw.offset, reg.regress(draw.context))
+    # at temperature 1 the draw's log-probability is the anchor's plus the class's
+    draw = draw_positions(reg, h, table, 3, alphas, 4, 1.0, torch.Generator().manual_seed(2))
+    ctx = reg.anchor_context(h[:, None], table.feat, table.geo, draw.anchor[:, None, None])[:, 0, 0]
+    label = (draw.context - ctx)[:, None].sub(reg.direction_embed.weight[None]).norm(dim=-1).argmin(-1)
+    anchor_logp = torch.log_softmax(reg.anchor_logits(h[:, None], table.feat)[:, 0, 1:4], -1)
+    class_logp = torch.log_softmax(reg.direction_logits(ctx), -1)
+    rows = torch.arange(B)
+    torch.testing.assert_close(draw.logp, anchor_logp[rows, draw.anchor - 1] + class_logp[rows, label])

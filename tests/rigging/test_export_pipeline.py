@@ -184,3 +184,54 @@ def test_uvs_and_texture_survive_the_glb(tmp_path):
     np.testing.assert_allclose(
         np.asarray(back.visual.uv), np.asarray(trimesh.load(str(src), force="mesh").visual.uv), atol=1e-6
     )
+
+
+def test_clearance_of_a_new_joint_from_the_bones_drawn_so_far():
+    from genmotion.rigging.config import RigSamplingConfig
+    from genmotion.rigging.sampler import _JointDecoder
+
+    pipe = tiny_pipeline()
+    dec = _JointDecoder(pipe.model, None, torch.zeros(1, 8, 6), RigSamplingConfig(), 8)  # type: ignore[arg-type]
+    for xyz, parent in (((0.0, 0.0, 0.0), 0), ((0.0, 1.0, 0.0), 0), ((1.0, 1.0, 0.0), 1)):
+        dec.xyz.append(torch.tensor([xyz]))
+        dec.parents.append(torch.tensor([parent]))
+    clear = [
+        float(dec._clearance(torch.tensor([p]), torch.tensor([a])))
+        for p, a in (((0.5, 1.02, 0.0), 2), ((0.0, 0.5, 0.3), 1), ((0.0, 0.0, 0.01), 0), ((0.0, 0.0, 0.01), 1))
+    ]
+    np.testing.assert_allclose(clear[:2], [0.02, 0.3], atol=1e-6)  # on the bone 1 -> 2; 0.3 off the bone 0 -> 1
+    assert clear[2] == float("inf")  # at the root, grown from the root: a stop step's position
+    np.testing.assert_allclose(clear[3], 0.01, atol=1e-6)  # at the root from another joint: a duplicate
+
+
+def test_redrawn_duplicates_keep_a_valid_rig(creature_mesh):
+    import dataclasses
+
+    _, V, F = creature_mesh
+    pipe = tiny_pipeline()
+    plain = pipe.rig((V, F), seed=5)
+    pipe.sampling = dataclasses.replace(pipe.sampling, redraw_duplicates=3, duplicate_radius=10.0)  # every draw
+    r = pipe.rig((V, F), seed=5)
+    assert r.parents[0] == -1 and all(0 <= p < j for j, p in enumerate(r.parents[1:], 1))
+    np.testing.assert_allclose(r.weights.sum(axis=1), 1.0, atol=1e-9)
+    assert len(plain.joints) >= 3 and not np.array_equal(plain.joints, r.joints)  # joint 2 on: drawn again
+
+
+def test_direction_classes_through_the_pipeline_and_a_checkpoint(tmp_path, creature_mesh):
+    import dataclasses
+
+    from genmotion.rigging.model import RigAnything
+    from genmotion.rigging.pipeline import RigAnythingPipeline
+
+    _, V, F = creature_mesh
+    base = tiny_pipeline()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = RigAnything(dataclasses.replace(base.config, direction_bins=8))
+    torch.nn.init.normal_(model.direction_embed.weight)
+    RigAnythingPipeline(model, base.sampling).save_pretrained(tmp_path / "d")
+    a = RigAnythingPipeline.from_pretrained(tmp_path / "d")
+    assert a.config.direction_bins == 8
+    ra, rb = a.rig((V, F), seed=2), a.rig((V, F), seed=2)
+    np.testing.assert_array_equal(ra.joints, rb.joints)
+    assert ra.parents[0] == -1 and ra.weights.shape == (len(V), ra.num_joints)

@@ -12,7 +12,7 @@ from genmotion.rigging.diffusion import cosine_alphas_cumprod
 from genmotion.rigging.geometry import _segments, analytic_skin, sample_capsules, segment_distance
 from genmotion.rigging.metrics import skeleton_metrics, skin_metrics
 from genmotion.rigging.skeleton import Skeleton, bfs_order, pose_skeleton, random_rotations, reorder
-from genmotion.rigging.train import RigTrainModel, parent_logits, rig_losses
+from genmotion.rigging.train import RigAnythingTask, RigTrainModel, jitter_joints, parent_logits, rig_losses
 
 
 def _edges(sk: Skeleton) -> set[tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -120,6 +120,44 @@ def test_losses_are_finite_and_train(local_tokens):
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("regressor"))
+
+
+def _snake_batch(max_joints: int = 8):
+    cfg = RigDataConfig(num_points=256, skin_points=32, max_joints=max_joints)
+    rng = np.random.default_rng(6)
+    samples = []
+    while len(samples) < 3:
+        s = creature_sample(random_creature("snake", rng), cfg, rng)
+        if len(s.parents) <= max_joints:
+            samples.append(s)
+    return collate(samples, 32, rng)
+
+
+def test_context_jitter_moves_what_the_model_reads_not_the_targets():
+    from genmotion.rigging.model import RigAnything
+
+    torch.manual_seed(0)
+    model = RigAnything(TINY)
+    batch = _snake_batch()
+    joints, n = batch["joints"], batch["num_joints"]
+    jittered = jitter_joints(joints, n, 0.05, torch.Generator().manual_seed(1))
+    real = torch.arange(joints.shape[1])[None] < n[:, None]
+    assert torch.equal(jittered[~real], joints[~real])  # padding untouched
+    moved = (jittered - joints)[real]
+    assert (moved.abs() > 0).all() and moved.std() < 0.05
+    alphas = cosine_alphas_cumprod(100).float()
+    cfg = RigTrainModel(net=TINY)
+
+    def losses(context):
+        return rig_losses(model, batch, cfg, alphas, torch.Generator().manual_seed(0), context_joints=context)
+
+    clean, same, noisy = losses(None), losses(joints.clone()), losses(jittered)
+    assert all(torch.equal(clean[k], same[k]) for k in clean)  # the true joints as context = the default
+    assert not torch.equal(clean["position"], noisy["position"])
+    task = RigAnythingTask()
+    task.build_model(RigTrainModel(net=TINY, context_noise=0.05))
+    loss, parts = task.loss(model, batch)
+    assert torch.isfinite(loss) and set(parts) == set(clean)
 
 
 def test_metrics_of_a_perfect_rig():
