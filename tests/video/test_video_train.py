@@ -158,3 +158,41 @@ def test_train_keyframe_through_the_cli(folder, tmp_path, capsys):
     assert before.keys() == after.keys()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("keyframe.") for k in changed)
+
+
+def test_deeper_fine_tune_starts_as_the_checkpoint(folder, tmp_path):
+    """model.init_from with a larger model.transformer.depth: the new blocks are the identity, so the deeper
+    model draws the checkpoint's frames; a smaller depth or another MLP width is a clear error."""
+    from dataclasses import replace
+
+    import torch
+
+    from genmotion.errors import UsageError
+    from genmotion.video.videoar.config import VideoARTransformerConfig
+    from genmotion.video.videoar.pipeline import VideoARPipeline
+    from genmotion.video.videoar.train import VideoARModelConfig, VideoARTask
+
+    tok = train(HERE / "tiny_tokenizer.yaml", [f"data.folder={folder}", f"trainer.out_dir={tmp_path / 'tok'}"])
+    ar = train(
+        HERE / "tiny_videoar.yaml",
+        [f"data.folder={folder}", f"model.tokenizer_checkpoint={tok.checkpoint}", f"trainer.out_dir={tmp_path / 'ar'}"],
+    )
+    pipe = genmotion.load(str(ar.checkpoint))
+    tiny = VideoARTransformerConfig(width=32, depth=2, heads=2, rope_axes=(4, 6, 6), sink_frames=1, window_frames=2,
+                                    max_sink_distance=3)  # fmt: skip
+    assert tiny == pipe.model.config.transformer
+    deep = VideoARTask().build_model(
+        VideoARModelConfig(init_from=str(ar.checkpoint), transformer=replace(tiny, depth=4))
+    )
+    assert len(deep.transformer.blocks) == 4
+    assert not torch.equal(
+        deep.transformer.blocks[3].attn.qkv.weight, torch.zeros_like(deep.transformer.blocks[3].attn.qkv.weight)
+    )
+    assert torch.count_nonzero(deep.transformer.blocks[3].mlp.fc2.weight) == 0
+    deeper = VideoARPipeline(deep, sampling=pipe.default_sampling)
+    a = pipe.generate("a red ball moving left", num_frames=3, seed=0).frames
+    b = deeper.generate("a red ball moving left", num_frames=3, seed=0).frames
+    assert (a == b).all()
+    for wrong in (replace(tiny, depth=1), replace(tiny, depth=3, mlp_ratio=2.0)):
+        with pytest.raises(UsageError, match="model.transformer differs"):
+            VideoARTask().build_model(VideoARModelConfig(init_from=str(ar.checkpoint), transformer=wrong))

@@ -26,7 +26,7 @@ from genmotion.video.tokenizer_task import load_tokenizer
 from genmotion.video.videoar.config import VideoARConfig, VideoARTransformerConfig
 from genmotion.video.videoar.layout_prior import LayoutPriorConfig, layout_loss
 from genmotion.video.videoar.loss import TrainingSettings, videoar_loss
-from genmotion.video.videoar.model import VideoAR
+from genmotion.video.videoar.model import VideoAR, VideoARTransformer
 
 __all__ = ["KIND", "VideoARModelConfig", "VideoARTask", "read_videoar_config"]
 
@@ -41,7 +41,8 @@ class VideoARModelConfig:
 
     Exactly one of: `tokenizer_checkpoint` (a `video-tokenizer` or `videoar` checkpoint, directory or
     registry name), `init_from` (a `videoar` checkpoint to fine-tune: tokenizer and transformer weights and
-    configs come from it), or `tokenizer` (a fresh, untrained tokenizer: only for smoke tests).
+    configs come from it; `transformer.depth` may be raised, the new blocks appended as the identity), or
+    `tokenizer` (a fresh, untrained tokenizer: only for smoke tests).
     `transformer_init` (with `tokenizer_checkpoint`): start the transformer from another `videoar` checkpoint's
     transformer (same architecture, e.g. a new tokenizer of the same latent and vocabulary sizes).
     `train: layout_prior` (with `init_from`): train only a layout prior (`layout_prior`, its architecture) for
@@ -102,6 +103,19 @@ def read_videoar_config(directory: Any) -> VideoARConfig:
     return from_dict(VideoARConfig, cfg["model"], prefix="model")
 
 
+def deepen_as_identity(transformer: VideoARTransformer, loaded: int) -> None:
+    """Blocks `loaded`.. of a transformer whose first `loaded` blocks hold trained weights become copies of block 0
+    with their attention and MLP output projections zeroed: each adds nothing to the residual stream, so the deeper
+    network computes what the trained one did, and fine-tuning starts from there."""
+    blocks = transformer.blocks
+    with torch.no_grad():
+        for block in blocks[loaded:]:
+            block.load_state_dict(blocks[0].state_dict())
+            for out in (block.attn.proj, block.mlp.fc2):
+                out.weight.zero_()
+                out.bias.zero_()
+
+
 class VideoARTask:
     """Task protocol implementation (see `genmotion.train.task.Task`)."""
 
@@ -127,17 +141,20 @@ class VideoARTask:
             directory = resolve(model_cfg.init_from)
             config = read_videoar_config(directory)
             self._sampling = read_checkpoint_config(directory).get("sampling")
-            given = model_cfg.transformer
-            if given != VideoARTransformerConfig():  # only the sink distance may change: no weight depends on it
-                if replace(given, max_sink_distance=config.transformer.max_sink_distance) != config.transformer:
+            given, depth = model_cfg.transformer, config.transformer.depth
+            if given != VideoARTransformerConfig():  # the sink distance (no weight depends on it) or more depth
+                same = replace(given, max_sink_distance=config.transformer.max_sink_distance, depth=depth)
+                if same != config.transformer or given.depth < depth:
                     raise UsageError(
                         "model.transformer differs from the checkpoint given in model.init_from",
-                        why="a fine-tune keeps the checkpoint's architecture; only max_sink_distance may change",
-                        fix="leave model.transformer out, or change only model.transformer.max_sink_distance",
+                        why="a fine-tune keeps the checkpoint's architecture; only max_sink_distance may change, and "
+                        "depth may grow (the new blocks start as the identity)",
+                        fix="leave model.transformer out, or change only its max_sink_distance or raise its depth",
                     )
                 config = replace(config, transformer=given)
             model = VideoAR(config)
-            load_weights(model, directory)
+            load_weights(model, directory, strict=config.transformer.depth == depth)
+            deepen_as_identity(model.transformer, depth)
         elif model_cfg.tokenizer_checkpoint is not None:
             tokenizer = load_tokenizer(model_cfg.tokenizer_checkpoint)
             model = VideoAR(VideoARConfig(tokenizer=tokenizer.config, transformer=model_cfg.transformer))
