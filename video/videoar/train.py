@@ -153,7 +153,8 @@ class VideoARTask:
                     )
                 config = replace(config, transformer=given)
             model = VideoAR(config)
-            load_weights(model, directory, strict=config.transformer.depth == depth)
+            grown = tuple(f"transformer.blocks.{i}." for i in range(depth, config.transformer.depth))
+            load_weights(model, directory, skip=grown)  # every other weight must be there
             deepen_as_identity(model.transformer, depth)
         elif model_cfg.tokenizer_checkpoint is not None:
             tokenizer = load_tokenizer(model_cfg.tokenizer_checkpoint)
