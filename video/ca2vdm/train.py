@@ -26,7 +26,7 @@ from genmotion.config import to_dict
 from genmotion.errors import UsageError
 from genmotion.nn.masks import chunk_window_mask
 from genmotion.registry import resolve
-from genmotion.sampling.flow import CLEAN_TIME, flow_path, timesteps, velocity_target
+from genmotion.sampling.flow import CLEAN_TIME, flow_path, integrate, timesteps, velocity_target
 from genmotion.video.ca2vdm.config import Ca2VDMConfig, CausalFlowConfig
 from genmotion.video.ca2vdm.model import Ca2VDM
 from genmotion.video.ca2vdm.pipeline import KIND, read_ca2vdm_config
@@ -153,13 +153,14 @@ def own_chunks(
     L = T * N
     flow = GuidedFlow(model, model.text_condition(text_BE.to(x1_BTND.device)), settings.self_context_guidance)
     context = x1_BTND.reshape(B, L, D)
-    x = torch.randn(context.shape, generator=generator).to(context.device)
     clean = torch.full((B, L), CLEAN_TIME, device=context.device)
-    times = timesteps(settings.self_context_steps).tolist()
-    for t, t_next in zip(times[:-1], times[1:], strict=True):
-        seq, t_BL = torch.cat([context, x], 1), torch.cat([clean, torch.full_like(clean, t)], 1)  # (B, 2L, ...)
-        x = x + (t_next - t) * flow(seq, t_BL, positions, mask=mask)[:, L:]
-    drawn = x.view(B, T, N, D)
+
+    def velocity(x_BLD: torch.Tensor, t: float) -> torch.Tensor:
+        seq, t_BL = torch.cat([context, x_BLD], 1), torch.cat([clean, torch.full_like(clean, t)], 1)  # (B, 2L, ...)
+        return flow(seq, t_BL, positions, mask=mask)[:, L:]
+
+    noise = torch.randn(context.shape, generator=generator).to(context.device)
+    drawn = integrate(velocity, noise, timesteps(settings.self_context_steps)).view(B, T, N, D)
     return model.encode_tokens(model.decode_tokens(drawn)) if settings.self_context_reencode else drawn
 
 
