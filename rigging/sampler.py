@@ -142,9 +142,8 @@ class _JointDecoder:
         `duplicate_radius` of an earlier bone or joint (it retraces a limb already drawn, or makes a bone shorter
         than that) is drawn again, anchor and offset, up to that many times; it keeps its clearest draw."""
         cfg = self.cfg
-        tries = 1 + (cfg.redraw_duplicates if k >= 2 else 0)
-        draw, pos, best = None, None, None
-        for _ in range(tries):
+
+        def once() -> tuple[AnchorDraw, torch.Tensor]:
             d = draw_positions(
                 self.model,
                 h_RC,
@@ -156,32 +155,38 @@ class _JointDecoder:
                 generator,
                 cfg.anchor_temperature,
             )
-            p = snap_inside(d.positions, self.points) if cfg.snap_inside else d.positions
-            if tries == 1:
-                return d, p
-            clear = self._clearance(p, d.anchor - 1)
-            if draw is None or pos is None or best is None:
-                draw, pos, best = d, p, clear
-            else:
-                better = clear > best
-                new = {f.name: getattr(d, f.name) for f in fields(d)}
-                draw = AnchorDraw(**{n: torch.where(_rows(better, v), v, getattr(draw, n)) for n, v in new.items()})
-                pos, best = torch.where(better[:, None], p, pos), torch.maximum(best, clear)
+            return d, snap_inside(d.positions, self.points) if cfg.snap_inside else d.positions
+
+        draw, pos = once()
+        if not cfg.redraw_duplicates or k < 2:
+            return draw, pos
+        bones = self._bones()
+        best = self._clearance(pos, draw.anchor - 1, bones)
+        for _ in range(cfg.redraw_duplicates):
             if bool((best >= cfg.duplicate_radius).all()):
                 break
-        assert draw is not None and pos is not None
+            d, p = once()
+            clear = self._clearance(p, d.anchor - 1, bones)
+            better = clear > best
+            draw, pos, best = _pick(better, d, draw), torch.where(better[:, None], p, pos), torch.maximum(best, clear)
         return draw, pos
 
-    def _clearance(self, pos_R3: torch.Tensor, anchor_R: torch.Tensor) -> torch.Tensor:
-        """(R,) the distance from each row's new joint (grown from joint `anchor`) to the nearest earlier bone;
-        infinite for a draw at the root from the root (a stop step's position, which is meant to lie there)."""
+    def _bones(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bones drawn so far: starts and ends (R, k - 1, 3); bone j ends at joint j (j >= 1, joint 0 the root)."""
         xyz, par = torch.stack(self.xyz, dim=1), torch.stack(self.parents, dim=1)  # (R, k, 3), (R, k)
-        a = xyz.gather(1, par[..., None].clamp(max=xyz.shape[1] - 1).expand(-1, -1, 3))[:, 1:]  # bone starts
-        b = xyz[:, 1:]  # (R, k - 1, 3): bone j ends at joint j (j >= 1; joint 0 is the root)
+        starts = xyz.gather(1, par[..., None].clamp(max=xyz.shape[1] - 1).expand(-1, -1, 3))[:, 1:]
+        return starts, xyz[:, 1:]
+
+    def _clearance(
+        self, pos_R3: torch.Tensor, anchor_R: torch.Tensor, bones: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """(R,) the distance from each row's new joint (grown from joint `anchor`) to the nearest of the `bones`
+        (from `_bones`); infinite for a draw at the root from the root (a stop step's position, meant to lie there)."""
+        a, b = bones
         ab, ap = b - a, pos_R3[:, None] - a
         t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)).clamp(0, 1)
         clear = (ap - t[..., None] * ab).norm(dim=-1).amin(dim=1)
-        at_root = (anchor_R == 0) & ((pos_R3 - xyz[:, 0]).norm(dim=-1) < self.cfg.duplicate_radius)
+        at_root = (anchor_R == 0) & ((pos_R3 - self.xyz[0]).norm(dim=-1) < self.cfg.duplicate_radius)
         return torch.where(at_root, float("inf"), clear)
 
     def _shape(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,9 +204,13 @@ class _JointDecoder:
         return self.model.joint_embedding(xyz, parent_xyz, index, parent[:, None])
 
 
-def _rows(mask_R: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The row mask (R,) shaped to broadcast against `like` (R, ...)."""
-    return mask_R.view(-1, *([1] * (like.dim() - 1)))
+def _pick(mask_R: torch.Tensor, new: AnchorDraw, old: AnchorDraw) -> AnchorDraw:
+    """Per row (R,): `new`'s draw where the mask is true, else `old`'s."""
+
+    def where(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask_R.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+    return AnchorDraw(**{f.name: where(getattr(new, f.name), getattr(old, f.name)) for f in fields(AnchorDraw)})
 
 
 def _finish(dec: _JointDecoder, shape_features: torch.Tensor, generator: torch.Generator | None) -> SampledSkeletons:

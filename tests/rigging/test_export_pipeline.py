@@ -196,7 +196,7 @@ def test_clearance_of_a_new_joint_from_the_bones_drawn_so_far():
         dec.xyz.append(torch.tensor([xyz]))
         dec.parents.append(torch.tensor([parent]))
     clear = [
-        float(dec._clearance(torch.tensor([p]), torch.tensor([a])))
+        float(dec._clearance(torch.tensor([p]), torch.tensor([a]), dec._bones()))
         for p, a in (((0.5, 1.02, 0.0), 2), ((0.0, 0.5, 0.3), 1), ((0.0, 0.0, 0.01), 0), ((0.0, 0.0, 0.01), 1))
     ]
     np.testing.assert_allclose(clear[:2], [0.02, 0.3], atol=1e-6)  # on the bone 1 -> 2; 0.3 off the bone 0 -> 1
